@@ -1,0 +1,167 @@
+//! The change model: what one source record means, independent of its envelope.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::value::Item;
+
+/// Where a record sits in its source: a shard (a Kinesis shard, a file) and a numeric
+/// sequence within it (a Kinesis sequence number, a byte offset). Sequences are decimal
+/// strings of any length and compare as numbers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub shard: Arc<str>,
+    pub sequence: Arc<str>,
+}
+
+impl Position {
+    pub fn new(shard: impl Into<Arc<str>>, sequence: impl Into<Arc<str>>) -> Position {
+        Position { shard: shard.into(), sequence: sequence.into() }
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.shard, self.sequence)
+    }
+}
+
+impl Ord for Position {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.shard
+            .cmp(&other.shard)
+            .then_with(|| compare_decimal(&self.sequence, &other.sequence))
+    }
+}
+
+impl PartialOrd for Position {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Compares two unsigned decimal strings numerically (Kinesis and DynamoDB Streams sequence
+/// numbers have up to 56 digits; comparing them as text gets "9" > "10" wrong).
+pub fn compare_decimal(a: &str, b: &str) -> Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// Width of the zero-padded stream sequence stored beside `_ddb_version`.
+pub const SEQUENCE_WIDTH: usize = 40;
+
+/// A change's place in its item's history: creation time in microseconds, then the DynamoDB
+/// Streams sequence number (zero for Kinesis-for-DynamoDB records, whose time is already
+/// unique per item). Later versions win; an equal version is the same change again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version {
+    pub micros: i64,
+    /// Zero-padded to `SEQUENCE_WIDTH` digits so text order is numeric order.
+    pub sequence: String,
+}
+
+impl Version {
+    pub fn new(micros: i64, sequence: Option<&str>) -> Version {
+        let digits = sequence.map(|s| s.trim_start_matches('0')).unwrap_or("");
+        let mut padded = String::with_capacity(SEQUENCE_WIDTH);
+        for _ in digits.len()..SEQUENCE_WIDTH {
+            padded.push('0');
+        }
+        padded.push_str(digits);
+        Version { micros, sequence: padded }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl Op {
+    pub fn parse(event_name: &str) -> Option<Op> {
+        match event_name {
+            "INSERT" => Some(Op::Insert),
+            "MODIFY" => Some(Op::Modify),
+            "REMOVE" => Some(Op::Remove),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of event produced the row, stored in `_ddb_event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    Insert,
+    Modify,
+    Remove,
+    /// A REMOVE made by DynamoDB's time-to-live process.
+    Expire,
+    /// A line of a full export or scan.
+    Load,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Insert => "INSERT",
+            EventKind::Modify => "MODIFY",
+            EventKind::Remove => "REMOVE",
+            EventKind::Expire => "EXPIRE",
+            EventKind::Load => "LOAD",
+        }
+    }
+
+    pub fn is_delete(self) -> bool {
+        matches!(self, EventKind::Remove | EventKind::Expire)
+    }
+}
+
+/// One decoded change to one item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub table: String,
+    pub keys: Item,
+    /// Canonical text of `keys` (see `value::key_text`): the item's identity.
+    pub key_text: String,
+    /// The item after the change; `None` for deletes.
+    pub new_image: Option<Item>,
+    /// The item before a delete, when the stream carries it (kept for soft deletes).
+    pub old_image: Option<Item>,
+    pub event: EventKind,
+    pub version: Version,
+    pub position: Position,
+}
+
+impl Change {
+    /// Total order used to pick the newest change of a key: version, then source position.
+    pub fn order_key(&self) -> (&Version, &Position) {
+        (&self.version, &self.position)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequences_compare_as_numbers() {
+        assert_eq!(compare_decimal("9", "10"), Ordering::Less);
+        assert_eq!(compare_decimal("0010", "10"), Ordering::Equal);
+        let a = "49590338271490256608559692538361571095921575989136588898";
+        let b = "49590338271490256608559692540925702759324208523137515618";
+        assert_eq!(compare_decimal(a, b), Ordering::Less);
+    }
+
+    #[test]
+    fn versions_order_time_then_sequence() {
+        let a = Version::new(1_000_000, Some("300000000012345678901234"));
+        let b = Version::new(1_000_000, Some("400000000000000000000"));
+        assert!(b < a, "a 21-digit sequence is smaller than a 24-digit one");
+        assert!(Version::new(2, None) > Version::new(1, Some("9")));
+        assert_eq!(Version::new(5, Some("0")), Version::new(5, None));
+    }
+}

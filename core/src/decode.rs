@@ -1,0 +1,297 @@
+//! Decoding: one raw record (a JSON document) into a `Change`, or a reason it cannot be.
+//!
+//! Three envelopes are recognised per record: Kinesis Data Streams for DynamoDB (has
+//! `tableName`), DynamoDB Streams (has `dynamodb.SequenceNumber`; the table comes from
+//! `tableName`, `eventSourceARN` or the source's configured table) and DynamoDB export lines
+//! (`{"Item": …}`; table and key names come from the configuration).
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::change::{Change, EventKind, Op, Position, Version};
+use crate::value::{key_text, AttrValue, Item, ItemOf};
+
+/// What the decoder needs to know beyond the record itself.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeContext {
+    /// Table for records that name none (export lines, relayed Streams records).
+    pub default_table: Option<String>,
+    /// Key attribute names per table, needed for export lines (they carry only the item).
+    pub key_attributes: HashMap<String, Vec<String>>,
+}
+
+/// Why a record was rejected. The message is shown to users and stored with the raw record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("record is not valid UTF-8 (byte {0})")]
+    InvalidUtf8(usize),
+    #[error("malformed record: {0}")]
+    Malformed(String),
+    #[error("record has no `eventName` (expected INSERT, MODIFY or REMOVE)")]
+    MissingEventName,
+    #[error("unknown eventName `{0}` (expected INSERT, MODIFY or REMOVE)")]
+    UnknownEventName(String),
+    #[error("record names no table: it has no `tableName` or `eventSourceARN`, and the source sets no `table`")]
+    MissingTable,
+    #[error("record has no `dynamodb` section")]
+    MissingStreamRecord,
+    #[error("record has no `dynamodb.Keys`")]
+    MissingKeys,
+    #[error("key attribute `{0}` has type {1}; DynamoDB keys are S, N or B")]
+    BadKeyType(String, &'static str),
+    #[error("{0} record has no `dynamodb.NewImage` (is the stream view type KEYS_ONLY?)")]
+    MissingNewImage(&'static str),
+    #[error("record has no usable `ApproximateCreationDateTime`")]
+    MissingTime,
+    #[error("export line for table `{0}` cannot be keyed: set `keys` for it in the configuration")]
+    UnknownKeys(String),
+    #[error("export line lacks key attribute `{0}`")]
+    MissingKeyAttribute(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "eventName")]
+    event_name: Option<String>,
+    #[serde(rename = "tableName")]
+    table_name: Option<String>,
+    #[serde(rename = "eventSourceARN")]
+    event_source_arn: Option<String>,
+    #[serde(rename = "userIdentity")]
+    user_identity: Option<UserIdentity>,
+    dynamodb: Option<StreamRecord>,
+    #[serde(rename = "Item")]
+    item: Option<ItemOf>,
+}
+
+#[derive(Deserialize)]
+struct UserIdentity {
+    #[serde(rename = "principalId")]
+    principal_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StreamRecord {
+    approximate_creation_date_time: Option<serde_json::Number>,
+    approximate_creation_date_time_precision: Option<String>,
+    keys: Option<ItemOf>,
+    new_image: Option<ItemOf>,
+    old_image: Option<ItemOf>,
+    sequence_number: Option<String>,
+}
+
+/// The principal DynamoDB's TTL process deletes as.
+const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
+pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Change, DecodeError> {
+    if let Err(e) = std::str::from_utf8(raw) {
+        return Err(DecodeError::InvalidUtf8(e.valid_up_to()));
+    }
+    let env: Envelope = serde_json::from_slice(raw).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if let Some(ItemOf(item)) = env.item {
+        return decode_export_line(item, env.table_name, position, ctx);
+    }
+    let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;
+    let op = Op::parse(&event_name).ok_or_else(|| {
+        DecodeError::UnknownEventName(event_name.chars().take(64).collect())
+    })?;
+    let table = env
+        .table_name
+        .or_else(|| env.event_source_arn.as_deref().and_then(table_from_arn))
+        .or_else(|| ctx.default_table.clone())
+        .ok_or(DecodeError::MissingTable)?;
+    let rec = env.dynamodb.ok_or(DecodeError::MissingStreamRecord)?;
+    let keys = rec.keys.ok_or(DecodeError::MissingKeys)?.0;
+    check_keys(&keys)?;
+    let micros = creation_micros(
+        rec.approximate_creation_date_time.as_ref(),
+        rec.approximate_creation_date_time_precision.as_deref(),
+    )
+    .ok_or(DecodeError::MissingTime)?;
+    let version = Version::new(micros, rec.sequence_number.as_deref());
+    let ttl = env
+        .user_identity
+        .and_then(|u| u.principal_id)
+        .is_some_and(|p| p == TTL_PRINCIPAL);
+    let (event, new_image) = match op {
+        Op::Insert | Op::Modify => {
+            let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
+            let mut image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?.0;
+            for (k, v) in &keys {
+                image.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, Some(image))
+        }
+        Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
+    };
+    let old_image = if event.is_delete() { rec.old_image.map(|i| i.0) } else { None };
+    Ok(Change { table, key_text: key_text(&keys), keys, new_image, old_image, event, version, position })
+}
+
+fn decode_export_line(
+    item: Item,
+    table: Option<String>,
+    position: Position,
+    ctx: &DecodeContext,
+) -> Result<Change, DecodeError> {
+    let table = table.or_else(|| ctx.default_table.clone()).ok_or(DecodeError::MissingTable)?;
+    let names = ctx
+        .key_attributes
+        .get(&table)
+        .ok_or_else(|| DecodeError::UnknownKeys(table.clone()))?;
+    let mut keys = Item::new();
+    for name in names {
+        let v = item
+            .get(name)
+            .ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
+        keys.insert(name.clone(), v.clone());
+    }
+    check_keys(&keys)?;
+    Ok(Change {
+        table,
+        key_text: key_text(&keys),
+        keys,
+        new_image: Some(item),
+        old_image: None,
+        event: EventKind::Load,
+        version: Version::new(0, None),
+        position,
+    })
+}
+
+fn check_keys(keys: &Item) -> Result<(), DecodeError> {
+    if keys.is_empty() {
+        return Err(DecodeError::MissingKeys);
+    }
+    for (name, v) in keys {
+        if !matches!(v, AttrValue::S(_) | AttrValue::N(_) | AttrValue::B(_)) {
+            return Err(DecodeError::BadKeyType(name.chars().take(64).collect(), v.type_name()));
+        }
+    }
+    Ok(())
+}
+
+/// `arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL` → `NAME`.
+pub fn table_from_arn(arn: &str) -> Option<String> {
+    let rest = arn.split_once(":table/")?.1;
+    let name = rest.split('/').next()?;
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// `ApproximateCreationDateTime` in microseconds. Values flagged MICROSECOND or above 1e14
+/// are µs already; values of 1e11 and above are ms (Kinesis for DynamoDB); smaller values are
+/// seconds (DynamoDB Streams).
+pub fn creation_micros(value: Option<&serde_json::Number>, precision: Option<&str>) -> Option<i64> {
+    let n = value?;
+    let v: f64 = match n.as_i64() {
+        Some(i) => {
+            if precision == Some("MICROSECOND") || i > 100_000_000_000_000 {
+                return Some(i);
+            }
+            if i >= 100_000_000_000 {
+                return i.checked_mul(1_000);
+            }
+            return i.checked_mul(1_000_000);
+        }
+        None => n.as_f64()?,
+    };
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    let micros = if precision == Some("MICROSECOND") || v > 1e14 {
+        v
+    } else if v >= 1e11 {
+        v * 1e3
+    } else {
+        v * 1e6
+    };
+    (micros < 9.0e18).then_some(micros.round() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos() -> Position {
+        Position::new("f", "1")
+    }
+
+    fn dec(s: &str) -> Result<Change, DecodeError> {
+        decode(s.as_bytes(), pos(), &DecodeContext::default())
+    }
+
+    const KINESIS: &str = r#"{"awsRegion":"eu-west-1","eventID":"7d0c","eventName":"MODIFY","userIdentity":null,"recordFormat":"application/json","tableName":"Invoices","dynamodb":{"ApproximateCreationDateTime":1764000123456789,"Keys":{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"}},"NewImage":{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"},"total":{"N":"19.90"},"paid":{"BOOL":true}},"OldImage":{"accountId":{"S":"acc-42"}},"SizeBytes":131,"ApproximateCreationDateTimePrecision":"MICROSECOND"},"eventSource":"aws:dynamodb"}"#;
+
+    #[test]
+    fn kinesis_microseconds() {
+        let c = dec(KINESIS).unwrap();
+        assert_eq!(c.table, "Invoices");
+        assert_eq!(c.event, EventKind::Modify);
+        assert_eq!(c.version, Version::new(1764000123456789, None));
+        assert_eq!(c.key_text, r#"{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"}}"#);
+        assert_eq!(c.new_image.unwrap().len(), 4);
+    }
+
+    #[test]
+    fn kinesis_milliseconds() {
+        let s = r#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1764000123456,"Keys":{"k":{"S":"a"}},"NewImage":{"k":{"S":"a"}}}}"#;
+        assert_eq!(dec(s).unwrap().version.micros, 1764000123456000);
+    }
+
+    #[test]
+    fn streams_record_with_arn_and_sequence() {
+        let s = r#"{"eventID":"5f","eventName":"INSERT","eventVersion":"1.1","eventSource":"aws:dynamodb","eventSourceARN":"arn:aws:dynamodb:eu-west-1:123:table/Stock/stream/2024-01-01T00:00:00.000","dynamodb":{"ApproximateCreationDateTime":1764000123,"Keys":{"sku":{"S":"X-9"}},"NewImage":{"sku":{"S":"X-9"},"tags":{"SS":["new","promo"]}},"SequenceNumber":"300000000012345678901234","SizeBytes":48,"StreamViewType":"NEW_AND_OLD_IMAGES"}}"#;
+        let c = dec(s).unwrap();
+        assert_eq!(c.table, "Stock");
+        assert_eq!(c.version, Version::new(1764000123000000, Some("300000000012345678901234")));
+    }
+
+    #[test]
+    fn ttl_remove_is_expire() {
+        let s = r#"{"eventName":"REMOVE","tableName":"T","userIdentity":{"type":"Service","principalId":"dynamodb.amazonaws.com"},"dynamodb":{"ApproximateCreationDateTime":1764000123456,"Keys":{"k":{"S":"a"}},"OldImage":{"k":{"S":"a"},"x":{"N":"1"}}}}"#;
+        let c = dec(s).unwrap();
+        assert_eq!(c.event, EventKind::Expire);
+        assert!(c.new_image.is_none());
+        assert_eq!(c.old_image.unwrap().len(), 2);
+        let user = s.replace(r#"{"type":"Service","principalId":"dynamodb.amazonaws.com"}"#, "null");
+        assert_eq!(dec(&user).unwrap().event, EventKind::Remove);
+    }
+
+    #[test]
+    fn export_lines_use_configured_keys() {
+        let mut ctx = DecodeContext { default_table: Some("Orders".into()), ..Default::default() };
+        let line = br#"{"Item":{"id":{"N":"7"},"x":{"S":"y"}}}"#;
+        assert_eq!(decode(line, pos(), &ctx), Err(DecodeError::UnknownKeys("Orders".into())));
+        ctx.key_attributes.insert("Orders".into(), vec!["id".into()]);
+        let c = decode(line, pos(), &ctx).unwrap();
+        assert_eq!((c.event, c.key_text.as_str()), (EventKind::Load, r#"{"id":{"N":"7"}}"#));
+    }
+
+    #[test]
+    fn bad_records_say_why() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{not json", "malformed"),
+            (b"\xff\xfe", "UTF-8"),
+            (br#"{"eventName":"INSERT","dynamodb":{}}"#, "names no table"),
+            (br#"{"eventName":"UPSERT","tableName":"T"}"#, "unknown eventName"),
+            (br#"{"tableName":"T"}"#, "no `eventName`"),
+            (br#"{"eventName":"REMOVE","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1}}"#, "Keys"),
+            (br#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"k":{"S":"a"}}}}"#, "NewImage"),
+            (br#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"k":{"S":1}},"NewImage":{}}}"#, "malformed"),
+            (br#"{"eventName":"REMOVE","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"k":{"BOOL":true}}}}"#, "keys are S, N or B"),
+            (br#"{"eventName":"REMOVE","tableName":"T","dynamodb":{"Keys":{"k":{"S":"a"}}}}"#, "ApproximateCreationDateTime"),
+        ];
+        for (raw, want) in cases {
+            let err = decode(raw, pos(), &DecodeContext::default()).unwrap_err().to_string();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+    }
+
+    #[test]
+    fn arn_parsing() {
+        assert_eq!(table_from_arn("arn:aws:dynamodb:us-east-1:1:table/My.Table-1/stream/x").as_deref(), Some("My.Table-1"));
+        assert_eq!(table_from_arn("arn:aws:kinesis:us-east-1:1:stream/x"), None);
+    }
+}

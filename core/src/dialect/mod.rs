@@ -1,0 +1,86 @@
+//! SQL dialects: how each warehouse spells types, casts and identifiers. The statements
+//! themselves are built once, in `sql`, from these capabilities.
+
+mod duckdb;
+
+pub use self::duckdb::DuckDb;
+
+use crate::schema::SystemType;
+use crate::types::ColumnType;
+
+pub trait Dialect: Send + Sync {
+    fn name(&self) -> &'static str;
+
+    /// Longest identifier, in bytes.
+    fn max_identifier(&self) -> usize {
+        127
+    }
+
+    /// The one place identifiers are quoted: wrapped in `"`, embedded `"` doubled.
+    fn quote(&self, ident: &str) -> String {
+        let mut out = String::with_capacity(ident.len() + 2);
+        out.push('"');
+        for c in ident.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
+        out
+    }
+
+    /// `schema.table`, both quoted.
+    fn qualified(&self, schema: &str, table: &str) -> String {
+        format!("{}.{}", self.quote(schema), self.quote(table))
+    }
+
+    fn column_type(&self, ty: ColumnType) -> String;
+
+    fn system_type(&self, ty: SystemType) -> &'static str {
+        match ty {
+            SystemType::Text => "VARCHAR",
+            SystemType::BigInt => "BIGINT",
+            SystemType::Bool => "BOOLEAN",
+            SystemType::Timestamp => "TIMESTAMP",
+        }
+    }
+
+    /// Type a value of `ty` has in the staging table (text, then cast on insert).
+    fn stage_type(&self, ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Blob => "BLOB",
+            _ => "VARCHAR",
+        }
+    }
+
+    /// Converts a staged expression to the target column type.
+    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
+        match ty {
+            ColumnType::BigInt | ColumnType::Blob | ColumnType::Text | ColumnType::NumberText => {
+                expr.to_string()
+            }
+            other => format!("CAST({expr} AS {})", self.column_type(other)),
+        }
+    }
+
+    /// Placeholder of the `n`-th (1-based) bound parameter.
+    fn param(&self, n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn now(&self) -> &'static str {
+        "CURRENT_TIMESTAMP"
+    }
+
+    /// Statement creating a session-local staging table.
+    fn create_stage(&self, stage: &str, columns: &[(String, &'static str)]) -> String {
+        let cols: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", self.quote(n))).collect();
+        format!("CREATE TEMPORARY TABLE {} ({})", self.quote(stage), cols.join(", "))
+    }
+
+    fn drop_stage(&self, stage: &str) -> String {
+        format!("DROP TABLE IF EXISTS {}", self.quote(stage))
+    }
+}

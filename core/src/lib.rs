@@ -1,0 +1,18 @@
+//! dynashift's pure core: the change model, decoding, reduction, naming, typing, plans and
+//! SQL text. No I/O, no async, no database driver: everything here is testable in memory.
+
+pub mod change;
+pub mod decode;
+pub mod dialect;
+pub mod number;
+pub mod plan;
+pub mod reduce;
+pub mod schema;
+pub mod sql;
+pub mod types;
+pub mod naming;
+pub mod value;
+
+pub use change::{Change, EventKind, Op, Position, Version};
+pub use decode::{decode, DecodeContext, DecodeError};
+pub use value::{AttrValue, Item};

@@ -1,0 +1,215 @@
+//! Planning a batch: reduced changes of one table → schema evolution + staged rows.
+
+use serde::{Deserialize, Serialize};
+
+use crate::change::{Change, EventKind, Version};
+use crate::naming::NamingStyle;
+use crate::schema::{Catalog, ColumnDef, TableSchema};
+use crate::types::{Cell, ColumnMode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteMode {
+    /// Deleted items' rows are removed.
+    #[default]
+    Hard,
+    /// Deleted items' rows stay, with `_ddb_deleted = true`.
+    Soft,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TtlMode {
+    /// A TTL expiry deletes like any other REMOVE (marked `EXPIRE`).
+    #[default]
+    Delete,
+    /// Expired items stay in the warehouse; the expiry is only counted.
+    Keep,
+}
+
+/// Settings that shape one target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TableOptions {
+    pub columns: ColumnMode,
+    pub naming: NamingStyle,
+    pub deletes: DeleteMode,
+    pub ttl_deletes: TtlMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowOp {
+    /// Replace the row with the staged image.
+    Upsert,
+    /// Remove the row (hard) or flag it deleted (soft).
+    Delete,
+}
+
+impl RowOp {
+    pub fn code(self) -> &'static str {
+        match self {
+            RowOp::Upsert => "U",
+            RowOp::Delete => "D",
+        }
+    }
+}
+
+/// One reduced change, ready to stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagedRow {
+    pub key_text: String,
+    pub version: Version,
+    pub event: EventKind,
+    pub op: RowOp,
+    pub deleted: bool,
+    /// Aligned with `TablePlan::staged`.
+    pub cells: Vec<Cell>,
+}
+
+/// What a batch does to one table.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    pub source_table: String,
+    /// The target table does not exist yet.
+    pub create: bool,
+    /// Columns to add (all of them when `create`).
+    pub new_columns: Vec<ColumnDef>,
+    /// Column indices (into the schema) that the stage carries, in stage order.
+    pub staged: Vec<usize>,
+    pub rows: Vec<StagedRow>,
+    pub options: TableOptions,
+    /// TTL expiries left alone because `ttl_deletes = "keep"`.
+    pub expired_kept: u64,
+}
+
+/// Plans one table's reduced changes, evolving `catalog` (the caller keeps the evolved
+/// catalog only once the batch commits).
+pub fn plan_table(
+    catalog: &mut Catalog,
+    source_table: &str,
+    changes: Vec<Change>,
+    options: TableOptions,
+    max_identifier: usize,
+) -> TablePlan {
+    let create = !catalog.tables.contains_key(source_table);
+    if create {
+        let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
+        let keys = changes
+            .first()
+            .map(|c| c.keys.keys().cloned().collect())
+            .unwrap_or_default();
+        let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
+        catalog.restore_table(table);
+    }
+    let Some(schema) = catalog.tables.get_mut(source_table) else {
+        unreachable!("the table was inserted above")
+    };
+    let known = if create { 0 } else { schema.columns.len() };
+    let mut expired_kept = 0;
+    let mut sparse: Vec<(StagedRow, Vec<(usize, Cell)>)> = Vec::with_capacity(changes.len());
+    for change in changes {
+        if change.event == EventKind::Expire && options.ttl_deletes == TtlMode::Keep {
+            expired_kept += 1;
+            continue;
+        }
+        let (op, deleted, image) = match (&change.new_image, change.event.is_delete(), options.deletes) {
+            (Some(image), false, _) => (RowOp::Upsert, false, image),
+            (_, _, DeleteMode::Soft) if change.old_image.is_some() => {
+                (RowOp::Upsert, true, change.old_image.as_ref().unwrap_or(&change.keys))
+            }
+            _ => (RowOp::Delete, true, &change.keys),
+        };
+        let cells = schema.cells_for_image(image);
+        let row = StagedRow {
+            key_text: change.key_text,
+            version: change.version,
+            event: change.event,
+            op,
+            deleted,
+            cells: Vec::new(),
+        };
+        sparse.push((row, cells));
+    }
+    let mut used = vec![false; schema.columns.len()];
+    for (_, cells) in &sparse {
+        for (i, _) in cells {
+            used[*i] = true;
+        }
+    }
+    let staged: Vec<usize> = (0..schema.columns.len()).filter(|&i| used[i]).collect();
+    let mut slot = vec![usize::MAX; schema.columns.len()];
+    for (pos, &i) in staged.iter().enumerate() {
+        slot[i] = pos;
+    }
+    let rows = sparse
+        .into_iter()
+        .map(|(mut row, cells)| {
+            row.cells = vec![Cell::Null; staged.len()];
+            for (i, cell) in cells {
+                row.cells[slot[i]] = cell;
+            }
+            row
+        })
+        .collect();
+    TablePlan {
+        source_table: source_table.to_string(),
+        create,
+        new_columns: schema.columns[known..].to_vec(),
+        staged,
+        rows,
+        options,
+        expired_kept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::change::Position;
+    use crate::value::{key_text, AttrValue, Item};
+
+    fn change(key: &str, event: EventKind, attrs: &[(&str, AttrValue)]) -> Change {
+        let mut keys = Item::new();
+        keys.insert("id".into(), AttrValue::S(key.into()));
+        let mut image = keys.clone();
+        for (k, v) in attrs {
+            image.insert(k.to_string(), v.clone());
+        }
+        Change {
+            table: "T".into(),
+            key_text: key_text(&keys),
+            keys,
+            new_image: (!event.is_delete()).then(|| image.clone()),
+            old_image: event.is_delete().then_some(image),
+            event,
+            version: Version::new(1, None),
+            position: Position::new("s", "1"),
+        }
+    }
+
+    #[test]
+    fn new_table_then_new_column() {
+        let mut cat = Catalog::default();
+        let opts = TableOptions::default();
+        let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Insert, &[("x", AttrValue::Bool(true))])], opts, 127);
+        assert!(p.create);
+        assert_eq!(p.new_columns.len(), 2);
+        let p2 = plan_table(&mut cat, "T", vec![change("a", EventKind::Modify, &[("y", AttrValue::S("s".into()))])], opts, 127);
+        assert!(!p2.create);
+        assert_eq!(p2.new_columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["y"]);
+        assert_eq!(p2.staged.len(), 2, "only the columns this batch writes are staged");
+    }
+
+    #[test]
+    fn deletes_by_mode() {
+        let mut cat = Catalog::default();
+        let ch = || vec![change("a", EventKind::Remove, &[("x", AttrValue::Bool(true))])];
+        let hard = plan_table(&mut cat, "T", ch(), TableOptions::default(), 127);
+        assert_eq!((hard.rows[0].op, hard.rows[0].deleted), (RowOp::Delete, true));
+        let soft = TableOptions { deletes: DeleteMode::Soft, ..Default::default() };
+        let p = plan_table(&mut cat, "T", ch(), soft, 127);
+        assert_eq!((p.rows[0].op, p.rows[0].deleted), (RowOp::Upsert, true));
+        let keep = TableOptions { ttl_deletes: TtlMode::Keep, ..Default::default() };
+        let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Expire, &[])], keep, 127);
+        assert_eq!((p.rows.len(), p.expired_kept), (0, 1));
+    }
+}

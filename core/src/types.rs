@@ -1,0 +1,213 @@
+//! Column types and which DynamoDB values each can hold exactly.
+
+use serde::{Deserialize, Serialize};
+
+use crate::number::Number;
+use crate::value::{base64_encode, AttrValue};
+
+/// How a table's attributes become columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnMode {
+    /// One typed column per attribute, variant columns for values that do not fit.
+    #[default]
+    Typed,
+    /// One text column per attribute (the reference design's layout).
+    Varchar,
+    /// Key columns plus one JSON column `item` holding the whole item.
+    Document,
+}
+
+impl ColumnMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnMode::Typed => "typed",
+            ColumnMode::Varchar => "varchar",
+            ColumnMode::Document => "document",
+        }
+    }
+}
+
+/// A column's logical type; each dialect names it in SQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    Text,
+    BigInt,
+    /// `DECIMAL(38, scale)`.
+    Decimal(u32),
+    Bool,
+    Blob,
+    /// Plain JSON (maps, lists, sets).
+    Json,
+    /// A number too large or too precise for DECIMAL(38, s), kept as its exact text.
+    NumberText,
+}
+
+/// Scale given to a new DECIMAL column when the first value leaves room for it, so later
+/// prices and rates with more digits still fit.
+const PREFERRED_SCALE: u32 = 9;
+
+impl ColumnType {
+    /// Suffix of a variant column holding values of this type: `price__text`.
+    pub fn variant_suffix(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::BigInt => "bigint",
+            ColumnType::Decimal(_) => "decimal",
+            ColumnType::Bool => "bool",
+            ColumnType::Blob => "blob",
+            ColumnType::Json => "json",
+            ColumnType::NumberText => "number",
+        }
+    }
+
+    /// Stable text form stored in the column registry.
+    pub fn code(self) -> String {
+        match self {
+            ColumnType::Decimal(s) => format!("decimal({s})"),
+            other => other.variant_suffix().to_string(),
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<ColumnType> {
+        Some(match code {
+            "text" => ColumnType::Text,
+            "bigint" => ColumnType::BigInt,
+            "bool" => ColumnType::Bool,
+            "blob" => ColumnType::Blob,
+            "json" => ColumnType::Json,
+            "number" => ColumnType::NumberText,
+            other => {
+                let scale = other.strip_prefix("decimal(")?.strip_suffix(')')?.parse().ok()?;
+                ColumnType::Decimal(scale)
+            }
+        })
+    }
+
+    /// Whether the column stores `value` exactly. NULL fits everywhere.
+    pub fn accepts(self, value: &AttrValue) -> bool {
+        match (self, value) {
+            (_, AttrValue::Null) => true,
+            (ColumnType::Text, AttrValue::S(_)) => true,
+            (ColumnType::BigInt, AttrValue::N(n)) => n.to_i64().is_some(),
+            (ColumnType::Decimal(s), AttrValue::N(n)) => n.fits_decimal(s),
+            (ColumnType::NumberText, AttrValue::N(_)) => true,
+            (ColumnType::Bool, AttrValue::Bool(_)) => true,
+            (ColumnType::Blob, AttrValue::B(_)) => true,
+            (
+                ColumnType::Json,
+                AttrValue::M(_) | AttrValue::L(_) | AttrValue::Ss(_) | AttrValue::Ns(_) | AttrValue::Bs(_),
+            ) => true,
+            _ => false,
+        }
+    }
+
+    /// Types a new column could take for `value`, most specific first. The last one always
+    /// accepts the value, so a value never lacks a home.
+    pub fn candidates(value: &AttrValue) -> Vec<ColumnType> {
+        match value {
+            AttrValue::S(_) | AttrValue::Null => vec![ColumnType::Text],
+            AttrValue::N(n) => number_candidates(n),
+            AttrValue::Bool(_) => vec![ColumnType::Bool],
+            AttrValue::B(_) => vec![ColumnType::Blob],
+            _ => vec![ColumnType::Json],
+        }
+    }
+}
+
+fn number_candidates(n: &Number) -> Vec<ColumnType> {
+    let mut out = Vec::with_capacity(3);
+    if n.to_i64().is_some() {
+        out.push(ColumnType::BigInt);
+    }
+    let scale = if n.fits_decimal(n.scale().max(PREFERRED_SCALE)) {
+        n.scale().max(PREFERRED_SCALE)
+    } else {
+        n.scale()
+    };
+    if n.fits_decimal(scale) {
+        out.push(ColumnType::Decimal(scale));
+    }
+    out.push(ColumnType::NumberText);
+    out
+}
+
+/// A value as staged for loading: text (cast by SQL to the column type), integer or bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Text(String),
+    Int(i64),
+    Bytes(Vec<u8>),
+}
+
+/// The staged form of `value` for a column of type `ty` (which must accept it).
+pub fn cell_for(ty: ColumnType, value: &AttrValue) -> Cell {
+    match (ty, value) {
+        (_, AttrValue::Null) => Cell::Null,
+        (ColumnType::BigInt, AttrValue::N(n)) => n.to_i64().map(Cell::Int).unwrap_or(Cell::Null),
+        (ColumnType::Decimal(_), AttrValue::N(n)) => Cell::Text(n.to_plain()),
+        (ColumnType::Blob, AttrValue::B(b)) => Cell::Bytes(b.clone()),
+        (ColumnType::Text, AttrValue::S(s)) => Cell::Text(s.clone()),
+        (_, v) => Cell::Text(text_form(v)),
+    }
+}
+
+/// The text a `varchar`-mode column holds for a value; `None` for NULL.
+pub fn text_form(value: &AttrValue) -> String {
+    match value {
+        AttrValue::S(s) => s.clone(),
+        AttrValue::N(n) => n.to_string(),
+        AttrValue::Bool(b) => b.to_string(),
+        AttrValue::B(b) => base64_encode(b),
+        other => other.to_plain_json(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(s: &str) -> AttrValue {
+        AttrValue::N(Number::parse(s).unwrap())
+    }
+
+    #[test]
+    fn number_columns() {
+        assert_eq!(ColumnType::candidates(&n("42"))[0], ColumnType::BigInt);
+        assert_eq!(ColumnType::candidates(&n("19.90"))[0], ColumnType::Decimal(9));
+        assert_eq!(ColumnType::candidates(&n("1.0000000000001"))[0], ColumnType::Decimal(13));
+        assert_eq!(ColumnType::candidates(&n("1E+100")), vec![ColumnType::NumberText]);
+        assert_eq!(
+            ColumnType::candidates(&n("123456789012345678901234567890.5")),
+            vec![ColumnType::Decimal(1), ColumnType::NumberText]
+        );
+        assert!(!ColumnType::BigInt.accepts(&n("1.5")));
+        assert!(ColumnType::Decimal(2).accepts(&n("10")));
+        assert!(!ColumnType::Decimal(2).accepts(&n("0.001")));
+        assert!(!ColumnType::Text.accepts(&n("1")));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for t in [
+            ColumnType::Text,
+            ColumnType::BigInt,
+            ColumnType::Decimal(7),
+            ColumnType::Bool,
+            ColumnType::Blob,
+            ColumnType::Json,
+            ColumnType::NumberText,
+        ] {
+            assert_eq!(ColumnType::from_code(&t.code()), Some(t));
+        }
+    }
+
+    #[test]
+    fn cells() {
+        assert_eq!(cell_for(ColumnType::BigInt, &n("7")), Cell::Int(7));
+        assert_eq!(cell_for(ColumnType::Decimal(9), &n("1.5E-3")), Cell::Text("0.0015".into()));
+        assert_eq!(cell_for(ColumnType::Bool, &AttrValue::Bool(true)), Cell::Text("true".into()));
+        assert_eq!(cell_for(ColumnType::Text, &AttrValue::Null), Cell::Null);
+    }
+}

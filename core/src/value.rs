@@ -1,0 +1,343 @@
+//! DynamoDB attribute values, read from DynamoDB-typed JSON (`{"S":"x"}`, `{"N":"1"}`, …).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::number::Number;
+
+/// An item or an image: attribute name → value, sorted by name so output is deterministic.
+pub type Item = BTreeMap<String, AttrValue>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttrValue {
+    S(String),
+    N(Number),
+    B(Vec<u8>),
+    Bool(bool),
+    Null,
+    M(Item),
+    L(Vec<AttrValue>),
+    Ss(Vec<String>),
+    Ns(Vec<Number>),
+    Bs(Vec<Vec<u8>>),
+}
+
+impl AttrValue {
+    /// DynamoDB's name for the value's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            AttrValue::S(_) => "S",
+            AttrValue::N(_) => "N",
+            AttrValue::B(_) => "B",
+            AttrValue::Bool(_) => "BOOL",
+            AttrValue::Null => "NULL",
+            AttrValue::M(_) => "M",
+            AttrValue::L(_) => "L",
+            AttrValue::Ss(_) => "SS",
+            AttrValue::Ns(_) => "NS",
+            AttrValue::Bs(_) => "BS",
+        }
+    }
+
+    /// Plain JSON (not DynamoDB-typed): maps → objects, lists and sets → arrays, numbers →
+    /// exact JSON numbers, binary → base64 strings. Sets are sorted so equal sets print equal.
+    pub fn to_plain_json(&self) -> String {
+        let mut out = String::new();
+        self.write_plain_json(&mut out);
+        out
+    }
+
+    pub fn write_plain_json(&self, out: &mut String) {
+        match self {
+            AttrValue::S(s) => write_json_string(out, s),
+            AttrValue::N(n) => out.push_str(&n.to_string()),
+            AttrValue::B(b) => write_json_string(out, &base64_encode(b)),
+            AttrValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            AttrValue::Null => out.push_str("null"),
+            AttrValue::M(m) => write_plain_object(out, m),
+            AttrValue::L(l) => {
+                out.push('[');
+                for (i, v) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_plain_json(out);
+                }
+                out.push(']');
+            }
+            AttrValue::Ss(set) => {
+                let mut sorted: Vec<&String> = set.iter().collect();
+                sorted.sort();
+                write_array(out, sorted.into_iter().map(|s| s.as_str()), true);
+            }
+            AttrValue::Ns(set) => {
+                let mut sorted: Vec<String> = set.iter().map(|n| n.to_string()).collect();
+                sorted.sort();
+                write_array(out, sorted.iter().map(|s| s.as_str()), false);
+            }
+            AttrValue::Bs(set) => {
+                let mut sorted: Vec<String> = set.iter().map(|b| base64_encode(b)).collect();
+                sorted.sort();
+                write_array(out, sorted.iter().map(|s| s.as_str()), true);
+            }
+        }
+    }
+
+    /// DynamoDB-typed JSON with canonical numbers, used to identify keys exactly.
+    pub fn write_typed_json(&self, out: &mut String) {
+        out.push_str("{\"");
+        out.push_str(self.type_name());
+        out.push_str("\":");
+        match self {
+            AttrValue::S(s) => write_json_string(out, s),
+            AttrValue::N(n) => write_json_string(out, &n.to_string()),
+            AttrValue::B(b) => write_json_string(out, &base64_encode(b)),
+            other => other.write_plain_json(out),
+        }
+        out.push('}');
+    }
+}
+
+/// Plain JSON object of an item (document mode's `item` column).
+pub fn item_to_plain_json(item: &Item) -> String {
+    let mut out = String::new();
+    write_plain_object(&mut out, item);
+    out
+}
+
+/// Canonical text of a key: typed JSON, attributes sorted by name. Equal keys give equal text.
+pub fn key_text(keys: &Item) -> String {
+    let mut out = String::from("{");
+    for (i, (name, value)) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(&mut out, name);
+        out.push(':');
+        value.write_typed_json(&mut out);
+    }
+    out.push('}');
+    out
+}
+
+fn write_plain_object(out: &mut String, m: &Item) {
+    out.push('{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, k);
+        out.push(':');
+        v.write_plain_json(out);
+    }
+    out.push('}');
+}
+
+fn write_array<'a>(out: &mut String, items: impl Iterator<Item = &'a str>, quoted: bool) {
+    out.push('[');
+    for (i, s) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if quoted {
+            write_json_string(out, s);
+        } else {
+            out.push_str(s);
+        }
+    }
+    out.push(']');
+}
+
+/// JSON string literal with the escapes JSON requires.
+pub fn write_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let esc = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + c.len_utf8();
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+pub fn base64_encode(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn base64_decode<E: de::Error>(s: &str) -> Result<Vec<u8>, E> {
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|e| E::custom(format_args!("invalid base64 in binary value: {e}")))
+}
+
+fn number<E: de::Error>(s: &str) -> Result<Number, E> {
+    Number::parse(s).map_err(E::custom)
+}
+
+impl<'de> Deserialize<'de> for AttrValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(AttrValueVisitor)
+    }
+}
+
+struct AttrValueVisitor;
+
+impl<'de> Visitor<'de> for AttrValueVisitor {
+    type Value = AttrValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a DynamoDB attribute value such as {\"S\": \"text\"}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrValue, A::Error> {
+        let tag: std::borrow::Cow<'de, str> = match map.next_key()? {
+            Some(t) => t,
+            None => return Err(de::Error::custom("empty attribute value {}")),
+        };
+        let value = match tag.as_ref() {
+            "S" => AttrValue::S(map.next_value()?),
+            "N" => AttrValue::N(number(map.next_value::<std::borrow::Cow<str>>()?.as_ref())?),
+            "B" => AttrValue::B(base64_decode(map.next_value::<std::borrow::Cow<str>>()?.as_ref())?),
+            "BOOL" => AttrValue::Bool(map.next_value()?),
+            "NULL" => {
+                if !map.next_value::<bool>()? {
+                    return Err(de::Error::custom("NULL must be true"));
+                }
+                AttrValue::Null
+            }
+            "M" => AttrValue::M(map.next_value::<ItemOf>()?.0),
+            "L" => AttrValue::L(map.next_value()?),
+            "SS" => AttrValue::Ss(map.next_value()?),
+            "NS" => {
+                let raw: Vec<std::borrow::Cow<str>> = map.next_value()?;
+                AttrValue::Ns(raw.iter().map(|s| number(s)).collect::<Result<_, _>>()?)
+            }
+            "BS" => {
+                let raw: Vec<std::borrow::Cow<str>> = map.next_value()?;
+                AttrValue::Bs(raw.iter().map(|s| base64_decode(s)).collect::<Result<_, _>>()?)
+            }
+            other => {
+                return Err(de::Error::custom(format_args!(
+                    "unknown attribute type `{}`",
+                    other.chars().take(32).collect::<String>()
+                )))
+            }
+        };
+        if map.next_key::<de::IgnoredAny>()?.is_some() {
+            return Err(de::Error::custom("attribute value has more than one type tag"));
+        }
+        Ok(value)
+    }
+}
+
+/// Deserializes an `Item`, refusing duplicate attribute names (they would be ambiguous).
+#[derive(Debug, Default)]
+pub struct ItemOf(pub Item);
+
+impl<'de> Deserialize<'de> for ItemOf {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ItemVisitor)
+    }
+}
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = ItemOf;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a map of attribute names to DynamoDB values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemOf, A::Error> {
+        let mut item = Item::new();
+        while let Some(name) = map.next_key::<String>()? {
+            let value: AttrValue = map.next_value()?;
+            if item.insert(name, value).is_some() {
+                return Err(de::Error::custom("duplicate attribute name in map"));
+            }
+        }
+        Ok(ItemOf(item))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<AttrValue, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+
+    #[test]
+    fn every_type() {
+        assert_eq!(parse(r#"{"S":"x"}"#).unwrap(), AttrValue::S("x".into()));
+        assert_eq!(parse(r#"{"N":"-12.5E3"}"#).unwrap().to_plain_json(), "-12500");
+        assert_eq!(parse(r#"{"B":"AAEC"}"#).unwrap(), AttrValue::B(vec![0, 1, 2]));
+        assert_eq!(parse(r#"{"BOOL":false}"#).unwrap(), AttrValue::Bool(false));
+        assert_eq!(parse(r#"{"NULL":true}"#).unwrap(), AttrValue::Null);
+        let m = parse(r#"{"M":{"b":{"L":[{"N":"1"},{"S":"q\"uote"}]},"a":{"NULL":true}}}"#).unwrap();
+        assert_eq!(m.to_plain_json(), r#"{"a":null,"b":[1,"q\"uote"]}"#);
+        assert_eq!(parse(r#"{"SS":["b","a"]}"#).unwrap().to_plain_json(), r#"["a","b"]"#);
+        assert_eq!(parse(r#"{"NS":["2","1.50"]}"#).unwrap().to_plain_json(), "[1.5,2]");
+        assert_eq!(parse(r#"{"BS":["AQ==","AA=="]}"#).unwrap().to_plain_json(), r#"["AA==","AQ=="]"#);
+    }
+
+    #[test]
+    fn wrong_shapes_are_errors() {
+        for bad in [
+            r#"{}"#,
+            r#"{"X":"1"}"#,
+            r#"{"S":1}"#,
+            r#"{"N":"abc"}"#,
+            r#"{"B":"***"}"#,
+            r#"{"NULL":false}"#,
+            r#"{"S":"a","N":"1"}"#,
+            r#"{"M":{"a":{"S":"x"},"a":{"S":"y"}}}"#,
+            r#""plain""#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_to_32_levels() {
+        let mut s = String::from(r#"{"S":"leaf"}"#);
+        for _ in 0..32 {
+            s = format!(r#"{{"M":{{"k":{s}}}}}"#);
+        }
+        let v = parse(&s).unwrap();
+        assert!(v.to_plain_json().contains("leaf"));
+    }
+
+    #[test]
+    fn key_text_is_canonical() {
+        let a: ItemOf = serde_json::from_str(r#"{"sk":{"N":"1.0"},"pk":{"S":"a"}}"#).unwrap();
+        let b: ItemOf = serde_json::from_str(r#"{"pk":{"S":"a"},"sk":{"N":"1"}}"#).unwrap();
+        assert_eq!(key_text(&a.0), key_text(&b.0));
+        assert_eq!(key_text(&a.0), r#"{"pk":{"S":"a"},"sk":{"N":"1"}}"#);
+    }
+
+    #[test]
+    fn control_characters_escape() {
+        assert_eq!(AttrValue::S("a\u{1}b\n".into()).to_plain_json(), r#""a\u0001b\n""#);
+    }
+}
