@@ -1,1 +1,162 @@
-fn main() {}
+//! The `dynashift` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use dynashift::config::Config;
+use dynashift::run::{format_status, format_summary, open_warehouse, run, RunOptions, RunResult};
+
+mod bench;
+
+#[derive(Parser)]
+#[command(
+    name = "dynashift",
+    version,
+    about = "Replicate DynamoDB change streams into DuckDB, PostgreSQL and Redshift"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replicate the source into the target until the input is consumed.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Keep tailing the input (Ctrl-C stops after the current batch).
+        #[arg(long)]
+        follow: bool,
+        /// Print the SQL the next batch would run, without running it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One incremental pass over the source, then exit.
+    Sync {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Required: one pass (the only mode of `sync`).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Print the SQL the next batch would run, without running it.
+    Plan {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Per table: rows, columns, newest applied change, changes applied, rejects.
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check the configuration and that the target can be opened.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the W1 benchmark: decode throughput, end-to-end changes/s, peak memory.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        #[arg(long, default_value_t = 200_000)]
+        keys: usize,
+        #[arg(long, default_value_t = 50_000)]
+        batch_size: usize,
+        /// Where the workload file and database go (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DYNASHIFT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if cli.log_json {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+fn execute(command: Command) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed))
+            .context("installing the signal handler")?;
+    }
+    match command {
+        Command::Run { config, follow, dry_run } => {
+            replicate(&load(&config)?, RunOptions { follow, dry_run, max_batches: None }, stop)
+        }
+        Command::Sync { config, once } => {
+            anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");
+            replicate(&load(&config)?, RunOptions::default(), stop)
+        }
+        Command::Plan { config } => {
+            replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop)
+        }
+        Command::Status { config } => {
+            let config = load(&config)?;
+            let mut w = open_warehouse(&config)?;
+            w.setup()?;
+            print!("{}", format_status(&w.status()?));
+            Ok(())
+        }
+        Command::Check { config } => {
+            let config = load(&config)?;
+            let mut w = open_warehouse(&config)?;
+            w.setup()?;
+            w.load_catalog()?;
+            println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
+            Ok(())
+        }
+        Command::Bench { records, keys, batch_size, dir } => {
+            let exe = std::env::current_exe().context("locating the dynashift binary")?;
+            let report = bench::bench(&exe, &bench::BenchOptions { records, keys, dir, batch_size })?;
+            print!("{report}");
+            Ok(())
+        }
+    }
+}
+
+fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+    match run(config, &options, stop)? {
+        RunResult::Done(summary) => print!("{}", format_summary(&summary)),
+        RunResult::Plan(statements) if statements.is_empty() => {
+            println!("-- nothing to apply: the input is consumed")
+        }
+        RunResult::Plan(statements) => {
+            for s in statements {
+                println!("{s}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -29,9 +29,7 @@ impl fmt::Display for Position {
 
 impl Ord for Position {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.shard
-            .cmp(&other.shard)
-            .then_with(|| compare_decimal(&self.sequence, &other.sequence))
+        self.shard.cmp(&other.shard).then_with(|| compare_decimal(&self.sequence, &other.sequence))
     }
 }
 

@@ -32,7 +32,9 @@ pub enum DecodeError {
     MissingEventName,
     #[error("unknown eventName `{0}` (expected INSERT, MODIFY or REMOVE)")]
     UnknownEventName(String),
-    #[error("record names no table: it has no `tableName` or `eventSourceARN`, and the source sets no `table`")]
+    #[error(
+        "record names no table: it has no `tableName` or `eventSourceARN`, and the source sets no `table`"
+    )]
     MissingTable,
     #[error("record has no `dynamodb` section")]
     MissingStreamRecord,
@@ -94,9 +96,8 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
         return decode_export_line(item, env.table_name, position, ctx);
     }
     let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;
-    let op = Op::parse(&event_name).ok_or_else(|| {
-        DecodeError::UnknownEventName(event_name.chars().take(64).collect())
-    })?;
+    let op = Op::parse(&event_name)
+        .ok_or_else(|| DecodeError::UnknownEventName(event_name.chars().take(64).collect()))?;
     let table = env
         .table_name
         .or_else(|| env.event_source_arn.as_deref().and_then(table_from_arn))
@@ -111,10 +112,7 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
     )
     .ok_or(DecodeError::MissingTime)?;
     let version = Version::new(micros, rec.sequence_number.as_deref());
-    let ttl = env
-        .user_identity
-        .and_then(|u| u.principal_id)
-        .is_some_and(|p| p == TTL_PRINCIPAL);
+    let ttl = env.user_identity.and_then(|u| u.principal_id).is_some_and(|p| p == TTL_PRINCIPAL);
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
@@ -137,15 +135,10 @@ fn decode_export_line(
     ctx: &DecodeContext,
 ) -> Result<Change, DecodeError> {
     let table = table.or_else(|| ctx.default_table.clone()).ok_or(DecodeError::MissingTable)?;
-    let names = ctx
-        .key_attributes
-        .get(&table)
-        .ok_or_else(|| DecodeError::UnknownKeys(table.clone()))?;
+    let names = ctx.key_attributes.get(&table).ok_or_else(|| DecodeError::UnknownKeys(table.clone()))?;
     let mut keys = Item::new();
     for name in names {
-        let v = item
-            .get(name)
-            .ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
+        let v = item.get(name).ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
         keys.insert(name.clone(), v.clone());
     }
     check_keys(&keys)?;
@@ -291,7 +284,10 @@ mod tests {
 
     #[test]
     fn arn_parsing() {
-        assert_eq!(table_from_arn("arn:aws:dynamodb:us-east-1:1:table/My.Table-1/stream/x").as_deref(), Some("My.Table-1"));
+        assert_eq!(
+            table_from_arn("arn:aws:dynamodb:us-east-1:1:table/My.Table-1/stream/x").as_deref(),
+            Some("My.Table-1")
+        );
         assert_eq!(table_from_arn("arn:aws:kinesis:us-east-1:1:stream/x"), None);
     }
 }

@@ -4,13 +4,13 @@
 pub mod change;
 pub mod decode;
 pub mod dialect;
+pub mod naming;
 pub mod number;
 pub mod plan;
 pub mod reduce;
 pub mod schema;
 pub mod sql;
 pub mod types;
-pub mod naming;
 pub mod value;
 
 pub use change::{Change, EventKind, Op, Position, Version};

@@ -51,9 +51,7 @@ impl Number {
         if int_part.is_empty() && frac_part.is_empty() {
             return Err(syntax());
         }
-        if !int_part.bytes().all(|b| b.is_ascii_digit())
-            || !frac_part.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
             return Err(syntax());
         }
         let mut exponent: i64 = match exp_part {

@@ -93,11 +93,9 @@ pub fn plan_table(
     let create = !catalog.tables.contains_key(source_table);
     if create {
         let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
-        let keys = changes
-            .first()
-            .map(|c| c.keys.keys().cloned().collect())
-            .unwrap_or_default();
-        let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
+        let keys = changes.first().map(|c| c.keys.keys().cloned().collect()).unwrap_or_default();
+        let table =
+            TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
         catalog.restore_table(table);
     }
     let Some(schema) = catalog.tables.get_mut(source_table) else {
@@ -190,10 +188,22 @@ mod tests {
     fn new_table_then_new_column() {
         let mut cat = Catalog::default();
         let opts = TableOptions::default();
-        let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Insert, &[("x", AttrValue::Bool(true))])], opts, 127);
+        let p = plan_table(
+            &mut cat,
+            "T",
+            vec![change("a", EventKind::Insert, &[("x", AttrValue::Bool(true))])],
+            opts,
+            127,
+        );
         assert!(p.create);
         assert_eq!(p.new_columns.len(), 2);
-        let p2 = plan_table(&mut cat, "T", vec![change("a", EventKind::Modify, &[("y", AttrValue::S("s".into()))])], opts, 127);
+        let p2 = plan_table(
+            &mut cat,
+            "T",
+            vec![change("a", EventKind::Modify, &[("y", AttrValue::S("s".into()))])],
+            opts,
+            127,
+        );
         assert!(!p2.create);
         assert_eq!(p2.new_columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["y"]);
         assert_eq!(p2.staged.len(), 2, "only the columns this batch writes are staged");

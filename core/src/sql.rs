@@ -118,7 +118,12 @@ pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
 }
 
 /// DDL for a plan's new table or columns, and their registry rows.
-pub fn schema_changes(d: &dyn Dialect, layout: &Layout, schema: &TableSchema, plan: &TablePlan) -> Vec<Statement> {
+pub fn schema_changes(
+    d: &dyn Dialect,
+    layout: &Layout,
+    schema: &TableSchema,
+    plan: &TablePlan,
+) -> Vec<Statement> {
     let mut out = Vec::new();
     let target = d.qualified(&layout.target_schema, &schema.name);
     let src = || Param::Text(schema.source_table.clone());
@@ -357,7 +362,9 @@ mod tests {
         let plan = plan_table(&mut cat, "Evil\"Table", vec![change], opts, 127);
         let schema = &cat.tables["Evil\"Table"];
         let ddl = schema_changes(&DuckDb, &Layout::default(), schema, &plan);
-        assert!(ddl[1].sql.starts_with(r#"CREATE TABLE "dynamodb"."Evil""Table" ("id""; DROP TABLE x; --" VARCHAR"#));
+        assert!(ddl[1]
+            .sql
+            .starts_with(r#"CREATE TABLE "dynamodb"."Evil""Table" ("id""; DROP TABLE x; --" VARCHAR"#));
         let all: Vec<String> = apply_statements(&DuckDb, &Layout::default(), schema, &plan, "stage")
             .iter()
             .map(|s| s.sql.clone())

@@ -87,7 +87,8 @@ impl AttrValue {
         }
     }
 
-    /// DynamoDB-typed JSON with canonical numbers, used to identify keys exactly.
+    /// DynamoDB-typed JSON with canonical numbers (`{"S":"x"}`, `{"M":{…}}`); key text and
+    /// generated change records use it.
     pub fn write_typed_json(&self, out: &mut String) {
         out.push_str("{\"");
         out.push_str(self.type_name());
@@ -96,10 +97,42 @@ impl AttrValue {
             AttrValue::S(s) => write_json_string(out, s),
             AttrValue::N(n) => write_json_string(out, &n.to_string()),
             AttrValue::B(b) => write_json_string(out, &base64_encode(b)),
-            other => other.write_plain_json(out),
+            AttrValue::Bool(_) => self.write_plain_json(out),
+            AttrValue::Null => out.push_str("true"),
+            AttrValue::M(m) => write_typed_object(out, m),
+            AttrValue::L(l) => {
+                out.push('[');
+                for (i, v) in l.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    v.write_typed_json(out);
+                }
+                out.push(']');
+            }
+            AttrValue::Ss(_) | AttrValue::Bs(_) => self.write_plain_json(out),
+            AttrValue::Ns(set) => {
+                let mut sorted: Vec<String> = set.iter().map(|n| n.to_string()).collect();
+                sorted.sort();
+                write_array(out, sorted.iter().map(|s| s.as_str()), true);
+            }
         }
         out.push('}');
     }
+}
+
+/// DynamoDB-typed JSON object of an item: `{"name":{"S":"x"},…}`.
+pub fn write_typed_object(out: &mut String, m: &Item) {
+    out.push('{');
+    for (i, (k, v)) in m.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(out, k);
+        out.push(':');
+        v.write_typed_json(out);
+    }
+    out.push('}');
 }
 
 /// Plain JSON object of an item (document mode's `item` column).
@@ -208,43 +241,117 @@ impl<'de> Visitor<'de> for AttrValueVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttrValue, A::Error> {
-        let tag: std::borrow::Cow<'de, str> = match map.next_key()? {
-            Some(t) => t,
-            None => return Err(de::Error::custom("empty attribute value {}")),
+        let Some(tag) = map.next_key::<Tag>()? else {
+            return Err(de::Error::custom("empty attribute value {}"));
         };
-        let value = match tag.as_ref() {
-            "S" => AttrValue::S(map.next_value()?),
-            "N" => AttrValue::N(number(map.next_value::<std::borrow::Cow<str>>()?.as_ref())?),
-            "B" => AttrValue::B(base64_decode(map.next_value::<std::borrow::Cow<str>>()?.as_ref())?),
-            "BOOL" => AttrValue::Bool(map.next_value()?),
-            "NULL" => {
+        let value = match tag {
+            Tag::S => AttrValue::S(map.next_value()?),
+            Tag::N => AttrValue::N(map.next_value::<NumberText>()?.0),
+            Tag::B => AttrValue::B(map.next_value::<Base64Bytes>()?.0),
+            Tag::Bool => AttrValue::Bool(map.next_value()?),
+            Tag::Null => {
                 if !map.next_value::<bool>()? {
                     return Err(de::Error::custom("NULL must be true"));
                 }
                 AttrValue::Null
             }
-            "M" => AttrValue::M(map.next_value::<ItemOf>()?.0),
-            "L" => AttrValue::L(map.next_value()?),
-            "SS" => AttrValue::Ss(map.next_value()?),
-            "NS" => {
-                let raw: Vec<std::borrow::Cow<str>> = map.next_value()?;
-                AttrValue::Ns(raw.iter().map(|s| number(s)).collect::<Result<_, _>>()?)
-            }
-            "BS" => {
-                let raw: Vec<std::borrow::Cow<str>> = map.next_value()?;
-                AttrValue::Bs(raw.iter().map(|s| base64_decode(s)).collect::<Result<_, _>>()?)
-            }
-            other => {
-                return Err(de::Error::custom(format_args!(
-                    "unknown attribute type `{}`",
-                    other.chars().take(32).collect::<String>()
-                )))
+            Tag::M => AttrValue::M(map.next_value::<ItemOf>()?.0),
+            Tag::L => AttrValue::L(map.next_value()?),
+            Tag::Ss => AttrValue::Ss(map.next_value()?),
+            Tag::Ns => AttrValue::Ns(map.next_value::<Vec<NumberText>>()?.into_iter().map(|n| n.0).collect()),
+            Tag::Bs => {
+                AttrValue::Bs(map.next_value::<Vec<Base64Bytes>>()?.into_iter().map(|b| b.0).collect())
             }
         };
         if map.next_key::<de::IgnoredAny>()?.is_some() {
             return Err(de::Error::custom("attribute value has more than one type tag"));
         }
         Ok(value)
+    }
+}
+
+/// The type tag of an attribute value, read without allocating.
+enum Tag {
+    S,
+    N,
+    B,
+    Bool,
+    Null,
+    M,
+    L,
+    Ss,
+    Ns,
+    Bs,
+}
+
+impl<'de> Deserialize<'de> for Tag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TagVisitor;
+        impl Visitor<'_> for TagVisitor {
+            type Value = Tag;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a DynamoDB type tag (S, N, B, BOOL, NULL, M, L, SS, NS, BS)")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Tag, E> {
+                Ok(match v {
+                    "S" => Tag::S,
+                    "N" => Tag::N,
+                    "B" => Tag::B,
+                    "BOOL" => Tag::Bool,
+                    "NULL" => Tag::Null,
+                    "M" => Tag::M,
+                    "L" => Tag::L,
+                    "SS" => Tag::Ss,
+                    "NS" => Tag::Ns,
+                    "BS" => Tag::Bs,
+                    other => {
+                        return Err(E::custom(format_args!(
+                            "unknown attribute type `{}`",
+                            other.chars().take(32).collect::<String>()
+                        )))
+                    }
+                })
+            }
+        }
+        d.deserialize_identifier(TagVisitor)
+    }
+}
+
+/// A number from its JSON string, parsed exactly.
+struct NumberText(Number);
+
+impl<'de> Deserialize<'de> for NumberText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumberText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number as a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NumberText, E> {
+                number(v).map(NumberText)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Binary data from its base64 JSON string.
+struct Base64Bytes(Vec<u8>);
+
+impl<'de> Deserialize<'de> for Base64Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Base64Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("base64 binary data as a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Base64Bytes, E> {
+                base64_decode(v).map(Base64Bytes)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -299,6 +406,16 @@ mod tests {
         assert_eq!(parse(r#"{"SS":["b","a"]}"#).unwrap().to_plain_json(), r#"["a","b"]"#);
         assert_eq!(parse(r#"{"NS":["2","1.50"]}"#).unwrap().to_plain_json(), "[1.5,2]");
         assert_eq!(parse(r#"{"BS":["AQ==","AA=="]}"#).unwrap().to_plain_json(), r#"["AA==","AQ=="]"#);
+    }
+
+    #[test]
+    fn typed_json_round_trips() {
+        let text = r#"{"M":{"a":{"L":[{"N":"1.5"},{"SS":["x","y"]},{"NS":["1","2"]},{"BS":["AA=="]},{"B":"AQ=="},{"BOOL":true},{"NULL":true}]}}}"#;
+        let v = parse(text).unwrap();
+        let mut out = String::new();
+        v.write_typed_json(&mut out);
+        assert_eq!(out, text);
+        assert_eq!(parse(&out).unwrap(), v);
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! `dynashift bench`: the W1 workload, measured. Prints decode throughput on one core,
+//! end-to-end changes per second into DuckDB, and peak memory of the replicating process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use dynashift_core::change::Position;
+use dynashift_core::decode::{decode, DecodeContext};
+
+use dynashift::workload::{generate, WorkloadSpec};
+
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub records: usize,
+    pub keys: usize,
+    pub dir: Option<PathBuf>,
+    pub batch_size: usize,
+}
+
+/// Writes the workload file (once per size and seed) and returns its path.
+fn workload_file(dir: &Path, spec: &WorkloadSpec) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("w1-{}-{}-{}.jsonl", spec.records, spec.keys, spec.seed));
+    if path.exists() {
+        return Ok(path);
+    }
+    let (lines, _) = generate(spec, true);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?,
+    );
+    for l in &lines {
+        f.write_all(l.as_bytes())?;
+        f.write_all(b"\n")?;
+    }
+    f.flush()?;
+    drop(f);
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
+    let spec = WorkloadSpec { records: options.records, keys: options.keys, ..WorkloadSpec::w1() };
+    let dir = match &options.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join("dynashift-bench"),
+    };
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("generating {} records over {} keys in {} …", spec.records, spec.keys, dir.display());
+    let file = workload_file(&dir, &spec)?;
+    let bytes = std::fs::read(&file)?;
+    let mut report = String::new();
+
+    // Decode: one core, every line.
+    let ctx = DecodeContext::default();
+    let shard: std::sync::Arc<str> = std::sync::Arc::from("bench");
+    let started = Instant::now();
+    let mut decoded = 0usize;
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        if decode(line, Position::new(shard.clone(), i.to_string()), &ctx).is_ok() {
+            decoded += 1;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    report.push_str(&format!(
+        "decode: {} records, {:.1} MB in {:.2} s = {:.0} MB/s, {:.0} records/s (one core)\n",
+        decoded,
+        bytes.len() as f64 / 1e6,
+        secs,
+        bytes.len() as f64 / 1e6 / secs,
+        decoded as f64 / secs
+    ));
+    drop(bytes);
+
+    // End to end: a separate `dynashift run` process into a fresh DuckDB file.
+    let db = dir.join("bench.duckdb");
+    let _ = std::fs::remove_file(&db);
+    let _ = std::fs::remove_file(dir.join("bench.duckdb.wal"));
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = {:?}\n\n[target]\nkind = \"duckdb\"\npath = {:?}\n\n[defaults]\nbatch_size = {}\n",
+            file.display().to_string(),
+            db.display().to_string(),
+            options.batch_size
+        ),
+    )?;
+    let started = Instant::now();
+    let status = std::process::Command::new(exe)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("starting `dynashift run`")?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(status.success(), "`dynashift run` failed: {status}");
+    let peak_kb = children_peak_rss_kb();
+    report.push_str(&format!(
+        "end-to-end (DuckDB): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
+        spec.records,
+        secs,
+        spec.records as f64 / secs,
+        options.batch_size
+    ));
+    report.push_str(&format!("peak RSS of the replicating process: {:.0} MB\n", peak_kb as f64 / 1024.0));
+    Ok(report)
+}
+
+/// Largest resident set of any waited-for child, in KiB.
+fn children_peak_rss_kb() -> i64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0;
+    }
+    // SAFETY: getrusage returned 0, so the struct is initialised.
+    unsafe { usage.assume_init() }.ru_maxrss
+}

@@ -1,0 +1,213 @@
+//! The TOML configuration: parsed into typed settings at load time, checked, then used.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dynashift_core::naming::NamingStyle;
+use dynashift_core::plan::{DeleteMode, TableOptions, TtlMode};
+use dynashift_core::types::ColumnMode;
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub target: TargetConfig,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableOverride>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum SourceConfig {
+    File(FileSourceConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// A path, a glob, or `-` for standard input.
+    pub path: String,
+    /// Table for records that name none (export lines, relayed Streams records).
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum TargetConfig {
+    Duckdb(DuckDbTargetConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DuckDbTargetConfig {
+    pub path: PathBuf,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+}
+
+fn default_schema() -> String {
+    "dynamodb".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub columns: ColumnMode,
+    #[serde(default)]
+    pub naming: NamingStyle,
+    #[serde(default)]
+    pub deletes: DeleteMode,
+    #[serde(default)]
+    pub ttl_deletes: TtlMode,
+    /// Records read per batch (one warehouse transaction each).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Glob patterns of DynamoDB table names to replicate (all when empty).
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns of DynamoDB table names to skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+fn default_batch_size() -> usize {
+    50_000
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            columns: ColumnMode::default(),
+            naming: NamingStyle::default(),
+            deletes: DeleteMode::default(),
+            ttl_deletes: TtlMode::default(),
+            batch_size: default_batch_size(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// Per-table settings; unset fields fall back to `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOverride {
+    pub columns: Option<ColumnMode>,
+    pub naming: Option<NamingStyle>,
+    pub deletes: Option<DeleteMode>,
+    pub ttl_deletes: Option<TtlMode>,
+    /// Key attribute names, needed to load DynamoDB export lines.
+    pub keys: Option<Vec<String>>,
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
+        let config: Config = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.defaults.batch_size == 0 {
+            return Err("defaults.batch_size must be at least 1".into());
+        }
+        for (key, patterns) in [("include", &self.defaults.include), ("exclude", &self.defaults.exclude)] {
+            for p in patterns {
+                glob::Pattern::new(p).map_err(|e| format!("defaults.{key}: bad pattern `{p}`: {e}"))?;
+            }
+        }
+        match &self.source {
+            SourceConfig::File(f) if f.path.trim().is_empty() => Err("source.path must not be empty".into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Effective options of one DynamoDB table.
+    pub fn table_options(&self, table: &str) -> TableOptions {
+        let o = self.tables.get(table).cloned().unwrap_or_default();
+        let d = &self.defaults;
+        TableOptions {
+            columns: o.columns.unwrap_or(d.columns),
+            naming: o.naming.unwrap_or(d.naming),
+            deletes: o.deletes.unwrap_or(d.deletes),
+            ttl_deletes: o.ttl_deletes.unwrap_or(d.ttl_deletes),
+        }
+    }
+
+    /// Whether changes of `table` are replicated, by the include/exclude patterns.
+    pub fn includes(&self, table: &str) -> bool {
+        let matches = |p: &String| glob::Pattern::new(p).is_ok_and(|p| p.matches(table));
+        (self.defaults.include.is_empty() || self.defaults.include.iter().any(matches))
+            && !self.defaults.exclude.iter().any(matches)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, String> {
+        Config::parse(s, Path::new("x.toml")).map_err(|e| e.to_string())
+    }
+
+    const MIN: &str =
+        "[source]\nkind = \"file\"\npath = \"a.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"q.duckdb\"\n";
+
+    #[test]
+    fn minimal_config() {
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.defaults.batch_size, 50_000);
+        assert!(c.includes("Anything"));
+        let TargetConfig::Duckdb(t) = &c.target;
+        assert_eq!(t.schema, "dynamodb");
+    }
+
+    #[test]
+    fn overrides_and_patterns() {
+        let c = parse(&format!(
+            "{MIN}[defaults]\ndeletes = \"soft\"\nexclude = [\"tmp_*\"]\n[tables.\"audit-log\"]\ncolumns = \"document\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.table_options("audit-log").columns, ColumnMode::Document);
+        assert_eq!(c.table_options("audit-log").deletes, DeleteMode::Soft);
+        assert_eq!(c.table_options("other").columns, ColumnMode::Typed);
+        assert!(!c.includes("tmp_1") && c.includes("orders"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_file() {
+        let e = parse(&format!("{MIN}[defaults]\ncolumnz = \"typed\"\n")).unwrap_err();
+        assert!(e.contains("x.toml") && e.contains("columnz"), "{e}");
+        let e = parse(&format!("{MIN}[defaults]\ncolumns = \"wide\"\n")).unwrap_err();
+        assert!(e.contains("wide"), "{e}");
+        let e = parse("[target]\nkind = \"duckdb\"\npath = \"q\"\n").unwrap_err();
+        assert!(e.contains("source"), "{e}");
+        let e = parse(&MIN.replace("path = \"a.jsonl\"", "path = \"a\"\nextra = 1")).unwrap_err();
+        assert!(e.contains("extra"), "{e}");
+        let e = parse(&format!("{MIN}[defaults]\nbatch_size = \"big\"\n")).unwrap_err();
+        assert!(e.contains("batch_size"), "{e}");
+    }
+}

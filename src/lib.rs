@@ -1,0 +1,13 @@
+//! dynashift: replicate DynamoDB change streams into DuckDB, PostgreSQL and Redshift.
+//!
+//! The pure core (`dynashift_core`) decodes, reduces and plans; this crate holds the
+//! adapters around it: configuration, sources, warehouses and the run loop.
+
+pub mod config;
+pub mod pipeline;
+pub mod run;
+pub mod source;
+pub mod warehouse;
+pub mod workload;
+
+pub use dynashift_core as core;

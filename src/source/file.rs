@@ -1,0 +1,236 @@
+//! The `file` source: JSON lines from a path, a glob or standard input.
+//!
+//! Each file is a shard; a record's sequence is the byte offset just past its line, so a
+//! restart seeks straight to where the last committed batch ended.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynashift_core::Position;
+
+use super::RawRecord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FileSourceError {
+    #[error("no file matches `{0}`")]
+    NoMatch(String),
+    #[error("bad file pattern `{pattern}`: {message}")]
+    Pattern { pattern: String, message: String },
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+enum Input {
+    Stdin(BufReader<std::io::Stdin>),
+    File(BufReader<File>),
+}
+
+pub struct FileSource {
+    pattern: String,
+    follow: bool,
+    files: Vec<PathBuf>,
+    /// Committed offsets per file (shard), from the warehouse.
+    resume: HashMap<String, String>,
+    current: usize,
+    input: Option<(Arc<str>, Input, u64)>,
+    line: Vec<u8>,
+}
+
+impl FileSource {
+    /// `pattern` is a path, a glob or `-`; `resume` maps shard → committed byte offset.
+    pub fn open(
+        pattern: &str,
+        follow: bool,
+        resume: HashMap<String, String>,
+    ) -> Result<FileSource, FileSourceError> {
+        let mut source = FileSource {
+            pattern: pattern.to_string(),
+            follow,
+            files: Vec::new(),
+            resume,
+            current: 0,
+            input: None,
+            line: Vec::with_capacity(4096),
+        };
+        if pattern != "-" {
+            source.files = source.expand()?;
+            if source.files.is_empty() && !follow {
+                return Err(FileSourceError::NoMatch(pattern.to_string()));
+            }
+            for f in &source.files {
+                File::open(f)
+                    .map_err(|e| FileSourceError::Io { path: f.display().to_string(), source: e })?;
+            }
+        }
+        Ok(source)
+    }
+
+    /// The name checkpoints are stored under.
+    pub fn id(&self) -> &'static str {
+        "file"
+    }
+
+    fn expand(&self) -> Result<Vec<PathBuf>, FileSourceError> {
+        let is_glob = self.pattern.contains(['*', '?', '[']);
+        if !is_glob {
+            return Ok(vec![PathBuf::from(&self.pattern)]);
+        }
+        let paths = glob::glob(&self.pattern).map_err(|e| FileSourceError::Pattern {
+            pattern: self.pattern.clone(),
+            message: e.to_string(),
+        })?;
+        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// Reads up to `max` records. An empty result means the input is exhausted (or, when
+    /// following, that nothing new arrived within about a second).
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, FileSourceError> {
+        let mut out = Vec::new();
+        let mut waited = false;
+        while out.len() < max {
+            if self.input.is_none() && !self.open_next(&mut out)? {
+                if !self.follow || waited || !out.is_empty() {
+                    break;
+                }
+                // Following: look for growth or new files, then try once more.
+                std::thread::sleep(Duration::from_millis(500));
+                waited = true;
+                self.rescan()?;
+                continue;
+            }
+            let Some((shard, input, offset)) = self.input.as_mut() else { continue };
+            self.line.clear();
+            let read = match input {
+                Input::Stdin(r) => r.read_until(b'\n', &mut self.line),
+                Input::File(r) => r.read_until(b'\n', &mut self.line),
+            }
+            .map_err(|e| FileSourceError::Io { path: shard.to_string(), source: e })?;
+            if read == 0 || (self.follow && !self.line.ends_with(b"\n")) {
+                // End of this input (a partial last line waits for its newline when following).
+                if let Some((shard, Input::File(_), offset)) = self.input.take() {
+                    self.resume.insert(shard.to_string(), offset.to_string());
+                }
+                self.current += 1;
+                continue;
+            }
+            *offset += read as u64;
+            let data = trim_line(&self.line);
+            if data.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            out.push(RawRecord {
+                data: data.to_vec(),
+                position: Position::new(shard.clone(), offset.to_string()),
+                problem: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Opens the next input; false when none is left. An empty file never seen before
+    /// yields a rejected marker record so the user learns of it.
+    fn open_next(&mut self, out: &mut Vec<RawRecord>) -> Result<bool, FileSourceError> {
+        if self.pattern == "-" {
+            if self.current > 0 {
+                return Ok(false);
+            }
+            self.input = Some((Arc::from("-"), Input::Stdin(BufReader::new(std::io::stdin())), 0));
+            return Ok(true);
+        }
+        while let Some(path) = self.files.get(self.current) {
+            let name = path.display().to_string();
+            let io = |e| FileSourceError::Io { path: name.clone(), source: e };
+            let mut file = File::open(path).map_err(io)?;
+            let len = file.metadata().map_err(io)?.len();
+            let committed = self.resume.get(&name).and_then(|s| s.parse::<u64>().ok());
+            let start = committed.unwrap_or(0);
+            if len == 0 && committed.is_none() {
+                self.resume.insert(name.clone(), "0".into());
+                out.push(RawRecord {
+                    data: Vec::new(),
+                    position: Position::new(name.as_str(), "0"),
+                    problem: Some("file is empty".into()),
+                });
+                self.current += 1;
+                continue;
+            }
+            if start >= len {
+                self.current += 1;
+                continue;
+            }
+            file.seek(SeekFrom::Start(start)).map_err(io)?;
+            self.input =
+                Some((Arc::from(name.as_str()), Input::File(BufReader::with_capacity(1 << 20, file)), start));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn rescan(&mut self) -> Result<(), FileSourceError> {
+        if self.pattern == "-" {
+            return Ok(());
+        }
+        self.files = self.expand()?;
+        self.current = 0;
+        Ok(())
+    }
+}
+
+fn trim_line(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn reads_lines_and_resumes_by_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}").unwrap();
+        let pattern = path.display().to_string();
+        let mut src = FileSource::open(&pattern, false, HashMap::new()).unwrap();
+        let recs = src.next_batch(10).unwrap();
+        assert_eq!(recs.len(), 3);
+        assert_eq!(recs[1].data, b"{\"b\":2}");
+        let resume: HashMap<_, _> = [(pattern.clone(), recs[0].position.sequence.to_string())].into();
+        let mut again = FileSource::open(&pattern, false, resume).unwrap();
+        assert_eq!(again.next_batch(10).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn empty_file_is_reported_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.jsonl");
+        File::create(&path).unwrap().flush().unwrap();
+        let pattern = path.display().to_string();
+        let recs = FileSource::open(&pattern, false, HashMap::new()).unwrap().next_batch(10).unwrap();
+        assert_eq!(recs[0].problem.as_deref(), Some("file is empty"));
+        let resume: HashMap<_, _> = [(pattern.clone(), "0".to_string())].into();
+        assert!(FileSource::open(&pattern, false, resume).unwrap().next_batch(10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn missing_inputs_are_errors() {
+        assert!(matches!(
+            FileSource::open("/nonexistent/x.jsonl", false, HashMap::new()),
+            Err(FileSourceError::Io { .. })
+        ));
+        assert!(matches!(
+            FileSource::open("/nonexistent/*.jsonl", false, HashMap::new()),
+            Err(FileSourceError::NoMatch(_))
+        ));
+    }
+}

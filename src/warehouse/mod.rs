@@ -1,0 +1,91 @@
+//! Warehouses: a dialect plus a driver that runs a batch as one transaction.
+
+#[cfg(feature = "duckdb")]
+pub mod duckdb;
+pub mod steps;
+
+use std::collections::HashMap;
+
+use dynashift_core::dialect::Dialect;
+use dynashift_core::plan::TablePlan;
+use dynashift_core::schema::Catalog;
+use dynashift_core::Position;
+
+/// A record that could not be decoded, kept with its raw bytes, position and reason.
+#[derive(Debug, Clone)]
+pub struct Reject {
+    pub position: Position,
+    pub table: Option<String>,
+    pub reason: String,
+    pub raw: Vec<u8>,
+}
+
+/// Everything one batch writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The catalog after this batch's schema evolution.
+    pub catalog: Catalog,
+    pub tables: Vec<TablePlan>,
+    pub rejects: Vec<Reject>,
+    /// Source name → (shard → newest consumed sequence).
+    pub source: String,
+    pub checkpoints: Vec<Position>,
+    pub records: u64,
+    pub changes: u64,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Per source table: changes that won over what the warehouse already had.
+    pub applied: HashMap<String, u64>,
+}
+
+/// One row of `status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableStatus {
+    pub source_table: String,
+    pub target: String,
+    pub mode: String,
+    pub rows: i64,
+    pub columns: i64,
+    pub newest_change: Option<String>,
+    pub changes_applied: i64,
+    pub deletes_applied: i64,
+    pub expired: i64,
+    pub rejects: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Status {
+    pub tables: Vec<TableStatus>,
+    /// Rejects that could not be tied to a table.
+    pub unattributed_rejects: i64,
+    pub batches: i64,
+    pub last_batch_at: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot open {what}: {message}")]
+    Open { what: String, message: String },
+    #[error("{context}: {message}")]
+    Query { context: String, message: String },
+    #[error("the warehouse's control tables are inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub trait Warehouse {
+    fn dialect(&self) -> &dyn Dialect;
+    /// Creates the control tables if missing.
+    fn setup(&mut self) -> Result<(), WarehouseError>;
+    /// The registry of target tables and columns.
+    fn load_catalog(&mut self) -> Result<Catalog, WarehouseError>;
+    /// Committed positions of one source: shard → sequence.
+    fn load_checkpoints(&mut self, source: &str) -> Result<HashMap<String, String>, WarehouseError>;
+    /// Applies a batch: DDL, staged rows, rejects and checkpoints in one transaction.
+    fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError>;
+    /// The statements `apply` would run, as text, without running them.
+    fn describe(&self, batch: &Batch) -> Vec<String>;
+    fn status(&mut self) -> Result<Status, WarehouseError>;
+}

@@ -1,0 +1,143 @@
+//! A batch as an ordered list of steps: SQL statements and stage loads. Every driver runs
+//! the same steps inside one transaction; `plan` prints them.
+
+use dynashift_core::dialect::Dialect;
+use dynashift_core::sql::{apply_statements, schema_changes, stage_columns, Layout, Param, Statement};
+
+use super::Batch;
+
+/// Name of the per-table staging table (session-local).
+pub const STAGE: &str = "_dynashift_stage";
+
+pub enum Step {
+    Sql(Statement),
+    /// Create the stage for table plan `index` and bulk-load its rows.
+    LoadStage {
+        index: usize,
+        columns: Vec<(String, &'static str)>,
+    },
+    /// Add the surviving stage rows to the table's applied count.
+    CountApplied {
+        index: usize,
+    },
+}
+
+pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let control = |t: &str| d.qualified(&layout.control_schema, t);
+    for (index, plan) in batch.tables.iter().enumerate() {
+        let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
+        steps.extend(schema_changes(d, layout, schema, plan).into_iter().map(Step::Sql));
+        if plan.rows.is_empty() {
+            if plan.expired_kept > 0 {
+                steps.push(Step::Sql(Statement::with(
+                    format!(
+                        "UPDATE {} SET expired_kept = expired_kept + {} WHERE source_table = {}",
+                        control("tables"),
+                        d.param(1),
+                        d.param(2)
+                    ),
+                    vec![Param::Int(plan.expired_kept as i64), Param::Text(plan.source_table.clone())],
+                )));
+            }
+            continue;
+        }
+        steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
+        steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
+        steps.extend(apply_statements(d, layout, schema, plan, STAGE).into_iter().map(Step::Sql));
+        steps.push(Step::CountApplied { index });
+        steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
+    }
+    for r in &batch.rejects {
+        let (text, bytes) = match std::str::from_utf8(&r.raw) {
+            Ok(s) => (s.to_string(), Param::Null),
+            Err(_) => (String::from_utf8_lossy(&r.raw).into_owned(), Param::Bytes(r.raw.clone())),
+        };
+        steps.push(Step::Sql(Statement::with(
+            format!(
+                "INSERT INTO {} (source, shard, sequence, table_name, reason, raw_text, raw_bytes, rejected_at) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+                control("rejects"),
+                d.param(1),
+                d.param(2),
+                d.param(3),
+                d.param(4),
+                d.param(5),
+                d.param(6),
+                d.param(7),
+                d.now()
+            ),
+            vec![
+                Param::Text(batch.source.clone()),
+                Param::Text(r.position.shard.to_string()),
+                Param::Text(r.position.sequence.to_string()),
+                r.table.clone().map(Param::Text).unwrap_or(Param::Null),
+                Param::Text(r.reason.clone()),
+                Param::Text(text),
+                bytes,
+            ],
+        )));
+    }
+    for p in &batch.checkpoints {
+        let key = || vec![Param::Text(batch.source.clone()), Param::Text(p.shard.to_string())];
+        steps.push(Step::Sql(Statement::with(
+            format!(
+                "DELETE FROM {} WHERE source = {} AND shard = {}",
+                control("checkpoints"),
+                d.param(1),
+                d.param(2)
+            ),
+            key(),
+        )));
+        let mut params = key();
+        params.push(Param::Text(p.sequence.to_string()));
+        steps.push(Step::Sql(Statement::with(
+            format!(
+                "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {}, {}, {})",
+                control("checkpoints"),
+                d.param(1),
+                d.param(2),
+                d.param(3),
+                d.now()
+            ),
+            params,
+        )));
+    }
+    steps.push(Step::Sql(Statement::with(
+        format!(
+            "INSERT INTO {} (committed_at, records, changes, applied, rejects) VALUES ({}, {}, {}, 0, {})",
+            control("runs"),
+            d.now(),
+            d.param(1),
+            d.param(2),
+            d.param(3)
+        ),
+        vec![
+            Param::Int(batch.records as i64),
+            Param::Int(batch.changes as i64),
+            Param::Int(batch.rejects.len() as i64),
+        ],
+    )));
+    steps
+}
+
+/// The steps as reviewable text.
+pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> {
+    batch_steps(d, layout, batch)
+        .into_iter()
+        .filter_map(|step| match step {
+            Step::Sql(s) => Some(s.to_string()),
+            Step::LoadStage { index, columns } => {
+                let cols: Vec<(String, &'static str)> = columns;
+                Some(format!(
+                    "{};\n-- load {} staged rows of {} into {}",
+                    d.create_stage(STAGE, &cols),
+                    batch.tables[index].rows.len(),
+                    batch.tables[index].source_table,
+                    STAGE
+                ))
+            }
+            Step::CountApplied { .. } => None,
+        })
+        .collect()
+}

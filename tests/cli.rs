@@ -1,0 +1,161 @@
+//! The binary as a user runs it: quickstart, rerun, status, plan, bad input and bad setups.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dynashift(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).current_dir(dir).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A working directory holding a copy of the examples.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let ex = dir.path().join("examples");
+    std::fs::create_dir_all(ex.join("changes")).unwrap();
+    std::fs::copy(repo().join("examples/quickstart.toml"), ex.join("quickstart.toml")).unwrap();
+    for entry in std::fs::read_dir(repo().join("examples/changes")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, ex.join("changes").join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn quickstart_runs_once_and_only_once() {
+    let dir = workdir();
+    let first = dynashift(dir.path(), &["run", "--config", "examples/quickstart.toml"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let out = text(&first);
+    for table in ["Customers", "OrderLines", "Sensors"] {
+        assert!(out.contains(table), "{out}");
+    }
+    assert!(out.contains("1 rejected"), "{out}");
+
+    let second = dynashift(dir.path(), &["run", "--config", "examples/quickstart.toml"]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(text(&second).contains("0 records in 0 batches"), "{}", text(&second));
+
+    let status = dynashift(dir.path(), &["status", "--config", "examples/quickstart.toml"]);
+    let s = text(&status);
+    assert!(status.status.success(), "{s}");
+    let customers = s.lines().find(|l| l.starts_with("Customers")).unwrap_or_else(|| panic!("{s}"));
+    let cols: Vec<&str> = customers.split_whitespace().collect();
+    // table, target, rows, columns, applied, deletes, expired, rejects, newest
+    assert_eq!(cols[1], "dynamodb.customers");
+    assert_eq!(cols[2], "2", "c-001 and c-003 remain: {s}");
+    assert_eq!(cols[7], "1", "the truncated Customers record is a reject: {s}");
+    assert!(cols[8].starts_with("2025-11-24T"), "{s}");
+    let sensors = s.lines().find(|l| l.starts_with("Sensors")).unwrap();
+    assert_eq!(sensors.split_whitespace().nth(6), Some("1"), "one TTL expiry: {s}");
+}
+
+#[test]
+fn plan_prints_sql_without_running_it() {
+    let dir = workdir();
+    let plan = dynashift(dir.path(), &["plan", "--config", "examples/quickstart.toml"]);
+    let out = text(&plan);
+    assert!(plan.status.success(), "{out}");
+    assert!(out.contains("CREATE TABLE \"dynamodb\".\"customers\""), "{out}");
+    assert!(out.contains("DELETE FROM \"_dynashift_stage\" WHERE EXISTS"), "{out}");
+    let status = dynashift(dir.path(), &["status", "--config", "examples/quickstart.toml"]);
+    assert!(!text(&status).contains("Customers"), "plan must not apply anything: {}", text(&status));
+    let dry = dynashift(dir.path(), &["run", "--dry-run", "--config", "examples/quickstart.toml"]);
+    assert_eq!(text(&dry), out);
+}
+
+#[test]
+fn setup_errors_are_one_line_and_fail() {
+    let dir = workdir();
+    let missing = dynashift(dir.path(), &["run", "--config", "nope.toml"]);
+    assert!(!missing.status.success());
+    let m = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        m.starts_with("error: cannot read config file nope.toml") && m.trim().lines().count() == 1,
+        "{m}"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[source]\nkind = \"file\"\npath = \"x\"\nbogus = 1\n[target]\nkind = \"duckdb\"\npath = \"d\"\n",
+    )
+    .unwrap();
+    let bad = dynashift(dir.path(), &["run", "--config", "bad.toml"]);
+    let b = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && b.contains("bad.toml") && b.contains("bogus"), "{b}");
+
+    std::fs::write(dir.path().join("nofile.toml"), "[source]\nkind = \"file\"\npath = \"absent/*.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"d.duckdb\"\n").unwrap();
+    let nofile = dynashift(dir.path(), &["run", "--config", "nofile.toml"]);
+    let n = String::from_utf8_lossy(&nofile.stderr);
+    assert!(!nofile.status.success() && n.contains("no file matches `absent/*.jsonl`"), "{n}");
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error() {
+    let dir = workdir();
+    let db = dir.path().join("quickstart.duckdb");
+    let holder = duckdb::Connection::open(&db).unwrap();
+    let out = dynashift(dir.path(), &["run", "--config", "examples/quickstart.toml"]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{e}");
+    assert!(e.starts_with("error: cannot open DuckDB file quickstart.duckdb") && e.contains("lock"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    drop(holder);
+}
+
+#[test]
+fn bad_records_are_rejected_and_the_run_goes_on() {
+    let dir = workdir();
+    let good = r#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1764000000000,"Keys":{"k":{"S":"a"}},"NewImage":{"k":{"S":"a"}}}}"#;
+    let mut data: Vec<u8> = Vec::new();
+    for line in [
+        "{not json",
+        r#"{"eventName":"INSERT","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"k":{"S":"a"}},"NewImage":{}}}"#,
+        r#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1,"NewImage":{}}}"#,
+        r#"{"eventName":"UPSERT","tableName":"T","dynamodb":{}}"#,
+        r#"{"eventName":"INSERT","tableName":"T","dynamodb":{"ApproximateCreationDateTime":1,"Keys":{"k":{"S":"b"}},"NewImage":{"x":{"N":"one"}}}}"#,
+        good,
+    ] {
+        data.extend_from_slice(line.as_bytes());
+        data.push(b'\n');
+    }
+    data.extend_from_slice(b"\xff\xfe invalid utf-8\n");
+    std::fs::write(dir.path().join("bad.jsonl"), &data).unwrap();
+    std::fs::write(dir.path().join("empty.jsonl"), b"").unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[source]\nkind = \"file\"\npath = \"*.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"bad.duckdb\"\n",
+    )
+    .unwrap();
+    let out = dynashift(dir.path(), &["run", "--config", "bad.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("7 rejected"), "{}", text(&out));
+    let status = text(&dynashift(dir.path(), &["status", "--config", "bad.toml"]));
+    let t = status.lines().find(|l| l.starts_with("T ")).unwrap_or_else(|| panic!("{status}"));
+    let cols: Vec<&str> = t.split_whitespace().collect();
+    assert_eq!((cols[2], cols[7]), ("1", "4"), "{status}");
+    assert!(status.contains("rejects not tied to a table: 3"), "{status}");
+
+    let conn = duckdb::Connection::open(dir.path().join("bad.duckdb")).unwrap();
+    let mut stmt = conn.prepare("SELECT reason, raw_text, raw_bytes IS NOT NULL FROM _dynashift.rejects ORDER BY shard, CAST(sequence AS BIGINT)").unwrap();
+    let rows: Vec<(String, String, bool)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert!(reasons[0].starts_with("malformed record"), "{reasons:?}");
+    assert!(reasons[1].contains("names no table"), "{reasons:?}");
+    assert!(reasons[2].contains("no `dynamodb.Keys`"), "{reasons:?}");
+    assert!(reasons[3].contains("unknown eventName `UPSERT`"), "{reasons:?}");
+    assert!(reasons[4].contains("`one` is not a number"), "{reasons:?}");
+    assert!(reasons[5].contains("not valid UTF-8") && rows[5].2, "{rows:?}");
+    assert_eq!(reasons[6], "file is empty");
+    assert_eq!(rows[0].1, "{not json");
+}

@@ -1,0 +1,214 @@
+//! Model-based property test: random histories over several tables, delivered as DynamoDB
+//! would (duplicated, shuffled within a window, cut into random batches), must leave the
+//! warehouse equal to the model's final state, value for value, in every column mode.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dynashift::config::Config;
+use dynashift::pipeline::Pipeline;
+use dynashift::source::RawRecord;
+use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::workload::{kinesis_record, Event, EventKindGen, Model, Rng};
+use dynashift_core::number::Number;
+use dynashift_core::types::ColumnMode;
+use dynashift_core::value::{AttrValue, Item};
+use dynashift_core::Position;
+use proptest::prelude::*;
+
+const ATTRS: [&str; 9] =
+    ["a", "B", "user", "select", "x\"y; DROP TABLE t;--", "naïve", "ItemCount", "itemCount", "_ddb_version"];
+
+fn number() -> impl Strategy<Value = AttrValue> {
+    prop_oneof![
+        (-1000i64..1000).prop_map(|i| i.to_string()),
+        Just("9223372036854775807".to_string()),
+        Just("-9223372036854775809".to_string()),
+        (0u32..100000, 0u32..1000).prop_map(|(a, b)| format!("{a}.{b:03}")),
+        Just("0.000000000001234".to_string()),
+        Just("1.5E+100".to_string()),
+        Just("12345678901234567890123456789012345678".to_string()),
+        Just("-1E-130".to_string()),
+    ]
+    .prop_map(|s| AttrValue::N(Number::parse(&s).unwrap()))
+}
+
+fn scalar() -> impl Strategy<Value = AttrValue> {
+    prop_oneof![
+        3 => "[a-zA-Z0-9 '\"\\\\$;é日]{0,12}".prop_map(AttrValue::S),
+        3 => number(),
+        1 => any::<bool>().prop_map(AttrValue::Bool),
+        1 => Just(AttrValue::Null),
+        1 => prop::collection::vec(any::<u8>(), 0..8).prop_map(AttrValue::B),
+        1 => prop::collection::btree_set("[a-c]{1,2}", 1..3).prop_map(|s| AttrValue::Ss(s.into_iter().collect())),
+        1 => prop::collection::btree_set(0u32..50, 1..3)
+            .prop_map(|s| AttrValue::Ns(s.into_iter().map(|n| Number::parse(&n.to_string()).unwrap()).collect())),
+        1 => prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..3), 1..3).prop_map(|s| AttrValue::Bs(s.into_iter().collect())),
+    ]
+}
+
+fn value() -> impl Strategy<Value = AttrValue> {
+    scalar().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(AttrValue::L),
+            prop::collection::btree_map("[a-z\"]{1,3}", inner, 0..3).prop_map(AttrValue::M),
+        ]
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    /// Put a whole new item (an INSERT or a MODIFY replacing every attribute).
+    Put(Vec<(usize, AttrValue)>),
+    /// Update: set some attributes and remove others.
+    Update(Vec<(usize, AttrValue)>, Vec<usize>),
+    Delete,
+    Expire,
+}
+
+fn step() -> impl Strategy<Value = (usize, usize, Step)> {
+    let attrs = || prop::collection::vec((0..ATTRS.len(), value()), 0..4);
+    (
+        0usize..2,
+        0usize..4,
+        prop_oneof![
+            4 => attrs().prop_map(Step::Put),
+            4 => (attrs(), prop::collection::vec(0..ATTRS.len(), 0..2)).prop_map(|(s, r)| Step::Update(s, r)),
+            2 => Just(Step::Delete),
+            1 => Just(Step::Expire),
+        ],
+    )
+}
+
+fn keys(table: usize, key: usize) -> (String, Item) {
+    let mut k = Item::new();
+    if table == 0 {
+        k.insert("pk".into(), AttrValue::S(format!("p{}", key / 2)));
+        k.insert("sk".into(), AttrValue::N(Number::parse(&(key % 2).to_string()).unwrap()));
+        ("Alpha".into(), k)
+    } else {
+        k.insert("id".into(), AttrValue::N(Number::parse(&(key * 7).to_string()).unwrap()));
+        ("beta-Table".into(), k)
+    }
+}
+
+/// Turns steps into the events DynamoDB would emit, and the model's final state.
+fn history(steps: &[(usize, usize, Step)]) -> (Vec<Event>, Model) {
+    let mut live: BTreeMap<(usize, usize), Item> = BTreeMap::new();
+    let mut model = Model::default();
+    let mut events = Vec::new();
+    let mut micros = 1_764_000_000_000_000i64;
+    for (table, key, step) in steps {
+        micros += 1000 * (1 + (events.len() as i64 % 3));
+        let (name, k) = keys(*table, *key);
+        let old = live.get(&(*table, *key)).cloned();
+        let (kind, image) = match step {
+            Step::Put(set) | Step::Update(set, _) => {
+                let mut image = match (step, &old) {
+                    (Step::Update(..), Some(o)) => o.clone(),
+                    _ => Item::new(),
+                };
+                if let Step::Update(_, remove) = step {
+                    for r in remove {
+                        image.remove(ATTRS[*r]);
+                    }
+                }
+                for (a, v) in set {
+                    image.insert(ATTRS[*a].to_string(), v.clone());
+                }
+                for (kn, kv) in &k {
+                    image.insert(kn.clone(), kv.clone());
+                }
+                (if old.is_some() { EventKindGen::Modify } else { EventKindGen::Insert }, Some(image))
+            }
+            Step::Delete | Step::Expire if old.is_none() => continue,
+            Step::Delete => (EventKindGen::Remove, None),
+            Step::Expire => (EventKindGen::Expire, None),
+        };
+        match &image {
+            Some(i) => live.insert((*table, *key), i.clone()),
+            None => live.remove(&(*table, *key)),
+        };
+        let event = Event { table: name, keys: k, kind, image, old_image: old, micros };
+        model.apply(&event);
+        events.push(event);
+    }
+    (events, model)
+}
+
+fn config(mode: ColumnMode, deletes: &str) -> Config {
+    let text = format!(
+        "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"duckdb\"\npath = \":memory:\"\n\
+         [defaults]\ncolumns = \"{}\"\ndeletes = \"{deletes}\"\n",
+        mode.as_str()
+    );
+    Config::parse(&text, Path::new("test.toml")).unwrap()
+}
+
+fn key_names() -> BTreeMap<String, Vec<String>> {
+    [
+        ("Alpha".to_string(), vec!["pk".to_string(), "sk".to_string()]),
+        ("beta-Table".to_string(), vec!["id".to_string()]),
+    ]
+    .into()
+}
+
+fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) -> support::Tables {
+    let warehouse = DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap();
+    let mut pipeline = Pipeline::new(config(mode, deletes), warehouse).unwrap();
+    let records: Vec<RawRecord> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| RawRecord {
+            data: l.clone().into_bytes(),
+            position: Position::new("s", (i + 1).to_string()),
+            problem: None,
+        })
+        .collect();
+    let mut start = 0;
+    let mut cut = cuts.iter().cycle();
+    while start < records.len() {
+        let n = (*cut.next().unwrap_or(&1)).max(1);
+        let end = (start + n).min(records.len());
+        pipeline.process(records[start..end].to_vec()).unwrap();
+        start = end;
+    }
+    assert_eq!(pipeline.summary.rejects, 0);
+    support::read_back(pipeline.warehouse())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn warehouse_equals_model(
+        steps in prop::collection::vec(step(), 1..40),
+        seed in any::<u64>(),
+        window in 1usize..8,
+        cuts in prop::collection::vec(1usize..12, 1..6),
+    ) {
+        let (events, model) = history(&steps);
+        let mut rng = Rng::new(seed);
+        let mut lines = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let line = kinesis_record(e, rng.chance(50), i as u64);
+            if rng.chance(20) {
+                lines.push(line.clone());
+            }
+            lines.push(line);
+        }
+        dynashift::workload::shuffle_within_windows(&mut lines, window, &mut rng);
+        for mode in [ColumnMode::Typed, ColumnMode::Varchar, ColumnMode::Document] {
+            let actual = replicate(&lines, &cuts, mode, "hard");
+            support::assert_tables_equal(&actual, &support::expected(&model.tables, mode, &key_names()));
+        }
+        let soft = replicate(&lines, &cuts, ColumnMode::Typed, "soft");
+        support::assert_tables_equal(&soft, &support::expected(&model.tables, ColumnMode::Typed, &key_names()));
+    }
+}
