@@ -17,6 +17,7 @@ pub struct BenchOptions {
     pub keys: usize,
     pub dir: Option<PathBuf>,
     pub batch_size: usize,
+    pub decode_only: bool,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -75,6 +76,9 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         decoded as f64 / secs
     ));
     drop(bytes);
+    if options.decode_only {
+        return Ok(report);
+    }
 
     // End to end: a separate `dynashift run` process into a fresh DuckDB file.
     let db = dir.join("bench.duckdb");

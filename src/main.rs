@@ -13,6 +13,10 @@ use dynashift::run::{format_status, format_summary, open_warehouse, run, RunOpti
 
 mod bench;
 
+// Decoding allocates many small strings and maps; mimalloc handles that pattern well.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "dynashift",
@@ -74,6 +78,9 @@ enum Command {
         /// Where the workload file and database go (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Measure decoding only (no warehouse).
+        #[arg(long)]
+        decode_only: bool,
     },
 }
 
@@ -137,9 +144,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
             Ok(())
         }
-        Command::Bench { records, keys, batch_size, dir } => {
+        Command::Bench { records, keys, batch_size, dir, decode_only } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
-            let report = bench::bench(&exe, &bench::BenchOptions { records, keys, dir, batch_size })?;
+            let options = bench::BenchOptions { records, keys, dir, batch_size, decode_only };
+            let report = bench::bench(&exe, &options)?;
             print!("{report}");
             Ok(())
         }

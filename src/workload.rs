@@ -238,12 +238,15 @@ fn image_for(rng: &mut Rng, keys: &Item, version: u64) -> Item {
 pub fn generate(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<String>, Model) {
     let mut rng = Rng::new(spec.seed);
     let mut live: Vec<Option<Item>> = vec![None; spec.keys];
-    let mut events: Vec<Event> = Vec::with_capacity(spec.records);
     let mut model = Model::default();
     let mut micros: i64 = 1_764_000_000_000_000;
-    let originals = spec.records * 100 / (100 + spec.duplicate_percent as usize);
-    for version in 0..originals as u64 {
-        micros += 1 + rng.below(2_000) as i64;
+    // Millisecond records must still order one item's changes (DynamoDB bumps equal times),
+    // so without microsecond precision every change gets its own millisecond.
+    let (step, spread) = if micros_precision { (1, 2_000) } else { (1_000, 2) };
+    let mut with_dups: Vec<String> = Vec::with_capacity(spec.records);
+    let mut version = 0u64;
+    while with_dups.len() < spec.records {
+        micros += step * (1 + rng.below(spread) as i64);
         let roll = rng.below(100);
         let key = rng.below(spec.keys as u64);
         let table_index = (key % 3) as usize;
@@ -262,16 +265,10 @@ pub fn generate(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<String>, Mo
         *slot = image.clone();
         let event = Event { table: TABLES[table_index].into(), keys, kind, image, old_image: old, micros };
         model.apply(&event);
-        events.push(event);
-    }
-    let mut lines: Vec<String> =
-        events.iter().enumerate().map(|(i, e)| kinesis_record(e, micros_precision, i as u64)).collect();
-    // Duplicates: re-deliveries of earlier records, landing a little later.
-    let total = lines.len();
-    let mut with_dups = Vec::with_capacity(spec.records);
-    for (i, line) in lines.drain(..).enumerate() {
-        with_dups.push(line);
-        if with_dups.len() < spec.records && rng.chance(spec.duplicate_percent) && i < total {
+        with_dups.push(kinesis_record(&event, micros_precision, version));
+        version += 1;
+        // Duplicates: re-deliveries of a recent record.
+        if with_dups.len() < spec.records && rng.chance(spec.duplicate_percent) {
             let back = rng.below(with_dups.len().min(spec.shuffle_window.max(1)) as u64) as usize;
             let dup = with_dups[with_dups.len() - 1 - back].clone();
             with_dups.push(dup);

@@ -1,5 +1,6 @@
 //! Crash test: the real binary, killed with SIGKILL at random moments while replicating a
 //! large generated file, restarted each time; the database ends exactly at the model's state.
+#![cfg(feature = "duckdb")]
 
 mod support;
 

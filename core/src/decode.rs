@@ -53,7 +53,7 @@ pub enum DecodeError {
 }
 
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<'a> {
     #[serde(rename = "eventName")]
     event_name: Option<String>,
     #[serde(rename = "tableName")]
@@ -62,7 +62,8 @@ struct Envelope {
     event_source_arn: Option<String>,
     #[serde(rename = "userIdentity")]
     user_identity: Option<UserIdentity>,
-    dynamodb: Option<StreamRecord>,
+    #[serde(borrow)]
+    dynamodb: Option<StreamRecord<'a>>,
     #[serde(rename = "Item")]
     item: Option<ItemOf>,
 }
@@ -75,12 +76,14 @@ struct UserIdentity {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct StreamRecord {
+struct StreamRecord<'a> {
     approximate_creation_date_time: Option<serde_json::Number>,
     approximate_creation_date_time_precision: Option<String>,
     keys: Option<ItemOf>,
     new_image: Option<ItemOf>,
-    old_image: Option<ItemOf>,
+    /// Kept as raw JSON: only deletes need it, so most records never parse it.
+    #[serde(borrow)]
+    old_image: Option<&'a serde_json::value::RawValue>,
     sequence_number: Option<String>,
 }
 
@@ -88,10 +91,11 @@ struct StreamRecord {
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Change, DecodeError> {
-    if let Err(e) = std::str::from_utf8(raw) {
-        return Err(DecodeError::InvalidUtf8(e.valid_up_to()));
-    }
-    let env: Envelope = serde_json::from_slice(raw).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let env: Envelope = serde_json::from_slice(raw).map_err(|e| match std::str::from_utf8(raw) {
+        // Checked only on failure: serde_json validates strings as it goes.
+        Err(bad) => DecodeError::InvalidUtf8(bad.valid_up_to()),
+        Ok(_) => DecodeError::Malformed(e.to_string()),
+    })?;
     if let Some(ItemOf(item)) = env.item {
         return decode_export_line(item, env.table_name, position, ctx);
     }
@@ -118,13 +122,22 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
             let mut image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?.0;
             for (k, v) in &keys {
-                image.entry(k.clone()).or_insert_with(|| v.clone());
+                if !image.contains_key(k) {
+                    image.insert(k.clone(), v.clone());
+                }
             }
             (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, Some(image))
         }
         Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
     };
-    let old_image = if event.is_delete() { rec.old_image.map(|i| i.0) } else { None };
+    let old_image = match rec.old_image {
+        Some(raw) if event.is_delete() => Some(
+            serde_json::from_str::<ItemOf>(raw.get())
+                .map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?
+                .0,
+        ),
+        _ => None,
+    };
     Ok(Change { table, key_text: key_text(&keys), keys, new_image, old_image, event, version, position })
 }
 

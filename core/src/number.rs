@@ -65,23 +65,27 @@ impl Number {
             }
         };
         exponent -= frac_part.len() as i64;
-        let mut all: String = String::with_capacity(int_part.len() + frac_part.len());
-        all.push_str(int_part);
-        all.push_str(frac_part);
-        let trimmed_lead = all.trim_start_matches('0');
-        let trimmed = trimmed_lead.trim_end_matches('0');
-        exponent += (trimmed_lead.len() - trimmed.len()) as i64;
-        if trimmed.is_empty() {
-            return Ok(Number { negative: false, digits: String::new(), exponent: 0 });
+        // Significant digits: integer and fraction parts without leading or trailing zeros.
+        let mut digits = String::with_capacity(int_part.len() + frac_part.len());
+        for b in int_part.bytes().chain(frac_part.bytes()) {
+            if b != b'0' || !digits.is_empty() {
+                digits.push(b as char);
+            }
         }
-        if trimmed.len() > MAX_DIGITS {
+        let significant = digits.trim_end_matches('0').len();
+        exponent += (digits.len() - significant) as i64;
+        digits.truncate(significant);
+        if digits.is_empty() {
+            return Ok(Number { negative: false, digits, exponent: 0 });
+        }
+        if digits.len() > MAX_DIGITS {
             return Err(NumberError::TooPrecise(text.chars().take(64).collect()));
         }
-        let magnitude = exponent + trimmed.len() as i64 - 1;
+        let magnitude = exponent + digits.len() as i64 - 1;
         if magnitude < MIN_MAGNITUDE as i64 || magnitude > MAX_MAGNITUDE as i64 {
             return Err(NumberError::OutOfRange(text.chars().take(64).collect()));
         }
-        Ok(Number { negative, digits: trimmed.to_string(), exponent: exponent as i32 })
+        Ok(Number { negative, digits, exponent: exponent as i32 })
     }
 
     pub fn is_zero(&self) -> bool {

@@ -105,12 +105,18 @@ pub fn plan_table(
     let mut expired_kept = 0;
     let mut sparse: Vec<(StagedRow, Vec<(usize, Cell)>)> = Vec::with_capacity(changes.len());
     for change in changes {
-        if change.event == EventKind::Expire && options.ttl_deletes == TtlMode::Keep {
+        let keep_expired = change.event == EventKind::Expire && options.ttl_deletes == TtlMode::Keep;
+        if keep_expired && change.old_image.is_none() {
+            // Nothing to restore from: the row stays as it is.
             expired_kept += 1;
             continue;
         }
         let (op, deleted, image) = match (&change.new_image, change.event.is_delete(), options.deletes) {
             (Some(image), false, _) => (RowOp::Upsert, false, image),
+            // An expired item that is kept: its last image, marked EXPIRE, not deleted.
+            (_, _, _) if keep_expired => {
+                (RowOp::Upsert, false, change.old_image.as_ref().unwrap_or(&change.keys))
+            }
             (_, _, DeleteMode::Soft) if change.old_image.is_some() => {
                 (RowOp::Upsert, true, change.old_image.as_ref().unwrap_or(&change.keys))
             }
@@ -220,6 +226,10 @@ mod tests {
         assert_eq!((p.rows[0].op, p.rows[0].deleted), (RowOp::Upsert, true));
         let keep = TableOptions { ttl_deletes: TtlMode::Keep, ..Default::default() };
         let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Expire, &[])], keep, 127);
+        assert_eq!((p.rows[0].op, p.rows[0].deleted, p.expired_kept), (RowOp::Upsert, false, 0));
+        let mut no_old = change("b", EventKind::Expire, &[]);
+        no_old.old_image = None;
+        let p = plan_table(&mut cat, "T", vec![no_old], keep, 127);
         assert_eq!((p.rows.len(), p.expired_kept), (0, 1));
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::dialect::Dialect;
 use crate::plan::{DeleteMode, TablePlan};
-use crate::schema::{TableSchema, SYSTEM_COLUMNS};
+use crate::schema::{SystemType, TableSchema, SYSTEM_COLUMNS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
@@ -77,41 +77,45 @@ impl Default for Layout {
 /// Control tables: the product's whole state lives in the warehouse.
 pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
     let c = |t: &str| d.qualified(&layout.control_schema, t);
+    let text = d.system_type(SystemType::Text);
+    let ts = d.system_type(SystemType::Timestamp);
+    let bigint = d.system_type(SystemType::BigInt);
+    let boolean = d.system_type(SystemType::Bool);
     vec![
         Statement::new(format!("CREATE SCHEMA IF NOT EXISTS {}", d.quote(&layout.control_schema))),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source_table VARCHAR NOT NULL, target_schema VARCHAR NOT NULL, \
-             target_name VARCHAR NOT NULL, columns_mode VARCHAR NOT NULL, naming VARCHAR NOT NULL, \
-             key_attributes VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL, changes_applied BIGINT NOT NULL, \
-             deletes_applied BIGINT NOT NULL, expired_applied BIGINT NOT NULL, expired_kept BIGINT NOT NULL, \
-             last_version BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, target_schema {text} NOT NULL, \
+             target_name {text} NOT NULL, columns_mode {text} NOT NULL, naming {text} NOT NULL, \
+             key_attributes {text} NOT NULL, created_at {ts} NOT NULL, changes_applied {bigint} NOT NULL, \
+             deletes_applied {bigint} NOT NULL, expired_applied {bigint} NOT NULL, expired_kept {bigint} NOT NULL, \
+             last_version {bigint} NOT NULL)",
             c("tables")
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source_table VARCHAR NOT NULL, ordinal BIGINT NOT NULL, \
-             attribute VARCHAR, column_name VARCHAR NOT NULL, column_type VARCHAR NOT NULL, \
-             is_variant BOOLEAN NOT NULL, added_at TIMESTAMP NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, ordinal {bigint} NOT NULL, \
+             attribute {text}, column_name {text} NOT NULL, column_type {text} NOT NULL, \
+             is_variant {boolean} NOT NULL, added_at {ts} NOT NULL)",
             c("columns")
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source_table VARCHAR NOT NULL, key VARCHAR NOT NULL, \
-             version BIGINT NOT NULL, sequence VARCHAR NOT NULL, event VARCHAR NOT NULL, deleted_at TIMESTAMP NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, key {text} NOT NULL, \
+             version {bigint} NOT NULL, sequence {text} NOT NULL, event {text} NOT NULL, deleted_at {ts} NOT NULL)",
             c("tombstones")
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source VARCHAR NOT NULL, shard VARCHAR NOT NULL, \
-             sequence VARCHAR NOT NULL, updated_at TIMESTAMP NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (source {text} NOT NULL, shard {text} NOT NULL, \
+             sequence {text} NOT NULL, updated_at {ts} NOT NULL)",
             c("checkpoints")
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source VARCHAR NOT NULL, shard VARCHAR NOT NULL, sequence VARCHAR NOT NULL, \
-             table_name VARCHAR, reason VARCHAR NOT NULL, raw_text VARCHAR NOT NULL, raw_bytes {}, rejected_at TIMESTAMP NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (source {text} NOT NULL, shard {text} NOT NULL, sequence {text} NOT NULL, \
+             table_name {text}, reason {text} NOT NULL, raw_text {text} NOT NULL, raw_bytes {}, rejected_at {ts} NOT NULL)",
             c("rejects"),
             d.stage_type(crate::types::ColumnType::Blob)
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (committed_at TIMESTAMP NOT NULL, records BIGINT NOT NULL, \
-             changes BIGINT NOT NULL, applied BIGINT NOT NULL, rejects BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS {} (committed_at {ts} NOT NULL, records {bigint} NOT NULL, \
+             changes {bigint} NOT NULL, applied {bigint} NOT NULL, rejects {bigint} NOT NULL)",
             c("runs")
         )),
     ]
@@ -199,12 +203,12 @@ pub fn schema_changes(
 /// Staging columns: fixed control columns, then `c0, c1, …` for the staged data columns.
 pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) -> Vec<(String, &'static str)> {
     let mut cols: Vec<(String, &'static str)> = vec![
-        ("_ddb_key".into(), "VARCHAR"),
-        ("_ddb_version".into(), "BIGINT"),
-        ("_ddb_sequence".into(), "VARCHAR"),
-        ("_ddb_event".into(), "VARCHAR"),
-        ("_ddb_op".into(), "VARCHAR"),
-        ("_ddb_deleted".into(), "BOOLEAN"),
+        ("_ddb_key".into(), d.system_type(SystemType::Text)),
+        ("_ddb_version".into(), d.system_type(SystemType::BigInt)),
+        ("_ddb_sequence".into(), d.system_type(SystemType::Text)),
+        ("_ddb_event".into(), d.system_type(SystemType::Text)),
+        ("_ddb_op".into(), d.system_type(SystemType::Text)),
+        ("_ddb_deleted".into(), d.system_type(SystemType::Bool)),
     ];
     for (i, &col) in plan.staged.iter().enumerate() {
         cols.push((format!("c{i}"), d.stage_type(schema.columns[col].ty)));
