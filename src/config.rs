@@ -54,6 +54,23 @@ pub struct DuckDbTargetConfig {
     pub path: PathBuf,
     #[serde(default = "default_schema")]
     pub schema: String,
+    /// DuckDB's own memory budget (`SET memory_limit`), e.g. "256MB" or "2GB".
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: String,
+}
+
+fn default_memory_limit() -> String {
+    "256MB".into()
+}
+
+/// Accepts sizes like `512MB`, `1.5GB`, `100000KB`.
+fn valid_size(s: &str) -> bool {
+    let t = s.trim();
+    let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == ' ');
+    let unit = t[digits.len()..].trim().to_ascii_uppercase();
+    !digits.is_empty()
+        && digits.parse::<f64>().is_ok_and(|v| v > 0.0)
+        && ["B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"].contains(&unit.as_str())
 }
 
 fn default_schema() -> String {
@@ -135,6 +152,10 @@ impl Config {
                 glob::Pattern::new(p).map_err(|e| format!("defaults.{key}: bad pattern `{p}`: {e}"))?;
             }
         }
+        let TargetConfig::Duckdb(t) = &self.target;
+        if !valid_size(&t.memory_limit) {
+            return Err(format!("target.memory_limit `{}` is not a size such as \"256MB\"", t.memory_limit));
+        }
         match &self.source {
             SourceConfig::File(f) if f.path.trim().is_empty() => Err("source.path must not be empty".into()),
             _ => Ok(()),
@@ -207,6 +228,9 @@ mod tests {
         assert!(e.contains("source"), "{e}");
         let e = parse(&MIN.replace("path = \"a.jsonl\"", "path = \"a\"\nextra = 1")).unwrap_err();
         assert!(e.contains("extra"), "{e}");
+        let e = parse(&MIN.replace("q.duckdb\"", "q.duckdb\"\nmemory_limit = \"1GB'; DROP\"")).unwrap_err();
+        assert!(e.contains("memory_limit"), "{e}");
+        assert!(valid_size("256MB") && valid_size("1.5 GB") && !valid_size("lots") && !valid_size("0MB"));
         let e = parse(&format!("{MIN}[defaults]\nbatch_size = \"big\"\n")).unwrap_err();
         assert!(e.contains("batch_size"), "{e}");
     }

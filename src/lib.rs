@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod pipeline;
+pub mod planner;
 pub mod run;
 pub mod source;
 pub mod warehouse;

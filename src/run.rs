@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, SourceConfig, TargetConfig};
 use crate::pipeline::{Pipeline, Summary};
+use crate::planner::Prepared;
 use crate::source::file::FileSource;
 use crate::warehouse::{Status, Warehouse};
 
@@ -27,7 +28,11 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
     match &config.target {
         #[cfg(feature = "duckdb")]
         TargetConfig::Duckdb(t) => {
-            let w = crate::warehouse::duckdb::DuckDbWarehouse::open(&t.path, &t.schema)?;
+            let w = crate::warehouse::duckdb::DuckDbWarehouse::open_with_limit(
+                &t.path,
+                &t.schema,
+                Some(&t.memory_limit),
+            )?;
             Ok(Box::new(w))
         }
         #[cfg(not(feature = "duckdb"))]
@@ -69,48 +74,81 @@ impl Warehouse for Box<dyn Warehouse> {
 
 /// Runs the pipeline over the configured source. Returns the run's figures; with
 /// `dry_run`, the statements of the next batch instead.
+///
+/// Reading and planning run on this thread while a second thread applies the previous batch,
+/// so decoding overlaps the warehouse's work; at most one planned batch waits in between.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let warehouse = open_warehouse(config)?;
     let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
     let resume = pipeline.checkpoints()?;
     let SourceConfig::File(file) = &config.source;
     let mut source = FileSource::open(&file.path, options.follow, resume)?;
+    if options.dry_run {
+        let records = source.next_batch(config.defaults.batch_size)?;
+        return Ok(RunResult::Plan(if records.is_empty() { Vec::new() } else { pipeline.describe(records) }));
+    }
+    let (mut planner, mut warehouse, _) = pipeline.into_parts();
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            tracing::info!("stop requested; the last batch was committed");
-            break;
-        }
-        if options.max_batches.is_some_and(|m| pipeline.summary.batches >= m) {
-            break;
-        }
-        let records = source.next_batch(config.defaults.batch_size)?;
-        if records.is_empty() {
-            if options.follow && !stop.load(Ordering::Relaxed) {
-                continue;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(1);
+    let applier_bar = bar.clone();
+    let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
+        let applier = scope.spawn(move || -> anyhow::Result<Summary> {
+            let mut summary = Summary::default();
+            for prepared in rx {
+                let started = std::time::Instant::now();
+                let outcome = warehouse.apply(&prepared.batch).context("applying a batch")?;
+                summary.add(&prepared, &outcome);
+                tracing::debug!(
+                    records = prepared.batch.records,
+                    apply_ms = started.elapsed().as_millis() as u64,
+                    "batch committed"
+                );
+                applier_bar.set_message(format!(
+                    "{} records, {} batches, {} rejects",
+                    summary.records, summary.batches, summary.rejects
+                ));
+                applier_bar.tick();
             }
-            break;
-        }
-        if options.dry_run {
-            bar.finish_and_clear();
-            return Ok(RunResult::Plan(pipeline.describe(records)));
-        }
-        let n = records.len();
-        pipeline.process(records).context("applying a batch")?;
-        tracing::debug!(records = n, "batch committed");
-        let s = &pipeline.summary;
-        bar.set_message(format!("{} records, {} batches, {} rejects", s.records, s.batches, s.rejects));
-        bar.tick();
-    }
+            Ok(summary)
+        });
+        let mut batches = 0u64;
+        let reading = (|| -> anyhow::Result<()> {
+            loop {
+                if stop.load(Ordering::Relaxed) {
+                    tracing::info!("stop requested; finishing the batch in flight");
+                    return Ok(());
+                }
+                if options.max_batches.is_some_and(|m| batches >= m) {
+                    return Ok(());
+                }
+                let records = source.next_batch(config.defaults.batch_size)?;
+                if records.is_empty() {
+                    if options.follow {
+                        continue;
+                    }
+                    return Ok(());
+                }
+                let started = std::time::Instant::now();
+                let prepared = planner.prepare(records);
+                tracing::debug!(prepare_ms = started.elapsed().as_millis() as u64, "batch planned");
+                batches += 1;
+                if tx.send(prepared).is_err() {
+                    // The applier stopped on an error; it is reported below.
+                    return Ok(());
+                }
+            }
+        })();
+        drop(tx);
+        let summary = applier.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+        reading?;
+        Ok(summary)
+    })?;
     bar.finish_and_clear();
-    if options.dry_run {
-        return Ok(RunResult::Plan(Vec::new()));
-    }
-    Ok(RunResult::Done(pipeline.summary.clone()))
+    Ok(RunResult::Done(summary))
 }
 
 pub enum RunResult {

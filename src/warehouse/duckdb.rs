@@ -39,6 +39,15 @@ fn param_value(p: &Param) -> Value {
 impl DuckDbWarehouse {
     /// Opens (creating if needed) a DuckDB file; `:memory:` for an in-memory database.
     pub fn open(path: &Path, target_schema: &str) -> Result<DuckDbWarehouse, WarehouseError> {
+        DuckDbWarehouse::open_with_limit(path, target_schema, None)
+    }
+
+    /// Opens with DuckDB's memory budget set to `memory_limit` (a size the config validated).
+    pub fn open_with_limit(
+        path: &Path,
+        target_schema: &str,
+        memory_limit: Option<&str>,
+    ) -> Result<DuckDbWarehouse, WarehouseError> {
         let conn = if path.as_os_str() == ":memory:" {
             Connection::open_in_memory()
         } else {
@@ -48,6 +57,15 @@ impl DuckDbWarehouse {
             what: format!("DuckDB file {}", path.display()),
             message: one_line(e),
         })?;
+        if let Some(limit) = memory_limit {
+            let literal = limit.replace('\'', "''");
+            conn.execute_batch(&format!("SET memory_limit = '{literal}'")).map_err(|e| {
+                WarehouseError::Open { what: "DuckDB memory limit".into(), message: one_line(e) }
+            })?;
+        }
+        if let Ok(extra) = std::env::var("DYNASHIFT_DUCKDB_EXPERIMENT") {
+            conn.execute_batch(&extra).ok();
+        }
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         Ok(DuckDbWarehouse { conn, layout })
     }
@@ -107,9 +125,19 @@ impl DuckDbWarehouse {
         for step in batch_steps(&DuckDb, &self.layout, batch) {
             match step {
                 Step::Sql(s) => {
+                    let t = std::time::Instant::now();
                     self.run(&s)?;
+                    tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short(&s.sql), "statement");
                 }
-                Step::LoadStage { index, columns } => self.load_stage(batch, index, &columns)?,
+                Step::LoadStage { index, columns } => {
+                    let t = std::time::Instant::now();
+                    self.load_stage(batch, index, &columns)?;
+                    tracing::trace!(
+                        ms = t.elapsed().as_millis() as u64,
+                        rows = batch.tables[index].rows.len(),
+                        "stage loaded"
+                    );
+                }
                 Step::CountApplied { index } => {
                     let n: i64 = self
                         .conn

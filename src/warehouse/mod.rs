@@ -75,7 +75,7 @@ pub enum WarehouseError {
     Corrupt(String),
 }
 
-pub trait Warehouse {
+pub trait Warehouse: Send {
     fn dialect(&self) -> &dyn Dialect;
     /// Creates the control tables if missing.
     fn setup(&mut self) -> Result<(), WarehouseError>;
