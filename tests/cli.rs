@@ -196,3 +196,48 @@ fn follow_tails_new_lines_and_stops_cleanly_on_sigint() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("2 records"), "{summary}");
 }
+
+#[test]
+fn export_lines_and_hostile_names_load() {
+    let dir = workdir();
+    let long_name = "é".repeat(32_768); // 64 KB of UTF-8
+    let export = format!(
+        "{{\"Item\":{{\"id\":{{\"N\":\"7\"}},\"select\":{{\"S\":\"x'; DROP TABLE t; --\"}},\"{long_name}\":{{\"BOOL\":true}},\"Mixed\":{{\"N\":\"1\"}},\"mixed\":{{\"N\":\"2\"}}}}}}\n"
+    );
+    std::fs::write(dir.path().join("export.json"), export).unwrap();
+    std::fs::write(
+        dir.path().join("export.toml"),
+        "[source]\nkind = \"file\"\npath = \"export.json\"\ntable = \"Weird;Table\\\"\"\n\
+         [target]\nkind = \"duckdb\"\npath = \"export.duckdb\"\n\
+         [tables.\"Weird;Table\\\"\"]\nkeys = [\"id\"]\n",
+    )
+    .unwrap();
+    let out = dynashift(dir.path(), &["run", "--config", "export.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let conn = duckdb::Connection::open(dir.path().join("export.duckdb")).unwrap();
+    let (table, columns): (String, i64) = conn
+        .query_row(
+            "SELECT t.target_name, (SELECT COUNT(*) FROM _dynashift.columns c WHERE c.source_table = t.source_table) \
+             FROM _dynashift.tables t",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((table.as_str(), columns), ("weird_table_", 5));
+    let names: Vec<String> = conn
+        .prepare("SELECT column_name FROM _dynashift.columns ORDER BY ordinal")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(&names[..4], ["mixed", "id", "mixed_2", "select"]);
+    assert!(names[4].len() <= 127 && names[4].starts_with('é'), "{}", names[4]);
+    let select: String = conn
+        .query_row("SELECT \"select\" FROM dynamodb.weird_table_ WHERE id = 7", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(select, "x'; DROP TABLE t; --");
+    let event: String =
+        conn.query_row("SELECT _ddb_event FROM dynamodb.weird_table_", [], |r| r.get(0)).unwrap();
+    assert_eq!(event, "LOAD");
+}

@@ -243,21 +243,18 @@ pub fn apply_statements(
         )
     };
     let key = q("_ddb_key");
-    let mut out = vec![
-        Statement::new(format!(
-            "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {})",
-            newer_or_same("cur", "_ddb_version", "_ddb_sequence")
-        )),
-        Statement::with(
-            format!(
-                "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} \
-                 AND tomb.key = {s}.{key} AND {})",
-                d.param(1),
-                newer_or_same("tomb", "version", "sequence")
-            ),
-            vec![src()],
+    // Changes not newer than the row they would replace, or than the key's tombstone, lose.
+    let mut out = vec![Statement::with(
+        format!(
+            "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {}) \
+             OR EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} \
+             AND tomb.key = {s}.{key} AND {})",
+            newer_or_same("cur", "_ddb_version", "_ddb_sequence"),
+            d.param(1),
+            newer_or_same("tomb", "version", "sequence")
         ),
-    ];
+        vec![src()],
+    )];
     let soft = plan.options.deletes == DeleteMode::Soft;
     out.push(Statement::new(if soft {
         format!("DELETE FROM {t} WHERE {key} IN (SELECT {key} FROM {s} WHERE {} = 'U')", q("_ddb_op"))
@@ -319,23 +316,60 @@ pub fn apply_statements(
         ),
         vec![src()],
     ));
-    let count = |filter: &str| format!("(SELECT COUNT(*) FROM {s}{filter})");
-    out.push(Statement::with(
+    out
+}
+
+/// What survived the version guards in one table's stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppliedCounts {
+    pub changes: i64,
+    pub deletes: i64,
+    pub expired: i64,
+    pub newest_version: i64,
+}
+
+/// Query returning `AppliedCounts` (in field order) for the stage, run after the apply.
+pub fn applied_counts_query(d: &dyn Dialect, stage: &str) -> String {
+    let s = d.quote(stage);
+    let ev = d.quote("_ddb_event");
+    format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN {ev} = 'REMOVE' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(CASE WHEN {ev} = 'EXPIRE' THEN 1 ELSE 0 END), 0) AS BIGINT), \
+         COALESCE(MAX({}), 0) FROM {s}",
+        d.quote("_ddb_version")
+    )
+}
+
+/// Adds a batch's counts to the table registry.
+pub fn counters_update(
+    d: &dyn Dialect,
+    layout: &Layout,
+    source_table: &str,
+    counts: AppliedCounts,
+    expired_kept: u64,
+) -> Statement {
+    Statement::with(
         format!(
             "UPDATE {} SET changes_applied = changes_applied + {}, deletes_applied = deletes_applied + {}, \
              expired_applied = expired_applied + {}, expired_kept = expired_kept + {}, \
-             last_version = GREATEST(last_version, COALESCE((SELECT MAX({v}) FROM {s}), 0)) WHERE source_table = {}",
+             last_version = GREATEST(last_version, {}) WHERE source_table = {}",
             d.qualified(&layout.control_schema, "tables"),
-            count(""),
-            count(&format!(" WHERE {} = 'REMOVE'", q("_ddb_event"))),
-            count(&format!(" WHERE {} = 'EXPIRE'", q("_ddb_event"))),
-            d.param(2),
             d.param(1),
-            v = q("_ddb_version"),
+            d.param(2),
+            d.param(3),
+            d.param(4),
+            d.param(5),
+            d.param(6),
         ),
-        vec![src(), Param::Int(plan.expired_kept as i64)],
-    ));
-    out
+        vec![
+            Param::Int(counts.changes),
+            Param::Int(counts.deletes),
+            Param::Int(counts.expired),
+            Param::Int(expired_kept as i64),
+            Param::Int(counts.newest_version),
+            Param::Text(source_table.to_string()),
+        ],
+    )
 }
 
 #[cfg(test)]
@@ -374,5 +408,63 @@ mod tests {
             .map(|s| s.sql.clone())
             .collect();
         assert!(all.iter().all(|s| !s.contains("v'1")), "values are never in SQL text");
+    }
+}
+
+/// Pins the exact SQL of a representative batch: a typed table with a variant column, soft
+/// deletes, tombstones and counters. A change here is a change to what users' warehouses run.
+#[cfg(test)]
+mod snapshot {
+    use super::*;
+    use crate::change::{Change, EventKind, Position, Version};
+    use crate::dialect::DuckDb;
+    use crate::number::Number;
+    use crate::plan::{plan_table, DeleteMode, TableOptions};
+    use crate::schema::Catalog;
+    use crate::value::{key_text, AttrValue, Item};
+
+    fn change(id: &str, attrs: Vec<(&str, AttrValue)>, event: EventKind) -> Change {
+        let mut keys = Item::new();
+        keys.insert("orderId".into(), AttrValue::S(id.into()));
+        let mut image = keys.clone();
+        image.extend(attrs.into_iter().map(|(k, v)| (k.to_string(), v)));
+        Change {
+            table: "Orders".into(),
+            key_text: key_text(&keys),
+            keys,
+            new_image: (!event.is_delete()).then(|| image.clone()),
+            old_image: None,
+            event,
+            version: Version::new(1_764_000_000_000_000, None),
+            position: Position::new("f", "1"),
+        }
+    }
+
+    #[test]
+    fn duckdb_soft_delete_batch() {
+        let n = |s: &str| AttrValue::N(Number::parse(s).unwrap());
+        let mut cat = Catalog::default();
+        let opts = TableOptions { deletes: DeleteMode::Soft, ..Default::default() };
+        let changes = vec![
+            change("o-1", vec![("totalPrice", n("10")), ("paid", AttrValue::Bool(true))], EventKind::Insert),
+            change("o-2", vec![("totalPrice", n("19.90"))], EventKind::Modify),
+            change("o-3", vec![], EventKind::Remove),
+        ];
+        let plan = plan_table(&mut cat, "Orders", changes, opts, 127);
+        let schema = &cat.tables["Orders"];
+        let layout = Layout::default();
+        let mut all: Vec<String> =
+            schema_changes(&DuckDb, &layout, schema, &plan).iter().map(|s| s.to_string()).collect();
+        all.push(DuckDb.create_stage("stage", &stage_columns(&DuckDb, schema, &plan)));
+        all.extend(apply_statements(&DuckDb, &layout, schema, &plan, "stage").iter().map(|s| s.to_string()));
+        all.push(applied_counts_query(&DuckDb, "stage"));
+        let got = all.join("\n");
+        let expected = include_str!("../tests/snapshots/duckdb_soft_delete_batch.sql");
+        if got.trim() != expected.trim() {
+            let path =
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/duckdb_soft_delete_batch.sql.new");
+            let _ = std::fs::write(path, &got);
+            panic!("SQL changed; the new text is in {path}:\n{got}");
+        }
     }
 }

@@ -8,7 +8,9 @@ use duckdb::{appender_params_from_iter, params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
 use dynashift_core::naming::NamingStyle;
 use dynashift_core::schema::{Catalog, ColumnDef, TableSchema};
-use dynashift_core::sql::{control_tables, Layout, Param, Statement};
+use dynashift_core::sql::{
+    applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
+};
 use dynashift_core::types::{Cell, ColumnMode, ColumnType};
 
 use super::steps::{batch_steps, describe, Step, STAGE};
@@ -62,9 +64,6 @@ impl DuckDbWarehouse {
             conn.execute_batch(&format!("SET memory_limit = '{literal}'")).map_err(|e| {
                 WarehouseError::Open { what: "DuckDB memory limit".into(), message: one_line(e) }
             })?;
-        }
-        if let Ok(extra) = std::env::var("DYNASHIFT_DUCKDB_EXPERIMENT") {
-            conn.execute_batch(&extra).ok();
         }
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         Ok(DuckDbWarehouse { conn, layout })
@@ -139,11 +138,26 @@ impl DuckDbWarehouse {
                     );
                 }
                 Step::CountApplied { index } => {
-                    let n: i64 = self
+                    let plan = &batch.tables[index];
+                    let counts = self
                         .conn
-                        .query_row(&format!("SELECT COUNT(*) FROM {}", DuckDb.quote(STAGE)), [], |r| r.get(0))
+                        .query_row(&applied_counts_query(&DuckDb, STAGE), [], |r| {
+                            Ok(AppliedCounts {
+                                changes: r.get(0)?,
+                                deletes: r.get(1)?,
+                                expired: r.get(2)?,
+                                newest_version: r.get(3)?,
+                            })
+                        })
                         .map_err(query_err("counting applied changes"))?;
-                    *outcome.applied.entry(batch.tables[index].source_table.clone()).or_default() += n as u64;
+                    self.run(&counters_update(
+                        &DuckDb,
+                        &self.layout,
+                        &plan.source_table,
+                        counts,
+                        plan.expired_kept,
+                    ))?;
+                    *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
                 }
             }
         }

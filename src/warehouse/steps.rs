@@ -2,7 +2,10 @@
 //! the same steps inside one transaction; `plan` prints them.
 
 use dynashift_core::dialect::Dialect;
-use dynashift_core::sql::{apply_statements, schema_changes, stage_columns, Layout, Param, Statement};
+use dynashift_core::sql::{
+    applied_counts_query, apply_statements, counters_update, schema_changes, stage_columns, AppliedCounts,
+    Layout, Param, Statement,
+};
 
 use super::Batch;
 
@@ -30,19 +33,17 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         steps.extend(schema_changes(d, layout, schema, plan).into_iter().map(Step::Sql));
         if plan.rows.is_empty() {
             if plan.expired_kept > 0 {
-                steps.push(Step::Sql(Statement::with(
-                    format!(
-                        "UPDATE {} SET expired_kept = expired_kept + {} WHERE source_table = {}",
-                        control("tables"),
-                        d.param(1),
-                        d.param(2)
-                    ),
-                    vec![Param::Int(plan.expired_kept as i64), Param::Text(plan.source_table.clone())],
+                let counts = AppliedCounts::default();
+                steps.push(Step::Sql(counters_update(
+                    d,
+                    layout,
+                    &plan.source_table,
+                    counts,
+                    plan.expired_kept,
                 )));
             }
             continue;
         }
-        steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
         steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
         steps.extend(apply_statements(d, layout, schema, plan, STAGE).into_iter().map(Step::Sql));
         steps.push(Step::CountApplied { index });
@@ -137,7 +138,12 @@ pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> 
                     STAGE
                 ))
             }
-            Step::CountApplied { .. } => None,
+            Step::CountApplied { index } => Some(format!(
+                "{};\n-- then: {}",
+                applied_counts_query(d, STAGE),
+                counters_update(d, layout, &batch.tables[index].source_table, AppliedCounts::default(), 0)
+                    .sql
+            )),
         })
         .collect()
 }
