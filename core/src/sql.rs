@@ -98,7 +98,7 @@ pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
             c("columns")
         )),
         Statement::new(format!(
-            "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, key {text} NOT NULL, \
+            "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, item_key {text} NOT NULL, \
              version {bigint} NOT NULL, sequence {text} NOT NULL, event {text} NOT NULL, deleted_at {ts} NOT NULL)",
             c("tombstones")
         )),
@@ -248,7 +248,7 @@ pub fn apply_statements(
         format!(
             "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {}) \
              OR EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} \
-             AND tomb.key = {s}.{key} AND {})",
+             AND tomb.item_key = {s}.{key} AND {})",
             newer_or_same("cur", "_ddb_version", "_ddb_sequence"),
             d.param(1),
             newer_or_same("tomb", "version", "sequence")
@@ -300,12 +300,15 @@ pub fn apply_statements(
         ))));
     }
     out.push(Statement::with(
-        format!("DELETE FROM {tomb} WHERE source_table = {} AND key IN (SELECT {key} FROM {s})", d.param(1)),
+        format!(
+            "DELETE FROM {tomb} WHERE source_table = {} AND item_key IN (SELECT {key} FROM {s})",
+            d.param(1)
+        ),
         vec![src()],
     ));
     out.push(Statement::with(
         format!(
-            "INSERT INTO {tomb} (source_table, key, version, sequence, event, deleted_at) \
+            "INSERT INTO {tomb} (source_table, item_key, version, sequence, event, deleted_at) \
              SELECT {}, {key}, {v}, {seq}, {ev}, {} FROM {s} WHERE {s}.{del}",
             d.param(1),
             d.now(),

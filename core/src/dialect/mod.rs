@@ -2,8 +2,12 @@
 //! themselves are built once, in `sql`, from these capabilities.
 
 mod duckdb;
+mod postgres;
+mod redshift;
 
 pub use self::duckdb::DuckDb;
+pub use self::postgres::Postgres;
+pub use self::redshift::{Redshift, MAX_VARCHAR_BYTES};
 
 use crate::schema::SystemType;
 use crate::types::ColumnType;
@@ -82,5 +86,15 @@ pub trait Dialect: Send + Sync {
 
     fn drop_stage(&self, stage: &str) -> String {
         format!("DROP TABLE IF EXISTS {}", self.quote(stage))
+    }
+}
+
+/// The dialect of a warehouse kind (`duckdb`, `postgres`, `redshift`).
+pub fn by_name(name: &str) -> Option<&'static dyn Dialect> {
+    match name {
+        "duckdb" => Some(&DuckDb),
+        "postgres" | "postgresql" => Some(&Postgres),
+        "redshift" => Some(&Redshift),
+        _ => None,
     }
 }

@@ -1,0 +1,63 @@
+//! Amazon Redshift: identifiers up to 127 bytes; `VARCHAR(65535)` for text (bare `VARCHAR` is
+//! only 256 bytes); `SUPER` filled with `JSON_PARSE`; `VARBYTE` for binary.
+//! <https://docs.aws.amazon.com/redshift/latest/dg/c_Supported_data_types.html>
+
+use super::Dialect;
+use crate::schema::SystemType;
+use crate::types::ColumnType;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Redshift;
+
+/// Longest VARCHAR, in bytes; longer strings are cut at a character boundary and recorded.
+pub const MAX_VARCHAR_BYTES: usize = 65_535;
+
+impl Dialect for Redshift {
+    fn name(&self) -> &'static str {
+        "redshift"
+    }
+
+    fn column_type(&self, ty: ColumnType) -> String {
+        match ty {
+            ColumnType::Text | ColumnType::NumberText => "VARCHAR(65535)".into(),
+            ColumnType::BigInt => "BIGINT".into(),
+            ColumnType::Decimal(s) => format!("DECIMAL(38, {s})"),
+            ColumnType::Bool => "BOOLEAN".into(),
+            ColumnType::Blob => "VARBYTE(1024000)".into(),
+            ColumnType::Json => "SUPER".into(),
+        }
+    }
+
+    fn system_type(&self, ty: SystemType) -> &'static str {
+        match ty {
+            SystemType::Text => "VARCHAR(65535)",
+            SystemType::BigInt => "BIGINT",
+            SystemType::Bool => "BOOLEAN",
+            SystemType::Timestamp => "TIMESTAMP",
+        }
+    }
+
+    fn stage_type(&self, ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::Blob => "VARBYTE(1024000)",
+            _ => "VARCHAR(65535)",
+        }
+    }
+
+    /// SUPER values are built from staged JSON text with `JSON_PARSE`.
+    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
+        match ty {
+            ColumnType::Json => format!("JSON_PARSE({expr})"),
+            ColumnType::BigInt | ColumnType::Blob | ColumnType::Text | ColumnType::NumberText => {
+                expr.to_string()
+            }
+            other => format!("CAST({expr} AS {})", self.column_type(other)),
+        }
+    }
+
+    fn create_stage(&self, stage: &str, columns: &[(String, &'static str)]) -> String {
+        let cols: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", self.quote(n))).collect();
+        format!("CREATE TEMP TABLE {} ({})", self.quote(stage), cols.join(", "))
+    }
+}
