@@ -65,13 +65,24 @@ pub trait Dialect: Send + Sync {
             ColumnType::BigInt | ColumnType::Blob | ColumnType::Text | ColumnType::NumberText => {
                 expr.to_string()
             }
+            ColumnType::Json => self.json_from_text(expr),
             other => format!("CAST({expr} AS {})", self.column_type(other)),
         }
+    }
+
+    /// Builds a JSON value from staged JSON text.
+    fn json_from_text(&self, expr: &str) -> String {
+        format!("CAST({expr} AS {})", self.column_type(ColumnType::Json))
     }
 
     /// Placeholder of the `n`-th (1-based) bound parameter.
     fn param(&self, n: usize) -> String {
         format!("${n}")
+    }
+
+    /// Placeholders `first..first+count`, comma-separated: `$1, $2, $3`.
+    fn params(&self, first: usize, count: usize) -> String {
+        (first..first + count).map(|n| self.param(n)).collect::<Vec<_>>().join(", ")
     }
 
     fn now(&self) -> &'static str {

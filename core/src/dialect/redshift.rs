@@ -46,14 +46,8 @@ impl Dialect for Redshift {
     }
 
     /// SUPER values are built from staged JSON text with `JSON_PARSE`.
-    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
-        match ty {
-            ColumnType::Json => format!("JSON_PARSE({expr})"),
-            ColumnType::BigInt | ColumnType::Blob | ColumnType::Text | ColumnType::NumberText => {
-                expr.to_string()
-            }
-            other => format!("CAST({expr} AS {})", self.column_type(other)),
-        }
+    fn json_from_text(&self, expr: &str) -> String {
+        format!("JSON_PARSE({expr})")
     }
 
     fn create_stage(&self, stage: &str, columns: &[(String, &'static str)]) -> String {
