@@ -80,6 +80,48 @@ pub fn kinesis_record(event: &Event, micros_precision: bool, event_id: u64) -> S
     out
 }
 
+/// The DynamoDB Streams JSON of `event` as a relaying function forwards it: no `tableName`,
+/// the table in `eventSourceARN`, time in whole seconds, order in `SequenceNumber`.
+pub fn streams_record(event: &Event, sequence: u128) -> String {
+    let mut out = String::with_capacity(512);
+    out.push_str("{\"eventID\":\"");
+    out.push_str(&format!("{sequence:032x}"));
+    out.push_str("\",\"eventName\":\"");
+    out.push_str(match event.kind {
+        EventKindGen::Insert => "INSERT",
+        EventKindGen::Modify => "MODIFY",
+        EventKindGen::Remove | EventKindGen::Expire => "REMOVE",
+    });
+    out.push_str("\",\"eventVersion\":\"1.1\",\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\",");
+    if event.kind == EventKindGen::Expire {
+        out.push_str("\"userIdentity\":{\"type\":\"Service\",\"principalId\":\"dynamodb.amazonaws.com\"},");
+    }
+    out.push_str("\"eventSourceARN\":");
+    write_json_string(
+        &mut out,
+        &format!(
+            "arn:aws:dynamodb:eu-west-1:123456789012:table/{}/stream/2026-11-01T00:00:00.000",
+            event.table
+        ),
+    );
+    out.push_str(",\"dynamodb\":{\"ApproximateCreationDateTime\":");
+    out.push_str(&(event.micros / 1_000_000).to_string());
+    out.push_str(",\"Keys\":");
+    write_typed_object(&mut out, &event.keys);
+    if let Some(image) = &event.image {
+        out.push_str(",\"NewImage\":");
+        write_typed_object(&mut out, image);
+    }
+    if let Some(old) = &event.old_image {
+        out.push_str(",\"OldImage\":");
+        write_typed_object(&mut out, old);
+    }
+    out.push_str(&format!(
+        ",\"SequenceNumber\":\"{sequence}\",\"SizeBytes\":100,\"StreamViewType\":\"NEW_AND_OLD_IMAGES\"}}}}"
+    ));
+    out
+}
+
 /// The final state a correct replica holds: table → key text → item.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Model {

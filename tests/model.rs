@@ -12,7 +12,7 @@ use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
 use dynashift::source::RawRecord;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
-use dynashift::workload::{kinesis_record, Event, EventKindGen, Model, Rng};
+use dynashift::workload::{kinesis_record, streams_record, Event, EventKindGen, Model, Rng};
 use dynashift_core::number::Number;
 use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{AttrValue, Item};
@@ -218,5 +218,36 @@ proptest! {
             kept.entry(table.clone()).or_default().extend(items.clone());
         }
         support::assert_tables_equal(&soft, &support::expected(&kept, ColumnMode::Typed, &key_names()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(24),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    /// DynamoDB Streams records carry whole seconds, so most changes of one item share a time;
+    /// their sequence numbers (growing past a power of ten, compared as numbers) decide.
+    #[test]
+    fn streams_records_order_by_sequence_number(
+        steps in prop::collection::vec(step(), 1..40),
+        seed in any::<u64>(),
+        cuts in prop::collection::vec(1usize..12, 1..6),
+    ) {
+        let (events, model) = history(&steps);
+        let mut rng = Rng::new(seed);
+        let mut lines: Vec<String> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| streams_record(e, 99_999_990 + 7 * i as u128))
+            .collect();
+        // Streams records are delivered once and in order per shard; batches may still split
+        // one item's changes, and a whole batch may be replayed after a crash.
+        let replay: Vec<String> = lines.iter().take(rng.below(lines.len() as u64 + 1) as usize).cloned().collect();
+        lines.extend(replay);
+        let actual = replicate(&lines, &cuts, ColumnMode::Typed, "hard");
+        support::assert_tables_equal(&actual, &support::expected(&model.tables, ColumnMode::Typed, &key_names()));
     }
 }
