@@ -100,7 +100,7 @@ pub struct Defaults {
 }
 
 fn default_batch_size() -> usize {
-    50_000
+    25_000
 }
 
 impl Default for Defaults {
@@ -200,7 +200,7 @@ mod tests {
     #[test]
     fn minimal_config() {
         let c = parse(MIN).unwrap();
-        assert_eq!(c.defaults.batch_size, 50_000);
+        assert_eq!(c.defaults.batch_size, 25_000);
         assert!(c.includes("Anything"));
         let TargetConfig::Duckdb(t) = &c.target;
         assert_eq!(t.schema, "dynamodb");

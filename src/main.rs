@@ -73,7 +73,7 @@ enum Command {
         records: usize,
         #[arg(long, default_value_t = 200_000)]
         keys: usize,
-        #[arg(long, default_value_t = 50_000)]
+        #[arg(long, default_value_t = 25_000)]
         batch_size: usize,
         /// Where the workload file and database go (default: a temporary directory).
         #[arg(long)]

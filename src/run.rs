@@ -76,7 +76,7 @@ impl Warehouse for Box<dyn Warehouse> {
 /// `dry_run`, the statements of the next batch instead.
 ///
 /// Reading and planning run on this thread while a second thread applies the previous batch,
-/// so decoding overlaps the warehouse's work; at most one planned batch waits in between.
+/// so decoding overlaps the warehouse's work; the next planned batch waits for the applier, so at most two batches are in memory.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let warehouse = open_warehouse(config)?;
     let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
@@ -93,7 +93,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(0);
     let applier_bar = bar.clone();
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
