@@ -126,24 +126,24 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
 pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> {
     batch_steps(d, layout, batch)
         .into_iter()
-        .filter_map(|step| match step {
-            Step::Sql(s) => Some(s.to_string()),
+        .map(|step| match step {
+            Step::Sql(s) => s.to_string(),
             Step::LoadStage { index, columns } => {
                 let cols: Vec<(String, &'static str)> = columns;
-                Some(format!(
+                format!(
                     "{};\n-- load {} staged rows of {} into {}",
                     d.create_stage(STAGE, &cols),
                     batch.tables[index].rows.len(),
                     batch.tables[index].source_table,
                     STAGE
-                ))
+                )
             }
-            Step::CountApplied { index } => Some(format!(
+            Step::CountApplied { index } => format!(
                 "{};\n-- then: {}",
                 applied_counts_query(d, STAGE),
                 counters_update(d, layout, &batch.tables[index].source_table, AppliedCounts::default(), 0)
                     .sql
-            )),
+            ),
         })
         .collect()
 }
