@@ -26,6 +26,29 @@ pub enum EventKindGen {
     Expire,
 }
 
+impl EventKindGen {
+    /// The record's `eventName`: a TTL expiry is a REMOVE.
+    fn event_name(self) -> &'static str {
+        match self {
+            EventKindGen::Insert => "INSERT",
+            EventKindGen::Modify => "MODIFY",
+            EventKindGen::Remove | EventKindGen::Expire => "REMOVE",
+        }
+    }
+}
+
+/// `,"NewImage":{…},"OldImage":{…}` for the images the event has.
+fn write_images(out: &mut String, event: &Event) {
+    if let Some(image) = &event.image {
+        out.push_str(",\"NewImage\":");
+        write_typed_object(out, image);
+    }
+    if let Some(old) = &event.old_image {
+        out.push_str(",\"OldImage\":");
+        write_typed_object(out, old);
+    }
+}
+
 /// The Kinesis Data Streams for DynamoDB JSON of `event` (microsecond precision when
 /// `micros_precision`, else milliseconds, as DynamoDB writes them).
 pub fn kinesis_record(event: &Event, micros_precision: bool, event_id: u64) -> String {
@@ -33,11 +56,7 @@ pub fn kinesis_record(event: &Event, micros_precision: bool, event_id: u64) -> S
     out.push_str("{\"awsRegion\":\"eu-west-1\",\"eventID\":\"");
     out.push_str(&format!("{event_id:016x}-0000-4000-8000-{event_id:012x}"));
     out.push_str("\",\"eventName\":\"");
-    out.push_str(match event.kind {
-        EventKindGen::Insert => "INSERT",
-        EventKindGen::Modify => "MODIFY",
-        EventKindGen::Remove | EventKindGen::Expire => "REMOVE",
-    });
+    out.push_str(event.kind.event_name());
     out.push_str("\",\"userIdentity\":");
     if event.kind == EventKindGen::Expire {
         out.push_str("{\"type\":\"Service\",\"principalId\":\"dynamodb.amazonaws.com\"}");
@@ -54,24 +73,7 @@ pub fn kinesis_record(event: &Event, micros_precision: bool, event_id: u64) -> S
     }
     out.push_str(",\"Keys\":");
     write_typed_object(&mut out, &event.keys);
-    match event.kind {
-        EventKindGen::Insert | EventKindGen::Modify => {
-            if let Some(image) = &event.image {
-                out.push_str(",\"NewImage\":");
-                write_typed_object(&mut out, image);
-            }
-            if let Some(old) = &event.old_image {
-                out.push_str(",\"OldImage\":");
-                write_typed_object(&mut out, old);
-            }
-        }
-        EventKindGen::Remove | EventKindGen::Expire => {
-            if let Some(old) = &event.old_image {
-                out.push_str(",\"OldImage\":");
-                write_typed_object(&mut out, old);
-            }
-        }
-    }
+    write_images(&mut out, event);
     out.push_str(",\"SizeBytes\":100");
     if micros_precision {
         out.push_str(",\"ApproximateCreationDateTimePrecision\":\"MICROSECOND\"");
@@ -87,11 +89,7 @@ pub fn streams_record(event: &Event, sequence: u128) -> String {
     out.push_str("{\"eventID\":\"");
     out.push_str(&format!("{sequence:032x}"));
     out.push_str("\",\"eventName\":\"");
-    out.push_str(match event.kind {
-        EventKindGen::Insert => "INSERT",
-        EventKindGen::Modify => "MODIFY",
-        EventKindGen::Remove | EventKindGen::Expire => "REMOVE",
-    });
+    out.push_str(event.kind.event_name());
     out.push_str("\",\"eventVersion\":\"1.1\",\"eventSource\":\"aws:dynamodb\",\"awsRegion\":\"eu-west-1\",");
     if event.kind == EventKindGen::Expire {
         out.push_str("\"userIdentity\":{\"type\":\"Service\",\"principalId\":\"dynamodb.amazonaws.com\"},");
@@ -108,14 +106,7 @@ pub fn streams_record(event: &Event, sequence: u128) -> String {
     out.push_str(&(event.micros / 1_000_000).to_string());
     out.push_str(",\"Keys\":");
     write_typed_object(&mut out, &event.keys);
-    if let Some(image) = &event.image {
-        out.push_str(",\"NewImage\":");
-        write_typed_object(&mut out, image);
-    }
-    if let Some(old) = &event.old_image {
-        out.push_str(",\"OldImage\":");
-        write_typed_object(&mut out, old);
-    }
+    write_images(&mut out, event);
     out.push_str(&format!(
         ",\"SequenceNumber\":\"{sequence}\",\"SizeBytes\":100,\"StreamViewType\":\"NEW_AND_OLD_IMAGES\"}}}}"
     ));

@@ -145,14 +145,9 @@ pub fn schema_changes(
             format!(
                 "INSERT INTO {} (source_table, target_schema, target_name, columns_mode, naming, key_attributes, \
                  created_at, changes_applied, deletes_applied, expired_applied, expired_kept, last_version) \
-                 VALUES ({}, {}, {}, {}, {}, {}, {}, 0, 0, 0, 0, 0)",
+                 VALUES ({}, {}, 0, 0, 0, 0, 0)",
                 d.qualified(&layout.control_schema, "tables"),
-                d.param(1),
-                d.param(2),
-                d.param(3),
-                d.param(4),
-                d.param(5),
-                d.param(6),
+                d.params(1, 6),
                 d.now()
             ),
             vec![
@@ -178,13 +173,9 @@ pub fn schema_changes(
         out.push(Statement::with(
             format!(
                 "INSERT INTO {} (source_table, ordinal, attribute, column_name, column_type, is_variant, added_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, {})",
+                 VALUES ({}, {}, {})",
                 d.qualified(&layout.control_schema, "columns"),
-                d.param(1),
-                d.param(2),
-                d.param(3),
-                d.param(4),
-                d.param(5),
+                d.params(1, 5),
                 if c.is_variant { "TRUE" } else { "FALSE" },
                 d.now()
             ),

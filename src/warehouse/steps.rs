@@ -57,15 +57,9 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         steps.push(Step::Sql(Statement::with(
             format!(
                 "INSERT INTO {} (source, shard, sequence, table_name, reason, raw_text, raw_bytes, rejected_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, {}, {})",
+                 VALUES ({}, {})",
                 control("rejects"),
-                d.param(1),
-                d.param(2),
-                d.param(3),
-                d.param(4),
-                d.param(5),
-                d.param(6),
-                d.param(7),
+                d.params(1, 7),
                 d.now()
             ),
             vec![
@@ -94,11 +88,9 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         params.push(Param::Text(p.sequence.to_string()));
         steps.push(Step::Sql(Statement::with(
             format!(
-                "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {}, {}, {})",
+                "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {})",
                 control("checkpoints"),
-                d.param(1),
-                d.param(2),
-                d.param(3),
+                d.params(1, 3),
                 d.now()
             ),
             params,
@@ -106,12 +98,10 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     }
     steps.push(Step::Sql(Statement::with(
         format!(
-            "INSERT INTO {} (committed_at, records, changes, applied, rejects) VALUES ({}, {}, {}, 0, {})",
+            "INSERT INTO {} (committed_at, records, changes, rejects, applied) VALUES ({}, {}, 0)",
             control("runs"),
             d.now(),
-            d.param(1),
-            d.param(2),
-            d.param(3)
+            d.params(1, 3)
         ),
         vec![
             Param::Int(batch.records as i64),
