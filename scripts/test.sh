@@ -14,6 +14,21 @@ cargo fmt --all -- --check
 echo "== cargo clippy (release profile, all targets)"
 cargo clippy --release --all-targets -- -D warnings
 
+echo "== test services"
+# PostgreSQL server binaries: the tests start throwaway clusters with initdb and pg_ctl.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "PostgreSQL server binaries not found; installing the Debian package postgresql" >&2
+  if [ "$(id -u)" = 0 ]; then apt_get="apt-get"; else apt_get="sudo apt-get"; fi
+  $apt_get update -qq && DEBIAN_FRONTEND=noninteractive $apt_get install -y -qq postgresql >/dev/null
+fi
+ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1
+# moto server: the S3 (and DynamoDB) API the tests talk to on loopback.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "moto_server not found; installing moto[server] from PyPI" >&2
+  python3 -m pip install --quiet 'moto[server]'
+fi
+command -v moto_server
+
 echo "== tests"
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest not found; installing it" >&2

@@ -11,6 +11,9 @@ use dynashift_core::decode::{decode, DecodeContext};
 
 use dynashift::workload::{generate, WorkloadSpec};
 
+#[path = "bench_postgres.rs"]
+mod postgres_baseline;
+
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub records: usize,
@@ -18,6 +21,9 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     pub batch_size: usize,
     pub decode_only: bool,
+    /// Replicate into this PostgreSQL database instead of DuckDB (its `dynamodb` and
+    /// `_dynashift` schemas are dropped first).
+    pub postgres_url: Option<String>,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -80,17 +86,25 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         return Ok(report);
     }
 
-    // End to end: a separate `dynashift run` process into a fresh DuckDB file.
-    let db = dir.join("bench.duckdb");
-    let _ = std::fs::remove_file(&db);
-    let _ = std::fs::remove_file(dir.join("bench.duckdb.wal"));
+    // End to end: a separate `dynashift run` process into a fresh DuckDB file or database.
     let config = dir.join("bench.toml");
+    let target = match &options.postgres_url {
+        Some(url) => {
+            postgres_baseline::reset(url)?;
+            format!("kind = \"postgres\"\nurl = {url:?}")
+        }
+        None => {
+            let db = dir.join("bench.duckdb");
+            let _ = std::fs::remove_file(&db);
+            let _ = std::fs::remove_file(dir.join("bench.duckdb.wal"));
+            format!("kind = \"duckdb\"\npath = {:?}", db.display().to_string())
+        }
+    };
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n\n[target]\nkind = \"duckdb\"\npath = {:?}\n\n[defaults]\nbatch_size = {}\n",
+            "[source]\nkind = \"file\"\npath = {:?}\n\n[target]\n{target}\n\n[defaults]\nbatch_size = {}\n",
             file.display().to_string(),
-            db.display().to_string(),
             options.batch_size
         ),
     )?;
@@ -105,13 +119,21 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
     anyhow::ensure!(status.success(), "`dynashift run` failed: {status}");
     let peak_kb = children_peak_rss_kb();
     report.push_str(&format!(
-        "end-to-end (DuckDB): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
+        "end-to-end ({}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
+        if options.postgres_url.is_some() { "PostgreSQL" } else { "DuckDB" },
         spec.records,
         secs,
         spec.records as f64 / secs,
         options.batch_size
     ));
     report.push_str(&format!("peak RSS of the replicating process: {:.0} MB\n", peak_kb as f64 / 1024.0));
+    if let Some(url) = &options.postgres_url {
+        let (rows, secs) = postgres_baseline::copy_final_rows(url)?;
+        report.push_str(&format!(
+            "baseline: raw binary COPY of the {rows} final rows into empty tables: {secs:.2} s = {:.0} rows/s\n",
+            rows as f64 / secs
+        ));
+    }
     Ok(report)
 }
 

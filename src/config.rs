@@ -46,6 +46,36 @@ pub struct FileSourceConfig {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum TargetConfig {
     Duckdb(DuckDbTargetConfig),
+    #[serde(alias = "postgresql")]
+    Postgres(PostgresTargetConfig),
+}
+
+impl TargetConfig {
+    /// Schema of the replicated tables.
+    pub fn schema(&self) -> &str {
+        match self {
+            TargetConfig::Duckdb(t) => &t.schema,
+            TargetConfig::Postgres(t) => &t.schema,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTargetConfig {
+    /// `postgres://user@host:port/dbname?sslmode=…` or libpq's `host=… port=… user=… dbname=…`.
+    pub url: String,
+    /// Environment variable holding the password when the URL has none.
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// PEM file of root certificates to trust besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_password_env() -> String {
+    "PGPASSWORD".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -152,9 +182,18 @@ impl Config {
                 glob::Pattern::new(p).map_err(|e| format!("defaults.{key}: bad pattern `{p}`: {e}"))?;
             }
         }
-        let TargetConfig::Duckdb(t) = &self.target;
-        if !valid_size(&t.memory_limit) {
-            return Err(format!("target.memory_limit `{}` is not a size such as \"256MB\"", t.memory_limit));
+        match &self.target {
+            TargetConfig::Duckdb(t) if !valid_size(&t.memory_limit) => {
+                return Err(format!(
+                    "target.memory_limit `{}` is not a size such as \"256MB\"",
+                    t.memory_limit
+                ));
+            }
+            TargetConfig::Postgres(t) => {
+                crate::warehouse::postgres::PgSettings::parse(&t.url, &t.password_env, &t.schema)
+                    .map_err(|e| format!("target.url: {e}"))?;
+            }
+            TargetConfig::Duckdb(_) => {}
         }
         match &self.source {
             SourceConfig::File(f) if f.path.trim().is_empty() => Err("source.path must not be empty".into()),
@@ -202,8 +241,7 @@ mod tests {
         let c = parse(MIN).unwrap();
         assert_eq!(c.defaults.batch_size, 25_000);
         assert!(c.includes("Anything"));
-        let TargetConfig::Duckdb(t) = &c.target;
-        assert_eq!(t.schema, "dynamodb");
+        assert_eq!(c.target.schema(), "dynamodb");
     }
 
     #[test]
@@ -233,5 +271,21 @@ mod tests {
         assert!(valid_size("256MB") && valid_size("1.5 GB") && !valid_size("lots") && !valid_size("0MB"));
         let e = parse(&format!("{MIN}[defaults]\nbatch_size = \"big\"\n")).unwrap_err();
         assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn postgres_target() {
+        let pg = MIN.replace(
+            "kind = \"duckdb\"\npath = \"q.duckdb\"",
+            "kind = \"postgres\"\nurl = \"postgres://app@db.example:5433/warehouse\"",
+        );
+        let c = parse(&pg).unwrap();
+        let TargetConfig::Postgres(t) = &c.target else { panic!("not postgres") };
+        assert_eq!((t.password_env.as_str(), c.target.schema()), ("PGPASSWORD", "dynamodb"));
+        let e = parse(&pg.replace("postgres://app@db.example:5433/warehouse", "postgres://a@h:notaport/x"))
+            .unwrap_err();
+        assert!(e.contains("target.url"), "{e}");
+        let e = parse(&pg.replace("url =", "uri =")).unwrap_err();
+        assert!(e.contains("uri"), "{e}");
     }
 }

@@ -81,6 +81,10 @@ enum Command {
         /// Measure decoding only (no warehouse).
         #[arg(long)]
         decode_only: bool,
+        /// Replicate into this PostgreSQL database instead of DuckDB (its `dynamodb` and
+        /// `_dynashift` schemas are dropped first); also measures raw COPY of the final rows.
+        #[arg(long)]
+        postgres_url: Option<String>,
     },
 }
 
@@ -144,9 +148,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
             Ok(())
         }
-        Command::Bench { records, keys, batch_size, dir, decode_only } => {
+        Command::Bench { records, keys, batch_size, dir, decode_only, postgres_url } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
-            let options = bench::BenchOptions { records, keys, dir, batch_size, decode_only };
+            let options = bench::BenchOptions { records, keys, dir, batch_size, decode_only, postgres_url };
             let report = bench::bench(&exe, &options)?;
             print!("{report}");
             Ok(())

@@ -11,6 +11,8 @@ use crate::config::{Config, SourceConfig, TargetConfig};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::Prepared;
 use crate::source::file::FileSource;
+use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::{Status, Warehouse};
 
 #[derive(Debug, Clone, Default)]
@@ -38,6 +40,12 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
         #[cfg(not(feature = "duckdb"))]
         TargetConfig::Duckdb(_) => {
             anyhow::bail!("this build of dynashift has no DuckDB support (feature `duckdb`)")
+        }
+        TargetConfig::Postgres(t) => {
+            let mut settings =
+                PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
+            settings.ca_file = t.ca_file.clone();
+            Ok(Box::new(PostgresWarehouse::open(settings)?))
         }
     }
 }
@@ -70,6 +78,9 @@ impl Warehouse for Box<dyn Warehouse> {
     fn status(&mut self) -> Result<Status, crate::warehouse::WarehouseError> {
         (**self).status()
     }
+    fn reconnect(&mut self) -> Result<(), crate::warehouse::WarehouseError> {
+        (**self).reconnect()
+    }
 }
 
 /// Runs the pipeline over the configured source. Returns the run's figures; with
@@ -78,7 +89,9 @@ impl Warehouse for Box<dyn Warehouse> {
 /// Reading and planning run on this thread while a second thread applies the previous batch,
 /// so decoding overlaps the warehouse's work; the next planned batch waits for the applier, so at most two batches are in memory.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
-    let warehouse = open_warehouse(config)?;
+    let mut warehouse = open_warehouse(config)?;
+    // A warehouse that is down at start is waited for, not given up on.
+    until_available("preparing the warehouse", &stop, || warehouse.setup())?;
     let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
     let resume = pipeline.checkpoints()?;
     let SourceConfig::File(file) = &config.source;
@@ -95,12 +108,14 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     );
     let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(0);
     let applier_bar = bar.clone();
+    let applier_stop = stop.clone();
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
             let mut summary = Summary::default();
             for prepared in rx {
                 let started = std::time::Instant::now();
-                let outcome = warehouse.apply(&prepared.batch).context("applying a batch")?;
+                let outcome = apply_with_retry(&mut warehouse, &prepared.batch, &applier_stop)
+                    .context("applying a batch")?;
                 summary.add(&prepared, &outcome);
                 tracing::debug!(
                     records = prepared.batch.records,

@@ -7,11 +7,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
-use dynashift::workload::{generate, Rng, WorkloadSpec};
+use dynashift::workload::{generate, WorkloadSpec};
 use dynashift_core::types::ColumnMode;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
@@ -47,37 +46,7 @@ fn killed_and_restarted_twenty_times_ends_at_the_model() {
     )
     .unwrap();
 
-    let mut rng = Rng::new(7);
-    let mut killed_mid_run = 0;
-    for round in 0..20 {
-        let mut child = Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(900));
-        let mut finished = None;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().unwrap() {
-                finished = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        match finished {
-            Some(status) => {
-                let out = child.wait_with_output().unwrap();
-                assert!(status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            None => {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                killed_mid_run += 1;
-            }
-        }
-    }
+    let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 900, 7);
     assert!(
         killed_mid_run >= 5,
         "only {killed_mid_run} rounds were killed mid-run; the test would prove little"

@@ -12,6 +12,8 @@ use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
 use dynashift::source::RawRecord;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift::warehouse::Warehouse;
 use dynashift::workload::{kinesis_record, streams_record, Event, EventKindGen, Model, Rng};
 use dynashift_core::number::Number;
 use dynashift_core::types::ColumnMode;
@@ -157,10 +159,8 @@ fn key_names() -> BTreeMap<String, Vec<String>> {
     .into()
 }
 
-fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) -> support::Tables {
-    let warehouse = DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap();
-    let mut pipeline = Pipeline::new(config(mode, deletes), warehouse).unwrap();
-    let records: Vec<RawRecord> = lines
+fn records(lines: &[String]) -> Vec<RawRecord> {
+    lines
         .iter()
         .enumerate()
         .map(|(i, l)| RawRecord {
@@ -168,7 +168,13 @@ fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) 
             position: Position::new("s", (i + 1).to_string()),
             problem: None,
         })
-        .collect();
+        .collect()
+}
+
+/// Feeds `lines` through the pipeline in batches cut at `cuts`; returns the warehouse.
+fn replicate_into<W: Warehouse>(warehouse: W, config: Config, lines: &[String], cuts: &[usize]) -> W {
+    let mut pipeline = Pipeline::new(config, warehouse).unwrap();
+    let records = records(lines);
     let mut start = 0;
     let mut cut = cuts.iter().cycle();
     while start < records.len() {
@@ -178,7 +184,38 @@ fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) 
         start = end;
     }
     assert_eq!(pipeline.summary.rejects, 0);
-    support::read_back(pipeline.warehouse())
+    pipeline.into_parts().1
+}
+
+fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) -> support::Tables {
+    let warehouse = DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap();
+    let mut warehouse = replicate_into(warehouse, config(mode, deletes), lines, cuts);
+    support::read_back(&mut warehouse)
+}
+
+/// Random histories as DynamoDB emits them: duplicated, shuffled within a window.
+fn delivered(events: &[Event], seed: u64, window: usize) -> Vec<String> {
+    let mut rng = Rng::new(seed);
+    let mut lines = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let line = kinesis_record(e, rng.chance(50), i as u64);
+        if rng.chance(20) {
+            lines.push(line.clone());
+        }
+        lines.push(line);
+    }
+    dynashift::workload::shuffle_within_windows(&mut lines, window, &mut rng);
+    lines
+}
+
+/// Live rows with soft deletes and expired items kept: the model's items plus the items
+/// whose last change was a TTL expiry.
+fn kept_after_expiry(model: &Model) -> BTreeMap<String, BTreeMap<String, Item>> {
+    let mut kept = model.tables.clone();
+    for (table, items) in &model.expired {
+        kept.entry(table.clone()).or_default().extend(items.clone());
+    }
+    kept
 }
 
 proptest! {
@@ -196,27 +233,13 @@ proptest! {
         cuts in prop::collection::vec(1usize..12, 1..6),
     ) {
         let (events, model) = history(&steps);
-        let mut rng = Rng::new(seed);
-        let mut lines = Vec::new();
-        for (i, e) in events.iter().enumerate() {
-            let line = kinesis_record(e, rng.chance(50), i as u64);
-            if rng.chance(20) {
-                lines.push(line.clone());
-            }
-            lines.push(line);
-        }
-        dynashift::workload::shuffle_within_windows(&mut lines, window, &mut rng);
+        let lines = delivered(&events, seed, window);
         for mode in [ColumnMode::Typed, ColumnMode::Varchar, ColumnMode::Document] {
             let actual = replicate(&lines, &cuts, mode, "hard");
             support::assert_tables_equal(&actual, &support::expected(&model.tables, mode, &key_names()));
         }
-        // Soft deletes with expired items kept: live rows are the model's items plus the
-        // items whose last change was a TTL expiry.
         let soft = replicate(&lines, &cuts, ColumnMode::Typed, "soft");
-        let mut kept = model.tables.clone();
-        for (table, items) in &model.expired {
-            kept.entry(table.clone()).or_default().extend(items.clone());
-        }
+        let kept = kept_after_expiry(&model);
         support::assert_tables_equal(&soft, &support::expected(&kept, ColumnMode::Typed, &key_names()));
     }
 }
@@ -249,5 +272,50 @@ proptest! {
         lines.extend(replay);
         let actual = replicate(&lines, &cuts, ColumnMode::Typed, "hard");
         support::assert_tables_equal(&actual, &support::expected(&model.tables, ColumnMode::Typed, &key_names()));
+    }
+}
+
+/// The same histories against a real PostgreSQL server: every column mode, soft deletes.
+#[test]
+fn postgres_equals_model() {
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("model");
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        max_shrink_iters: 100,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        prop::collection::vec(step(), 1..40),
+        any::<u64>(),
+        1usize..8,
+        prop::collection::vec(1usize..12, 1..6),
+    );
+    let result = runner.run(&strategy, |(steps, seed, window, cuts)| {
+        let (events, model) = history(&steps);
+        let lines = delivered(&events, seed, window);
+        let runs = [
+            (ColumnMode::Typed, "hard", model.tables.clone()),
+            (ColumnMode::Varchar, "hard", model.tables.clone()),
+            (ColumnMode::Document, "hard", model.tables.clone()),
+            (ColumnMode::Typed, "soft", kept_after_expiry(&model)),
+        ];
+        for (mode, deletes, items) in runs {
+            server.exec(
+                "model",
+                "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
+            );
+            let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
+            let warehouse = PostgresWarehouse::open(settings).unwrap();
+            let mut warehouse = replicate_into(warehouse, config(mode, deletes), &lines, &cuts);
+            let actual = support::read_back(&mut warehouse);
+            let expected = support::normalized(&mut warehouse, support::expected(&items, mode, &key_names()));
+            support::assert_tables_equal(&actual, &expected);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

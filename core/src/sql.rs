@@ -81,7 +81,7 @@ pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
     let ts = d.system_type(SystemType::Timestamp);
     let bigint = d.system_type(SystemType::BigInt);
     let boolean = d.system_type(SystemType::Bool);
-    vec![
+    let mut out = vec![
         Statement::new(format!("CREATE SCHEMA IF NOT EXISTS {}", d.quote(&layout.control_schema))),
         Statement::new(format!(
             "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, target_schema {text} NOT NULL, \
@@ -111,14 +111,16 @@ pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
             "CREATE TABLE IF NOT EXISTS {} (source {text} NOT NULL, shard {text} NOT NULL, sequence {text} NOT NULL, \
              table_name {text}, reason {text} NOT NULL, raw_text {text} NOT NULL, raw_bytes {}, rejected_at {ts} NOT NULL)",
             c("rejects"),
-            d.stage_type(crate::types::ColumnType::Blob)
+            d.column_type(crate::types::ColumnType::Blob)
         )),
         Statement::new(format!(
             "CREATE TABLE IF NOT EXISTS {} (committed_at {ts} NOT NULL, records {bigint} NOT NULL, \
              changes {bigint} NOT NULL, applied {bigint} NOT NULL, rejects {bigint} NOT NULL)",
             c("runs")
         )),
-    ]
+    ];
+    out.extend(d.control_indexes(&layout.control_schema).into_iter().map(Statement::new));
+    out
 }
 
 /// DDL for a plan's new table or columns, and their registry rows.
@@ -139,7 +141,10 @@ pub fn schema_changes(
             .map(|c| format!("{} {}", d.quote(&c.name), d.column_type(c.ty)))
             .collect();
         cols.extend(SYSTEM_COLUMNS.iter().map(|(n, t)| format!("{} {}", d.quote(n), d.system_type(*t))));
-        out.push(Statement::new(format!("CREATE TABLE {target} ({})", cols.join(", "))));
+        out.push(Statement::new(format!("CREATE TABLE {target} ({}){}", cols.join(", "), d.table_suffix())));
+        if let Some(index) = d.key_index(&layout.target_schema, &schema.name) {
+            out.push(Statement::new(index));
+        }
         let keys = serde_json::to_string(&schema.key_attributes).unwrap_or_else(|_| "[]".into());
         out.push(Statement::with(
             format!(

@@ -6,15 +6,15 @@ use std::path::Path;
 use duckdb::types::{Null, ToSql, Value};
 use duckdb::{appender_params_from_iter, params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
-use dynashift_core::naming::NamingStyle;
-use dynashift_core::schema::{Catalog, ColumnDef, TableSchema};
+use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
 };
-use dynashift_core::types::{Cell, ColumnMode, ColumnType};
+use dynashift_core::types::Cell;
 
-use super::steps::{batch_steps, describe, Step, STAGE};
-use super::{Batch, Outcome, Status, TableStatus, Warehouse, WarehouseError};
+use super::registry::{self, Field, Query};
+use super::steps::{batch_steps, describe_transaction, Step, STAGE};
+use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
 
 pub struct DuckDbWarehouse {
     conn: Connection,
@@ -163,10 +163,6 @@ impl DuckDbWarehouse {
         }
         Ok(outcome)
     }
-
-    fn control(&self, table: &str) -> String {
-        DuckDb.qualified(&self.layout.control_schema, table)
-    }
 }
 
 fn short(sql: &str) -> String {
@@ -191,60 +187,11 @@ impl Warehouse for DuckDbWarehouse {
     }
 
     fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {
-        let mut catalog = Catalog::default();
-        let sql = format!(
-            "SELECT source_table, target_name, columns_mode, naming, key_attributes FROM {} ORDER BY source_table",
-            self.control("tables")
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(query_err("reading the table registry"))?;
-        let rows: Vec<(String, String, String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(query_err("reading the table registry"))?;
-        let mut tables: HashMap<String, TableSchema> = HashMap::new();
-        for (source, name, mode, naming, keys) in rows {
-            let mode: ColumnMode = serde_json::from_value(serde_json::Value::String(mode.clone()))
-                .map_err(|_| WarehouseError::Corrupt(format!("table {source} has unknown mode {mode}")))?;
-            let naming: NamingStyle = serde_json::from_value(serde_json::Value::String(naming.clone()))
-                .map_err(|_| {
-                    WarehouseError::Corrupt(format!("table {source} has unknown naming {naming}"))
-                })?;
-            let keys: Vec<String> = serde_json::from_str(&keys)
-                .map_err(|_| WarehouseError::Corrupt(format!("table {source} has bad key list")))?;
-            let schema = TableSchema::new(&source, name, mode, naming, keys, DuckDb.max_identifier());
-            tables.insert(source, schema);
-        }
-        let sql = format!(
-            "SELECT source_table, attribute, column_name, column_type, is_variant FROM {} ORDER BY source_table, ordinal",
-            self.control("columns")
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(query_err("reading the column registry"))?;
-        let cols: Vec<(String, Option<String>, String, String, bool)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(query_err("reading the column registry"))?;
-        for (source, attribute, name, ty, is_variant) in cols {
-            let table = tables.get_mut(&source).ok_or_else(|| {
-                WarehouseError::Corrupt(format!("columns registered for unknown table {source}"))
-            })?;
-            let ty = ColumnType::from_code(&ty)
-                .ok_or_else(|| WarehouseError::Corrupt(format!("column {name} has unknown type {ty}")))?;
-            table.restore_column(ColumnDef { attribute, name, ty, is_variant });
-        }
-        for (_, t) in tables {
-            catalog.restore_table(t);
-        }
-        Ok(catalog)
+        registry::load_catalog(self)
     }
 
     fn load_checkpoints(&mut self, source: &str) -> Result<HashMap<String, String>, WarehouseError> {
-        let sql = format!("SELECT shard, sequence FROM {} WHERE source = $1", self.control("checkpoints"));
-        let mut stmt = self.conn.prepare(&sql).map_err(query_err("reading checkpoints"))?;
-        let rows = stmt
-            .query_map([source], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(query_err("reading checkpoints"))?;
-        Ok(rows)
+        registry::load_checkpoints(self, source)
     }
 
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
@@ -262,97 +209,51 @@ impl Warehouse for DuckDbWarehouse {
     }
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
-        let mut out = vec!["BEGIN TRANSACTION;".to_string()];
-        out.extend(describe(&DuckDb, &self.layout, batch));
-        out.push("COMMIT;".into());
-        out
+        describe_transaction(&DuckDb, &self.layout, batch)
     }
 
     fn status(&mut self) -> Result<Status, WarehouseError> {
-        let sql = format!(
-            "SELECT source_table, target_schema, target_name, columns_mode, changes_applied, deletes_applied, \
-             expired_applied + expired_kept, \
-             CASE WHEN last_version > 0 THEN strftime(make_timestamp(last_version), '%Y-%m-%dT%H:%M:%S.%fZ') END \
-             FROM {} ORDER BY source_table",
-            self.control("tables")
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(query_err("reading status"))?;
-        type Row = (String, String, String, String, i64, i64, i64, Option<String>);
-        let rows: Vec<Row> = stmt
-            .query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(query_err("reading status"))?;
-        let mut status = Status::default();
-        for (source, schema, name, mode, applied, deletes, expired, newest) in rows {
-            let count = |sql: String, p: &str| -> Result<i64, WarehouseError> {
-                self.conn.query_row(&sql, [p], |r| r.get(0)).map_err(query_err("reading status"))
-            };
-            let target = DuckDb.qualified(&schema, &name);
-            let rows: i64 = self
-                .conn
-                .query_row(&format!("SELECT COUNT(*) FROM {target} WHERE NOT \"_ddb_deleted\""), [], |r| {
-                    r.get(0)
-                })
-                .map_err(query_err("counting rows"))?;
-            let columns = count(
-                format!("SELECT COUNT(*) FROM {} WHERE source_table = $1", self.control("columns")),
-                &source,
-            )?;
-            let rejects = count(
-                format!("SELECT COUNT(*) FROM {} WHERE table_name = $1", self.control("rejects")),
-                &source,
-            )?;
-            status.tables.push(TableStatus {
-                source_table: source,
-                target: format!("{schema}.{name}"),
-                mode,
-                rows,
-                columns,
-                newest_change: newest,
-                changes_applied: applied,
-                deletes_applied: deletes,
-                expired,
-                rejects,
-            });
-        }
-        let mut unattributed: i64 = self
-            .conn
-            .query_row(
-                &format!("SELECT COUNT(*) FROM {} WHERE table_name IS NULL", self.control("rejects")),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(query_err("reading status"))?;
-        let known: Vec<&str> = status.tables.iter().map(|t| t.source_table.as_str()).collect();
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT table_name, COUNT(*) FROM {} WHERE table_name IS NOT NULL GROUP BY table_name",
-                self.control("rejects")
-            ))
-            .map_err(query_err("reading status"))?;
-        let by_table: Vec<(String, i64)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .and_then(|rows| rows.collect())
-            .map_err(query_err("reading status"))?;
-        for (t, n) in by_table {
-            if !known.contains(&t.as_str()) {
-                unattributed += n;
+        registry::status(self)
+    }
+}
+
+fn field(value: Value) -> Field {
+    match value {
+        Value::Null => Field::Null,
+        Value::Boolean(b) => Field::Bool(b),
+        Value::TinyInt(n) => Field::Int(n.into()),
+        Value::SmallInt(n) => Field::Int(n.into()),
+        Value::Int(n) => Field::Int(n.into()),
+        Value::BigInt(n) => Field::Int(n),
+        Value::HugeInt(n) => Field::Int(n.clamp(i64::MIN.into(), i64::MAX.into()) as i64),
+        Value::UInt(n) => Field::Int(n.into()),
+        Value::Text(s) => Field::Text(s),
+        other => Field::Text(format!("{other:?}")),
+    }
+}
+
+impl Query for DuckDbWarehouse {
+    fn dialect(&self) -> &dyn Dialect {
+        &DuckDb
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Field>>, WarehouseError> {
+        let mut stmt = self.conn.prepare(sql).map_err(query_err(&short(sql)))?;
+        let mut rows =
+            stmt.query(params_from_iter(params.iter().map(param_value))).map_err(query_err(&short(sql)))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(query_err(&short(sql)))? {
+            let n = row.as_ref().column_count();
+            let mut fields = Vec::with_capacity(n);
+            for i in 0..n {
+                fields.push(field(row.get::<_, Value>(i).map_err(query_err(&short(sql)))?));
             }
+            out.push(fields);
         }
-        status.unattributed_rejects = unattributed;
-        let (batches, last): (i64, Option<String>) = self
-            .conn
-            .query_row(
-                &format!("SELECT COUNT(*), CAST(MAX(committed_at) AS VARCHAR) FROM {}", self.control("runs")),
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map_err(query_err("reading status"))?;
-        status.batches = batches;
-        status.last_batch_at = last;
-        Ok(status)
+        Ok(out)
     }
 }

@@ -2,6 +2,10 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod postgres;
+pub mod registry;
+pub mod retry;
+pub mod s3_stage;
 pub mod steps;
 
 use std::collections::HashMap;
@@ -71,6 +75,9 @@ pub enum WarehouseError {
     Open { what: String, message: String },
     #[error("{context}: {message}")]
     Query { context: String, message: String },
+    /// The connection was lost or cannot be made now; a new attempt may succeed.
+    #[error("{context}: {message}")]
+    Unavailable { context: String, message: String },
     #[error("the warehouse's control tables are inconsistent: {0}")]
     Corrupt(String),
 }
@@ -88,4 +95,15 @@ pub trait Warehouse: Send {
     /// The statements `apply` would run, as text, without running them.
     fn describe(&self, batch: &Batch) -> Vec<String>;
     fn status(&mut self) -> Result<Status, WarehouseError>;
+    /// Drops the current session and connects again (after an `Unavailable` error).
+    fn reconnect(&mut self) -> Result<(), WarehouseError> {
+        Ok(())
+    }
+}
+
+impl WarehouseError {
+    /// Whether retrying (after reconnecting) may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, WarehouseError::Unavailable { .. })
+    }
 }

@@ -45,6 +45,9 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
             continue;
         }
         steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
+        if let Some(analyze) = d.analyze_stage(STAGE) {
+            steps.push(Step::Sql(Statement::new(analyze)));
+        }
         steps.extend(apply_statements(d, layout, schema, plan, STAGE).into_iter().map(Step::Sql));
         steps.push(Step::CountApplied { index });
         steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
@@ -110,6 +113,14 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         ],
     )));
     steps
+}
+
+/// The whole transaction as reviewable text.
+pub fn describe_transaction(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> {
+    let mut out = vec!["BEGIN TRANSACTION;".to_string()];
+    out.extend(describe(d, layout, batch));
+    out.push("COMMIT;".into());
+    out
 }
 
 /// The steps as reviewable text.

@@ -4,12 +4,15 @@
 
 use std::collections::BTreeMap;
 
+pub mod pg;
+
 use base64::Engine as _;
-use duckdb::Connection;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::postgres::PostgresWarehouse;
 use dynashift::warehouse::Warehouse;
-use dynashift_core::dialect::{Dialect, DuckDb};
+use dynashift_core::dialect::{Dialect, DuckDb, Postgres};
 use dynashift_core::number::Number;
+use dynashift_core::schema::Catalog;
 use dynashift_core::schema::TableSchema;
 use dynashift_core::types::{text_form, ColumnMode, ColumnType};
 use dynashift_core::value::{item_to_plain_json, AttrValue, Item};
@@ -77,14 +80,77 @@ fn typed_logical(v: &AttrValue) -> Logical {
     }
 }
 
+/// What reading a warehouse back needs from it.
+pub trait ReadBack {
+    fn catalog(&mut self) -> Catalog;
+    fn target_schema(&self) -> String;
+    fn dialect(&self) -> &'static dyn Dialect;
+    /// SQL expression giving a BLOB column's base64 text.
+    fn base64(&self, column: &str) -> String;
+    /// Every row of `sql`, every column as text.
+    fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>>;
+    /// The warehouse's own text form of a JSON value (PostgreSQL's jsonb reorders keys).
+    fn json_text(&mut self, json: &str) -> String {
+        json.to_string()
+    }
+}
+
+impl ReadBack for DuckDbWarehouse {
+    fn catalog(&mut self) -> Catalog {
+        self.load_catalog().expect("catalog")
+    }
+    fn target_schema(&self) -> String {
+        self.layout().target_schema.clone()
+    }
+    fn dialect(&self) -> &'static dyn Dialect {
+        &DuckDb
+    }
+    fn base64(&self, column: &str) -> String {
+        format!("base64({column})")
+    }
+    fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let conn = self.connection();
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut rows = stmt.query([]).expect("query");
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().expect("row") {
+            let n = row.as_ref().column_count();
+            out.push((0..n).map(|i| row.get::<_, Option<String>>(i).expect("text")).collect());
+        }
+        out
+    }
+}
+
+impl ReadBack for PostgresWarehouse {
+    fn catalog(&mut self) -> Catalog {
+        self.load_catalog().expect("catalog")
+    }
+    fn target_schema(&self) -> String {
+        self.layout().target_schema.clone()
+    }
+    fn dialect(&self) -> &'static dyn Dialect {
+        &Postgres
+    }
+    fn base64(&self, column: &str) -> String {
+        // encode() wraps base64 at 76 characters.
+        format!("translate(encode({column}, 'base64'), E'\\n', '')")
+    }
+    fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+    fn json_text(&mut self, json: &str) -> String {
+        let literal = json.replace('\'', "''");
+        let rows = self.text_rows(&format!("SELECT CAST(CAST('{literal}' AS JSONB) AS TEXT)"));
+        rows[0][0].clone().expect("json text")
+    }
+}
+
 /// Reads every replicated table of `warehouse` back (live rows only).
-pub fn read_back(warehouse: &mut DuckDbWarehouse) -> Tables {
-    let catalog = warehouse.load_catalog().expect("catalog");
-    let schema_name = warehouse.layout().target_schema.clone();
-    let conn = warehouse.connection();
+pub fn read_back(warehouse: &mut dyn ReadBack) -> Tables {
+    let catalog = warehouse.catalog();
     let mut out = Tables::new();
     for (source, table) in &catalog.tables {
-        let rows = read_table(conn, &schema_name, table);
+        let rows = read_table(warehouse, table);
         if !rows.is_empty() {
             out.insert(source.clone(), rows);
         }
@@ -92,17 +158,27 @@ pub fn read_back(warehouse: &mut DuckDbWarehouse) -> Tables {
     out
 }
 
-fn read_table(
-    conn: &Connection,
-    schema: &str,
-    table: &TableSchema,
-) -> BTreeMap<String, BTreeMap<String, Logical>> {
-    let d = DuckDb;
+/// `expected`, with its JSON values in the warehouse's own text form.
+pub fn normalized(warehouse: &mut dyn ReadBack, mut tables: Tables) -> Tables {
+    for rows in tables.values_mut() {
+        for row in rows.values_mut() {
+            for v in row.values_mut() {
+                if let Logical::Json(j) = v {
+                    *j = warehouse.json_text(j);
+                }
+            }
+        }
+    }
+    tables
+}
+
+fn read_table(w: &mut dyn ReadBack, table: &TableSchema) -> BTreeMap<String, BTreeMap<String, Logical>> {
+    let d = w.dialect();
     let exprs: Vec<String> = table
         .columns
         .iter()
         .map(|c| match c.ty {
-            ColumnType::Blob => format!("base64({})", d.quote(&c.name)),
+            ColumnType::Blob => w.base64(&d.quote(&c.name)),
             _ => format!("CAST({} AS VARCHAR)", d.quote(&c.name)),
         })
         .collect();
@@ -110,23 +186,11 @@ fn read_table(
         "SELECT \"_ddb_key\"{}{} FROM {} WHERE NOT \"_ddb_deleted\"",
         if exprs.is_empty() { "" } else { ", " },
         exprs.join(", "),
-        d.qualified(schema, &table.name)
+        d.qualified(&w.target_schema(), &table.name)
     );
-    let mut stmt = conn.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let n = table.columns.len();
-    let rows: Vec<(String, Vec<Option<String>>)> = stmt
-        .query_map([], |r| {
-            let key: String = r.get(0)?;
-            let mut vals = Vec::with_capacity(n);
-            for i in 0..n {
-                vals.push(r.get::<_, Option<String>>(i + 1)?);
-            }
-            Ok((key, vals))
-        })
-        .and_then(|rows| rows.collect())
-        .expect("read rows");
     let mut out = BTreeMap::new();
-    for (key, vals) in rows {
+    for mut vals in w.text_rows(&sql) {
+        let key = vals.remove(0).expect("key");
         let mut row = BTreeMap::new();
         for (c, v) in table.columns.iter().zip(vals) {
             let Some(v) = v else { continue };
@@ -175,4 +239,50 @@ pub fn assert_tables_equal(actual: &Tables, expected: &Tables) {
     for table in actual.keys() {
         assert!(expected.contains_key(table), "unexpected rows in {table}: {:?}", actual[table]);
     }
+}
+
+/// Starts `dynashift run --config config` `rounds` times, SIGKILLing each run that is still
+/// going after a random 100 ms + up to `spread_ms`; a run that ends by itself must succeed.
+/// Returns how many runs were killed mid-run.
+pub fn kill_and_restart(
+    bin: &str,
+    config: &std::path::Path,
+    rounds: usize,
+    spread_ms: u64,
+    seed: u64,
+) -> usize {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let mut rng = dynashift::workload::Rng::new(seed);
+    let mut killed_mid_run = 0;
+    for round in 0..rounds {
+        let mut child = Command::new(bin)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting dynashift");
+        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(spread_ms));
+        let mut finished = None;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait().expect("polling dynashift") {
+                finished = Some(status);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        match finished {
+            Some(status) => {
+                let out = child.wait_with_output().expect("dynashift output");
+                assert!(status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reaping dynashift");
+                killed_mid_run += 1;
+            }
+        }
+    }
+    killed_mid_run
 }

@@ -98,6 +98,27 @@ pub trait Dialect: Send + Sync {
     fn drop_stage(&self, stage: &str) -> String {
         format!("DROP TABLE IF EXISTS {}", self.quote(stage))
     }
+
+    /// Text after a target table's column list: Redshift's distribution and sort keys.
+    fn table_suffix(&self) -> &'static str {
+        ""
+    }
+
+    /// Index making `_ddb_key` lookups of a new target table cheap, where the warehouse has
+    /// indexes worth having.
+    fn key_index(&self, _schema: &str, _table: &str) -> Option<String> {
+        None
+    }
+
+    /// Indexes of the control tables, created with them.
+    fn control_indexes(&self, _control_schema: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Statement refreshing the planner's statistics of a freshly loaded stage.
+    fn analyze_stage(&self, _stage: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The dialect of a warehouse kind (`duckdb`, `postgres`, `redshift`).

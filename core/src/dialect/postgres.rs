@@ -2,6 +2,7 @@
 //! so the planner cuts them first, with a hash); exact NUMERIC; JSONB for documents.
 
 use super::Dialect;
+use crate::naming::short_hash;
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
@@ -43,5 +44,38 @@ impl Dialect for Postgres {
             ColumnType::Blob => "BYTEA",
             _ => "TEXT",
         }
+    }
+
+    /// A unique index on `_ddb_key`: every apply statement joins on it. Index names share
+    /// the schema's namespace with tables, so the name is a hash no DynamoDB table maps to.
+    fn key_index(&self, schema: &str, table: &str) -> Option<String> {
+        let name = format!("_dynashift_key_{}", short_hash(&format!("{schema}.{table}")));
+        Some(format!(
+            "CREATE UNIQUE INDEX {} ON {} ({})",
+            self.quote(&name),
+            self.qualified(schema, table),
+            self.quote("_ddb_key")
+        ))
+    }
+
+    fn control_indexes(&self, control_schema: &str) -> Vec<String> {
+        let c = |t: &str| self.qualified(control_schema, t);
+        vec![
+            format!(
+                "CREATE INDEX IF NOT EXISTS \"tombstones_key\" ON {} (source_table, item_key)",
+                c("tombstones")
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS \"checkpoints_shard\" ON {} (source, shard)",
+                c("checkpoints")
+            ),
+            format!("CREATE INDEX IF NOT EXISTS \"rejects_table\" ON {} (table_name)", c("rejects")),
+        ]
+    }
+
+    /// Temporary tables get no statistics until analysed; without them the joins against
+    /// the target pick nested loops.
+    fn analyze_stage(&self, stage: &str) -> Option<String> {
+        Some(format!("ANALYZE {}", self.quote(stage)))
     }
 }

@@ -37,11 +37,21 @@ impl Dialect for Redshift {
         }
     }
 
+    /// Stages are loaded by `COPY … FORMAT JSON`, which cannot fill VARBYTE: binary values
+    /// travel as hex text and become VARBYTE with `FROM_HEX` on insert.
     fn stage_type(&self, ty: ColumnType) -> &'static str {
         match ty {
             ColumnType::BigInt => "BIGINT",
-            ColumnType::Blob => "VARBYTE(1024000)",
             _ => "VARCHAR(65535)",
+        }
+    }
+
+    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
+        match ty {
+            ColumnType::BigInt | ColumnType::Text | ColumnType::NumberText => expr.to_string(),
+            ColumnType::Blob => format!("FROM_HEX({expr})"),
+            ColumnType::Json => self.json_from_text(expr),
+            other => format!("CAST({expr} AS {})", self.column_type(other)),
         }
     }
 
@@ -50,8 +60,15 @@ impl Dialect for Redshift {
         format!("JSON_PARSE({expr})")
     }
 
+    /// Rows live on the slice of their serialized DynamoDB key, sorted by it: every apply
+    /// statement joins target and stage on `_ddb_key`, so the join never redistributes.
+    fn table_suffix(&self) -> &'static str {
+        " DISTKEY(\"_ddb_key\") SORTKEY(\"_ddb_key\")"
+    }
+
+    /// The stage is distributed like the targets, for the same co-located joins.
     fn create_stage(&self, stage: &str, columns: &[(String, &'static str)]) -> String {
         let cols: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", self.quote(n))).collect();
-        format!("CREATE TEMP TABLE {} ({})", self.quote(stage), cols.join(", "))
+        format!("CREATE TEMP TABLE {} ({}){}", self.quote(stage), cols.join(", "), self.table_suffix())
     }
 }

@@ -1,0 +1,497 @@
+//! The PostgreSQL warehouse: staging through binary `COPY … FROM STDIN`, apply in SQL, one
+//! transaction per batch. The driver is async (`tokio-postgres`); this adapter owns a small
+//! runtime and presents the same blocking `Warehouse` interface as the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dynashift_core::dialect::{Dialect, Postgres};
+use dynashift_core::schema::Catalog;
+use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
+use dynashift_core::types::Cell;
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::{Client, Transaction};
+
+use super::registry::{self, Field, Query};
+use super::steps::{batch_steps, describe_transaction, Step, STAGE};
+use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+
+/// Where and how to connect; built from the `[target]` section.
+#[derive(Clone)]
+pub struct PgSettings {
+    pub config: tokio_postgres::Config,
+    /// Extra trusted root certificates (PEM), beside the system's.
+    pub ca_file: Option<std::path::PathBuf>,
+    pub schema: String,
+}
+
+impl PgSettings {
+    /// Parses a `postgres://…` URL or a libpq `key=value` string. A password missing from
+    /// it is taken from the environment variable `password_env`, if set.
+    pub fn parse(url: &str, password_env: &str, schema: &str) -> Result<PgSettings, String> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var(password_env) {
+                config.password(password);
+            }
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("dynashift");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        Ok(PgSettings { config, ca_file: None, schema: schema.to_string() })
+    }
+
+    /// `host:port/dbname`, for messages: never the password.
+    pub fn describe(&self) -> String {
+        let host = self
+            .config
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_else(|| "localhost".into());
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("PostgreSQL at {host}:{port}/{}", self.config.get_dbname().unwrap_or("(default database)"))
+    }
+}
+
+pub struct PostgresWarehouse {
+    runtime: tokio::runtime::Runtime,
+    settings: PgSettings,
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    client: Option<Client>,
+    layout: Layout,
+}
+
+/// Errors that a new connection may cure: the session was cut, the server restarts, or a
+/// transaction lost a serialization race.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+        }
+        // No server error code: an I/O failure or a timeout on the way.
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) || is_timeout(e),
+    }
+}
+
+fn is_timeout(e: &tokio_postgres::Error) -> bool {
+    e.to_string().contains("timeout")
+}
+
+fn one_line(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                s.push_str(&format!(" ({detail})"));
+            }
+            s
+        }
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    };
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn short(sql: &str) -> String {
+    let s: String = sql.chars().take(120).collect();
+    if s.len() < sql.len() {
+        format!("{s}…")
+    } else {
+        s
+    }
+}
+
+fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
+    let context = context.into();
+    if is_transient(&e) {
+        WarehouseError::Unavailable { context, message: one_line(&e) }
+    } else {
+        WarehouseError::Query { context, message: one_line(&e) }
+    }
+}
+
+/// A bound parameter or staged cell: the statement decides the type, the value follows it.
+struct Bound<'a>(Value<'a>);
+
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Null,
+    Text(&'a str),
+    Int(i64),
+    Bool(bool),
+    Bytes(&'a [u8]),
+}
+
+impl std::fmt::Debug for Bound<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'a> From<&'a Param> for Bound<'a> {
+    fn from(p: &'a Param) -> Bound<'a> {
+        Bound(match p {
+            Param::Null => Value::Null,
+            Param::Text(s) => Value::Text(s),
+            Param::Int(n) => Value::Int(*n),
+            Param::Bytes(b) => Value::Bytes(b),
+        })
+    }
+}
+
+impl<'a> From<&'a Cell> for Bound<'a> {
+    fn from(c: &'a Cell) -> Bound<'a> {
+        Bound(match c {
+            Cell::Null => Value::Null,
+            Cell::Text(s) => Value::Text(s),
+            Cell::Int(n) => Value::Int(*n),
+            Cell::Bytes(b) => Value::Bytes(b),
+        })
+    }
+}
+
+impl ToSql for Bound<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Text(s) => s.to_sql(ty, out),
+            Value::Int(n) => match *ty {
+                Type::INT4 => i32::try_from(n)?.to_sql(ty, out),
+                Type::INT2 => i16::try_from(n)?.to_sql(ty, out),
+                Type::TEXT | Type::VARCHAR => n.to_string().as_str().to_sql(ty, out),
+                _ => n.to_sql(ty, out),
+            },
+            Value::Bool(b) => b.to_sql(ty, out),
+            Value::Bytes(b) => b.to_sql(ty, out),
+        }
+    }
+
+    // The SQL is built by the planner with the parameter types it binds; each value
+    // converts itself to the type the server inferred.
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn stage_type(sql_type: &str) -> Type {
+    match sql_type {
+        "BIGINT" => Type::INT8,
+        "BOOLEAN" => Type::BOOL,
+        "BYTEA" => Type::BYTEA,
+        _ => Type::TEXT,
+    }
+}
+
+fn tls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, WarehouseError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        // A system certificate rustls cannot parse is skipped, as every TLS client does.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca_file {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+            WarehouseError::Open { what: format!("CA file {}", path.display()), message: e.to_string() }
+        })?;
+        for cert in certs {
+            let cert = cert.map_err(|e| WarehouseError::Open {
+                what: format!("CA file {}", path.display()),
+                message: e.to_string(),
+            })?;
+            roots.add(cert).map_err(|e| WarehouseError::Open {
+                what: format!("CA file {}", path.display()),
+                message: e.to_string(),
+            })?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WarehouseError::Open { what: "TLS settings".into(), message: e.to_string() })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+impl PostgresWarehouse {
+    /// Prepares the warehouse; the connection is made on first use (and again after a loss).
+    pub fn open(settings: PgSettings) -> Result<PostgresWarehouse, WarehouseError> {
+        // One worker drives the connection; calls block on it from the caller's thread.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dynashift-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| WarehouseError::Open {
+                what: "the PostgreSQL runtime".into(),
+                message: e.to_string(),
+            })?;
+        let tls = tls_connector(settings.ca_file.as_deref())?;
+        let layout = Layout { target_schema: settings.schema.clone(), ..Layout::default() };
+        Ok(PostgresWarehouse { runtime, settings, tls, client: None, layout })
+    }
+
+    fn client(&mut self) -> Result<&mut Client, WarehouseError> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            self.client = Some(self.connect()?);
+        }
+        self.client.as_mut().ok_or_else(unreachable_client)
+    }
+
+    fn connect(&mut self) -> Result<Client, WarehouseError> {
+        let what = self.settings.describe();
+        let connect = self.settings.config.connect(self.tls.clone());
+        let (client, connection) = self.runtime.block_on(connect).map_err(|e| {
+            let message = one_line(&e);
+            if is_transient(&e) || e.code().is_none() {
+                WarehouseError::Unavailable { context: format!("cannot connect to {what}"), message }
+            } else {
+                WarehouseError::Open { what, message }
+            }
+        })?;
+        self.runtime.spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Runs `sql` and returns its rows as text (NULL as `None`): for tools and tests.
+    pub fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        let rows = self.rows(sql, &[])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|f| match f {
+                        Field::Null => None,
+                        Field::Text(s) => Some(s),
+                        Field::Int(n) => Some(n.to_string()),
+                        Field::Bool(b) => Some(b.to_string()),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The server process of the current session (for fault tests).
+    pub fn backend_pid(&mut self) -> Result<i64, WarehouseError> {
+        match self.rows("SELECT CAST(pg_backend_pid() AS BIGINT)", &[])?.pop().and_then(|mut r| r.pop()) {
+            Some(Field::Int(pid)) => Ok(pid),
+            _ => Err(WarehouseError::Corrupt("pg_backend_pid() returned no number".into())),
+        }
+    }
+}
+
+fn unreachable_client() -> WarehouseError {
+    WarehouseError::Corrupt("connection vanished".into())
+}
+
+async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u64, WarehouseError> {
+    let result = if params.is_empty() {
+        tx.batch_execute(sql).await.map(|_| 0)
+    } else {
+        let bound: Vec<Bound> = params.iter().map(Bound::from).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        tx.execute(sql, &refs).await
+    };
+    result.map_err(|e| query_error(short(sql), e))
+}
+
+async fn load_stage(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    index: usize,
+    columns: &[(String, &'static str)],
+) -> Result<(), WarehouseError> {
+    let d = Postgres;
+    run_sql(tx, &d.create_stage(STAGE, columns), &[]).await?;
+    let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
+    let copy = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", d.quote(STAGE), names.join(", "));
+    let types: Vec<Type> = columns.iter().map(|(_, t)| stage_type(t)).collect();
+    let sink = tx.copy_in(copy.as_str()).await.map_err(|e| query_error("starting COPY into the stage", e))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let plan = &batch.tables[index];
+    let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
+    for row in &plan.rows {
+        values.clear();
+        values.push(Bound(Value::Text(&row.key_text)));
+        values.push(Bound(Value::Int(row.version.micros)));
+        values.push(Bound(Value::Text(&row.version.sequence)));
+        values.push(Bound(Value::Text(row.event.as_str())));
+        values.push(Bound(Value::Text(row.op.code())));
+        values.push(Bound(Value::Bool(row.deleted)));
+        values.extend(row.cells.iter().map(Bound::from));
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        writer.as_mut().write(&refs).await.map_err(|e| query_error("staging rows", e))?;
+    }
+    writer.finish().await.map_err(|e| query_error("staging rows", e))?;
+    Ok(())
+}
+
+async fn apply_batch(client: &mut Client, layout: &Layout, batch: &Batch) -> Result<Outcome, WarehouseError> {
+    let d = Postgres;
+    let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
+    let mut outcome = Outcome::default();
+    for step in batch_steps(&d, layout, batch) {
+        match step {
+            Step::Sql(s) => {
+                run_sql(&tx, &s.sql, &s.params).await?;
+            }
+            Step::LoadStage { index, columns } => load_stage(&tx, batch, index, &columns).await?,
+            Step::CountApplied { index } => {
+                let plan = &batch.tables[index];
+                let row = tx
+                    .query_one(applied_counts_query(&d, STAGE).as_str(), &[])
+                    .await
+                    .map_err(|e| query_error("counting applied changes", e))?;
+                let get = |i: usize| -> Result<i64, WarehouseError> {
+                    row.try_get::<_, i64>(i).map_err(|e| query_error("counting applied changes", e))
+                };
+                let counts = AppliedCounts {
+                    changes: get(0)?,
+                    deletes: get(1)?,
+                    expired: get(2)?,
+                    newest_version: get(3)?,
+                };
+                let s = counters_update(&d, layout, &plan.source_table, counts, plan.expired_kept);
+                run_sql(&tx, &s.sql, &s.params).await?;
+                *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
+            }
+        }
+    }
+    tx.commit().await.map_err(|e| query_error("committing the batch", e))?;
+    Ok(outcome)
+}
+
+fn field(row: &tokio_postgres::Row, i: usize) -> Result<Field, tokio_postgres::Error> {
+    Ok(match *row.columns()[i].type_() {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map_or(Field::Null, Field::Int),
+        Type::INT4 => row.try_get::<_, Option<i32>>(i)?.map_or(Field::Null, |n| Field::Int(n.into())),
+        Type::BOOL => row.try_get::<_, Option<bool>>(i)?.map_or(Field::Null, Field::Bool),
+        _ => row.try_get::<_, Option<String>>(i)?.map_or(Field::Null, Field::Text),
+    })
+}
+
+impl Query for PostgresWarehouse {
+    fn dialect(&self) -> &dyn Dialect {
+        &Postgres
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Field>>, WarehouseError> {
+        let bound: Vec<Bound> = params.iter().map(Bound::from).collect();
+        let runtime_handle = self.runtime.handle().clone();
+        let client = self.client()?;
+        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        let rows =
+            runtime_handle.block_on(client.query(sql, &refs)).map_err(|e| query_error(short(sql), e))?;
+        rows.iter()
+            .map(|r| (0..r.len()).map(|i| field(r, i)).collect::<Result<Vec<_>, _>>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| query_error(short(sql), e))
+    }
+}
+
+impl Warehouse for PostgresWarehouse {
+    fn dialect(&self) -> &dyn Dialect {
+        &Postgres
+    }
+
+    fn setup(&mut self) -> Result<(), WarehouseError> {
+        let statements = dynashift_core::sql::control_tables(&Postgres, &self.layout);
+        let handle = self.runtime.handle().clone();
+        let client = self.client()?;
+        handle.block_on(async {
+            // Serialised by a transaction-scoped advisory lock: two processes starting at
+            // once must not race on CREATE … IF NOT EXISTS.
+            let tx =
+                client.transaction().await.map_err(|e| query_error("preparing the control tables", e))?;
+            run_sql(&tx, "SELECT pg_advisory_xact_lock(7345001)", &[]).await?;
+            for s in &statements {
+                run_sql(&tx, &s.sql, &s.params).await?;
+            }
+            tx.commit().await.map_err(|e| query_error("preparing the control tables", e))
+        })
+    }
+
+    fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {
+        registry::load_catalog(self)
+    }
+
+    fn load_checkpoints(&mut self, source: &str) -> Result<HashMap<String, String>, WarehouseError> {
+        registry::load_checkpoints(self, source)
+    }
+
+    fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
+        let handle = self.runtime.handle().clone();
+        let layout = self.layout.clone();
+        let client = self.client()?;
+        let result = handle.block_on(apply_batch(client, &layout, batch));
+        if matches!(result, Err(WarehouseError::Unavailable { .. })) {
+            // The session is gone or unusable; the next call connects afresh.
+            self.client = None;
+        }
+        result
+    }
+
+    fn describe(&self, batch: &Batch) -> Vec<String> {
+        describe_transaction(&Postgres, &self.layout, batch)
+    }
+
+    fn status(&mut self) -> Result<Status, WarehouseError> {
+        registry::status(self)
+    }
+
+    fn reconnect(&mut self) -> Result<(), WarehouseError> {
+        self.client = None;
+        self.client().map(|_| ())
+    }
+}

@@ -1,0 +1,303 @@
+//! Staging a batch in S3 for Redshift's `COPY`: each table's rows as gzip JSON-lines parts
+//! plus a manifest naming them, deleted once the batch has committed (or failed).
+//!
+//! Redshift cannot read from the client, so this is the only way in for bulk data. Values
+//! are JSON (strings, numbers, booleans, null), which keeps NULL and the empty string apart;
+//! binary travels as hex text. A text value longer than a Redshift VARCHAR is cut at a
+//! character boundary; a hex or JSON value that long cannot be cut and is staged as NULL.
+//! Both are reported so the caller records them.
+
+use std::io::Write;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use dynashift_core::dialect::MAX_VARCHAR_BYTES;
+use dynashift_core::plan::TablePlan;
+use dynashift_core::types::{Cell, ColumnType};
+use dynashift_core::value::write_json_string;
+use flate2::write::GzEncoder;
+
+/// `s3://bucket/prefix/`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    /// Empty or ending in `/`.
+    pub prefix: String,
+}
+
+impl S3Location {
+    pub fn parse(url: &str) -> Result<S3Location, String> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !valid {
+            return Err(format!("`{bucket}` is not an S3 bucket name"));
+        }
+        if prefix.bytes().any(|b| b.is_ascii_control() || b == b'\'' || b == b'\\') {
+            return Err(format!("the S3 prefix `{prefix}` holds quotes, backslashes or control characters"));
+        }
+        let mut prefix = prefix.to_string();
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        Ok(S3Location { bucket: bucket.to_string(), prefix })
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+}
+
+/// A value that did not fit its staged column whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Oversize {
+    pub key_text: String,
+    /// Index into the plan's staged columns.
+    pub staged_column: usize,
+    pub bytes: usize,
+    /// Text was cut (true) or, being hex or JSON, staged as NULL (false).
+    pub cut: bool,
+    pub original: String,
+}
+
+/// One table's staged rows as JSON lines, with what had to be cut.
+pub struct Encoded {
+    pub parts: Vec<Vec<u8>>,
+    pub oversize: Vec<Oversize>,
+}
+
+fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
+    enc.write_all(data)?;
+    enc.finish()
+}
+
+/// Encodes `plan`'s rows for the stage columns `c0…` (types `types`, aligned with
+/// `plan.staged`), at most `part_rows` rows per gzip part.
+pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::io::Result<Encoded> {
+    let mut parts = Vec::new();
+    let mut oversize = Vec::new();
+    let mut line = String::new();
+    let mut part = Vec::new();
+    let mut rows_in_part = 0;
+    for row in &plan.rows {
+        line.clear();
+        line.push_str("{\"_ddb_key\":");
+        write_json_string(&mut line, &row.key_text);
+        line.push_str(&format!(
+            ",\"_ddb_version\":{},\"_ddb_sequence\":\"{}\",\"_ddb_event\":\"{}\",\"_ddb_op\":\"{}\",\"_ddb_deleted\":{}",
+            row.version.micros,
+            row.version.sequence,
+            row.event.as_str(),
+            row.op.code(),
+            row.deleted
+        ));
+        for (i, cell) in row.cells.iter().enumerate() {
+            line.push_str(&format!(",\"c{i}\":"));
+            let text = match cell {
+                Cell::Null => {
+                    line.push_str("null");
+                    continue;
+                }
+                Cell::Int(n) => {
+                    line.push_str(&n.to_string());
+                    continue;
+                }
+                Cell::Bytes(b) => hex(b),
+                Cell::Text(s) => s.clone(),
+            };
+            if text.len() <= MAX_VARCHAR_BYTES {
+                write_json_string(&mut line, &text);
+                continue;
+            }
+            let cuttable = matches!(types.get(i), Some(ColumnType::Text | ColumnType::NumberText))
+                && !matches!(cell, Cell::Bytes(_));
+            if cuttable {
+                write_json_string(&mut line, cut_at_char_boundary(&text, MAX_VARCHAR_BYTES));
+            } else {
+                line.push_str("null");
+            }
+            oversize.push(Oversize {
+                key_text: row.key_text.clone(),
+                staged_column: i,
+                bytes: text.len(),
+                cut: cuttable,
+                original: text,
+            });
+        }
+        line.push_str("}\n");
+        part.extend_from_slice(line.as_bytes());
+        rows_in_part += 1;
+        if rows_in_part >= part_rows {
+            parts.push(gzip(&part)?);
+            part.clear();
+            rows_in_part = 0;
+        }
+    }
+    if rows_in_part > 0 {
+        parts.push(gzip(&part)?);
+    }
+    Ok(Encoded { parts, oversize })
+}
+
+/// The COPY manifest naming every part (all mandatory: a missing part fails the COPY).
+pub fn manifest(location: &S3Location, keys: &[String]) -> String {
+    let entries: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let mut url = String::new();
+            write_json_string(&mut url, &location.url(k));
+            format!("{{\"url\":{url},\"mandatory\":true}}")
+        })
+        .collect();
+    format!("{{\"entries\":[{}]}}", entries.join(","))
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("S3 staging at {location}: {message}")]
+pub struct StageError {
+    pub location: String,
+    pub message: String,
+}
+
+/// The objects of one staged table: its parts and the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct Staged {
+    pub manifest_url: String,
+    pub keys: Vec<String>,
+}
+
+pub struct S3Stager {
+    client: aws_sdk_s3::Client,
+    location: S3Location,
+    /// Names objects uniquely per process: a restarted run never reuses a name.
+    run_id: String,
+}
+
+fn stage_error(location: &S3Location, e: impl std::error::Error) -> StageError {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    StageError { location: location.url(&location.prefix), message }
+}
+
+impl S3Stager {
+    pub fn new(client: aws_sdk_s3::Client, location: S3Location) -> S3Stager {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let run_id = format!("{}-{}", now.as_millis(), std::process::id());
+        S3Stager { client, location, run_id }
+    }
+
+    pub fn location(&self) -> &S3Location {
+        &self.location
+    }
+
+    /// Uploads one table's parts and manifest under `<prefix><run>/<batch>/<table>/`.
+    pub async fn upload(&self, batch: u64, table: usize, encoded: &Encoded) -> Result<Staged, StageError> {
+        let dir = format!("{}{}/{batch:08}/{table:04}/", self.location.prefix, self.run_id);
+        let mut keys = Vec::with_capacity(encoded.parts.len() + 1);
+        for (i, part) in encoded.parts.iter().enumerate() {
+            let key = format!("{dir}part-{i:05}.json.gz");
+            self.put(&key, part.clone()).await?;
+            keys.push(key);
+        }
+        let manifest_key = format!("{dir}manifest.json");
+        self.put(&manifest_key, manifest(&self.location, &keys).into_bytes()).await?;
+        keys.push(manifest_key.clone());
+        Ok(Staged { manifest_url: self.location.url(&manifest_key), keys })
+    }
+
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StageError> {
+        self.client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| stage_error(&self.location, e))
+    }
+
+    /// Deletes staged objects (1,000 per request, the API's limit).
+    pub async fn remove(&self, keys: &[String]) -> Result<(), StageError> {
+        for chunk in keys.chunks(1000) {
+            let objects = chunk
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| stage_error(&self.location, e))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| stage_error(&self.location, e))?;
+            self.client
+                .delete_objects()
+                .bucket(&self.location.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| stage_error(&self.location, e))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations() {
+        let l = S3Location::parse("s3://my-bucket/stage/dynashift").unwrap();
+        assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("my-bucket", "stage/dynashift/"));
+        assert_eq!(S3Location::parse("s3://my-bucket").unwrap().prefix, "");
+        assert!(S3Location::parse("https://x/y").is_err());
+        assert!(S3Location::parse("s3://Bad_Bucket/x").is_err());
+        assert!(S3Location::parse("s3://bucket/it's").is_err());
+    }
+
+    #[test]
+    fn text_is_cut_at_a_character_boundary() {
+        let s = "é".repeat(40_000); // 80,000 bytes
+        let cut = cut_at_char_boundary(&s, MAX_VARCHAR_BYTES);
+        assert_eq!(cut.len(), 65_534);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn manifests_name_every_part() {
+        let l = S3Location::parse("s3://b-1/p/").unwrap();
+        let m = manifest(&l, &["p/a.gz".into(), "p/b.gz".into()]);
+        assert_eq!(
+            m,
+            r#"{"entries":[{"url":"s3://b-1/p/a.gz","mandatory":true},{"url":"s3://b-1/p/b.gz","mandatory":true}]}"#
+        );
+        assert_eq!(hex(&[0, 255, 16]), "00ff10");
+    }
+}

@@ -1,0 +1,334 @@
+//! The PostgreSQL warehouse against a real, throwaway server: hostile names and values, a
+//! backend killed in the middle of applies, a server that is down at start, the binary
+//! killed and restarted, `status` and `plan`.
+#![cfg(feature = "duckdb")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift::workload::{generate, kinesis_record, Event, EventKindGen, Model, WorkloadSpec};
+use dynashift_core::number::Number;
+use dynashift_core::types::ColumnMode;
+use dynashift_core::value::{AttrValue, Item};
+use support::pg::PgServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+    f.flush().unwrap();
+}
+
+fn write_config(dir: &Path, input: &Path, url: &str, extra: &str) -> PathBuf {
+    let config = dir.join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"postgres\"\nurl = {url:?}\n{extra}",
+            input.display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn warehouse(url: &str) -> PostgresWarehouse {
+    PostgresWarehouse::open(PgSettings::parse(url, "PGPASSWORD", "dynamodb").unwrap()).unwrap()
+}
+
+fn assert_model(
+    url: &str,
+    model: &BTreeMap<String, BTreeMap<String, Item>>,
+    keys: &BTreeMap<String, Vec<String>>,
+) {
+    let mut w = warehouse(url);
+    let actual = support::read_back(&mut w);
+    let expected = support::normalized(&mut w, support::expected(model, ColumnMode::Typed, keys));
+    support::assert_tables_equal(&actual, &expected);
+}
+
+fn count(server: &PgServer, db: &str, sql: &str) -> i64 {
+    server.query(db, sql)[0].as_deref().unwrap_or("0").parse().unwrap()
+}
+
+fn n(s: &str) -> AttrValue {
+    AttrValue::N(Number::parse(s).unwrap())
+}
+
+#[test]
+fn hostile_names_and_values_round_trip() {
+    let server = PgServer::start();
+    let url = server.create_db("hostile");
+    let dir = tempfile::tempdir().unwrap();
+    let long_name = "n".repeat(65_536);
+    let hostile = [
+        "quote\"d",
+        "semi;colon",
+        "dollar$$quoted$$",
+        "back\\slash",
+        "drop\"; DROP TABLE x; --",
+        "Ünïcødé 名前",
+        "ItemCount",
+        "itemCount",
+        long_name.as_str(),
+    ];
+    let values = [
+        AttrValue::S("it's; DROP TABLE t; --".into()),
+        AttrValue::S("$$ dollar $$ quoted $tag$".into()),
+        AttrValue::S("back\\slash \\N \\. tab\tnewline\n".into()),
+        AttrValue::B(vec![1, 2, 3, 255, 254, 0x5c, 0x27]),
+        AttrValue::S("日本語 ünïcødé 🚀".into()),
+        n("12345678901234567890123456789012345678"),
+        n("-1E-130"),
+        AttrValue::M([("k\"ey".to_string(), AttrValue::S("v'al\\ue".into()))].into()),
+        AttrValue::Bool(false),
+    ];
+    let mut model = Model::default();
+    let mut lines = Vec::new();
+    let tables = ["Evil\"Table; DROP SCHEMA public; --", "$$weird$$", long_name.as_str()];
+    for (t, table) in tables.iter().enumerate() {
+        for k in 0..3 {
+            let mut keys = Item::new();
+            keys.insert("pk'\"".into(), AttrValue::S(format!("key '{k}'; --")));
+            let mut image = keys.clone();
+            for (i, attr) in hostile.iter().enumerate() {
+                image.insert(attr.to_string(), values[(i + k + t) % values.len()].clone());
+            }
+            let event = Event {
+                table: table.to_string(),
+                keys,
+                kind: EventKindGen::Insert,
+                image: Some(image),
+                old_image: None,
+                micros: 1_764_000_000_000_000 + (t * 10 + k) as i64,
+            };
+            model.apply(&event);
+            lines.push(kinesis_record(&event, true, lines.len() as u64));
+        }
+    }
+    let input = dir.path().join("hostile.jsonl");
+    write_lines(&input, &lines);
+    let config = write_config(dir.path(), &input, &url, "");
+    let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("0 rejected"), "{}", text(&out));
+    let keys = tables.iter().map(|t| (t.to_string(), vec!["pk'\"".to_string()])).collect();
+    assert_model(&url, &model.tables, &keys);
+    // The names PostgreSQL holds are the planned ones: cut to 63 bytes, never by the server.
+    let longest = count(&server, "hostile", "SELECT MAX(octet_length(attname)) FROM pg_attribute");
+    assert!(longest <= 63, "{longest}");
+    let status = Command::new(BIN).args(["status", "--config"]).arg(&config).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("Evil\"Table"), "{}", text(&status));
+}
+
+/// W1-shaped history with a few undecodable lines spread through it.
+fn workload(records: usize, keys: usize) -> (Vec<String>, Model, usize) {
+    let spec = WorkloadSpec {
+        records,
+        keys,
+        duplicate_percent: 5,
+        shuffle_window: 500,
+        seed: 11,
+        expire_percent: 1,
+    };
+    let (mut lines, model) = generate(&spec, false);
+    let bad =
+        ["{\"eventName\":\"INSERT\",\"tableName\":\"Orders\"", "not json", "{\"tableName\":\"Orders\"}"];
+    for (i, b) in bad.iter().enumerate() {
+        lines.insert((i + 1) * records / 4, b.to_string());
+    }
+    (lines, model, bad.len())
+}
+
+#[test]
+fn backend_killed_mid_apply_loses_and_doubles_nothing() {
+    let server = PgServer::start();
+    let url = server.create_db("faults");
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, model, bad) = workload(60_000, 6_000);
+    let input = dir.path().join("changes.jsonl");
+    write_lines(&input, &lines);
+    let config = write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 2000\n");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("DYNASHIFT_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Terminate dynashift's backend whenever it is busy, a bounded number of times.
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while kills < 6 && Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let killed = server.query(
+            "postgres",
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE application_name = 'dynashift' AND state <> 'idle'",
+        );
+        kills += killed[0].as_deref().unwrap_or("0").parse::<i64>().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(kills >= 3, "only {kills} backends were terminated; the run ended too soon to prove much");
+    assert!(text(&out).contains("retrying"), "the outage was not reported: {}", text(&out));
+    assert_model(&url, &model.tables, &BTreeMap::new());
+    let records = count(&server, "faults", "SELECT SUM(records) FROM _dynashift.runs");
+    assert_eq!(records as usize, lines.len(), "every record consumed exactly once");
+    let rejects = count(&server, "faults", "SELECT COUNT(*) FROM _dynashift.rejects");
+    assert_eq!(rejects as usize, bad, "each bad line rejected exactly once");
+}
+
+#[test]
+fn server_down_at_start_is_waited_for() {
+    let server = PgServer::start();
+    let url = server.create_db("late");
+    server.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, model, _) = workload(3_000, 500);
+    let input = dir.path().join("changes.jsonl");
+    write_lines(&input, &lines);
+    let config = write_config(dir.path(), &input, &url, "");
+
+    let check = Command::new(BIN).args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(!check.status.success());
+    let message = String::from_utf8_lossy(&check.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1"), "{message}");
+
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    server.start_again();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("retrying"), "{}", text(&out));
+    assert_model(&url, &model.tables, &BTreeMap::new());
+}
+
+#[test]
+fn killed_and_restarted_ends_at_the_model() {
+    let server = PgServer::start();
+    let url = server.create_db("crash");
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, model, bad) = workload(40_000, 4_000);
+    let input = dir.path().join("changes.jsonl");
+    write_lines(&input, &lines);
+    let config = write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 1500\n");
+    let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 650, 5);
+    assert!(killed_mid_run >= 5, "only {killed_mid_run} rounds were killed mid-run");
+    let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_model(&url, &model.tables, &BTreeMap::new());
+    let records = count(&server, "crash", "SELECT SUM(records) FROM _dynashift.runs");
+    assert_eq!(records as usize, lines.len());
+    let rejects = count(&server, "crash", "SELECT COUNT(*) FROM _dynashift.rejects");
+    assert_eq!(rejects as usize, bad);
+}
+
+#[test]
+fn plan_prints_postgres_sql_and_changes_nothing() {
+    let server = PgServer::start();
+    let url = server.create_db("plan");
+    let dir = tempfile::tempdir().unwrap();
+    let (lines, _, _) = workload(200, 50);
+    let input = dir.path().join("changes.jsonl");
+    write_lines(&input, &lines);
+    let config = write_config(dir.path(), &input, &url, "");
+    let out = Command::new(BIN).args(["plan", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let sql = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(sql.contains("CREATE UNIQUE INDEX"), "{sql}");
+    assert!(sql.contains("JSONB") && sql.contains("ANALYZE"), "{sql}");
+    let tables = count(&server, "plan", "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'dynamodb'");
+    assert_eq!(tables, 0, "plan must not create tables");
+}
+
+/// A server that asks for TLS: trusted through `ca_file`, the session is encrypted; with
+/// the certificate unknown, the connection is refused with a message that says why.
+#[test]
+fn tls_with_a_private_ca() {
+    let server = PgServer::start_with(|dir| {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let subj_ca = "/CN=dynashift test CA";
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subj_ca, "-keyout",
+            "ca.key", "-out", "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ]);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.join("server.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        format!(
+            "-c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            dir.join("server.crt").display(),
+            dir.join("server.key").display()
+        )
+    });
+    let url = format!("{} sslmode=require", server.create_db("tls"));
+    let cert = server.dir().join("ca.crt");
+    let mut settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
+    settings.ca_file = Some(cert);
+    let mut w = PostgresWarehouse::open(settings).unwrap();
+    let ssl = w.query_text("SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()").unwrap();
+    assert_eq!(ssl[0][0].as_deref(), Some("true"));
+
+    let mut untrusted = warehouse(&url);
+    let e = untrusted.query_text("SELECT 1").unwrap_err().to_string();
+    assert!(e.contains("certificate") || e.contains("UnknownIssuer"), "{e}");
+}
