@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dynashift/target}"
-cargo build --release --bin dynashift
+# The same build as the tests (one feature set, so nothing is compiled twice).
+cargo build --release --workspace --all-targets
 bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 dir="$(mktemp -d /tmp/dynashift-bench-pg.XXXXXX)"
 chmod 755 "$dir"

@@ -3,6 +3,7 @@
 //! The pure core (`dynashift_core`) decodes, reduces and plans; this crate holds the
 //! adapters around it: configuration, sources, warehouses and the run loop.
 
+pub mod aws;
 pub mod config;
 pub mod pipeline;
 pub mod planner;

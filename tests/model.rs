@@ -15,8 +15,10 @@ use dynashift::warehouse::duckdb::DuckDbWarehouse;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::warehouse::Warehouse;
 use dynashift::workload::{kinesis_record, streams_record, Event, EventKindGen, Model, Rng};
+use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::number::Number;
-use dynashift_core::types::ColumnMode;
+use dynashift_core::schema::SystemType;
+use dynashift_core::types::{ColumnMode, ColumnType};
 use dynashift_core::value::{AttrValue, Item};
 use dynashift_core::Position;
 use proptest::prelude::*;
@@ -275,11 +277,54 @@ proptest! {
     }
 }
 
-/// The same histories against a real PostgreSQL server: every column mode, soft deletes.
+/// Redshift's plan run by PostgreSQL: Redshift's staging layout (binary as hex text, JSON
+/// as text), its casts, `FROM_HEX` and `JSON_PARSE` and every apply statement, as Redshift
+/// would run them. Only what PostgreSQL lacks differs: the DISTKEY/SORTKEY clauses, and
+/// SUPER/VARBYTE columns, stood in for by JSONB/BYTEA.
+struct RedshiftOnPostgres;
+
+impl Dialect for RedshiftOnPostgres {
+    fn name(&self) -> &'static str {
+        "redshift-on-postgres"
+    }
+    fn max_identifier(&self) -> usize {
+        Postgres.max_identifier()
+    }
+    fn column_type(&self, ty: ColumnType) -> String {
+        match ty {
+            ColumnType::Json | ColumnType::Blob => Postgres.column_type(ty),
+            other => Redshift.column_type(other),
+        }
+    }
+    fn system_type(&self, ty: SystemType) -> &'static str {
+        Redshift.system_type(ty)
+    }
+    fn stage_type(&self, ty: ColumnType) -> &'static str {
+        Redshift.stage_type(ty)
+    }
+    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
+        Redshift.cast_from_stage(expr, ty)
+    }
+    fn json_from_text(&self, expr: &str) -> String {
+        Redshift.json_from_text(expr)
+    }
+    fn key_index(&self, schema: &str, table: &str) -> Option<String> {
+        Postgres.key_index(schema, table)
+    }
+}
+
+/// Redshift's SQL functions the apply uses, as PostgreSQL functions.
+const REDSHIFT_FUNCTIONS: &str = "\
+    CREATE FUNCTION from_hex(text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ SELECT decode($1, 'hex') $$;\
+    CREATE FUNCTION json_parse(text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT CAST($1 AS jsonb) $$;";
+
+/// The same histories against a real PostgreSQL server: every column mode, soft deletes,
+/// with PostgreSQL's plan and with Redshift's.
 #[test]
 fn postgres_equals_model() {
     let server = support::pg::PgServer::start();
     let url = server.create_db("model");
+    server.exec("model", REDSHIFT_FUNCTIONS);
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
@@ -301,16 +346,19 @@ fn postgres_equals_model() {
             (ColumnMode::Document, "hard", model.tables.clone()),
             (ColumnMode::Typed, "soft", kept_after_expiry(&model)),
         ];
-        for (mode, deletes, items) in runs {
+        let dialects: [&'static dyn Dialect; 2] = [&Postgres, &RedshiftOnPostgres];
+        for (mode, deletes, items, dialect) in
+            runs.iter().flat_map(|(m, d, i)| dialects.map(|w| (*m, *d, i, w)))
+        {
             server.exec(
                 "model",
                 "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
             );
             let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
-            let warehouse = PostgresWarehouse::open(settings).unwrap();
+            let warehouse = PostgresWarehouse::open_with_dialect(settings, dialect).unwrap();
             let mut warehouse = replicate_into(warehouse, config(mode, deletes), &lines, &cuts);
             let actual = support::read_back(&mut warehouse);
-            let expected = support::normalized(&mut warehouse, support::expected(&items, mode, &key_names()));
+            let expected = support::normalized(&mut warehouse, support::expected(items, mode, &key_names()));
             support::assert_tables_equal(&actual, &expected);
         }
         Ok(())

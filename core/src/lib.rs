@@ -4,6 +4,7 @@
 pub mod change;
 pub mod decode;
 pub mod dialect;
+pub mod literal;
 pub mod naming;
 pub mod number;
 pub mod plan;

@@ -439,6 +439,52 @@ mod snapshot {
         }
     }
 
+    /// Redshift: DISTKEY/SORTKEY, hex-staged binary, JSON_PARSE, the COPY from S3.
+    #[test]
+    fn redshift_typed_batch() {
+        use crate::dialect::{copy_from_manifest, Redshift};
+        let n = |s: &str| AttrValue::N(Number::parse(s).unwrap());
+        let mut cat = Catalog::default();
+        let changes = vec![
+            change(
+                "o-1",
+                vec![
+                    ("totalPrice", n("19.90")),
+                    ("payload", AttrValue::B(vec![0, 255])),
+                    ("tags", AttrValue::Ss(vec!["a".into()])),
+                ],
+                EventKind::Insert,
+            ),
+            change("o-2", vec![], EventKind::Remove),
+        ];
+        let plan = plan_table(&mut cat, "Orders", changes, TableOptions::default(), 127);
+        let schema = &cat.tables["Orders"];
+        let layout = Layout::default();
+        let mut all: Vec<String> =
+            schema_changes(&Redshift, &layout, schema, &plan).iter().map(|s| s.to_string()).collect();
+        let stage = stage_columns(&Redshift, schema, &plan);
+        all.push(Redshift.create_stage("stage", &stage));
+        let manifest = "s3://stage-bucket/dynashift/run/00000001/0000/manifest.json";
+        all.push(
+            copy_from_manifest("stage", &stage, manifest, "arn:aws:iam::123456789012:role/copy", None)
+                .unwrap(),
+        );
+        all.extend(
+            apply_statements(&Redshift, &layout, schema, &plan, "stage").iter().map(|s| s.to_string()),
+        );
+        check_snapshot("redshift_typed_batch.sql", &all.join("\n"));
+    }
+
+    fn check_snapshot(name: &str, got: &str) {
+        let path = format!("{}/tests/snapshots/{name}", env!("CARGO_MANIFEST_DIR"));
+        let expected = std::fs::read_to_string(&path).unwrap_or_default();
+        if got.trim() != expected.trim() {
+            let new = format!("{path}.new");
+            let _ = std::fs::write(&new, got);
+            panic!("SQL changed; the new text is in {new}:\n{got}");
+        }
+    }
+
     #[test]
     fn duckdb_soft_delete_batch() {
         let n = |s: &str| AttrValue::N(Number::parse(s).unwrap());

@@ -2,7 +2,7 @@
 //! warehouse's SQL grammar (sqlparser): Redshift cannot run here, so its SQL is checked here.
 
 use dynashift_core::change::{Change, EventKind, Position, Version};
-use dynashift_core::dialect::{Dialect, DuckDb, Postgres, Redshift};
+use dynashift_core::dialect::{copy_from_manifest, Dialect, DuckDb, Postgres, Redshift};
 use dynashift_core::naming::NamingStyle;
 use dynashift_core::number::Number;
 use dynashift_core::plan::{plan_table, DeleteMode, TableOptions, TtlMode};
@@ -72,7 +72,16 @@ fn statements(d: &dyn Dialect) -> Vec<String> {
                 let schema = &cat.tables["Orders;--"];
                 let layout = Layout::default();
                 out.extend(schema_changes(d, &layout, schema, &plan).into_iter().map(|s| s.sql));
-                out.push(d.create_stage("_dynashift_stage", &stage_columns(d, schema, &plan)));
+                let stage = stage_columns(d, schema, &plan);
+                out.push(d.create_stage("_dynashift_stage", &stage));
+                if d.name() == "redshift" {
+                    let manifest = "s3://stage-bucket/dynashift/1/manifest.json";
+                    let role = "arn:aws:iam::123456789012:role/dynashift-copy";
+                    out.push(
+                        copy_from_manifest("_dynashift_stage", &stage, manifest, role, Some("eu-west-1"))
+                            .unwrap(),
+                    );
+                }
                 out.extend(
                     apply_statements(d, &layout, schema, &plan, "_dynashift_stage")
                         .into_iter()
@@ -116,5 +125,7 @@ fn duckdb_statements_parse() {
 fn redshift_types() {
     let all = statements(&Redshift).join("\n");
     assert!(all.contains("SUPER") && all.contains("JSON_PARSE(") && all.contains("VARBYTE(1024000)"));
+    assert!(all.contains("FROM_HEX(") && all.contains("DISTKEY(\"_ddb_key\") SORTKEY(\"_ddb_key\")"));
+    assert!(all.contains("FORMAT AS JSON 'auto' GZIP MANIFEST"));
     assert!(all.contains("VARCHAR(65535)") && !all.contains("VARCHAR,") && !all.contains("VARCHAR)"));
 }

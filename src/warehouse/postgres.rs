@@ -67,6 +67,8 @@ impl PgSettings {
 }
 
 pub struct PostgresWarehouse {
+    /// PostgreSQL's own, or another that PostgreSQL runs (tests run Redshift's apply here).
+    dialect: &'static dyn Dialect,
     runtime: tokio::runtime::Runtime,
     settings: PgSettings,
     tls: tokio_postgres_rustls::MakeRustlsConnect,
@@ -193,6 +195,8 @@ impl ToSql for Bound<'_> {
                 _ => n.to_sql(ty, out),
             },
             Value::Bool(b) => b.to_sql(ty, out),
+            // Binary staged in a text column (Redshift's stage layout) travels as hex.
+            Value::Bytes(b) if matches!(*ty, Type::TEXT | Type::VARCHAR) => hex(b).as_str().to_sql(ty, out),
             Value::Bytes(b) => b.to_sql(ty, out),
         }
     }
@@ -204,6 +208,10 @@ impl ToSql for Bound<'_> {
     }
 
     to_sql_checked!();
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn stage_type(sql_type: &str) -> Type {
@@ -251,6 +259,14 @@ fn tls_connector(
 impl PostgresWarehouse {
     /// Prepares the warehouse; the connection is made on first use (and again after a loss).
     pub fn open(settings: PgSettings) -> Result<PostgresWarehouse, WarehouseError> {
+        PostgresWarehouse::open_with_dialect(settings, &Postgres)
+    }
+
+    /// Like `open`, planning with `dialect`, which must produce SQL PostgreSQL runs.
+    pub fn open_with_dialect(
+        settings: PgSettings,
+        dialect: &'static dyn Dialect,
+    ) -> Result<PostgresWarehouse, WarehouseError> {
         // One worker drives the connection; calls block on it from the caller's thread.
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -263,7 +279,7 @@ impl PostgresWarehouse {
             })?;
         let tls = tls_connector(settings.ca_file.as_deref())?;
         let layout = Layout { target_schema: settings.schema.clone(), ..Layout::default() };
-        Ok(PostgresWarehouse { runtime, settings, tls, client: None, layout })
+        Ok(PostgresWarehouse { dialect, runtime, settings, tls, client: None, layout })
     }
 
     fn client(&mut self) -> Result<&mut Client, WarehouseError> {
@@ -331,6 +347,7 @@ fn unreachable_client() -> WarehouseError {
 }
 
 async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u64, WarehouseError> {
+    let started = std::time::Instant::now();
     let result = if params.is_empty() {
         tx.batch_execute(sql).await.map(|_| 0)
     } else {
@@ -338,16 +355,17 @@ async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u6
         let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         tx.execute(sql, &refs).await
     };
+    tracing::trace!(ms = started.elapsed().as_millis() as u64, sql = %short(sql), "statement");
     result.map_err(|e| query_error(short(sql), e))
 }
 
 async fn load_stage(
+    d: &dyn Dialect,
     tx: &Transaction<'_>,
     batch: &Batch,
     index: usize,
     columns: &[(String, &'static str)],
 ) -> Result<(), WarehouseError> {
-    let d = Postgres;
     run_sql(tx, &d.create_stage(STAGE, columns), &[]).await?;
     let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
     let copy = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", d.quote(STAGE), names.join(", "));
@@ -373,20 +391,24 @@ async fn load_stage(
     Ok(())
 }
 
-async fn apply_batch(client: &mut Client, layout: &Layout, batch: &Batch) -> Result<Outcome, WarehouseError> {
-    let d = Postgres;
+async fn apply_batch(
+    d: &dyn Dialect,
+    client: &mut Client,
+    layout: &Layout,
+    batch: &Batch,
+) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
     let mut outcome = Outcome::default();
-    for step in batch_steps(&d, layout, batch) {
+    for step in batch_steps(d, layout, batch) {
         match step {
             Step::Sql(s) => {
                 run_sql(&tx, &s.sql, &s.params).await?;
             }
-            Step::LoadStage { index, columns } => load_stage(&tx, batch, index, &columns).await?,
+            Step::LoadStage { index, columns } => load_stage(d, &tx, batch, index, &columns).await?,
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
                 let row = tx
-                    .query_one(applied_counts_query(&d, STAGE).as_str(), &[])
+                    .query_one(applied_counts_query(d, STAGE).as_str(), &[])
                     .await
                     .map_err(|e| query_error("counting applied changes", e))?;
                 let get = |i: usize| -> Result<i64, WarehouseError> {
@@ -398,7 +420,7 @@ async fn apply_batch(client: &mut Client, layout: &Layout, batch: &Batch) -> Res
                     expired: get(2)?,
                     newest_version: get(3)?,
                 };
-                let s = counters_update(&d, layout, &plan.source_table, counts, plan.expired_kept);
+                let s = counters_update(d, layout, &plan.source_table, counts, plan.expired_kept);
                 run_sql(&tx, &s.sql, &s.params).await?;
                 *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
             }
@@ -419,7 +441,7 @@ fn field(row: &tokio_postgres::Row, i: usize) -> Result<Field, tokio_postgres::E
 
 impl Query for PostgresWarehouse {
     fn dialect(&self) -> &dyn Dialect {
-        &Postgres
+        self.dialect
     }
 
     fn layout(&self) -> &Layout {
@@ -442,11 +464,11 @@ impl Query for PostgresWarehouse {
 
 impl Warehouse for PostgresWarehouse {
     fn dialect(&self) -> &dyn Dialect {
-        &Postgres
+        self.dialect
     }
 
     fn setup(&mut self) -> Result<(), WarehouseError> {
-        let statements = dynashift_core::sql::control_tables(&Postgres, &self.layout);
+        let statements = dynashift_core::sql::control_tables(self.dialect, &self.layout);
         let handle = self.runtime.handle().clone();
         let client = self.client()?;
         handle.block_on(async {
@@ -473,8 +495,9 @@ impl Warehouse for PostgresWarehouse {
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         let handle = self.runtime.handle().clone();
         let layout = self.layout.clone();
+        let dialect = self.dialect;
         let client = self.client()?;
-        let result = handle.block_on(apply_batch(client, &layout, batch));
+        let result = handle.block_on(apply_batch(dialect, client, &layout, batch));
         if matches!(result, Err(WarehouseError::Unavailable { .. })) {
             // The session is gone or unusable; the next call connects afresh.
             self.client = None;
@@ -483,7 +506,7 @@ impl Warehouse for PostgresWarehouse {
     }
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
-        describe_transaction(&Postgres, &self.layout, batch)
+        describe_transaction(self.dialect, &self.layout, batch)
     }
 
     fn status(&mut self) -> Result<Status, WarehouseError> {

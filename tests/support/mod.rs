@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod moto;
 pub mod pg;
 
 use base64::Engine as _;

@@ -7,7 +7,7 @@ mod redshift;
 
 pub use self::duckdb::DuckDb;
 pub use self::postgres::Postgres;
-pub use self::redshift::{Redshift, MAX_VARCHAR_BYTES};
+pub use self::redshift::{copy_from_manifest, Redshift, MAX_VARCHAR_BYTES};
 
 use crate::schema::SystemType;
 use crate::types::ColumnType;

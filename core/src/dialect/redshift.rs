@@ -3,6 +3,7 @@
 //! <https://docs.aws.amazon.com/redshift/latest/dg/c_Supported_data_types.html>
 
 use super::Dialect;
+use crate::literal::{string_literal, LiteralError};
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
@@ -71,4 +72,28 @@ impl Dialect for Redshift {
         let cols: Vec<String> = columns.iter().map(|(n, t)| format!("{} {t}", self.quote(n))).collect();
         format!("CREATE TEMP TABLE {} ({}){}", self.quote(stage), cols.join(", "), self.table_suffix())
     }
+}
+
+/// Loads a stage from gzip JSON-lines parts named by a manifest in S3. `FORMAT JSON 'auto'`
+/// maps each line's keys to the stage's (lower-case, ASCII) column names.
+pub fn copy_from_manifest(
+    stage: &str,
+    columns: &[(String, &'static str)],
+    manifest_url: &str,
+    iam_role: &str,
+    region: Option<&str>,
+) -> Result<String, LiteralError> {
+    let d = Redshift;
+    let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
+    let mut sql = format!(
+        "COPY {} ({}) FROM {} IAM_ROLE {} FORMAT AS JSON 'auto' GZIP MANIFEST",
+        d.quote(stage),
+        names.join(", "),
+        string_literal("the S3 manifest URL", manifest_url)?,
+        string_literal("the IAM role", iam_role)?
+    );
+    if let Some(region) = region {
+        sql.push_str(&format!(" REGION {}", string_literal("the S3 region", region)?));
+    }
+    Ok(sql)
 }

@@ -1,0 +1,46 @@
+//! AWS SDK clients: the standard credential chain and region resolution, an optional
+//! endpoint override (local emulators, VPC endpoints), and one HTTPS client built on rustls.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+
+/// Where AWS calls go; every field is optional and falls back to the standard chain.
+#[derive(Debug, Clone, Default)]
+pub struct AwsSettings {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Attempts per call, first included (emulators answer unimplemented calls with 500s,
+    /// which would otherwise be retried for seconds).
+    pub max_attempts: Option<u32>,
+}
+
+/// The shared SDK configuration for `settings`.
+pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &settings.endpoint_url {
+        loader = loader.endpoint_url(endpoint.clone());
+    }
+    if let Some(profile) = &settings.profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(attempts) = settings.max_attempts {
+        loader = loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts));
+    }
+    loader.load().await
+}
+
+/// An S3 client; path-style addressing when an endpoint is given (emulators and most
+/// S3-compatible stores have no per-bucket host names).
+pub fn s3_client(config: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {
+    let s3 =
+        aws_sdk_s3::config::Builder::from(config).force_path_style(settings.endpoint_url.is_some()).build();
+    aws_sdk_s3::Client::from_conf(s3)
+}

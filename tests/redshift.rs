@@ -1,0 +1,133 @@
+//! Redshift's S3 staging against a real S3 API (moto server on loopback): the objects, their
+//! gzip JSON lines, the manifest, values too long for a Redshift VARCHAR, and the cleanup.
+#![cfg(feature = "duckdb")]
+
+mod support;
+
+use std::io::Read;
+
+use dynashift::aws::{s3_client, sdk_config, AwsSettings};
+use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager};
+use dynashift_core::change::{Change, EventKind, Position, Version};
+use dynashift_core::plan::{plan_table, TableOptions};
+use dynashift_core::schema::Catalog;
+use dynashift_core::value::{key_text, AttrValue, Item};
+use support::moto::MotoServer;
+
+fn change(id: &str, attrs: Vec<(&str, AttrValue)>) -> Change {
+    let mut keys = Item::new();
+    keys.insert("id".into(), AttrValue::S(id.into()));
+    let mut image = keys.clone();
+    image.extend(attrs.into_iter().map(|(k, v)| (k.to_string(), v)));
+    Change {
+        table: "Docs".into(),
+        key_text: key_text(&keys),
+        keys,
+        new_image: Some(image),
+        old_image: None,
+        event: EventKind::Insert,
+        version: Version::new(1_764_000_000_000_000, None),
+        position: Position::new("s", "1"),
+    }
+}
+
+fn settings(moto: &MotoServer) -> AwsSettings {
+    // The emulator accepts any credentials; these keep the SDK from looking further.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+    AwsSettings {
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(moto.endpoint()),
+        profile: None,
+        max_attempts: Some(1),
+    }
+}
+
+fn gunzip(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(bytes).read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
+    let moto = MotoServer::start();
+    let settings = settings(&moto);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let config = rt.block_on(sdk_config(&settings));
+    let client = s3_client(&config, &settings);
+    rt.block_on(client.create_bucket().bucket("stage-bucket").send()).unwrap();
+
+    let long_text = "é".repeat(40_000); // 80,000 bytes: cut to 65,534
+    let changes = vec![
+        change("a", vec![("note", AttrValue::S(String::new())), ("bin", AttrValue::B(vec![0, 1, 254, 255]))]),
+        change("b", vec![("note", AttrValue::S(long_text.clone())), ("bin", AttrValue::B(vec![7; 40_000]))]),
+        change("c", vec![("note", AttrValue::S("quote \" and \\ backslash".into()))]),
+    ];
+    let mut catalog = Catalog::default();
+    let plan = plan_table(&mut catalog, "Docs", changes, TableOptions::default(), 127);
+    let schema = &catalog.tables["Docs"];
+    let types: Vec<_> = plan.staged.iter().map(|&i| schema.columns[i].ty).collect();
+    let encoded = encode(&plan, &types, 2).unwrap();
+    assert_eq!(encoded.parts.len(), 2, "three rows at two per part");
+    assert_eq!(
+        encoded.oversize.len(),
+        2,
+        "{:?}",
+        encoded.oversize.iter().map(|o| o.bytes).collect::<Vec<_>>()
+    );
+    assert!(encoded.oversize.iter().any(|o| o.cut && o.bytes == 80_000 && o.original == long_text));
+    assert!(
+        encoded.oversize.iter().any(|o| !o.cut && o.bytes == 80_000),
+        "hex of 40,000 bytes cannot be cut"
+    );
+
+    let location = S3Location::parse("s3://stage-bucket/dynashift/").unwrap();
+    let stager = S3Stager::new(client.clone(), location);
+    let staged = rt.block_on(stager.upload(1, 0, &encoded)).unwrap();
+    assert!(
+        staged.manifest_url.starts_with("s3://stage-bucket/dynashift/")
+            && staged.manifest_url.ends_with("/manifest.json")
+    );
+
+    let get = |key: &str| -> Vec<u8> {
+        rt.block_on(async {
+            let o = client.get_object().bucket("stage-bucket").key(key).send().await.unwrap();
+            o.body.collect().await.unwrap().into_bytes().to_vec()
+        })
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&get(staged.keys.last().unwrap())).unwrap();
+    let entries = manifest["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let mut rows = Vec::new();
+    for (entry, key) in entries.iter().zip(&staged.keys) {
+        assert_eq!(entry["url"], format!("s3://stage-bucket/{key}"));
+        assert_eq!(entry["mandatory"], true);
+        for line in gunzip(&get(key)).lines() {
+            rows.push(serde_json::from_str::<serde_json::Value>(line).unwrap());
+        }
+    }
+    assert_eq!(rows.len(), 3);
+    let column = |attr: &str| {
+        let i = schema.columns.iter().position(|c| c.attribute.as_deref() == Some(attr)).unwrap();
+        format!("c{}", plan.staged.iter().position(|&s| s == i).unwrap())
+    };
+    let (note, bin) = (column("note"), column("bin"));
+    assert_eq!(rows[0][&note], "", "an empty string stays a string, not NULL");
+    assert_eq!(rows[0][&bin], "0001feff", "binary travels as hex");
+    assert_eq!(rows[0]["_ddb_event"], "INSERT");
+    assert_eq!(rows[0]["_ddb_deleted"], false);
+    assert_eq!(rows[1][&note].as_str().unwrap().len(), 65_534);
+    assert!(rows[1][&bin].is_null(), "oversized hex is staged as NULL and reported");
+    assert!(rows[2][&bin].is_null(), "an absent attribute is NULL");
+    assert_eq!(rows[2][&note], "quote \" and \\ backslash");
+
+    rt.block_on(stager.remove(&staged.keys)).unwrap();
+    let left = rt.block_on(client.list_objects_v2().bucket("stage-bucket").send()).unwrap();
+    assert_eq!(left.key_count(), Some(0), "staged objects are deleted");
+
+    // A missing bucket is an error naming the location, not a panic or a silent skip.
+    let missing = S3Stager::new(client.clone(), S3Location::parse("s3://no-such-bucket/x/").unwrap());
+    let e = rt.block_on(missing.upload(2, 0, &encoded)).unwrap_err().to_string();
+    assert!(e.contains("s3://no-such-bucket/x/") && e.contains("NoSuchBucket"), "{e}");
+}
