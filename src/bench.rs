@@ -109,15 +109,24 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         ),
     )?;
     let started = Instant::now();
-    let status = std::process::Command::new(exe)
+    let mut child = std::process::Command::new(exe)
         .args(["run", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
-        .status()
+        .spawn()
         .context("starting `dynashift run`")?;
+    // The child's own high-water mark, read while it runs: getrusage's figure for children
+    // would also count this process's pages, which the child shares until it execs.
+    let mut peak_kb = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        peak_kb = peak_kb.max(high_water_kb(child.id()));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(status.success(), "`dynashift run` failed: {status}");
-    let peak_kb = children_peak_rss_kb();
     report.push_str(&format!(
         "end-to-end ({}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
         if options.postgres_url.is_some() { "PostgreSQL" } else { "DuckDB" },
@@ -137,14 +146,13 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
     Ok(report)
 }
 
-/// Largest resident set of any waited-for child, in KiB.
-fn children_peak_rss_kb() -> i64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; zeroed is a valid rusage.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()) };
-    if rc != 0 {
-        return 0;
-    }
-    // SAFETY: getrusage returned 0, so the struct is initialised.
-    unsafe { usage.assume_init() }.ru_maxrss
+/// `VmHWM` (peak resident set) of a running process, in KiB; 0 once it is gone.
+fn high_water_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
 }

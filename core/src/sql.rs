@@ -240,17 +240,23 @@ pub fn apply_statements(
     };
     let key = q("_ddb_key");
     // Changes not newer than the row they would replace, or than the key's tombstone, lose.
-    let mut out = vec![Statement::with(
-        format!(
-            "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {}) \
-             OR EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} \
-             AND tomb.item_key = {s}.{key} AND {})",
-            newer_or_same("cur", "_ddb_version", "_ddb_sequence"),
-            d.param(1),
-            newer_or_same("tomb", "version", "sequence")
-        ),
-        vec![src()],
-    )];
+    let row_guard = format!(
+        "EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {})",
+        newer_or_same("cur", "_ddb_version", "_ddb_sequence")
+    );
+    let tomb_guard = format!(
+        "EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} AND tomb.item_key = {s}.{key} AND {})",
+        d.param(1),
+        newer_or_same("tomb", "version", "sequence")
+    );
+    let mut out = if d.separate_guards() {
+        vec![
+            Statement::new(format!("DELETE FROM {s} WHERE {row_guard}")),
+            Statement::with(format!("DELETE FROM {s} WHERE {tomb_guard}"), vec![src()]),
+        ]
+    } else {
+        vec![Statement::with(format!("DELETE FROM {s} WHERE {row_guard} OR {tomb_guard}"), vec![src()])]
+    };
     let soft = plan.options.deletes == DeleteMode::Soft;
     out.push(Statement::new(if soft {
         format!("DELETE FROM {t} WHERE {key} IN (SELECT {key} FROM {s} WHERE {} = 'U')", q("_ddb_op"))

@@ -115,6 +115,13 @@ pub trait Dialect: Send + Sync {
         Vec::new()
     }
 
+    /// Whether the two version guards (against the row, against its tombstone) run as two
+    /// statements: PostgreSQL plans a single EXISTS as a hash semi-join, but an OR of two as a
+    /// per-row filter.
+    fn separate_guards(&self) -> bool {
+        false
+    }
+
     /// Statement refreshing the planner's statistics of a freshly loaded stage.
     fn analyze_stage(&self, _stage: &str) -> Option<String> {
         None

@@ -75,7 +75,12 @@ impl Dialect for Postgres {
 
     /// Temporary tables get no statistics until analysed; without them the joins against
     /// the target pick nested loops.
+    /// Only the join key: sampling every (wide) column costs more than the apply itself.
     fn analyze_stage(&self, stage: &str) -> Option<String> {
-        Some(format!("ANALYZE {}", self.quote(stage)))
+        Some(format!("ANALYZE {} ({})", self.quote(stage), self.quote("_ddb_key")))
+    }
+
+    fn separate_guards(&self) -> bool {
+        true
     }
 }
