@@ -48,6 +48,7 @@ pub enum TargetConfig {
     Duckdb(DuckDbTargetConfig),
     #[serde(alias = "postgresql")]
     Postgres(PostgresTargetConfig),
+    Redshift(Box<RedshiftTargetConfig>),
 }
 
 impl TargetConfig {
@@ -56,6 +57,7 @@ impl TargetConfig {
         match self {
             TargetConfig::Duckdb(t) => &t.schema,
             TargetConfig::Postgres(t) => &t.schema,
+            TargetConfig::Redshift(t) => &t.schema,
         }
     }
 }
@@ -72,6 +74,83 @@ pub struct PostgresTargetConfig {
     pub schema: String,
     /// PEM file of root certificates to trust besides the system's (a private CA).
     pub ca_file: Option<PathBuf>,
+}
+
+/// How dynashift logs in to Redshift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedshiftAuthKind {
+    /// User and password from `url` / `password_env`.
+    #[default]
+    Password,
+    /// Temporary credentials from `GetClusterCredentials` (provisioned clusters).
+    Cluster,
+    /// Temporary credentials from Redshift Serverless `GetCredentials`.
+    Serverless,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedshiftTargetConfig {
+    /// Connection string as for PostgreSQL: `host=… port=5439 dbname=… user=… sslmode=require`.
+    pub url: String,
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    pub ca_file: Option<PathBuf>,
+    /// `s3://bucket/prefix/` where batches are staged for COPY.
+    pub s3_staging: String,
+    /// IAM role Redshift assumes to read the staged objects.
+    pub copy_role: String,
+    /// Region of the staging bucket when it differs from the cluster's.
+    pub s3_region: Option<String>,
+    #[serde(default)]
+    pub auth: RedshiftAuthKind,
+    pub cluster_identifier: Option<String>,
+    pub db_user: Option<String>,
+    #[serde(default)]
+    pub auto_create_user: bool,
+    pub workgroup: Option<String>,
+    /// AWS region of the cluster and bucket (else the standard chain's).
+    pub region: Option<String>,
+    /// Endpoint for the AWS APIs (S3, Redshift), e.g. a VPC endpoint or a local emulator.
+    pub endpoint_url: Option<String>,
+    /// Named profile of the shared AWS config files.
+    pub profile: Option<String>,
+    /// Rows per staged S3 part.
+    #[serde(default = "default_part_rows")]
+    pub part_rows: usize,
+}
+
+fn default_part_rows() -> usize {
+    100_000
+}
+
+impl RedshiftTargetConfig {
+    fn validate(&self) -> Result<(), String> {
+        crate::warehouse::postgres::PgSettings::parse(&self.url, &self.password_env, &self.schema)
+            .map_err(|e| format!("target.url: {e}"))?;
+        crate::warehouse::s3_stage::S3Location::parse(&self.s3_staging)
+            .map_err(|e| format!("target.s3_staging: {e}"))?;
+        dynashift_core::literal::string_literal("target.copy_role", &self.copy_role)
+            .map_err(|e| e.to_string())?;
+        if !self.copy_role.starts_with("arn:") {
+            return Err(format!("target.copy_role `{}` is not an IAM role ARN", self.copy_role));
+        }
+        if self.part_rows == 0 {
+            return Err("target.part_rows must be at least 1".into());
+        }
+        match self.auth {
+            RedshiftAuthKind::Cluster if self.cluster_identifier.is_none() || self.db_user.is_none() => {
+                Err("target.auth = \"cluster\" needs cluster_identifier and db_user".into())
+            }
+            RedshiftAuthKind::Serverless if self.workgroup.is_none() => {
+                Err("target.auth = \"serverless\" needs workgroup".into())
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn default_password_env() -> String {
@@ -193,6 +272,7 @@ impl Config {
                 crate::warehouse::postgres::PgSettings::parse(&t.url, &t.password_env, &t.schema)
                     .map_err(|e| format!("target.url: {e}"))?;
             }
+            TargetConfig::Redshift(t) => t.validate()?,
             TargetConfig::Duckdb(_) => {}
         }
         match &self.source {
@@ -271,6 +351,24 @@ mod tests {
         assert!(valid_size("256MB") && valid_size("1.5 GB") && !valid_size("lots") && !valid_size("0MB"));
         let e = parse(&format!("{MIN}[defaults]\nbatch_size = \"big\"\n")).unwrap_err();
         assert!(e.contains("batch_size"), "{e}");
+    }
+
+    #[test]
+    fn redshift_target() {
+        let rs = MIN.replace(
+            "kind = \"duckdb\"\npath = \"q.duckdb\"",
+            "kind = \"redshift\"\nurl = \"host=c.example port=5439 dbname=dev user=app\"\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::1:role/copy\"",
+        );
+        let c = parse(&rs).unwrap();
+        let TargetConfig::Redshift(t) = &c.target else { panic!("not redshift") };
+        assert_eq!((t.auth, t.part_rows), (RedshiftAuthKind::Password, 100_000));
+        let e = parse(&format!("{rs}\nauth = \"cluster\"")).unwrap_err();
+        assert!(e.contains("cluster_identifier"), "{e}");
+        let e = parse(&rs.replace("s3://stage-bucket/dynashift/", "stage-bucket")).unwrap_err();
+        assert!(e.contains("target.s3_staging"), "{e}");
+        let e = parse(&rs.replace("arn:aws:iam::1:role/copy", "role\\\\x")).unwrap_err();
+        assert!(e.contains("copy_role"), "{e}");
     }
 
     #[test]

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Config, SourceConfig, TargetConfig};
+use crate::aws::AwsSettings;
+use crate::config::{Config, RedshiftAuthKind, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::Prepared;
 use crate::source::file::FileSource;
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
 use crate::warehouse::retry::{apply_with_retry, until_available};
+use crate::warehouse::s3_stage::S3Location;
 use crate::warehouse::{Status, Warehouse};
 
 #[derive(Debug, Clone, Default)]
@@ -47,7 +50,40 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
             settings.ca_file = t.ca_file.clone();
             Ok(Box::new(PostgresWarehouse::open(settings)?))
         }
+        TargetConfig::Redshift(t) => Ok(Box::new(open_redshift(t)?)),
     }
+}
+
+fn open_redshift(t: &RedshiftTargetConfig) -> anyhow::Result<PostgresWarehouse> {
+    let mut settings =
+        PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
+    settings.ca_file = t.ca_file.clone();
+    let aws = AwsSettings {
+        region: t.region.clone(),
+        endpoint_url: t.endpoint_url.clone(),
+        profile: t.profile.clone(),
+        max_attempts: None,
+    };
+    let auth = match t.auth {
+        RedshiftAuthKind::Password => RedshiftAuth::Password,
+        RedshiftAuthKind::Cluster => RedshiftAuth::Cluster {
+            cluster_identifier: t.cluster_identifier.clone().unwrap_or_default(),
+            db_user: t.db_user.clone().unwrap_or_default(),
+            auto_create: t.auto_create_user,
+        },
+        RedshiftAuthKind::Serverless => {
+            RedshiftAuth::Serverless { workgroup: t.workgroup.clone().unwrap_or_default() }
+        }
+    };
+    let options = RedshiftOptions {
+        auth,
+        aws,
+        staging: S3Location::parse(&t.s3_staging).map_err(|e| anyhow::anyhow!(e))?,
+        copy_role: t.copy_role.clone(),
+        s3_region: t.s3_region.clone(),
+        part_rows: t.part_rows,
+    };
+    Ok(PostgresWarehouse::open_redshift(settings, options)?)
 }
 
 impl Warehouse for Box<dyn Warehouse> {

@@ -131,3 +131,75 @@ fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
     let e = rt.block_on(missing.upload(2, 0, &encoded)).unwrap_err().to_string();
     assert!(e.contains("s3://no-such-bucket/x/") && e.contains("NoSuchBucket"), "{e}");
 }
+
+fn aws_sdk(rt: &tokio::runtime::Runtime, moto: &MotoServer) -> aws_config::SdkConfig {
+    rt.block_on(sdk_config(&settings(moto)))
+}
+
+/// IAM logins: the temporary user and password come from `GetClusterCredentials`; a cluster
+/// that does not exist is an error that names it.
+#[test]
+fn cluster_credentials_come_from_get_cluster_credentials() {
+    use dynashift::warehouse::redshift::{temporary_credentials, RedshiftAuth};
+    let moto = MotoServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sdk = aws_sdk(&rt, &moto);
+    rt.block_on(
+        aws_sdk_redshift::Client::new(&sdk)
+            .create_cluster()
+            .cluster_identifier("analytics")
+            .node_type("ra3.xlplus")
+            .master_username("admin")
+            .master_user_password("Secret-123")
+            .send(),
+    )
+    .unwrap();
+    let auth = RedshiftAuth::Cluster {
+        cluster_identifier: "analytics".into(),
+        db_user: "replicator".into(),
+        auto_create: false,
+    };
+    let (user, password) = rt.block_on(temporary_credentials(&auth, &sdk, Some("dev"))).unwrap().unwrap();
+    assert!(user.ends_with("replicator"), "{user}");
+    assert!(!password.is_empty());
+
+    let missing = RedshiftAuth::Cluster {
+        cluster_identifier: "no-such-cluster".into(),
+        db_user: "replicator".into(),
+        auto_create: false,
+    };
+    let e = rt.block_on(temporary_credentials(&missing, &sdk, None)).unwrap_err().to_string();
+    assert!(e.contains("no-such-cluster") && e.contains("ClusterNotFound"), "{e}");
+    assert!(rt.block_on(temporary_credentials(&RedshiftAuth::Password, &sdk, None)).unwrap().is_none());
+}
+
+/// `check` against a Redshift endpoint that does not answer: one line, non-zero, naming it.
+#[test]
+fn unreachable_redshift_is_one_clear_line() {
+    let moto = MotoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("rs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"redshift\"\n\
+             url = \"host=127.0.0.1 port={port} dbname=dev user=replicator connect_timeout=2\"\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynashift"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains(&format!("cannot connect to Redshift at 127.0.0.1:{port}/dev")), "{message}");
+}

@@ -3,6 +3,7 @@
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod postgres;
+pub mod redshift;
 pub mod registry;
 pub mod retry;
 pub mod s3_stage;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use dynashift_core::dialect::{Dialect, Postgres};
+use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
 use dynashift_core::types::Cell;
@@ -17,9 +17,12 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::redshift::{temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch};
 use super::registry::{self, Field, Query};
-use super::steps::{batch_steps, describe_transaction, Step, STAGE};
+use super::s3_stage::S3Stager;
+use super::steps::{batch_steps, describe_transaction, reject_statement, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use crate::aws::{s3_client, sdk_config};
 
 /// Where and how to connect; built from the `[target]` section.
 #[derive(Clone)]
@@ -74,6 +77,11 @@ pub struct PostgresWarehouse {
     tls: tokio_postgres_rustls::MakeRustlsConnect,
     client: Option<Client>,
     layout: Layout,
+    /// Redshift: temporary credentials fetched for every connection.
+    auth: Option<(RedshiftAuth, aws_config::SdkConfig)>,
+    /// Redshift: bulk loading through S3 instead of `COPY … FROM STDIN`.
+    loading: Option<S3Loading>,
+    batches: u64,
 }
 
 /// Errors that a new connection may cure: the session was cut, the server restarts, or a
@@ -279,7 +287,17 @@ impl PostgresWarehouse {
             })?;
         let tls = tls_connector(settings.ca_file.as_deref())?;
         let layout = Layout { target_schema: settings.schema.clone(), ..Layout::default() };
-        Ok(PostgresWarehouse { dialect, runtime, settings, tls, client: None, layout })
+        Ok(PostgresWarehouse {
+            dialect,
+            runtime,
+            settings,
+            tls,
+            client: None,
+            layout,
+            auth: None,
+            loading: None,
+            batches: 0,
+        })
     }
 
     fn client(&mut self) -> Result<&mut Client, WarehouseError> {
@@ -292,9 +310,38 @@ impl PostgresWarehouse {
         self.client.as_mut().ok_or_else(unreachable_client)
     }
 
+    /// A Redshift warehouse over the PostgreSQL wire protocol, loading through S3. The AWS
+    /// clients are built on this warehouse's runtime, where they are used.
+    pub fn open_redshift(
+        settings: PgSettings,
+        options: RedshiftOptions,
+    ) -> Result<PostgresWarehouse, WarehouseError> {
+        let mut w = PostgresWarehouse::open_with_dialect(settings, &Redshift)?;
+        let sdk = w.runtime.block_on(sdk_config(&options.aws));
+        w.loading = Some(S3Loading {
+            stager: S3Stager::new(s3_client(&sdk, &options.aws), options.staging),
+            copy_role: options.copy_role,
+            s3_region: options.s3_region,
+            part_rows: options.part_rows,
+        });
+        w.auth = Some((options.auth, sdk));
+        Ok(w)
+    }
+
     fn connect(&mut self) -> Result<Client, WarehouseError> {
-        let what = self.settings.describe();
-        let connect = self.settings.config.connect(self.tls.clone());
+        let mut what = self.settings.describe();
+        if self.dialect.name() == "redshift" {
+            what = what.replacen("PostgreSQL", "Redshift", 1);
+        }
+        let mut config = self.settings.config.clone();
+        if let Some((auth, sdk)) = &self.auth {
+            let credentials = self.runtime.block_on(temporary_credentials(auth, sdk, config.get_dbname()))?;
+            if let Some((user, password)) = credentials {
+                config.user(user);
+                config.password(password);
+            }
+        }
+        let connect = config.connect(self.tls.clone());
         let (client, connection) = self.runtime.block_on(connect).map_err(|e| {
             let message = one_line(&e);
             if is_transient(&e) || e.code().is_none() {
@@ -396,6 +443,7 @@ async fn apply_batch(
     client: &mut Client,
     layout: &Layout,
     batch: &Batch,
+    s3: Option<(&S3Loading, &StagedBatch)>,
 ) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
     let mut outcome = Outcome::default();
@@ -404,7 +452,13 @@ async fn apply_batch(
             Step::Sql(s) => {
                 run_sql(&tx, &s.sql, &s.params).await?;
             }
-            Step::LoadStage { index, columns } => load_stage(d, &tx, batch, index, &columns).await?,
+            Step::LoadStage { index, columns } => match s3 {
+                Some((loading, staged)) => {
+                    run_sql(&tx, &d.create_stage(STAGE, &columns), &[]).await?;
+                    run_sql(&tx, &loading.copy_statement(staged, index, STAGE, &columns)?, &[]).await?;
+                }
+                None => load_stage(d, &tx, batch, index, &columns).await?,
+            },
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
                 let row = tx
@@ -424,6 +478,12 @@ async fn apply_batch(
                 run_sql(&tx, &s.sql, &s.params).await?;
                 *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
             }
+        }
+    }
+    if let Some((_, staged)) = s3 {
+        for r in &staged.rejects {
+            let s = reject_statement(d, layout, &batch.source, r);
+            run_sql(&tx, &s.sql, &s.params).await?;
         }
     }
     tx.commit().await.map_err(|e| query_error("committing the batch", e))?;
@@ -469,6 +529,7 @@ impl Warehouse for PostgresWarehouse {
 
     fn setup(&mut self) -> Result<(), WarehouseError> {
         let statements = dynashift_core::sql::control_tables(self.dialect, &self.layout);
+        let dialect = self.dialect;
         let handle = self.runtime.handle().clone();
         let client = self.client()?;
         handle.block_on(async {
@@ -476,7 +537,9 @@ impl Warehouse for PostgresWarehouse {
             // once must not race on CREATE … IF NOT EXISTS.
             let tx =
                 client.transaction().await.map_err(|e| query_error("preparing the control tables", e))?;
-            run_sql(&tx, "SELECT pg_advisory_xact_lock(7345001)", &[]).await?;
+            if dialect.name() == "postgres" {
+                run_sql(&tx, "SELECT pg_advisory_xact_lock(7345001)", &[]).await?;
+            }
             for s in &statements {
                 run_sql(&tx, &s.sql, &s.params).await?;
             }
@@ -496,8 +559,21 @@ impl Warehouse for PostgresWarehouse {
         let handle = self.runtime.handle().clone();
         let layout = self.layout.clone();
         let dialect = self.dialect;
-        let client = self.client()?;
-        let result = handle.block_on(apply_batch(dialect, client, &layout, batch));
+        self.batches += 1;
+        let staged = match &self.loading {
+            Some(loading) => Some(handle.block_on(loading.stage(batch, self.batches))?),
+            None => None,
+        };
+        let loading = self.loading.take();
+        let s3 = loading.as_ref().zip(staged.as_ref());
+        let result = match self.client() {
+            Ok(client) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3)),
+            Err(e) => Err(e),
+        };
+        if let (Some(loading), Some(staged)) = (&loading, &staged) {
+            handle.block_on(loading.clean_up(staged));
+        }
+        self.loading = loading;
         if matches!(result, Err(WarehouseError::Unavailable { .. })) {
             // The session is gone or unusable; the next call connects afresh.
             self.client = None;

@@ -7,7 +7,7 @@ use dynashift_core::sql::{
     Layout, Param, Statement,
 };
 
-use super::Batch;
+use super::{Batch, Reject};
 
 /// Name of the per-table staging table (session-local).
 pub const STAGE: &str = "_dynashift_stage";
@@ -53,28 +53,7 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
     }
     for r in &batch.rejects {
-        let (text, bytes) = match std::str::from_utf8(&r.raw) {
-            Ok(s) => (s.to_string(), Param::Null),
-            Err(_) => (String::from_utf8_lossy(&r.raw).into_owned(), Param::Bytes(r.raw.clone())),
-        };
-        steps.push(Step::Sql(Statement::with(
-            format!(
-                "INSERT INTO {} (source, shard, sequence, table_name, reason, raw_text, raw_bytes, rejected_at) \
-                 VALUES ({}, {})",
-                control("rejects"),
-                d.params(1, 7),
-                d.now()
-            ),
-            vec![
-                Param::Text(batch.source.clone()),
-                Param::Text(r.position.shard.to_string()),
-                Param::Text(r.position.sequence.to_string()),
-                r.table.clone().map(Param::Text).unwrap_or(Param::Null),
-                Param::Text(r.reason.clone()),
-                Param::Text(text),
-                bytes,
-            ],
-        )));
+        steps.push(Step::Sql(reject_statement(d, layout, &batch.source, r)));
     }
     for p in &batch.checkpoints {
         let key = || vec![Param::Text(batch.source.clone()), Param::Text(p.shard.to_string())];
@@ -113,6 +92,32 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         ],
     )));
     steps
+}
+
+/// Records one reject: raw text, and raw bytes too when they are not UTF-8.
+pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reject) -> Statement {
+    let (text, bytes) = match std::str::from_utf8(&r.raw) {
+        Ok(s) => (s.to_string(), Param::Null),
+        Err(_) => (String::from_utf8_lossy(&r.raw).into_owned(), Param::Bytes(r.raw.clone())),
+    };
+    Statement::with(
+        format!(
+            "INSERT INTO {} (source, shard, sequence, table_name, reason, raw_text, raw_bytes, rejected_at) \
+             VALUES ({}, {})",
+            d.qualified(&layout.control_schema, "rejects"),
+            d.params(1, 7),
+            d.now()
+        ),
+        vec![
+            Param::Text(source.to_string()),
+            Param::Text(r.position.shard.to_string()),
+            Param::Text(r.position.sequence.to_string()),
+            r.table.clone().map(Param::Text).unwrap_or(Param::Null),
+            Param::Text(r.reason.clone()),
+            Param::Text(text),
+            bytes,
+        ],
+    )
 }
 
 /// The whole transaction as reviewable text.
