@@ -332,3 +332,44 @@ fn tls_with_a_private_ca() {
     let e = untrusted.query_text("SELECT 1").unwrap_err().to_string();
     assert!(e.contains("certificate") || e.contains("UnknownIssuer"), "{e}");
 }
+
+/// U+0000 in a string or inside a map: PostgreSQL cannot store it, so the value is kept with
+/// U+FFFD in its place, the original goes to the rejects with its bytes, and the run goes on.
+#[test]
+fn nul_characters_are_replaced_and_recorded() {
+    let server = PgServer::start();
+    let url = server.create_db("nul");
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Item::new();
+    keys.insert("id".into(), AttrValue::S("k1".into()));
+    let mut image = keys.clone();
+    image.insert("note".into(), AttrValue::S("a\0b".into()));
+    image.insert("doc".into(), AttrValue::M([("x".to_string(), AttrValue::S("y\0".into()))].into()));
+    image.insert("plain".into(), AttrValue::S("kept \\u0000 as written".into()));
+    let event = Event {
+        table: "Nul".into(),
+        keys,
+        kind: EventKindGen::Insert,
+        image: Some(image),
+        old_image: None,
+        micros: 1_764_000_000_000_000,
+    };
+    let input = dir.path().join("nul.jsonl");
+    write_lines(&input, &[kinesis_record(&event, true, 1)]);
+    let config = write_config(dir.path(), &input, &url, "");
+    let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let row =
+        server.query("nul", "SELECT note || '|' || CAST(doc AS TEXT) || '|' || plain FROM dynamodb.nul");
+    assert_eq!(row[0].as_deref(), Some("a\u{FFFD}b|{\"x\": \"y\u{FFFD}\"}|kept \\u0000 as written"));
+    let rejects = server.query(
+        "nul",
+        "SELECT CAST(COUNT(*) AS TEXT) || ':' || CAST(SUM(CASE WHEN position('\\x00'::bytea IN raw_bytes) > 0 THEN 1 ELSE 0 END) AS TEXT) \
+         FROM _dynashift.rejects WHERE reason LIKE '%U+0000%'",
+    );
+    assert_eq!(
+        rejects[0].as_deref(),
+        Some("2:1"),
+        "two values recorded; the string's bytes kept with its NUL"
+    );
+}

@@ -10,18 +10,20 @@ use bytes::BytesMut;
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
-use dynashift_core::types::Cell;
+use dynashift_core::types::{Cell, ColumnType};
+use dynashift_core::Position;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::pg_nul::storable;
 use super::redshift::{temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch};
 use super::registry::{self, Field, Query};
 use super::s3_stage::S3Stager;
 use super::steps::{batch_steps, describe_transaction, reject_statement, Step, STAGE};
-use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
 use crate::aws::{s3_client, sdk_config};
 
 /// Where and how to connect; built from the `[target]` section.
@@ -406,13 +408,15 @@ async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u6
     result.map_err(|e| query_error(short(sql), e))
 }
 
+/// Loads plan `index`'s rows; returns the rejects recording values PostgreSQL could not
+/// store exactly (see `pg_nul`).
 async fn load_stage(
     d: &dyn Dialect,
     tx: &Transaction<'_>,
     batch: &Batch,
     index: usize,
     columns: &[(String, &'static str)],
-) -> Result<(), WarehouseError> {
+) -> Result<Vec<Reject>, WarehouseError> {
     run_sql(tx, &d.create_stage(STAGE, columns), &[]).await?;
     let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
     let copy = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", d.quote(STAGE), names.join(", "));
@@ -421,21 +425,54 @@ async fn load_stage(
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     let plan = &batch.tables[index];
-    let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
+    let schema = batch.catalog.tables.get(&plan.source_table);
+    let column = |i: usize| schema.map(|s| &s.columns[plan.staged[i]]);
+    let is_json: Vec<bool> =
+        (0..plan.staged.len()).map(|i| column(i).is_some_and(|c| c.ty == ColumnType::Json)).collect();
+    let mut rejects = Vec::new();
     for row in &plan.rows {
-        values.clear();
+        let replaced: Vec<Option<String>> = row
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Cell::Text(s) => storable(s, is_json[i]),
+                _ => None,
+            })
+            .collect();
+        for (i, fixed) in replaced.iter().enumerate() {
+            if let (Some(_), Cell::Text(original)) = (fixed, &row.cells[i]) {
+                let name = column(i).map_or("?", |c| c.name.as_str());
+                rejects.push(Reject {
+                    position: Position::new("(unstorable value)", "0"),
+                    table: Some(plan.source_table.clone()),
+                    reason: format!(
+                        "value of column `{name}` of key {} contains U+0000, which PostgreSQL cannot store: \
+                         stored with U+FFFD in its place; the original value is kept here",
+                        row.key_text
+                    ),
+                    raw: original.clone().into_bytes(),
+                });
+            }
+        }
+        let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
         values.push(Bound(Value::Text(&row.key_text)));
         values.push(Bound(Value::Int(row.version.micros)));
         values.push(Bound(Value::Text(&row.version.sequence)));
         values.push(Bound(Value::Text(row.event.as_str())));
         values.push(Bound(Value::Text(row.op.code())));
         values.push(Bound(Value::Bool(row.deleted)));
-        values.extend(row.cells.iter().map(Bound::from));
+        for (cell, fixed) in row.cells.iter().zip(&replaced) {
+            values.push(match fixed {
+                Some(text) => Bound(Value::Text(text)),
+                None => Bound::from(cell),
+            });
+        }
         let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         writer.as_mut().write(&refs).await.map_err(|e| query_error("staging rows", e))?;
     }
     writer.finish().await.map_err(|e| query_error("staging rows", e))?;
-    Ok(())
+    Ok(rejects)
 }
 
 async fn apply_batch(
@@ -447,6 +484,7 @@ async fn apply_batch(
 ) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
     let mut outcome = Outcome::default();
+    let mut unstorable = Vec::new();
     for step in batch_steps(d, layout, batch) {
         match step {
             Step::Sql(s) => {
@@ -457,7 +495,7 @@ async fn apply_batch(
                     run_sql(&tx, &d.create_stage(STAGE, &columns), &[]).await?;
                     run_sql(&tx, &loading.copy_statement(staged, index, STAGE, &columns)?, &[]).await?;
                 }
-                None => load_stage(d, &tx, batch, index, &columns).await?,
+                None => unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?),
             },
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
@@ -480,8 +518,9 @@ async fn apply_batch(
             }
         }
     }
-    if let Some((_, staged)) = s3 {
-        for r in &staged.rejects {
+    let staged_rejects = s3.map(|(_, staged)| staged.rejects.as_slice()).unwrap_or_default();
+    for r in staged_rejects.iter().chain(&unstorable) {
+        {
             let s = reject_statement(d, layout, &batch.source, r);
             run_sql(&tx, &s.sql, &s.params).await?;
         }

@@ -96,9 +96,11 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
 
 /// Records one reject: raw text, and raw bytes too when they are not UTF-8.
 pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reject) -> Statement {
+    // Raw bytes that are not UTF-8, or hold U+0000 (which PostgreSQL's text cannot), are kept
+    // whole in raw_bytes; raw_text then shows them with replacement characters.
     let (text, bytes) = match std::str::from_utf8(&r.raw) {
-        Ok(s) => (s.to_string(), Param::Null),
-        Err(_) => (String::from_utf8_lossy(&r.raw).into_owned(), Param::Bytes(r.raw.clone())),
+        Ok(s) if !s.contains('\0') => (s.to_string(), Param::Null),
+        _ => (String::from_utf8_lossy(&r.raw).replace('\0', "\u{FFFD}"), Param::Bytes(r.raw.clone())),
     };
     Statement::with(
         format!(
