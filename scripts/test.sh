@@ -28,6 +28,15 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
 command -v moto_server
+# kinesalite: the Kinesis stand-in, installed once into the cache with npm.
+node_dir="$HOME/.cache/dynashift/node"
+if [ ! -d "$node_dir/node_modules/kinesalite" ]; then
+  echo "kinesalite not found; installing it with npm into $node_dir" >&2
+  mkdir -p "$node_dir"
+  (cd "$node_dir" && npm install --silent --no-audit --no-fund kinesalite@3)
+fi
+export DYNASHIFT_NODE_MODULES="$node_dir/node_modules"
+echo "kinesalite $(node -e "console.log(require('$node_dir/node_modules/kinesalite/package.json').version)")"
 
 echo "== tests"
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -31,6 +31,58 @@ pub struct Config {
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum SourceConfig {
     File(FileSourceConfig),
+    Kinesis(KinesisSourceConfig),
+}
+
+impl SourceConfig {
+    /// The name the source's positions are committed under.
+    pub fn checkpoint_name(&self) -> String {
+        match self {
+            SourceConfig::File(_) => "file".into(),
+            SourceConfig::Kinesis(k) => format!("kinesis:{}", k.stream_name()),
+        }
+    }
+
+    /// Table for records that name none.
+    pub fn default_table(&self) -> Option<String> {
+        match self {
+            SourceConfig::File(f) => f.table.clone(),
+            SourceConfig::Kinesis(k) => k.table.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisSourceConfig {
+    /// Stream name or ARN.
+    pub stream: String,
+    pub region: Option<String>,
+    /// Endpoint of the Kinesis API (a VPC endpoint, or a local emulator).
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Where shards with no committed position start: `trim_horizon`, `latest` or an RFC 3339 time.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Table for relayed Streams records that carry no table name.
+    pub table: Option<String>,
+    /// Longest wait, in milliseconds, before a partial batch is applied.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+}
+
+impl KinesisSourceConfig {
+    pub fn stream_name(&self) -> &str {
+        self.stream.rsplit_once(":stream/").map_or(self.stream.as_str(), |(_, n)| n)
+    }
+}
+
+fn default_start() -> String {
+    "trim_horizon".into()
+}
+
+fn default_flush_interval_ms() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +329,14 @@ impl Config {
         }
         match &self.source {
             SourceConfig::File(f) if f.path.trim().is_empty() => Err("source.path must not be empty".into()),
+            SourceConfig::Kinesis(k) => {
+                crate::source::kinesis::StartPosition::parse(&k.start)
+                    .map_err(|e| format!("source.start: {e}"))?;
+                if k.stream_name().is_empty() {
+                    return Err("source.stream must not be empty".into());
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

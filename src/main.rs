@@ -37,7 +37,8 @@ enum Command {
     Run {
         #[arg(long, short)]
         config: PathBuf,
-        /// Keep tailing the input (Ctrl-C stops after the current batch).
+        /// Keep tailing the input file (Ctrl-C stops after the current batch); streams are
+        /// always followed.
         #[arg(long)]
         follow: bool,
         /// Print the SQL the next batch would run, without running it.
@@ -124,7 +125,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
     }
     match command {
         Command::Run { config, follow, dry_run } => {
-            replicate(&load(&config)?, RunOptions { follow, dry_run, max_batches: None }, stop)
+            let config = load(&config)?;
+            // A stream has no end: `run` follows it (use `sync --once` for one pass).
+            let follow = follow || !matches!(config.source, dynashift::config::SourceConfig::File(_));
+            replicate(&config, RunOptions { follow, dry_run, max_batches: None }, stop)
         }
         Command::Sync { config, once } => {
             anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");

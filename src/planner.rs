@@ -9,7 +9,7 @@ use dynashift_core::reduce::reduce;
 use dynashift_core::schema::Catalog;
 use dynashift_core::{Change, Position};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
 use crate::source::RawRecord;
 use crate::warehouse::{Batch, Reject};
 
@@ -37,9 +37,8 @@ pub struct Planner {
 
 impl Planner {
     pub fn new(config: Config, catalog: Catalog, max_identifier: usize) -> Planner {
-        let SourceConfig::File(file) = &config.source;
         let context = DecodeContext {
-            default_table: file.table.clone(),
+            default_table: config.source.default_table(),
             key_attributes: config
                 .tables
                 .iter()
@@ -50,7 +49,8 @@ impl Planner {
         let compile = |ps: &[String]| ps.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
         let include = compile(&config.defaults.include);
         let exclude = compile(&config.defaults.exclude);
-        Planner { config, catalog, context, source_name: "file".into(), include, exclude, max_identifier }
+        let source_name = config.source.checkpoint_name();
+        Planner { config, catalog, context, source_name, include, exclude, max_identifier }
     }
 
     pub fn source_name(&self) -> &str {

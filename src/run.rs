@@ -12,11 +12,14 @@ use crate::config::{Config, RedshiftAuthKind, RedshiftTargetConfig, SourceConfig
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::Prepared;
 use crate::source::file::FileSource;
+use crate::source::kinesis::{KinesisSource, StartPosition};
+use crate::source::Source;
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
 use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::s3_stage::S3Location;
 use crate::warehouse::{Status, Warehouse};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -26,6 +29,29 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Stop after this many batches (for tools and tests).
     pub max_batches: Option<u64>,
+}
+
+/// Opens the configured source at the committed positions `resume`.
+fn open_source(
+    config: &Config,
+    options: &RunOptions,
+    resume: HashMap<String, String>,
+) -> anyhow::Result<Source> {
+    Ok(match &config.source {
+        SourceConfig::File(file) => Source::File(FileSource::open(&file.path, options.follow, resume)?),
+        SourceConfig::Kinesis(k) => {
+            let aws = AwsSettings {
+                region: k.region.clone(),
+                endpoint_url: k.endpoint_url.clone(),
+                profile: k.profile.clone(),
+                max_attempts: None,
+            };
+            let start = StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?;
+            let flush = std::time::Duration::from_millis(k.flush_interval_ms);
+            let kinesis = KinesisSource::open(&k.stream, &aws, start, resume, !options.follow, flush)?;
+            Source::Kinesis(kinesis)
+        }
+    })
 }
 
 /// Opens the configured warehouse.
@@ -130,8 +156,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     until_available("preparing the warehouse", &stop, || warehouse.setup())?;
     let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
     let resume = pipeline.checkpoints()?;
-    let SourceConfig::File(file) = &config.source;
-    let mut source = FileSource::open(&file.path, options.follow, resume)?;
+    let mut source = open_source(config, options, resume)?;
     if options.dry_run {
         let records = source.next_batch(config.defaults.batch_size)?;
         return Ok(RunResult::Plan(if records.is_empty() { Vec::new() } else { pipeline.describe(records) }));

@@ -1,6 +1,8 @@
 //! Sources hand over raw records with their positions; decoding happens elsewhere.
 
 pub mod file;
+pub mod kinesis;
+pub mod lineage;
 
 use dynashift_core::Position;
 
@@ -12,4 +14,20 @@ pub struct RawRecord {
     /// Set when the source itself found the input unusable (an empty file, say); the record
     /// is then rejected with this reason.
     pub problem: Option<String>,
+}
+
+/// An open source of either kind.
+pub enum Source {
+    File(file::FileSource),
+    Kinesis(kinesis::KinesisSource),
+}
+
+impl Source {
+    /// Up to `max` records; empty when the input is consumed (or, following, nothing new came).
+    pub fn next_batch(&mut self, max: usize) -> anyhow::Result<Vec<RawRecord>> {
+        Ok(match self {
+            Source::File(f) => f.next_batch(max)?,
+            Source::Kinesis(k) => k.next_batch(max)?,
+        })
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod kinesalite;
 pub mod moto;
 pub mod pg;
 

@@ -1,0 +1,222 @@
+//! The `kinesis` source against kinesalite: a generated history put into a two-shard stream
+//! that is split and merged while `dynashift run` consumes it, killed (SIGKILL) and restarted
+//! once on the way, stopped with SIGINT at the end; PostgreSQL must equal the model with every
+//! record consumed exactly once.
+#![cfg(feature = "duckdb")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use dynashift::aws::{sdk_config, AwsSettings};
+use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift::workload::{generate, WorkloadSpec};
+use dynashift_core::types::ColumnMode;
+use support::kinesalite::Kinesalite;
+use support::pg::PgServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
+const STREAM: &str = "ddb-changes";
+
+struct Stream {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_kinesis::Client,
+}
+
+impl Stream {
+    fn new(kinesalite: &Kinesalite) -> Stream {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let settings = AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(kinesalite.endpoint()),
+            profile: None,
+            max_attempts: Some(3),
+        };
+        let config = rt.block_on(sdk_config(&settings));
+        Stream { rt, client: aws_sdk_kinesis::Client::new(&config) }
+    }
+
+    fn wait_active(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out =
+                self.rt.block_on(self.client.describe_stream_summary().stream_name(STREAM).send()).unwrap();
+            if out.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "stream did not become active");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn put(&self, lines: &[String], first: usize) {
+        for (c, chunk) in lines.chunks(400).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(l.as_bytes()))
+                        .partition_key(format!("pk-{}", first + c * 400 + i))
+                        .build()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .rt
+                .block_on(self.client.put_records().stream_name(STREAM).set_records(Some(entries)).send())
+                .unwrap();
+            assert_eq!(out.failed_record_count(), Some(0));
+        }
+    }
+
+    /// (id, starting hash key, ending hash key) of the open shards.
+    fn open_shards(&self) -> Vec<(String, u128, u128)> {
+        let out = self.rt.block_on(self.client.list_shards().stream_name(STREAM).send()).unwrap();
+        out.shards()
+            .iter()
+            .filter(|s| s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_none()))
+            .map(|s| {
+                let r = s.hash_key_range().unwrap();
+                (
+                    s.shard_id().to_string(),
+                    r.starting_hash_key().parse().unwrap(),
+                    r.ending_hash_key().parse().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+fn start_run(config: &std::path::Path) -> Child {
+    Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn consumed(server: &PgServer) -> usize {
+    let rows = server.query("kinesis", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
+    rows.first().cloned().flatten().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
+    let kinesalite = Kinesalite::start();
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    // The control tables exist before the first count is polled.
+    let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    dynashift::warehouse::Warehouse::setup(&mut w).unwrap();
+
+    let stream = Stream::new(&kinesalite);
+    stream.rt.block_on(stream.client.create_stream().stream_name(STREAM).shard_count(2).send()).unwrap();
+    stream.wait_active();
+
+    let spec = WorkloadSpec {
+        records: 6_000,
+        keys: 600,
+        duplicate_percent: 5,
+        shuffle_window: 200,
+        seed: 3,
+        expire_percent: 1,
+    };
+    let (lines, model) = generate(&spec, true);
+    let third = lines.len() / 3;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kinesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"kinesis\"\nstream = \"arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\nflush_interval_ms = 300\n\
+             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 700\n",
+            kinesalite.endpoint()
+        ),
+    )
+    .unwrap();
+
+    stream.put(&lines[..third], 0);
+    let mut run = start_run(&config);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // Split the first shard while the run reads; the children must wait for their parent.
+    let (id, lo, hi) = stream.open_shards()[0].clone();
+    let mid = lo + (hi - lo) / 2;
+    stream
+        .rt
+        .block_on(
+            stream
+                .client
+                .split_shard()
+                .stream_name(STREAM)
+                .shard_to_split(&id)
+                .new_starting_hash_key(mid.to_string())
+                .send(),
+        )
+        .unwrap();
+    stream.wait_active();
+    stream.put(&lines[third..2 * third], third);
+
+    // A crash on the way: the restarted run resumes from the committed positions.
+    std::thread::sleep(Duration::from_millis(700));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    run = start_run(&config);
+
+    // Merge the split's two children.
+    let mut open = stream.open_shards();
+    open.sort_by_key(|s| s.1);
+    let pair = open.windows(2).find(|w| w[0].2 + 1 == w[1].1 && w[0].0 != id).unwrap().to_vec();
+    stream
+        .rt
+        .block_on(
+            stream
+                .client
+                .merge_shards()
+                .stream_name(STREAM)
+                .shard_to_merge(&pair[0].0)
+                .adjacent_shard_to_merge(&pair[1].0)
+                .send(),
+        )
+        .unwrap();
+    stream.wait_active();
+    stream.put(&lines[2 * third..], 2 * third);
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while consumed(&server) < lines.len() {
+        if let Ok(Some(status)) = run.try_wait() {
+            let out = run.wait_with_output().unwrap();
+            panic!("run ended early ({status}): {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "only {} of {} records consumed", consumed(&server), lines.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // SAFETY: kill sends a signal to our own child process.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let stopping = Instant::now();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stopping.elapsed() < Duration::from_secs(10), "SIGINT took {:?}", stopping.elapsed());
+
+    assert_eq!(consumed(&server), lines.len(), "every record consumed exactly once");
+    let actual = support::read_back(&mut w);
+    let expected =
+        support::normalized(&mut w, support::expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()));
+    support::assert_tables_equal(&actual, &expected);
+    let shards =
+        server.query("kinesis", "SELECT CAST(COUNT(DISTINCT shard) AS TEXT) FROM _dynashift.checkpoints");
+    assert_eq!(shards[0].as_deref(), Some("5"), "two shards, two split children, one merged child");
+}

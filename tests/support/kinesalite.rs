@@ -1,0 +1,71 @@
+//! kinesalite (the Kinesis stand-in, run with Node) on a loopback port. Its CLI binds every
+//! interface, so a few lines of Node start it on 127.0.0.1 only. Fails loudly when it cannot
+//! be started.
+
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Kinesalite {
+    child: Child,
+    pub port: u16,
+}
+
+/// Where `scripts/test.sh` installs kinesalite (override with `DYNASHIFT_NODE_MODULES`).
+fn node_modules() -> PathBuf {
+    if let Ok(dir) = std::env::var("DYNASHIFT_NODE_MODULES") {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home).join(".cache/dynashift/node/node_modules")
+}
+
+impl Kinesalite {
+    pub fn start() -> Kinesalite {
+        let modules = node_modules();
+        assert!(
+            modules.join("kinesalite").exists(),
+            "kinesalite not found in {}: run scripts/test.sh (it installs it with npm)",
+            modules.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("port")
+            .port();
+        let script = format!(
+            "require('kinesalite')({{createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100}})\
+             .listen({port}, '127.0.0.1', function (err) {{ if (err) {{ console.error(err); process.exit(1); }} }});"
+        );
+        let child = Command::new("node")
+            .arg("-e")
+            .arg(script)
+            .env("NODE_PATH", &modules)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+        let mut server = Kinesalite { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("kinesalite exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "kinesalite did not listen on 127.0.0.1:{port} within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
