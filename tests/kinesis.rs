@@ -42,6 +42,11 @@ impl Stream {
         Stream { rt, client: aws_sdk_kinesis::Client::new(&config) }
     }
 
+    fn create(&self, shards: i32) {
+        self.rt.block_on(self.client.create_stream().stream_name(STREAM).shard_count(shards).send()).unwrap();
+        self.wait_active();
+    }
+
     fn wait_active(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -106,6 +111,56 @@ fn start_run(config: &std::path::Path) -> Child {
         .unwrap()
 }
 
+fn write_config(
+    dir: &std::path::Path,
+    kinesalite: &Kinesalite,
+    stream: &str,
+    url: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("kinesis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"kinesis\"\nstream = \"{stream}\"\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{}\"\nflush_interval_ms = 300\n\
+             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 700\n",
+            kinesalite.endpoint()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while consumed(server) < total {
+        if let Ok(Some(status)) = run.try_wait() {
+            panic!("run ended early ({status})");
+        }
+        assert!(Instant::now() < deadline, "only {} of {total} records consumed", consumed(server));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops `run` with SIGINT; returns what it logged.
+fn interrupt(run: Child) -> String {
+    // SAFETY: kill sends a signal to our own child process.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let stopping = Instant::now();
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stopping.elapsed() < Duration::from_secs(10), "SIGINT took {:?}", stopping.elapsed());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn assert_model(url: &str, model: &dynashift::workload::Model) {
+    let mut w = PostgresWarehouse::open(PgSettings::parse(url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    let actual = support::read_back(&mut w);
+    let expected =
+        support::normalized(&mut w, support::expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()));
+    support::assert_tables_equal(&actual, &expected);
+}
+
 fn consumed(server: &PgServer) -> usize {
     let rows = server.query("kinesis", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
     rows.first().cloned().flatten().and_then(|s| s.parse().ok()).unwrap_or(0)
@@ -121,8 +176,7 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
     dynashift::warehouse::Warehouse::setup(&mut w).unwrap();
 
     let stream = Stream::new(&kinesalite);
-    stream.rt.block_on(stream.client.create_stream().stream_name(STREAM).shard_count(2).send()).unwrap();
-    stream.wait_active();
+    stream.create(2);
 
     let spec = WorkloadSpec {
         records: 6_000,
@@ -136,17 +190,8 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
     let third = lines.len() / 3;
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("kinesis.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"kinesis\"\nstream = \"arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}\"\n\
-             region = \"us-east-1\"\nendpoint_url = \"{}\"\nflush_interval_ms = 300\n\
-             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 700\n",
-            kinesalite.endpoint()
-        ),
-    )
-    .unwrap();
+    let arn = format!("arn:aws:kinesis:us-east-1:000000000000:stream/{STREAM}");
+    let config = write_config(dir.path(), &kinesalite, &arn, &url);
 
     stream.put(&lines[..third], 0);
     let mut run = start_run(&config);
@@ -195,28 +240,118 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
     stream.wait_active();
     stream.put(&lines[2 * third..], 2 * third);
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while consumed(&server) < lines.len() {
-        if let Ok(Some(status)) = run.try_wait() {
-            let out = run.wait_with_output().unwrap();
-            panic!("run ended early ({status}): {}", String::from_utf8_lossy(&out.stderr));
-        }
-        assert!(Instant::now() < deadline, "only {} of {} records consumed", consumed(&server), lines.len());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // SAFETY: kill sends a signal to our own child process.
-    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
-    let stopping = Instant::now();
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stopping.elapsed() < Duration::from_secs(10), "SIGINT took {:?}", stopping.elapsed());
+    wait_consumed(&server, &mut run, lines.len());
+    interrupt(run);
 
     assert_eq!(consumed(&server), lines.len(), "every record consumed exactly once");
-    let actual = support::read_back(&mut w);
-    let expected =
-        support::normalized(&mut w, support::expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()));
-    support::assert_tables_equal(&actual, &expected);
+    assert_model(&url, &model);
     let shards =
         server.query("kinesis", "SELECT CAST(COUNT(DISTINCT shard) AS TEXT) FROM _dynashift.checkpoints");
     assert_eq!(shards[0].as_deref(), Some("5"), "two shards, two split children, one merged child");
+}
+
+#[test]
+fn a_missing_stream_is_one_clear_line() {
+    let kinesalite = Kinesalite::start();
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesalite, "no-such-stream", &url);
+    let out = start_run(&config).wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("Kinesis stream `no-such-stream` does not exist"), "{message}");
+}
+
+/// `sync --once` reads every shard to its tip and stops; a KPL-aggregated record is rejected
+/// with its reason, never misread; a second pass picks up only what came since.
+#[test]
+fn sync_once_reads_to_the_tip_and_rejects_aggregated_records() {
+    let kinesalite = Kinesalite::start();
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    let stream = Stream::new(&kinesalite);
+    stream.create(2);
+    let spec = WorkloadSpec {
+        records: 1_500,
+        keys: 200,
+        duplicate_percent: 5,
+        shuffle_window: 100,
+        seed: 8,
+        expire_percent: 1,
+    };
+    let (lines, model) = generate(&spec, false);
+    let half = lines.len() / 2;
+    stream.put(&lines[..half], 0);
+    let mut kpl = vec![0xF3, 0x89, 0x9A, 0xC2];
+    kpl.extend_from_slice(b"\x0a\x03pk1 aggregated payload");
+    stream
+        .rt
+        .block_on(
+            stream.client.put_record().stream_name(STREAM).partition_key("kpl").data(Blob::new(kpl)).send(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesalite, STREAM, &url);
+    let sync = || {
+        Command::new(BIN)
+            .args(["sync", "--once", "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap()
+    };
+    let out = sync();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(consumed(&server), half + 1);
+    let reason = server.query("kinesis", "SELECT reason FROM _dynashift.rejects");
+    assert_eq!(reason.len(), 1);
+    assert!(reason[0].as_deref().unwrap_or("").contains("Kinesis Producer Library"), "{reason:?}");
+
+    stream.put(&lines[half..], half);
+    let out = sync();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(consumed(&server), lines.len() + 1, "the second pass reads only the new records");
+    assert_model(&url, &model);
+}
+
+/// The Kinesis service goes away for a few seconds mid-run and comes back: `run` waits it out.
+#[test]
+fn the_stream_service_restarting_is_ridden_out() {
+    let data = tempfile::tempdir().unwrap();
+    let mut kinesalite = Kinesalite::start_persistent(&data.path().join("db"));
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    dynashift::warehouse::Warehouse::setup(&mut w).unwrap();
+    let spec = WorkloadSpec {
+        records: 2_000,
+        keys: 300,
+        duplicate_percent: 5,
+        shuffle_window: 100,
+        seed: 9,
+        expire_percent: 1,
+    };
+    let (lines, model) = generate(&spec, true);
+    let half = lines.len() / 2;
+    {
+        let stream = Stream::new(&kinesalite);
+        stream.create(2);
+        stream.put(&lines[..half], 0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesalite, STREAM, &url);
+    let mut run = start_run(&config);
+    wait_consumed(&server, &mut run, half);
+    kinesalite.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    kinesalite.restart();
+    Stream::new(&kinesalite).put(&lines[half..], half);
+    wait_consumed(&server, &mut run, lines.len());
+    let log = interrupt(run);
+    assert!(log.contains("retrying"), "the outage went unnoticed: {log}");
+    assert_eq!(consumed(&server), lines.len());
+    assert_model(&url, &model);
 }

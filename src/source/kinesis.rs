@@ -184,6 +184,19 @@ impl KinesisSource {
         Ok(())
     }
 
+    /// Re-lists the shards while running: a missing stream or denied access stops the run,
+    /// anything else (the service unreachable, say) is retried at the next interval.
+    fn refresh_shards(&mut self) -> Result<(), KinesisError> {
+        match self.list_shards() {
+            Err(KinesisError::Other { message, .. }) => {
+                tracing::warn!("{message}; retrying in {}s", LIST_INTERVAL.as_secs());
+                self.listed_at = Some(Instant::now());
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
     async fn iterator(
         client: &aws_sdk_kinesis::Client,
         stream: &str,
@@ -214,7 +227,7 @@ impl KinesisSource {
         let mut out: Vec<RawRecord> = Vec::new();
         loop {
             if self.listed_at.is_none_or(|t| t.elapsed() >= LIST_INTERVAL) {
-                self.list_shards()?;
+                self.refresh_shards()?;
             }
             let readable = self.lineage.readable();
             if readable.is_empty() && self.once {
@@ -271,7 +284,7 @@ impl KinesisSource {
             }
             if ended {
                 // Children of a drained shard become readable; look for them now.
-                self.list_shards()?;
+                self.refresh_shards()?;
             }
             if out.len() >= max || (!out.is_empty() && started.elapsed() >= self.flush_interval) {
                 return Ok(out);

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 pub struct Kinesalite {
     child: Child,
     pub port: u16,
+    /// LevelDB directory when the data must survive a restart.
+    path: Option<PathBuf>,
 }
 
 /// Where `scripts/test.sh` installs kinesalite (override with `DYNASHIFT_NODE_MODULES`).
@@ -23,20 +25,48 @@ fn node_modules() -> PathBuf {
 
 impl Kinesalite {
     pub fn start() -> Kinesalite {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("port")
+            .port();
+        Kinesalite::spawn(port, None)
+    }
+
+    /// A server keeping its data in `path`, so that it can be stopped and started again.
+    pub fn start_persistent(path: &std::path::Path) -> Kinesalite {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("port")
+            .port();
+        Kinesalite::spawn(port, Some(path.to_path_buf()))
+    }
+
+    /// Stops the server (its port stays reserved for `restart`).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub fn restart(&mut self) {
+        *self = Kinesalite::spawn(self.port, self.path.clone());
+    }
+
+    fn spawn(port: u16, path: Option<PathBuf>) -> Kinesalite {
         let modules = node_modules();
         assert!(
             modules.join("kinesalite").exists(),
             "kinesalite not found in {}: run scripts/test.sh (it installs it with npm)",
             modules.display()
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("port")
-            .port();
+        let path_option =
+            path.as_ref().map_or(String::new(), |p| format!("path: {:?}, ", p.display().to_string()));
         let script = format!(
-            "require('kinesalite')({{createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100}})\
-             .listen({port}, '127.0.0.1', function (err) {{ if (err) {{ console.error(err); process.exit(1); }} }});"
+            "require('kinesalite')({{{path_option}createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, \
+             shardLimit: 100}}).listen({port}, '127.0.0.1', function (err) {{ if (err) {{ console.error(err); \
+             process.exit(1); }} }});"
         );
         let child = Command::new("node")
             .arg("-e")
@@ -46,7 +76,7 @@ impl Kinesalite {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
-        let mut server = Kinesalite { child, port };
+        let mut server = Kinesalite { child, port, path };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
