@@ -330,7 +330,7 @@ impl Config {
         match &self.source {
             SourceConfig::File(f) if f.path.trim().is_empty() => Err("source.path must not be empty".into()),
             SourceConfig::Kinesis(k) => {
-                crate::source::kinesis::StartPosition::parse(&k.start)
+                crate::source::shards::StartPosition::parse(&k.start)
                     .map_err(|e| format!("source.start: {e}"))?;
                 if k.stream_name().is_empty() {
                     return Err("source.stream must not be empty".into());

@@ -12,7 +12,7 @@ use crate::config::{Config, RedshiftAuthKind, RedshiftTargetConfig, SourceConfig
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::Prepared;
 use crate::source::file::FileSource;
-use crate::source::kinesis::{KinesisSource, StartPosition};
+use crate::source::shards::StartPosition;
 use crate::source::Source;
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
@@ -48,7 +48,8 @@ fn open_source(
             };
             let start = StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?;
             let flush = std::time::Duration::from_millis(k.flush_interval_ms);
-            let kinesis = KinesisSource::open(&k.stream, &aws, start, resume, !options.follow, flush)?;
+            let kinesis =
+                crate::source::kinesis::open(&k.stream, &aws, start, resume, !options.follow, flush)?;
             Source::Kinesis(kinesis)
         }
     })

@@ -3,6 +3,7 @@
 pub mod file;
 pub mod kinesis;
 pub mod lineage;
+pub mod shards;
 
 use dynashift_core::Position;
 
@@ -19,7 +20,7 @@ pub struct RawRecord {
 /// An open source of either kind.
 pub enum Source {
     File(file::FileSource),
-    Kinesis(kinesis::KinesisSource),
+    Kinesis(shards::ShardReader<kinesis::KinesisApi>),
 }
 
 impl Source {
