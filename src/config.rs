@@ -32,6 +32,26 @@ pub struct Config {
 pub enum SourceConfig {
     File(FileSourceConfig),
     Kinesis(KinesisSourceConfig),
+    DynamodbStreams(StreamsSourceConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamsSourceConfig {
+    /// Tables whose latest stream is read.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Streams read by ARN (besides `tables`).
+    #[serde(default)]
+    pub stream_arns: Vec<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// `trim_horizon` or `latest` (DynamoDB Streams has no reading from a time).
+    #[serde(default = "default_start")]
+    pub start: String,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
 }
 
 impl SourceConfig {
@@ -40,6 +60,7 @@ impl SourceConfig {
         match self {
             SourceConfig::File(_) => "file".into(),
             SourceConfig::Kinesis(k) => format!("kinesis:{}", k.stream_name()),
+            SourceConfig::DynamodbStreams(_) => "dynamodb-streams".into(),
         }
     }
 
@@ -48,6 +69,7 @@ impl SourceConfig {
         match self {
             SourceConfig::File(f) => f.table.clone(),
             SourceConfig::Kinesis(k) => k.table.clone(),
+            SourceConfig::DynamodbStreams(_) => None,
         }
     }
 }
@@ -334,6 +356,18 @@ impl Config {
                     .map_err(|e| format!("source.start: {e}"))?;
                 if k.stream_name().is_empty() {
                     return Err("source.stream must not be empty".into());
+                }
+                Ok(())
+            }
+            SourceConfig::DynamodbStreams(d) => {
+                if d.tables.is_empty() && d.stream_arns.is_empty() {
+                    return Err("source: name `tables` or `stream_arns` to read".into());
+                }
+                if !["trim_horizon", "latest"].contains(&d.start.as_str()) {
+                    return Err(format!(
+                        "source.start `{}`: DynamoDB Streams start at trim_horizon or latest",
+                        d.start
+                    ));
                 }
                 Ok(())
             }

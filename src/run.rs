@@ -52,6 +52,26 @@ fn open_source(
                 crate::source::kinesis::open(&k.stream, &aws, start, resume, !options.follow, flush)?;
             Source::Kinesis(kinesis)
         }
+        SourceConfig::DynamodbStreams(d) => {
+            let aws = AwsSettings {
+                region: d.region.clone(),
+                endpoint_url: d.endpoint_url.clone(),
+                profile: d.profile.clone(),
+                max_attempts: None,
+            };
+            let start = StartPosition::parse(&d.start).map_err(|e| anyhow::anyhow!(e))?;
+            let flush = std::time::Duration::from_millis(d.flush_interval_ms);
+            let reader = crate::source::dynamodb_streams::open(
+                &d.tables,
+                &d.stream_arns,
+                &aws,
+                start,
+                resume,
+                !options.follow,
+                flush,
+            )?;
+            Source::DynamodbStreams(reader)
+        }
     })
 }
 

@@ -110,7 +110,7 @@ impl ShardApi for KinesisApi {
         Ok(out.shard_iterator().map(str::to_string))
     }
 
-    async fn records(&self, iterator: String, limit: usize) -> Result<Page, ApiError> {
+    async fn records(&self, _shard: &str, iterator: String, limit: usize) -> Result<Page, ApiError> {
         let out =
             self.client.get_records().shard_iterator(iterator).limit(limit as i32).send().await.map_err(
                 |e| match e.as_service_error() {

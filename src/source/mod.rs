@@ -1,5 +1,6 @@
 //! Sources hand over raw records with their positions; decoding happens elsewhere.
 
+pub mod dynamodb_streams;
 pub mod file;
 pub mod kinesis;
 pub mod lineage;
@@ -21,6 +22,7 @@ pub struct RawRecord {
 pub enum Source {
     File(file::FileSource),
     Kinesis(shards::ShardReader<kinesis::KinesisApi>),
+    DynamodbStreams(shards::ShardReader<dynamodb_streams::StreamsApi>),
 }
 
 impl Source {
@@ -29,6 +31,7 @@ impl Source {
         Ok(match self {
             Source::File(f) => f.next_batch(max)?,
             Source::Kinesis(k) => k.next_batch(max)?,
+            Source::DynamodbStreams(d) => d.next_batch(max)?,
         })
     }
 }

@@ -103,7 +103,12 @@ pub trait ShardApi: Clone + Send + Sync + 'static {
         after: Option<&str>,
         start: &StartPosition,
     ) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
-    fn records(&self, iterator: String, limit: usize) -> impl Future<Output = Result<Page, ApiError>> + Send;
+    fn records(
+        &self,
+        shard: &str,
+        iterator: String,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
 }
 
 #[derive(Default)]
@@ -297,7 +302,7 @@ impl<A: ShardApi> ShardReader<A> {
                             Err(e) => return (id, Err(e)),
                         },
                     };
-                    let page = api.records(iterator, limit).await;
+                    let page = api.records(&id, iterator, limit).await;
                     (id, page)
                 }
             });
