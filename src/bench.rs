@@ -11,6 +11,8 @@ use dynashift_core::decode::{decode, DecodeContext};
 
 use dynashift::workload::{generate, WorkloadSpec};
 
+#[path = "bench_kinesis.rs"]
+mod kinesis_load;
 #[path = "bench_postgres.rs"]
 mod postgres_baseline;
 
@@ -24,6 +26,8 @@ pub struct BenchOptions {
     /// Replicate into this PostgreSQL database instead of DuckDB (its `dynamodb` and
     /// `_dynashift` schemas are dropped first).
     pub postgres_url: Option<String>,
+    /// Read the workload from a four-shard stream at this Kinesis endpoint (kinesalite).
+    pub kinesis_endpoint: Option<String>,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -81,6 +85,11 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         bytes.len() as f64 / 1e6 / secs,
         decoded as f64 / secs
     ));
+    // Kinesis shards take at most 2 MB/s of writes each.
+    report.push_str(&format!(
+        "one core decodes enough for {:.0} Kinesis shards at 2 MB/s each\n",
+        bytes.len() as f64 / 1e6 / secs / 2.0
+    ));
     drop(bytes);
     if options.decode_only {
         return Ok(report);
@@ -100,17 +109,32 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
             format!("kind = \"duckdb\"\npath = {:?}", db.display().to_string())
         }
     };
+    let source = match &options.kinesis_endpoint {
+        Some(endpoint) => {
+            let stream = format!("w1-{}-{}", spec.records, std::process::id());
+            let put_secs = kinesis_load::load_stream(endpoint, &stream, &file)?;
+            report.push_str(&format!(
+                "put into a {}-shard stream: {} records in {put_secs:.1} s (not counted below)\n",
+                kinesis_load::SHARDS,
+                spec.records
+            ));
+            format!(
+                "kind = \"kinesis\"\nstream = {stream:?}\nregion = \"us-east-1\"\nendpoint_url = {endpoint:?}\n\
+                 flush_interval_ms = 200"
+            )
+        }
+        None => format!("kind = \"file\"\npath = {:?}", file.display().to_string()),
+    };
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n\n[target]\n{target}\n\n[defaults]\nbatch_size = {}\n",
-            file.display().to_string(),
+            "[source]\n{source}\n\n[target]\n{target}\n\n[defaults]\nbatch_size = {}\n",
             options.batch_size
         ),
     )?;
     let started = Instant::now();
     let mut child = std::process::Command::new(exe)
-        .args(["run", "--config"])
+        .args(["sync", "--once", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -128,7 +152,8 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
     let secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(status.success(), "`dynashift run` failed: {status}");
     report.push_str(&format!(
-        "end-to-end ({}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
+        "end-to-end ({} → {}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
+        if options.kinesis_endpoint.is_some() { "Kinesis" } else { "file" },
         if options.postgres_url.is_some() { "PostgreSQL" } else { "DuckDB" },
         spec.records,
         secs,

@@ -86,6 +86,10 @@ enum Command {
         /// `_dynashift` schemas are dropped first); also measures raw COPY of the final rows.
         #[arg(long)]
         postgres_url: Option<String>,
+        /// Put the workload into a four-shard stream at this Kinesis endpoint (a local
+        /// kinesalite) and read it from there.
+        #[arg(long)]
+        kinesis_endpoint: Option<String>,
     },
 }
 
@@ -152,9 +156,17 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
             Ok(())
         }
-        Command::Bench { records, keys, batch_size, dir, decode_only, postgres_url } => {
+        Command::Bench { records, keys, batch_size, dir, decode_only, postgres_url, kinesis_endpoint } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
-            let options = bench::BenchOptions { records, keys, dir, batch_size, decode_only, postgres_url };
+            let options = bench::BenchOptions {
+                records,
+                keys,
+                dir,
+                batch_size,
+                decode_only,
+                postgres_url,
+                kinesis_endpoint,
+            };
             let report = bench::bench(&exe, &options)?;
             print!("{report}");
             Ok(())
