@@ -37,21 +37,19 @@ pub fn load_stream(endpoint: &str, name: &str, file: &Path) -> anyhow::Result<f6
     let started = Instant::now();
     let reader = std::io::BufReader::new(std::fs::File::open(file)?);
     let mut entries = Vec::with_capacity(500);
-    let mut count = 0u64;
     let flush = |entries: &mut Vec<PutRecordsRequestEntry>| -> anyhow::Result<()> {
         let batch = std::mem::take(entries);
         let out = rt.block_on(client.put_records().stream_name(name).set_records(Some(batch)).send())?;
         anyhow::ensure!(out.failed_record_count() == Some(0), "some records were not accepted");
         Ok(())
     };
-    for line in reader.lines() {
+    for (count, line) in reader.lines().enumerate() {
         let line = line?;
         let entry = PutRecordsRequestEntry::builder()
             .data(Blob::new(line.into_bytes()))
             .partition_key(format!("k{count}"))
             .build()?;
         entries.push(entry);
-        count += 1;
         if entries.len() == 500 {
             flush(&mut entries)?;
         }

@@ -1,7 +1,8 @@
 //! The `kinesis` source against kinesalite: a generated history put into a two-shard stream
 //! that is split and merged while `dynashift run` consumes it, killed (SIGKILL) and restarted
-//! once on the way, stopped with SIGINT at the end; PostgreSQL must equal the model with every
-//! record consumed exactly once.
+//! three times on the way, stopped with SIGINT at the end; PostgreSQL must equal the model with
+//! every record consumed exactly once. Also: `sync --once`, KPL records, a missing stream, and
+//! the service restarting mid-run (that run is stopped with SIGTERM).
 #![cfg(feature = "duckdb")]
 
 mod support;
@@ -142,10 +143,10 @@ fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
     }
 }
 
-/// Stops `run` with SIGINT; returns what it logged.
-fn interrupt(run: Child) -> String {
+/// Stops `run` with `signal` (SIGINT or SIGTERM); returns what it logged.
+fn interrupt(run: Child, signal: i32) -> String {
     // SAFETY: kill sends a signal to our own child process.
-    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(run.id() as i32, signal) };
     let stopping = Instant::now();
     let out = run.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -167,7 +168,7 @@ fn consumed(server: &PgServer) -> usize {
 }
 
 #[test]
-fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
+fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
     let kinesalite = Kinesalite::start();
     let server = PgServer::start();
     let url = server.create_db("kinesis");
@@ -196,6 +197,10 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
     stream.put(&lines[..third], 0);
     let mut run = start_run(&config);
     std::thread::sleep(Duration::from_millis(1500));
+    // First crash: while the parents are being read.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    run = start_run(&config);
 
     // Split the first shard while the run reads; the children must wait for their parent.
     let (id, lo, hi) = stream.open_shards()[0].clone();
@@ -215,7 +220,7 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
     stream.wait_active();
     stream.put(&lines[third..2 * third], third);
 
-    // A crash on the way: the restarted run resumes from the committed positions.
+    // Second crash, after the split: the restarted run resumes from the committed positions.
     std::thread::sleep(Duration::from_millis(700));
     run.kill().unwrap();
     run.wait().unwrap();
@@ -239,9 +244,14 @@ fn split_and_merged_stream_with_a_crash_ends_at_the_model() {
         .unwrap();
     stream.wait_active();
     stream.put(&lines[2 * third..], 2 * third);
+    // Third crash: while the merged child is being read.
+    std::thread::sleep(Duration::from_millis(400));
+    run.kill().unwrap();
+    run.wait().unwrap();
+    run = start_run(&config);
 
     wait_consumed(&server, &mut run, lines.len());
-    interrupt(run);
+    interrupt(run, libc::SIGINT);
 
     assert_eq!(consumed(&server), lines.len(), "every record consumed exactly once");
     assert_model(&url, &model);
@@ -350,7 +360,7 @@ fn the_stream_service_restarting_is_ridden_out() {
     kinesalite.restart();
     Stream::new(&kinesalite).put(&lines[half..], half);
     wait_consumed(&server, &mut run, lines.len());
-    let log = interrupt(run);
+    let log = interrupt(run, libc::SIGTERM);
     assert!(log.contains("retrying"), "the outage went unnoticed: {log}");
     assert_eq!(consumed(&server), lines.len());
     assert_model(&url, &model);
