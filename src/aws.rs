@@ -14,6 +14,22 @@ pub struct AwsSettings {
     pub max_attempts: Option<u32>,
 }
 
+impl AwsSettings {
+    /// The settings a config section names (`region`, `endpoint_url`, `profile`).
+    pub fn from_config(
+        region: &Option<String>,
+        endpoint_url: &Option<String>,
+        profile: &Option<String>,
+    ) -> AwsSettings {
+        AwsSettings {
+            region: region.clone(),
+            endpoint_url: endpoint_url.clone(),
+            profile: profile.clone(),
+            max_attempts: None,
+        }
+    }
+}
+
 /// The shared SDK configuration for `settings`.
 pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()

@@ -40,12 +40,7 @@ fn open_source(
     Ok(match &config.source {
         SourceConfig::File(file) => Source::File(FileSource::open(&file.path, options.follow, resume)?),
         SourceConfig::Kinesis(k) => {
-            let aws = AwsSettings {
-                region: k.region.clone(),
-                endpoint_url: k.endpoint_url.clone(),
-                profile: k.profile.clone(),
-                max_attempts: None,
-            };
+            let aws = AwsSettings::from_config(&k.region, &k.endpoint_url, &k.profile);
             let start = StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?;
             let flush = std::time::Duration::from_millis(k.flush_interval_ms);
             let kinesis =
@@ -53,12 +48,7 @@ fn open_source(
             Source::Kinesis(kinesis)
         }
         SourceConfig::DynamodbStreams(d) => {
-            let aws = AwsSettings {
-                region: d.region.clone(),
-                endpoint_url: d.endpoint_url.clone(),
-                profile: d.profile.clone(),
-                max_attempts: None,
-            };
+            let aws = AwsSettings::from_config(&d.region, &d.endpoint_url, &d.profile);
             let start = StartPosition::parse(&d.start).map_err(|e| anyhow::anyhow!(e))?;
             let flush = std::time::Duration::from_millis(d.flush_interval_ms);
             let reader = crate::source::dynamodb_streams::open(
@@ -105,12 +95,7 @@ fn open_redshift(t: &RedshiftTargetConfig) -> anyhow::Result<PostgresWarehouse> 
     let mut settings =
         PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
     settings.ca_file = t.ca_file.clone();
-    let aws = AwsSettings {
-        region: t.region.clone(),
-        endpoint_url: t.endpoint_url.clone(),
-        profile: t.profile.clone(),
-        max_attempts: None,
-    };
+    let aws = AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile);
     let auth = match t.auth {
         RedshiftAuthKind::Password => RedshiftAuth::Password,
         RedshiftAuthKind::Cluster => RedshiftAuth::Cluster {

@@ -10,26 +10,11 @@ use std::time::Duration;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use dynashift_core::value::{base64_encode, write_json_string};
 
-use super::kinesis::sdk_message;
 use super::lineage::ShardInfo;
-use super::shards::{ApiError, Page, Payload, ShardApi, ShardReader, SourceError, StartPosition};
+use super::shards::{
+    classify, sdk_message, ApiError, Page, Payload, ShardApi, ShardReader, SourceError, StartPosition,
+};
 use crate::aws::{sdk_config, AwsSettings};
-
-fn classify<E, R>(e: &aws_sdk_dynamodbstreams::error::SdkError<E, R>, call: &str) -> ApiError
-where
-    E: aws_sdk_dynamodbstreams::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let text = format!("{call}: {}", sdk_message(e));
-    match e.as_service_error().and_then(|s| s.code()) {
-        Some("ResourceNotFoundException") => ApiError::NotFound(text),
-        Some("AccessDeniedException") => ApiError::Denied(text),
-        Some("ExpiredIteratorException") => ApiError::Expired,
-        Some("LimitExceededException") | Some("ThrottlingException") => ApiError::Throttled(text),
-        Some("TrimmedDataAccessException") => ApiError::Trimmed(text),
-        _ => ApiError::Transient(text),
-    }
-}
 
 #[derive(Clone)]
 pub struct StreamsApi {

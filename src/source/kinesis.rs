@@ -3,59 +3,16 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::operation::get_records::GetRecordsError;
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::lineage::ShardInfo;
-use super::shards::{ApiError, Page, Payload, ShardApi, ShardReader, SourceError, StartPosition};
+use super::shards::{classify, ApiError, Page, Payload, ShardApi, ShardReader, SourceError, StartPosition};
 use crate::aws::{sdk_config, AwsSettings};
 
 /// The four bytes that open a record aggregated by the Kinesis Producer Library.
 const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
-
-/// An SDK error as one line: the service's code and message, or the transport's chain.
-pub fn sdk_message<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        SdkError::ServiceError(s) => {
-            let err = s.err();
-            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
-        }
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
-    }
-}
-
-/// Classifies an SDK error by its service code.
-fn classify<E, R>(e: &SdkError<E, R>, call: &str) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let text = format!("{call}: {}", sdk_message(e));
-    match e.as_service_error().and_then(|s| s.code()) {
-        Some("ResourceNotFoundException") => ApiError::NotFound(text),
-        Some("AccessDeniedException") => ApiError::Denied(text),
-        Some("ExpiredIteratorException") => ApiError::Expired,
-        Some("ProvisionedThroughputExceededException") | Some("LimitExceededException") => {
-            ApiError::Throttled(text)
-        }
-        Some("TrimmedDataAccessException") => ApiError::Trimmed(text),
-        _ => ApiError::Transient(text),
-    }
-}
 
 #[derive(Clone)]
 pub struct KinesisApi {

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 use dynashift_core::Position;
 
@@ -24,6 +25,48 @@ const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
 const EMPTY_PAUSE: Duration = Duration::from_secs(1);
 /// How often the shard listing is refreshed to find the children of splits and merges.
 const LIST_INTERVAL: Duration = Duration::from_secs(5);
+
+/// An SDK error as one line: the service's code and message, or the transport's chain.
+pub fn sdk_message<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
+        }
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// Classifies an SDK error by its service code (Kinesis and DynamoDB Streams share them).
+pub fn classify<E, R>(e: &SdkError<E, R>, call: &str) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = format!("{call}: {}", sdk_message(e));
+    match e.as_service_error().and_then(|s| s.code()) {
+        Some("ResourceNotFoundException") => ApiError::NotFound(text),
+        Some("AccessDeniedException") => ApiError::Denied(text),
+        Some("ExpiredIteratorException") => ApiError::Expired,
+        Some("ProvisionedThroughputExceededException")
+        | Some("LimitExceededException")
+        | Some("ThrottlingException") => ApiError::Throttled(text),
+        Some("TrimmedDataAccessException") => ApiError::Trimmed(text),
+        _ => ApiError::Transient(text),
+    }
+}
 
 /// Where a shard with no committed position starts.
 #[derive(Debug, Clone, PartialEq)]
