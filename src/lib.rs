@@ -8,6 +8,7 @@ pub mod config;
 pub mod pipeline;
 pub mod planner;
 pub mod run;
+pub mod runtime;
 pub mod source;
 pub mod warehouse;
 pub mod workload;

@@ -215,6 +215,17 @@ pub fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// Lower-case hex, the text form Redshift's `FROM_HEX` reads.
+pub fn hex_encode(b: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(b.len() * 2);
+    for byte in b {
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 15) as usize] as char);
+    }
+    out
+}
+
 fn base64_decode<E: de::Error>(s: &str) -> Result<Vec<u8>, E> {
     base64::engine::general_purpose::STANDARD
         .decode(s)
@@ -451,6 +462,11 @@ mod tests {
         let b: ItemOf = serde_json::from_str(r#"{"pk":{"S":"a"},"sk":{"N":"1"}}"#).unwrap();
         assert_eq!(key_text(&a.0), key_text(&b.0));
         assert_eq!(key_text(&a.0), r#"{"pk":{"S":"a"},"sk":{"N":"1"}}"#);
+    }
+
+    #[test]
+    fn hex_is_lower_case_pairs() {
+        assert_eq!(hex_encode(&[0, 255, 16]), "00ff10");
     }
 
     #[test]

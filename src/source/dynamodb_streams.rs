@@ -247,11 +247,7 @@ pub fn open(
     flush_interval: Duration,
 ) -> Result<ShardReader<StreamsApi>, SourceError> {
     let what = || format!("DynamoDB tables {}", tables.join(", "));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("dynashift-streams")
-        .enable_all()
-        .build()
+    let runtime = crate::runtime::background("dynashift-streams")
         .map_err(|e| SourceError::Other { what: what(), message: e.to_string() })?;
     let sdk = runtime.block_on(sdk_config(aws));
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);

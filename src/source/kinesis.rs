@@ -105,15 +105,10 @@ pub fn open(
     once: bool,
     flush_interval: Duration,
 ) -> Result<ShardReader<KinesisApi>, SourceError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("dynashift-kinesis")
-        .enable_all()
-        .build()
-        .map_err(|e| SourceError::Other {
-            what: format!("Kinesis stream `{stream}`"),
-            message: e.to_string(),
-        })?;
+    let runtime = crate::runtime::background("dynashift-kinesis").map_err(|e| SourceError::Other {
+        what: format!("Kinesis stream `{stream}`"),
+        message: e.to_string(),
+    })?;
     let sdk = runtime.block_on(sdk_config(aws));
     // A full ARN names the stream too; the API takes the name.
     let name = stream.rsplit_once(":stream/").map_or(stream, |(_, n)| n).to_string();

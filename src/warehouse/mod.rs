@@ -2,6 +2,7 @@
 
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+pub mod pg_bind;
 pub mod pg_nul;
 pub mod postgres;
 pub mod redshift;

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
@@ -15,9 +14,10 @@ use dynashift_core::Position;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::pg_bind::{stage_type, Bound, Value};
 use super::pg_nul::storable;
 use super::redshift::{temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch};
 use super::registry::{self, Field, Query};
@@ -149,90 +149,6 @@ fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> Warehous
     }
 }
 
-/// A bound parameter or staged cell: the statement decides the type, the value follows it.
-struct Bound<'a>(Value<'a>);
-
-#[derive(Debug, Clone, Copy)]
-enum Value<'a> {
-    Null,
-    Text(&'a str),
-    Int(i64),
-    Bool(bool),
-    Bytes(&'a [u8]),
-}
-
-impl std::fmt::Debug for Bound<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl<'a> From<&'a Param> for Bound<'a> {
-    fn from(p: &'a Param) -> Bound<'a> {
-        Bound(match p {
-            Param::Null => Value::Null,
-            Param::Text(s) => Value::Text(s),
-            Param::Int(n) => Value::Int(*n),
-            Param::Bytes(b) => Value::Bytes(b),
-        })
-    }
-}
-
-impl<'a> From<&'a Cell> for Bound<'a> {
-    fn from(c: &'a Cell) -> Bound<'a> {
-        Bound(match c {
-            Cell::Null => Value::Null,
-            Cell::Text(s) => Value::Text(s),
-            Cell::Int(n) => Value::Int(*n),
-            Cell::Bytes(b) => Value::Bytes(b),
-        })
-    }
-}
-
-impl ToSql for Bound<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match self.0 {
-            Value::Null => Ok(IsNull::Yes),
-            Value::Text(s) => s.to_sql(ty, out),
-            Value::Int(n) => match *ty {
-                Type::INT4 => i32::try_from(n)?.to_sql(ty, out),
-                Type::INT2 => i16::try_from(n)?.to_sql(ty, out),
-                Type::TEXT | Type::VARCHAR => n.to_string().as_str().to_sql(ty, out),
-                _ => n.to_sql(ty, out),
-            },
-            Value::Bool(b) => b.to_sql(ty, out),
-            // Binary staged in a text column (Redshift's stage layout) travels as hex.
-            Value::Bytes(b) if matches!(*ty, Type::TEXT | Type::VARCHAR) => hex(b).as_str().to_sql(ty, out),
-            Value::Bytes(b) => b.to_sql(ty, out),
-        }
-    }
-
-    // The SQL is built by the planner with the parameter types it binds; each value
-    // converts itself to the type the server inferred.
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    to_sql_checked!();
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn stage_type(sql_type: &str) -> Type {
-    match sql_type {
-        "BIGINT" => Type::INT8,
-        "BOOLEAN" => Type::BOOL,
-        "BYTEA" => Type::BYTEA,
-        _ => Type::TEXT,
-    }
-}
-
 fn tls_connector(
     ca_file: Option<&std::path::Path>,
 ) -> Result<tokio_postgres_rustls::MakeRustlsConnect, WarehouseError> {
@@ -277,16 +193,10 @@ impl PostgresWarehouse {
         settings: PgSettings,
         dialect: &'static dyn Dialect,
     ) -> Result<PostgresWarehouse, WarehouseError> {
-        // One worker drives the connection; calls block on it from the caller's thread.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("dynashift-postgres")
-            .enable_all()
-            .build()
-            .map_err(|e| WarehouseError::Open {
-                what: "the PostgreSQL runtime".into(),
-                message: e.to_string(),
-            })?;
+        let runtime = crate::runtime::background("dynashift-postgres").map_err(|e| WarehouseError::Open {
+            what: "the PostgreSQL runtime".into(),
+            message: e.to_string(),
+        })?;
         let tls = tls_connector(settings.ca_file.as_deref())?;
         let layout = Layout { target_schema: settings.schema.clone(), ..Layout::default() };
         Ok(PostgresWarehouse {
