@@ -12,7 +12,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "== cargo clippy (release profile, all targets)"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 
 echo "== test services"
 # PostgreSQL server binaries: the tests start throwaway clusters with initdb and pg_ctl.

@@ -91,11 +91,10 @@ struct StreamRecord<'a> {
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Change, DecodeError> {
-    let env: Envelope = serde_json::from_slice(raw).map_err(|e| match std::str::from_utf8(raw) {
-        // Checked only on failure: serde_json validates strings as it goes.
-        Err(bad) => DecodeError::InvalidUtf8(bad.valid_up_to()),
-        Ok(_) => DecodeError::Malformed(e.to_string()),
-    })?;
+    // One UTF-8 check of the whole record (a few GB/s) is cheaper than serde_json's check of
+    // every string it reads from bytes.
+    let text = std::str::from_utf8(raw).map_err(|bad| DecodeError::InvalidUtf8(bad.valid_up_to()))?;
+    let env: Envelope = serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if let Some(ItemOf(item)) = env.item {
         return decode_export_line(item, env.table_name, position, ctx);
     }

@@ -16,6 +16,9 @@ use super::registry::{self, Field, Query};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
 
+/// WAL size at which DuckDB folds the log into the database file.
+const CHECKPOINT_THRESHOLD: &str = "64MB";
+
 pub struct DuckDbWarehouse {
     conn: Connection,
     layout: Layout,
@@ -65,6 +68,12 @@ impl DuckDbWarehouse {
                 WarehouseError::Open { what: "DuckDB memory limit".into(), message: one_line(e) }
             })?;
         }
+        // DuckDB checkpoints whenever its WAL passes 16 MB, which with batches of tens of
+        // MB meant a checkpoint (a rewrite of touched row groups) at almost every commit.
+        // 64 MB quarters that work for ~50 MB more memory (W1: commits 8.9 s → 4.7 s).
+        conn.execute_batch(&format!("SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")).map_err(|e| {
+            WarehouseError::Open { what: "DuckDB checkpoint threshold".into(), message: one_line(e) }
+        })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         Ok(DuckDbWarehouse { conn, layout })
     }
@@ -198,7 +207,9 @@ impl Warehouse for DuckDbWarehouse {
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(query_err("starting a transaction"))?;
         match self.apply_in_transaction(batch) {
             Ok(outcome) => {
+                let t = std::time::Instant::now();
                 self.conn.execute_batch("COMMIT").map_err(query_err("committing the batch"))?;
+                tracing::trace!(ms = t.elapsed().as_millis() as u64, "committed");
                 Ok(outcome)
             }
             Err(e) => {
