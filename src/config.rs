@@ -150,6 +150,17 @@ pub struct PostgresTargetConfig {
     pub ca_file: Option<PathBuf>,
 }
 
+/// How dynashift reaches Redshift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedshiftConnection {
+    /// The PostgreSQL wire protocol to the cluster's endpoint.
+    #[default]
+    Wire,
+    /// The Redshift Data API over HTTPS (`BatchExecuteStatement`).
+    DataApi,
+}
+
 /// How dynashift logs in to Redshift.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,8 +177,19 @@ pub enum RedshiftAuthKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedshiftTargetConfig {
-    /// Connection string as for PostgreSQL: `host=… port=5439 dbname=… user=… sslmode=require`.
+    /// `wire` (the PostgreSQL protocol to the cluster's port) or `data-api` (HTTPS).
+    #[serde(default)]
+    pub connection: RedshiftConnection,
+    /// Wire: connection string as for PostgreSQL: `host=… port=5439 dbname=… user=… sslmode=require`.
+    #[serde(default)]
     pub url: String,
+    /// Data API: the database to connect to.
+    pub database: Option<String>,
+    /// Data API: a Secrets Manager secret holding the login (instead of `db_user` / IAM).
+    pub secret_arn: Option<String>,
+    /// Data API: seconds one call may run before it is cancelled and retried.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_secs: u64,
     #[serde(default = "default_password_env")]
     pub password_env: String,
     #[serde(default = "default_schema")]
@@ -203,8 +225,13 @@ fn default_part_rows() -> usize {
 
 impl RedshiftTargetConfig {
     fn validate(&self) -> Result<(), String> {
-        crate::warehouse::postgres::PgSettings::parse(&self.url, &self.password_env, &self.schema)
-            .map_err(|e| format!("target.url: {e}"))?;
+        match self.connection {
+            RedshiftConnection::Wire => {
+                crate::warehouse::postgres::PgSettings::parse(&self.url, &self.password_env, &self.schema)
+                    .map_err(|e| format!("target.url: {e}"))?;
+            }
+            RedshiftConnection::DataApi => self.validate_data_api()?,
+        }
         crate::warehouse::s3_stage::S3Location::parse(&self.s3_staging)
             .map_err(|e| format!("target.s3_staging: {e}"))?;
         dynashift_core::literal::string_literal("target.copy_role", &self.copy_role)
@@ -225,6 +252,37 @@ impl RedshiftTargetConfig {
             _ => Ok(()),
         }
     }
+}
+
+impl RedshiftTargetConfig {
+    fn validate_data_api(&self) -> Result<(), String> {
+        if self.database.is_none() {
+            return Err("target.connection = \"data-api\" needs `database`".into());
+        }
+        if !self.url.is_empty() {
+            return Err("target.url is for connection = \"wire\"; the Data API takes `database` and \
+                        `cluster_identifier` or `workgroup`"
+                .into());
+        }
+        match (&self.cluster_identifier, &self.workgroup) {
+            (Some(_), Some(_)) => Err("target: set `cluster_identifier` or `workgroup`, not both".into()),
+            (None, None) => {
+                Err("target.connection = \"data-api\" needs `cluster_identifier` (a provisioned \
+                                 cluster) or `workgroup` (Redshift Serverless)"
+                    .into())
+            }
+            (Some(_), None) if self.db_user.is_none() && self.secret_arn.is_none() => Err(
+                "target.connection = \"data-api\" with a cluster needs `db_user` (temporary credentials) \
+                 or `secret_arn`"
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn default_statement_timeout() -> u64 {
+    900
 }
 
 fn default_password_env() -> String {
@@ -463,6 +521,31 @@ mod tests {
         assert!(e.contains("target.s3_staging"), "{e}");
         let e = parse(&rs.replace("arn:aws:iam::1:role/copy", "role\\\\x")).unwrap_err();
         assert!(e.contains("copy_role"), "{e}");
+    }
+
+    #[test]
+    fn redshift_data_api_target() {
+        let rs = MIN.replace(
+            "kind = \"duckdb\"\npath = \"q.duckdb\"",
+            "kind = \"redshift\"\nconnection = \"data-api\"\ndatabase = \"dev\"\n\
+             workgroup = \"analytics\"\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::1:role/copy\"",
+        );
+        let c = parse(&rs).unwrap();
+        let TargetConfig::Redshift(t) = &c.target else { panic!("not redshift") };
+        assert_eq!((t.connection, t.statement_timeout_secs), (RedshiftConnection::DataApi, 900));
+        let e = parse(&rs.replace("database = \"dev\"\n", "")).unwrap_err();
+        assert!(e.contains("needs `database`"), "{e}");
+        let e = parse(&rs.replace("workgroup = \"analytics\"", "cluster_identifier = \"c\"")).unwrap_err();
+        assert!(e.contains("db_user") && e.contains("secret_arn"), "{e}");
+        let ok = rs.replace("workgroup = \"analytics\"", "cluster_identifier = \"c\"\ndb_user = \"app\"");
+        assert!(parse(&ok).is_ok());
+        let e = parse(&rs.replace("workgroup = \"analytics\"", "")).unwrap_err();
+        assert!(e.contains("cluster_identifier") && e.contains("workgroup"), "{e}");
+        let e = parse(&format!("{rs}\nurl = \"host=h\"")).unwrap_err();
+        assert!(e.contains("target.url is for connection = \"wire\""), "{e}");
+        let e = parse(&rs.replace("data-api", "http")).unwrap_err();
+        assert!(e.contains("http"), "{e}");
     }
 
     #[test]

@@ -8,12 +8,15 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::aws::AwsSettings;
-use crate::config::{Config, RedshiftAuthKind, RedshiftTargetConfig, SourceConfig, TargetConfig};
+use crate::config::{
+    Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
+};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::Prepared;
 use crate::source::file::FileSource;
 use crate::source::shards::StartPosition;
 use crate::source::Source;
+use crate::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
 use crate::warehouse::retry::{apply_with_retry, until_available};
@@ -87,6 +90,9 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
             settings.ca_file = t.ca_file.clone();
             Ok(Box::new(PostgresWarehouse::open(settings)?))
         }
+        TargetConfig::Redshift(t) if t.connection == RedshiftConnection::DataApi => {
+            Ok(Box::new(open_redshift_data_api(t)?))
+        }
         TargetConfig::Redshift(t) => Ok(Box::new(open_redshift(t)?)),
     }
 }
@@ -116,6 +122,27 @@ fn open_redshift(t: &RedshiftTargetConfig) -> anyhow::Result<PostgresWarehouse> 
         part_rows: t.part_rows,
     };
     Ok(PostgresWarehouse::open_redshift(settings, options)?)
+}
+
+fn open_redshift_data_api(t: &RedshiftTargetConfig) -> anyhow::Result<DataApiWarehouse> {
+    let target = DataApiTarget {
+        database: t.database.clone().unwrap_or_default(),
+        cluster_identifier: t.cluster_identifier.clone(),
+        workgroup: t.workgroup.clone(),
+        db_user: t.db_user.clone(),
+        secret_arn: t.secret_arn.clone(),
+        schema: t.schema.clone(),
+        statement_timeout: std::time::Duration::from_secs(t.statement_timeout_secs.max(1)),
+    };
+    let options = DataApiOptions {
+        target,
+        aws: AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile),
+        staging: S3Location::parse(&t.s3_staging).map_err(|e| anyhow::anyhow!(e))?,
+        copy_role: t.copy_role.clone(),
+        s3_region: t.s3_region.clone(),
+        part_rows: t.part_rows,
+    };
+    Ok(DataApiWarehouse::open(options)?)
 }
 
 impl Warehouse for Box<dyn Warehouse> {

@@ -1,5 +1,6 @@
 //! Redshift's S3 staging against a real S3 API (moto server on loopback): the objects, their
-//! gzip JSON lines, the manifest, values too long for a Redshift VARCHAR, and the cleanup.
+//! gzip JSON lines, the manifest, values too long for a Redshift VARCHAR, and the cleanup;
+//! temporary credentials; and the Data API calls as far as the emulator implements them.
 #![cfg(feature = "duckdb")]
 
 mod support;
@@ -7,7 +8,9 @@ mod support;
 use std::io::Read;
 
 use dynashift::aws::{s3_client, sdk_config, AwsSettings};
+use dynashift::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager};
+use dynashift::warehouse::Warehouse;
 use dynashift_core::change::{Change, EventKind, Position, Version};
 use dynashift_core::plan::{plan_table, TableOptions};
 use dynashift_core::schema::Catalog;
@@ -202,4 +205,71 @@ fn unreachable_redshift_is_one_clear_line() {
     let message = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(message.trim().lines().count(), 1, "{message}");
     assert!(message.contains(&format!("cannot connect to Redshift at 127.0.0.1:{port}/dev")), "{message}");
+}
+
+fn data_api_options(moto: &MotoServer, timeout: std::time::Duration) -> DataApiOptions {
+    DataApiOptions {
+        target: DataApiTarget {
+            database: "dev".into(),
+            cluster_identifier: Some("analytics".into()),
+            workgroup: None,
+            db_user: Some("replicator".into()),
+            secret_arn: None,
+            schema: "dynamodb".into(),
+            statement_timeout: timeout,
+        },
+        aws: settings(moto),
+        staging: S3Location::parse("s3://stage-bucket/dynashift/").unwrap(),
+        copy_role: "arn:aws:iam::123456789012:role/copy".into(),
+        s3_region: None,
+        part_rows: 100,
+    }
+}
+
+/// A Data API read goes out as `ExecuteStatement`; when the answer cannot be read (the
+/// emulator writes timestamps the API does not), the error names the call, the cluster and
+/// the reason — not an empty "error:".
+#[test]
+fn data_api_unreadable_answers_say_why() {
+    let moto = MotoServer::start();
+    let mut warehouse =
+        DataApiWarehouse::open(data_api_options(&moto, std::time::Duration::from_secs(1))).unwrap();
+    let err = warehouse.load_checkpoints("kinesis:orders'; --").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("ExecuteStatement on Redshift cluster analytics (Data API)"), "{text}");
+    assert!(text.contains("found `"), "the reason is missing: {text}");
+    assert!(err.is_transient(), "{text}");
+}
+
+/// `check` through the Data API when the service refuses the batch call: one line naming the
+/// call and the cluster, non-zero exit. (The emulator has no `BatchExecuteStatement`; a live
+/// Redshift runs it.)
+#[test]
+fn data_api_refusals_are_one_clear_line() {
+    let moto = MotoServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"redshift\"\nconnection = \"data-api\"\n\
+             database = \"dev\"\ncluster_identifier = \"analytics\"\ndb_user = \"replicator\"\n\
+             statement_timeout_secs = 2\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynashift"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("BatchExecuteStatement on Redshift cluster analytics (Data API)"), "{message}");
 }

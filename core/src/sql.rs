@@ -338,10 +338,35 @@ pub fn applied_counts_query(d: &dyn Dialect, stage: &str) -> String {
     let s = d.quote(stage);
     let ev = d.quote("_ddb_event");
     format!(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN {ev} = 'REMOVE' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         CAST(COALESCE(SUM(CASE WHEN {ev} = 'EXPIRE' THEN 1 ELSE 0 END), 0) AS BIGINT), \
-         COALESCE(MAX({}), 0) FROM {s}",
+        "SELECT COUNT(*) AS changes, \
+         CAST(COALESCE(SUM(CASE WHEN {ev} = 'REMOVE' THEN 1 ELSE 0 END), 0) AS BIGINT) AS deletes, \
+         CAST(COALESCE(SUM(CASE WHEN {ev} = 'EXPIRE' THEN 1 ELSE 0 END), 0) AS BIGINT) AS expired, \
+         COALESCE(MAX({}), 0) AS newest FROM {s}",
         d.quote("_ddb_version")
+    )
+}
+
+/// Adds the stage's surviving rows to the table registry in SQL alone, for transports that
+/// cannot read a result in the middle of a transaction (the Redshift Data API).
+pub fn counters_update_from_stage(
+    d: &dyn Dialect,
+    layout: &Layout,
+    source_table: &str,
+    stage: &str,
+    expired_kept: u64,
+) -> Statement {
+    Statement::with(
+        format!(
+            "UPDATE {} SET changes_applied = changes_applied + c.changes, \
+             deletes_applied = deletes_applied + c.deletes, expired_applied = expired_applied + c.expired, \
+             expired_kept = expired_kept + {}, last_version = GREATEST(last_version, c.newest) \
+             FROM ({}) AS c WHERE source_table = {}",
+            d.qualified(&layout.control_schema, "tables"),
+            d.param(1),
+            applied_counts_query(d, stage),
+            d.param(2),
+        ),
+        vec![Param::Int(expired_kept as i64), Param::Text(source_table.to_string())],
     )
 }
 

@@ -3,13 +3,14 @@
 
 use dynashift_core::change::{Change, EventKind, Position, Version};
 use dynashift_core::dialect::{copy_from_manifest, Dialect, DuckDb, Postgres, Redshift};
+use dynashift_core::literal::{inline_params, redshift_literal};
 use dynashift_core::naming::NamingStyle;
 use dynashift_core::number::Number;
 use dynashift_core::plan::{plan_table, DeleteMode, TableOptions, TtlMode};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
-    applied_counts_query, apply_statements, control_tables, counters_update, schema_changes, stage_columns,
-    AppliedCounts, Layout,
+    applied_counts_query, apply_statements, control_tables, counters_update, counters_update_from_stage,
+    schema_changes, stage_columns, AppliedCounts, Layout, Statement,
 };
 use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{key_text, AttrValue, Item};
@@ -39,8 +40,8 @@ fn change(id: &str, attrs: Vec<(&str, AttrValue)>, event: EventKind, micros: i64
 }
 
 /// All statements of a two-batch history (create, then evolve) in every mode and option.
-fn statements(d: &dyn Dialect) -> Vec<String> {
-    let mut out: Vec<String> = control_tables(d, &Layout::default()).into_iter().map(|s| s.sql).collect();
+fn statements(d: &dyn Dialect) -> Vec<Statement> {
+    let mut out: Vec<Statement> = control_tables(d, &Layout::default());
     for columns in [ColumnMode::Typed, ColumnMode::Varchar, ColumnMode::Document] {
         for deletes in [DeleteMode::Hard, DeleteMode::Soft] {
             let opts =
@@ -71,25 +72,22 @@ fn statements(d: &dyn Dialect) -> Vec<String> {
                 let plan = plan_table(&mut cat, "Orders;--", batch, opts, d.max_identifier());
                 let schema = &cat.tables["Orders;--"];
                 let layout = Layout::default();
-                out.extend(schema_changes(d, &layout, schema, &plan).into_iter().map(|s| s.sql));
+                out.extend(schema_changes(d, &layout, schema, &plan));
                 let stage = stage_columns(d, schema, &plan);
-                out.push(d.create_stage("_dynashift_stage", &stage));
+                out.push(Statement::new(d.create_stage("_dynashift_stage", &stage)));
                 if d.name() == "redshift" {
                     let manifest = "s3://stage-bucket/dynashift/1/manifest.json";
                     let role = "arn:aws:iam::123456789012:role/dynashift-copy";
-                    out.push(
+                    out.push(Statement::new(
                         copy_from_manifest("_dynashift_stage", &stage, manifest, role, Some("eu-west-1"))
                             .unwrap(),
-                    );
+                    ));
                 }
-                out.extend(
-                    apply_statements(d, &layout, schema, &plan, "_dynashift_stage")
-                        .into_iter()
-                        .map(|s| s.sql),
-                );
-                out.push(applied_counts_query(d, "_dynashift_stage"));
-                out.push(counters_update(d, &layout, "Orders;--", AppliedCounts::default(), 0).sql);
-                out.push(d.drop_stage("_dynashift_stage"));
+                out.extend(apply_statements(d, &layout, schema, &plan, "_dynashift_stage"));
+                out.push(Statement::new(applied_counts_query(d, "_dynashift_stage")));
+                out.push(counters_update(d, &layout, "Orders;--", AppliedCounts::default(), 0));
+                out.push(counters_update_from_stage(d, &layout, "Orders;--", "_dynashift_stage", 0));
+                out.push(Statement::new(d.drop_stage("_dynashift_stage")));
             }
         }
     }
@@ -97,11 +95,14 @@ fn statements(d: &dyn Dialect) -> Vec<String> {
 }
 
 fn assert_all_parse(d: &dyn Dialect, parser: &dyn ParserDialect) {
-    let all = statements(d);
+    assert_parse(d.name(), &statements(d).into_iter().map(|s| s.sql).collect::<Vec<_>>(), parser);
+}
+
+fn assert_parse(name: &str, all: &[String], parser: &dyn ParserDialect) {
     assert!(all.len() > 100);
-    for sql in &all {
+    for sql in all {
         if let Err(e) = Parser::parse_sql(parser, sql) {
-            panic!("{} statement does not parse: {e}\n{sql}", d.name());
+            panic!("{name} statement does not parse: {e}\n{sql}");
         }
     }
 }
@@ -109,6 +110,20 @@ fn assert_all_parse(d: &dyn Dialect, parser: &dyn ParserDialect) {
 #[test]
 fn redshift_statements_parse() {
     assert_all_parse(&Redshift, &RedshiftSqlDialect {});
+}
+
+/// The Data API takes no parameters: the same statements with their values written in.
+#[test]
+fn redshift_data_api_statements_parse() {
+    let inlined: Vec<String> = statements(&Redshift)
+        .iter()
+        .map(|s| inline_params(&s.sql, &s.params, redshift_literal).unwrap())
+        .collect();
+    assert!(inlined.iter().any(|s| s.contains("source_table = 'Orders;--'")));
+    if let Some(s) = inlined.iter().find(|s| s.contains('$')) {
+        panic!("placeholder left in {s}");
+    }
+    assert_parse("redshift (data api)", &inlined, &RedshiftSqlDialect {});
 }
 
 #[test]
@@ -123,7 +138,7 @@ fn duckdb_statements_parse() {
 
 #[test]
 fn redshift_types() {
-    let all = statements(&Redshift).join("\n");
+    let all = statements(&Redshift).into_iter().map(|s| s.sql).collect::<Vec<_>>().join("\n");
     assert!(all.contains("SUPER") && all.contains("JSON_PARSE(") && all.contains("VARBYTE(1024000)"));
     assert!(all.contains("FROM_HEX(") && all.contains("DISTKEY(\"_ddb_key\") SORTKEY(\"_ddb_key\")"));
     assert!(all.contains("FORMAT AS JSON 'auto' GZIP MANIFEST"));

@@ -33,10 +33,11 @@ where
     R: std::fmt::Debug,
 {
     match e {
-        SdkError::ServiceError(s) => {
+        SdkError::ServiceError(s) if s.err().code().is_some() => {
             let err = s.err();
             format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
         }
+        // No error code: the response could not be read (the reason is in the source chain).
         other => {
             let mut text = other.to_string();
             let mut source = std::error::Error::source(other);

@@ -1,5 +1,7 @@
 //! Warehouses: a dialect plus a driver that runs a batch as one transaction.
 
+pub mod data_api;
+pub mod data_api_calls;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod pg_bind;

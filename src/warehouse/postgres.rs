@@ -7,8 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
+use dynashift_core::literal::{inline_params, redshift_literal};
 use dynashift_core::schema::Catalog;
-use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
+use dynashift_core::sql::{
+    applied_counts_query, counters_update, counters_update_from_stage, AppliedCounts, Layout, Param,
+    Statement,
+};
 use dynashift_core::types::{Cell, ColumnType};
 use dynashift_core::Position;
 use futures_util::pin_mut;
@@ -83,6 +87,9 @@ pub struct PostgresWarehouse {
     auth: Option<(RedshiftAuth, aws_config::SdkConfig)>,
     /// Redshift: bulk loading through S3 instead of `COPY … FROM STDIN`.
     loading: Option<S3Loading>,
+    /// Every statement with its values written in as Redshift literals, counters updated in
+    /// SQL alone: how the Redshift Data API (no parameters) runs a batch. Tests run it here.
+    literals_only: bool,
     batches: u64,
 }
 
@@ -208,6 +215,7 @@ impl PostgresWarehouse {
             layout,
             auth: None,
             loading: None,
+            literals_only: false,
             batches: 0,
         })
     }
@@ -238,6 +246,13 @@ impl PostgresWarehouse {
         });
         w.auth = Some((options.auth, sdk));
         Ok(w)
+    }
+
+    /// Runs batches as the Redshift Data API would: values written in as literals, counters
+    /// updated in SQL alone (see `literals_only`).
+    pub fn with_literals_only(mut self) -> PostgresWarehouse {
+        self.literals_only = true;
+        self
     }
 
     fn connect(&mut self) -> Result<Client, WarehouseError> {
@@ -318,6 +333,20 @@ async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u6
     result.map_err(|e| query_error(short(sql), e))
 }
 
+/// Runs `s` with bound parameters, or with its values written in as Redshift literals.
+async fn run_statement(
+    tx: &Transaction<'_>,
+    s: &Statement,
+    literals_only: bool,
+) -> Result<u64, WarehouseError> {
+    if !literals_only {
+        return run_sql(tx, &s.sql, &s.params).await;
+    }
+    let sql = inline_params(&s.sql, &s.params, redshift_literal)
+        .map_err(|e| WarehouseError::Corrupt(format!("{e}: {}", short(&s.sql))))?;
+    run_sql(tx, &sql, &[]).await
+}
+
 /// Loads plan `index`'s rows; returns the rejects recording values PostgreSQL could not
 /// store exactly (see `pg_nul`).
 async fn load_stage(
@@ -391,6 +420,7 @@ async fn apply_batch(
     layout: &Layout,
     batch: &Batch,
     s3: Option<(&S3Loading, &StagedBatch)>,
+    literals_only: bool,
 ) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
     let mut outcome = Outcome::default();
@@ -398,7 +428,7 @@ async fn apply_batch(
     for step in batch_steps(d, layout, batch) {
         match step {
             Step::Sql(s) => {
-                run_sql(&tx, &s.sql, &s.params).await?;
+                run_statement(&tx, &s, literals_only).await?;
             }
             Step::LoadStage { index, columns } => match s3 {
                 Some((loading, staged)) => {
@@ -407,6 +437,11 @@ async fn apply_batch(
                 }
                 None => unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?),
             },
+            Step::CountApplied { index } if literals_only => {
+                let plan = &batch.tables[index];
+                let s = counters_update_from_stage(d, layout, &plan.source_table, STAGE, plan.expired_kept);
+                run_statement(&tx, &s, true).await?;
+            }
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
                 let row = tx
@@ -430,10 +465,7 @@ async fn apply_batch(
     }
     let staged_rejects = s3.map(|(_, staged)| staged.rejects.as_slice()).unwrap_or_default();
     for r in staged_rejects.iter().chain(&unstorable) {
-        {
-            let s = reject_statement(d, layout, &batch.source, r);
-            run_sql(&tx, &s.sql, &s.params).await?;
-        }
+        run_statement(&tx, &reject_statement(d, layout, &batch.source, r), literals_only).await?;
     }
     tx.commit().await.map_err(|e| query_error("committing the batch", e))?;
     Ok(outcome)
@@ -508,6 +540,7 @@ impl Warehouse for PostgresWarehouse {
         let handle = self.runtime.handle().clone();
         let layout = self.layout.clone();
         let dialect = self.dialect;
+        let literals_only = self.literals_only;
         self.batches += 1;
         let staged = match &self.loading {
             Some(loading) => Some(handle.block_on(loading.stage(batch, self.batches))?),
@@ -516,7 +549,7 @@ impl Warehouse for PostgresWarehouse {
         let loading = self.loading.take();
         let s3 = loading.as_ref().zip(staged.as_ref());
         let result = match self.client() {
-            Ok(client) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3)),
+            Ok(client) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3, literals_only)),
             Err(e) => Err(e),
         };
         if let (Some(loading), Some(staged)) = (&loading, &staged) {

@@ -221,6 +221,13 @@ impl S3Stager {
         Ok(Staged { manifest_url: self.location.url(&manifest_key), keys })
     }
 
+    /// Keeps `body` for good under `<prefix>rejects/<run>/<name>` (never cleaned up); its URL.
+    pub async fn keep(&self, name: &str, body: Vec<u8>) -> Result<String, StageError> {
+        let key = format!("{}rejects/{}/{name}", self.location.prefix, self.run_id);
+        self.put(&key, body).await?;
+        Ok(self.location.url(&key))
+    }
+
     async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StageError> {
         self.client
             .put_object()

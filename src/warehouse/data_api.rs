@@ -1,0 +1,391 @@
+//! Redshift through the Data API, for users who cannot reach the cluster's port: statements
+//! go over HTTPS (`BatchExecuteStatement`, `ExecuteStatement`), rows are staged in S3 and
+//! loaded by `COPY`, exactly as on the wire connection.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_redshiftdata::types::{Field as DataField, StatusString};
+use aws_sdk_redshiftdata::Client;
+use dynashift_core::dialect::{copy_from_manifest, Dialect, Redshift};
+use dynashift_core::literal::{inline_params, redshift_literal};
+use dynashift_core::schema::Catalog;
+use dynashift_core::sql::{control_tables, Layout, Param};
+
+use super::data_api_calls::{data_api_calls, inline, Call};
+use super::redshift::S3Loading;
+use super::registry::{self, Field, Query};
+use super::retry::Backoff;
+use super::s3_stage::S3Stager;
+use super::steps::STAGE;
+use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
+
+/// Raw bytes of a reject that travel in the statement (as hex text and, when not UTF-8, hex
+/// bytes: up to four times as long); larger ones are kept in S3.
+const MAX_REJECT_RAW: usize = 20_000;
+use crate::aws::{s3_client, sdk_config, AwsSettings};
+use crate::source::shards::sdk_message;
+
+/// Where the Data API runs statements, and as whom.
+#[derive(Debug, Clone)]
+pub struct DataApiTarget {
+    pub database: String,
+    /// A provisioned cluster, or else…
+    pub cluster_identifier: Option<String>,
+    /// …a Redshift Serverless workgroup.
+    pub workgroup: Option<String>,
+    /// Cluster only: temporary credentials for this database user.
+    pub db_user: Option<String>,
+    /// A Secrets Manager secret holding the login, instead of temporary credentials.
+    pub secret_arn: Option<String>,
+    pub schema: String,
+    /// How long one call may run before it is cancelled and retried.
+    pub statement_timeout: Duration,
+}
+
+/// Everything the Data API target needs.
+#[derive(Debug, Clone)]
+pub struct DataApiOptions {
+    pub target: DataApiTarget,
+    pub aws: AwsSettings,
+    pub staging: super::s3_stage::S3Location,
+    pub copy_role: String,
+    pub s3_region: Option<String>,
+    pub part_rows: usize,
+}
+
+pub struct DataApiWarehouse {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    target: DataApiTarget,
+    layout: Layout,
+    loading: S3Loading,
+    batches: u64,
+}
+
+/// A failed Data API call: throttling, busy clusters and network trouble are worth a retry;
+/// a refused request (validation, access, unknown cluster) is not.
+fn api_error<E, R>(what: &str, e: &SdkError<E, R>) -> WarehouseError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let message = sdk_message(e);
+    let context = what.to_string();
+    match e.as_service_error().and_then(|s| s.code()) {
+        Some(
+            "ThrottlingException" | "ActiveStatementsExceededException" | "ActiveSessionsExceededException",
+        )
+        | None => WarehouseError::Unavailable { context, message },
+        Some(_) => WarehouseError::Query { context, message },
+    }
+}
+
+fn field(f: &DataField) -> Field {
+    match f {
+        DataField::LongValue(n) => Field::Int(*n),
+        DataField::BooleanValue(b) => Field::Bool(*b),
+        DataField::StringValue(s) => Field::Text(s.clone()),
+        DataField::DoubleValue(d) => Field::Text(d.to_string()),
+        DataField::BlobValue(b) => Field::Text(String::from_utf8_lossy(b.as_ref()).into_owned()),
+        _ => Field::Null,
+    }
+}
+
+impl DataApiWarehouse {
+    pub fn open(options: DataApiOptions) -> Result<DataApiWarehouse, WarehouseError> {
+        let runtime = crate::runtime::background("dynashift-data-api").map_err(|e| WarehouseError::Open {
+            what: "the Data API runtime".into(),
+            message: e.to_string(),
+        })?;
+        let sdk = runtime.block_on(sdk_config(&options.aws));
+        let client = Client::new(&sdk);
+        let loading = S3Loading {
+            stager: S3Stager::new(s3_client(&sdk, &options.aws), options.staging),
+            copy_role: options.copy_role,
+            s3_region: options.s3_region,
+            part_rows: options.part_rows,
+        };
+        let layout = Layout { target_schema: options.target.schema.clone(), ..Layout::default() };
+        Ok(DataApiWarehouse { runtime, client, target: options.target, layout, loading, batches: 0 })
+    }
+
+    fn what(&self) -> String {
+        match (&self.target.cluster_identifier, &self.target.workgroup) {
+            (Some(c), _) => format!("Redshift cluster {c} (Data API)"),
+            (None, Some(w)) => format!("Redshift Serverless workgroup {w} (Data API)"),
+            (None, None) => "Redshift (Data API)".into(),
+        }
+    }
+
+    /// Runs `sqls` as one transaction; the rows of the statements at `reads`.
+    fn run_call(&self, sqls: &[String], reads: &[usize]) -> Result<Vec<Vec<Vec<Field>>>, WarehouseError> {
+        let t = &self.target;
+        let what = self.what();
+        self.runtime.block_on(async {
+            let id = if sqls.len() == 1 {
+                let out = self
+                    .client
+                    .execute_statement()
+                    .sql(&sqls[0])
+                    .database(&t.database)
+                    .set_cluster_identifier(t.cluster_identifier.clone())
+                    .set_workgroup_name(t.workgroup.clone())
+                    .set_db_user(t.db_user.clone())
+                    .set_secret_arn(t.secret_arn.clone())
+                    .send()
+                    .await
+                    .map_err(|e| api_error(&format!("ExecuteStatement on {what}"), &e))?;
+                out.id().map(str::to_string)
+            } else {
+                let out = self
+                    .client
+                    .batch_execute_statement()
+                    .set_sqls(Some(sqls.to_vec()))
+                    .database(&t.database)
+                    .set_cluster_identifier(t.cluster_identifier.clone())
+                    .set_workgroup_name(t.workgroup.clone())
+                    .set_db_user(t.db_user.clone())
+                    .set_secret_arn(t.secret_arn.clone())
+                    .send()
+                    .await
+                    .map_err(|e| api_error(&format!("BatchExecuteStatement on {what}"), &e))?;
+                out.id().map(str::to_string)
+            };
+            let id = id.ok_or_else(|| WarehouseError::Corrupt(format!("{what} returned no statement id")))?;
+            let sub_ids = self.wait(&id, sqls).await?;
+            let mut results = Vec::new();
+            for &i in reads {
+                // A lone statement's result is under its own id; a batch's under `id:n`.
+                let result_id =
+                    if sqls.len() == 1 { id.clone() } else { sub_ids.get(i).cloned().unwrap_or_default() };
+                results.push(self.result(&result_id).await?);
+            }
+            Ok(results)
+        })
+    }
+
+    /// Polls until the statement ends; the ids of its sub-statements.
+    async fn wait(&self, id: &str, sqls: &[String]) -> Result<Vec<String>, WarehouseError> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let started = std::time::Instant::now();
+        loop {
+            if started.elapsed() > self.target.statement_timeout {
+                // Best effort: the statement may have ended meanwhile.
+                let _ = self.client.cancel_statement().id(id).send().await;
+                return Err(WarehouseError::Unavailable {
+                    context: format!("Data API statement {id}"),
+                    message: format!(
+                        "not finished after {} s (statement_timeout_secs); cancelled",
+                        self.target.statement_timeout.as_secs()
+                    ),
+                });
+            }
+            let d = self
+                .client
+                .describe_statement()
+                .id(id)
+                .send()
+                .await
+                .map_err(|e| api_error("DescribeStatement", &e))?;
+            match d.status() {
+                Some(StatusString::Finished) => {
+                    return Ok(d.sub_statements().iter().map(|s| s.id().to_string()).collect());
+                }
+                Some(StatusString::Failed) | Some(StatusString::Aborted) => {
+                    // Name the statement that failed, when the batch says which.
+                    let failed = d.sub_statements().iter().position(|s| s.error().is_some());
+                    let context = match failed {
+                        Some(i) => sqls.get(i).map_or_else(String::new, |s| s.chars().take(120).collect()),
+                        None => sqls.first().map_or_else(String::new, |s| s.chars().take(120).collect()),
+                    };
+                    let message = failed
+                        .and_then(|i| d.sub_statements()[i].error())
+                        .or(d.error())
+                        .unwrap_or("the statement failed without a message")
+                        .to_string();
+                    return Err(WarehouseError::Query { context, message });
+                }
+                _ => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
+    async fn result(&self, id: &str) -> Result<Vec<Vec<Field>>, WarehouseError> {
+        let mut rows = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .get_statement_result()
+                .id(id)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| api_error("GetStatementResult", &e))?;
+            rows.extend(page.records().iter().map(|r| r.iter().map(field).collect::<Vec<_>>()));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(rows),
+            }
+        }
+    }
+
+    /// Rejects whose raw record would not fit in a Data API statement keep it in S3 instead;
+    /// the reject row names the object.
+    fn keep_large_rejects(&self, rejects: &[Reject]) -> Result<Vec<Reject>, WarehouseError> {
+        rejects
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                if r.raw.len() <= MAX_REJECT_RAW {
+                    return Ok(r.clone());
+                }
+                let name = format!("{:08}-{i:05}.raw", self.batches);
+                let url =
+                    self.runtime.block_on(self.loading.stager.keep(&name, r.raw.clone())).map_err(|e| {
+                        WarehouseError::Unavailable {
+                            context: "keeping a large rejected record in S3".into(),
+                            message: e.to_string(),
+                        }
+                    })?;
+                let note = format!("(the {} bytes of this record are kept at {url})", r.raw.len());
+                Ok(Reject { raw: note.into_bytes(), ..r.clone() })
+            })
+            .collect()
+    }
+
+    fn apply_calls(&self, calls: &[Call]) -> Result<Outcome, WarehouseError> {
+        let mut outcome = Outcome::default();
+        for (n, call) in calls.iter().enumerate() {
+            let reads: Vec<usize> = call.counts.iter().map(|(i, _)| *i).collect();
+            let results = match self.run_call(&call.sqls, &reads) {
+                Ok(r) => r,
+                // Nothing of the batch committed yet: retrying it whole is safe.
+                Err(e) if n == 0 => return Err(e),
+                // Earlier calls committed. A restart reads the batch again from the unmoved
+                // positions and the version guards skip what landed, but this process's
+                // plan is now behind the warehouse's schema: stop rather than retry.
+                Err(e) => {
+                    return Err(WarehouseError::Query {
+                        context: format!("call {} of {} of a Data API batch", n + 1, calls.len()),
+                        message: format!(
+                            "{e}; the earlier calls committed and the positions did not move: \
+                             restart dynashift to resume (nothing is applied twice)"
+                        ),
+                    })
+                }
+            };
+            for ((_, table), rows) in call.counts.iter().zip(results) {
+                let changes = match rows.first().and_then(|r| r.first()) {
+                    Some(Field::Int(n)) => *n,
+                    _ => 0,
+                };
+                *outcome.applied.entry(table.clone()).or_default() += changes.max(0) as u64;
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl Warehouse for DataApiWarehouse {
+    fn dialect(&self) -> &dyn Dialect {
+        &Redshift
+    }
+
+    fn setup(&mut self) -> Result<(), WarehouseError> {
+        let sqls =
+            control_tables(&Redshift, &self.layout).iter().map(inline).collect::<Result<Vec<_>, _>>()?;
+        for chunk in sqls.chunks(super::data_api_calls::MAX_STATEMENTS) {
+            self.run_call(chunk, &[])?;
+        }
+        Ok(())
+    }
+
+    fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {
+        registry::load_catalog(self)
+    }
+
+    fn load_checkpoints(&mut self, source: &str) -> Result<HashMap<String, String>, WarehouseError> {
+        registry::load_checkpoints(self, source)
+    }
+
+    fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
+        self.batches += 1;
+        let handle = self.runtime.handle().clone();
+        let mut staged = handle.block_on(self.loading.stage(batch, self.batches))?;
+        let cut = std::mem::take(&mut staged.rejects);
+        staged.rejects = self.keep_large_rejects(&cut)?;
+        let kept;
+        let batch = if batch.rejects.iter().any(|r| r.raw.len() > MAX_REJECT_RAW) {
+            kept = Batch { rejects: self.keep_large_rejects(&batch.rejects)?, ..batch.clone() };
+            &kept
+        } else {
+            batch
+        };
+        let calls = data_api_calls(&Redshift, &self.layout, batch, &staged.rejects, |index, columns| {
+            self.loading.copy_statement(&staged, index, STAGE, columns)
+        });
+        let result = calls.and_then(|calls| self.apply_calls(&calls));
+        handle.block_on(self.loading.clean_up(&staged));
+        result
+    }
+
+    /// The calls as they would be sent, each its own transaction; the COPY names the manifest
+    /// the batch's rows would be staged under.
+    fn describe(&self, batch: &Batch) -> Vec<String> {
+        let location = self.loading.stager.location();
+        let calls = data_api_calls(&Redshift, &self.layout, batch, &[], |index, columns| {
+            let manifest =
+                location.url(&format!("{}<run>/<batch>/{index:04}/manifest.json", location.prefix));
+            Ok(copy_from_manifest(
+                STAGE,
+                columns,
+                &manifest,
+                &self.loading.copy_role,
+                self.loading.s3_region.as_deref(),
+            )
+            .unwrap_or_else(|e| format!("-- {e}")))
+        });
+        match calls {
+            Ok(calls) => {
+                let n = calls.len();
+                calls
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let body: Vec<String> = c.sqls.into_iter().map(|s| format!("{s};")).collect();
+                        format!(
+                            "-- Data API call {} of {n} (BatchExecuteStatement, one transaction)\n{}",
+                            i + 1,
+                            body.join("\n")
+                        )
+                    })
+                    .collect()
+            }
+            Err(e) => vec![format!("-- this batch cannot be sent through the Data API: {e}")],
+        }
+    }
+
+    fn status(&mut self) -> Result<Status, WarehouseError> {
+        registry::status(self)
+    }
+}
+
+impl Query for DataApiWarehouse {
+    fn dialect(&self) -> &dyn Dialect {
+        &Redshift
+    }
+
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Field>>, WarehouseError> {
+        let sql = inline_params(sql, params, redshift_literal)
+            .map_err(|e| WarehouseError::Corrupt(format!("{e}: {sql}")))?;
+        let mut results = self.run_call(&[sql], &[0])?;
+        Ok(results.pop().unwrap_or_default())
+    }
+}
