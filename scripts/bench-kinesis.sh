@@ -5,7 +5,8 @@
 # 100,000 records, since kinesalite keeps every record in memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dynashift/target}"
+# The same build directory as `cargo run` unless told otherwise (CI keeps it outside the clone).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # The same build as the tests (one feature set, so nothing is compiled twice).
 cargo build --release --workspace --all-targets
 modules="${DYNASHIFT_NODE_MODULES:-$HOME/.cache/dynashift/node/node_modules}"

@@ -4,7 +4,8 @@
 # Extra arguments go to `dynashift bench` (e.g. --records 200000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dynashift/target}"
+# The same build directory as `cargo run` unless told otherwise (CI keeps it outside the clone).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # The same build as the tests (one feature set, so nothing is compiled twice).
 cargo build --release --workspace --all-targets
 bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
