@@ -158,8 +158,13 @@ impl DataApiWarehouse {
             let mut results = Vec::new();
             for &i in reads {
                 // A lone statement's result is under its own id; a batch's under `id:n`.
-                let result_id =
-                    if sqls.len() == 1 { id.clone() } else { sub_ids.get(i).cloned().unwrap_or_default() };
+                let result_id = if sqls.len() == 1 {
+                    id.clone()
+                } else {
+                    sub_ids.get(i).cloned().ok_or_else(|| {
+                        WarehouseError::Corrupt(format!("{what} reported no sub-statement {} of {id}", i + 1))
+                    })?
+                };
                 results.push(self.result(&result_id).await?);
             }
             Ok(results)
