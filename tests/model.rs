@@ -12,6 +12,7 @@ use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
 use dynashift::source::RawRecord;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::pg_data_api::DataApiOnPostgres;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::warehouse::Warehouse;
 use dynashift::workload::{kinesis_record, streams_record, Event, EventKindGen, Model, Rng};
@@ -347,10 +348,11 @@ fn postgres_equals_model() {
             (ColumnMode::Document, "hard", model.tables.clone()),
             (ColumnMode::Typed, "soft", kept_after_expiry(&model)),
         ];
-        // PostgreSQL's plan; Redshift's; Redshift's as the Data API sends it (literals only).
+        // PostgreSQL's plan; Redshift's; Redshift's as the Data API sends it (calls of
+        // literal-only SQL, each its own transaction).
         let dialects: [(&'static dyn Dialect, bool); 3] =
             [(&Postgres, false), (&RedshiftOnPostgres, false), (&RedshiftOnPostgres, true)];
-        for (mode, deletes, items, (dialect, literals_only)) in
+        for (mode, deletes, items, (dialect, data_api)) in
             runs.iter().flat_map(|(m, d, i)| dialects.map(|w| (*m, *d, i, w)))
         {
             server.exec(
@@ -359,8 +361,8 @@ fn postgres_equals_model() {
             );
             let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
             let mut warehouse = PostgresWarehouse::open_with_dialect(settings, dialect).unwrap();
-            if literals_only {
-                warehouse = warehouse.with_literals_only();
+            if data_api {
+                warehouse = warehouse.as_data_api(DataApiOnPostgres::new(40, None));
             }
             let mut warehouse = replicate_into(warehouse, config(mode, deletes), &lines, &cuts);
             let actual = support::read_back(&mut warehouse);
@@ -372,4 +374,88 @@ fn postgres_equals_model() {
     if let Err(e) = result {
         panic!("{e}");
     }
+}
+
+/// Like `replicate_into`, but a batch that stops part-way (between two Data API calls, as a
+/// crash would) is resumed as a restarted process would: a new pipeline reads the catalog and
+/// the committed position, and the records after it are read again. Returns the stops.
+fn replicate_with_stops<W: Warehouse>(
+    warehouse: W,
+    config: Config,
+    lines: &[String],
+    cuts: &[usize],
+) -> (W, usize) {
+    let records = records(lines);
+    let mut pipeline = Pipeline::new(config.clone(), warehouse).unwrap();
+    let mut stops = 0;
+    let mut start = 0;
+    let mut cut = cuts.iter().cycle();
+    while start < records.len() {
+        let n = (*cut.next().unwrap_or(&1)).max(1);
+        let end = (start + n).min(records.len());
+        match pipeline.process(records[start..end].to_vec()) {
+            Ok(_) => start = end,
+            Err(e) => {
+                assert!(e.to_string().contains("as a crash would"), "{e}");
+                stops += 1;
+                let warehouse = pipeline.into_parts().1;
+                pipeline = Pipeline::new(config.clone(), warehouse).unwrap();
+                let committed = pipeline.checkpoints().unwrap();
+                start = committed.get("s").map_or(0, |s| s.parse().unwrap());
+            }
+        }
+    }
+    (pipeline.into_parts().1, stops)
+}
+
+/// The Data API's calls (here at most 16 statements each, so batches span several calls)
+/// stopped at call boundaries and resumed from the committed positions: what committed
+/// before a stop is replayed, and the version guards make the replay change nothing.
+#[test]
+fn data_api_calls_resume_after_stops_between_calls() {
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("calls");
+    server.exec("calls", REDSHIFT_FUNCTIONS);
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    });
+    let strategy = (
+        prop::collection::vec(step(), 1..40),
+        any::<u64>(),
+        1usize..8,
+        prop::collection::vec(4usize..30, 1..6),
+        2usize..5,
+    );
+    let total_stops = std::cell::Cell::new(0);
+    let result = runner.run(&strategy, |(steps, seed, window, cuts, stop_every)| {
+        let (events, model) = history(&steps);
+        let lines = delivered(&events, seed, window);
+        for (mode, deletes, items) in [
+            (ColumnMode::Typed, "hard", model.tables.clone()),
+            (ColumnMode::Typed, "soft", kept_after_expiry(&model)),
+        ] {
+            server.exec(
+                "calls",
+                "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
+            );
+            let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
+            let warehouse = PostgresWarehouse::open_with_dialect(settings, &RedshiftOnPostgres)
+                .unwrap()
+                .as_data_api(DataApiOnPostgres::new(16, Some(stop_every)));
+            let (mut warehouse, stops) =
+                replicate_with_stops(warehouse, config(mode, deletes), &lines, &cuts);
+            total_stops.set(total_stops.get() + stops);
+            let actual = support::read_back(&mut warehouse);
+            let expected = support::normalized(&mut warehouse, support::expected(&items, mode, &key_names()));
+            support::assert_tables_equal(&actual, &expected);
+        }
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(total_stops.get() > 0, "no batch was ever stopped between calls");
 }

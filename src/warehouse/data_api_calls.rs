@@ -65,15 +65,39 @@ pub fn data_api_calls(
     layout: &Layout,
     batch: &Batch,
     extra_rejects: &[Reject],
+    copy: impl FnMut(usize, &[(String, &'static str)]) -> Result<String, WarehouseError>,
+) -> Result<Vec<Call>, WarehouseError> {
+    data_api_calls_within(MAX_STATEMENTS, d, layout, batch, extra_rejects, copy)
+}
+
+/// `data_api_calls` with at most `max_statements` per call (tests use fewer, to get more
+/// call boundaries).
+pub fn data_api_calls_within(
+    max_statements: usize,
+    d: &dyn Dialect,
+    layout: &Layout,
+    batch: &Batch,
+    extra_rejects: &[Reject],
     mut copy: impl FnMut(usize, &[(String, &'static str)]) -> Result<String, WarehouseError>,
 ) -> Result<Vec<Call>, WarehouseError> {
     let drop_stage = d.drop_stage(STAGE);
     let mut units: Vec<Unit> = Vec::new();
+    // A table's DDL and registry rows, waiting to open its stage unit (or to stand alone).
+    let mut schema: Vec<String> = Vec::new();
     let mut open: Option<Unit> = None;
     for step in batch_steps(d, layout, batch) {
         match step {
+            Step::Schema(s) => schema.push(inline(&s)?),
             Step::LoadStage { index, columns } => {
+                let ddl = merge_inserts(std::mem::take(&mut schema));
                 let mut unit = Unit::default();
+                // Schema and data share a call when they fit; otherwise the schema goes first,
+                // alone (a stop between the two leaves a consistent registry).
+                if ddl.len() + 16 > max_statements {
+                    units.push(Unit { sqls: ddl, counts: Vec::new() });
+                } else {
+                    unit.sqls = ddl;
+                }
                 unit.sqls.push(d.create_stage(STAGE, &columns));
                 unit.sqls.push(copy(index, &columns)?);
                 open = Some(unit);
@@ -94,12 +118,33 @@ pub fn data_api_calls(
                         units.extend(open.take());
                     }
                 }
-                None => units.push(Unit { sqls: vec![inline(&s)?], counts: Vec::new() }),
+                None => {
+                    if !schema.is_empty() {
+                        units.push(Unit {
+                            sqls: merge_inserts(std::mem::take(&mut schema)),
+                            counts: Vec::new(),
+                        });
+                    }
+                    units.push(Unit { sqls: vec![inline(&s)?], counts: Vec::new() });
+                }
             },
         }
     }
     if open.is_some() {
         return Err(corrupt("a stage is never dropped"));
+    }
+    if !schema.is_empty() {
+        units.push(Unit { sqls: merge_inserts(schema), counts: Vec::new() });
+    }
+    if let Some(big) = units.iter().find(|u| u.sqls.len() > max_statements) {
+        return Err(WarehouseError::Query {
+            context: short(&big.sqls[0]),
+            message: format!(
+                "this batch adds more columns to one table than one Data API call can hold \
+                 ({} statements, at most {max_statements}); use `connection = \"wire\"` or a smaller batch_size",
+                big.sqls.len()
+            ),
+        });
     }
     // Cut values are recorded after the last table's data, before the positions.
     let at = units.iter().rposition(|u| u.sqls.len() > 1).map_or(0, |i| i + 1);
@@ -113,7 +158,28 @@ pub fn data_api_calls(
         })
         .collect::<Result<_, WarehouseError>>()?;
     units.splice(at..at, cut);
-    Ok(pack(units))
+    Ok(pack(units, max_statements))
+}
+
+/// Consecutive single-row `INSERT … VALUES (…)` statements into the same columns become one
+/// multi-row INSERT (the registry rows of a table's new columns), within the size limit.
+fn merge_inserts(sqls: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for sql in sqls {
+        let head = |s: &str| s.starts_with("INSERT INTO ").then(|| s.find(" VALUES (")).flatten();
+        if let (Some(last), Some(at)) = (out.last_mut(), head(&sql)) {
+            if head(last) == Some(at)
+                && last[..at] == sql[..at]
+                && last.len() + sql.len() - at < MAX_SQL_BYTES
+            {
+                last.push_str(", ");
+                last.push_str(&sql[at + " VALUES ".len()..]);
+                continue;
+            }
+        }
+        out.push(sql);
+    }
+    out
 }
 
 fn corrupt(what: &str) -> WarehouseError {
@@ -121,10 +187,10 @@ fn corrupt(what: &str) -> WarehouseError {
 }
 
 /// Fills calls in order, starting a new call when the next unit does not fit.
-fn pack(units: Vec<Unit>) -> Vec<Call> {
+fn pack(units: Vec<Unit>, max_statements: usize) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
     for unit in units {
-        let fits = calls.last().is_some_and(|c| c.sqls.len() + unit.sqls.len() <= MAX_STATEMENTS);
+        let fits = calls.last().is_some_and(|c| c.sqls.len() + unit.sqls.len() <= max_statements);
         if !fits {
             calls.push(Call::default());
         }
@@ -215,6 +281,24 @@ mod tests {
         assert!(c.last().unwrap().sqls.last().unwrap().contains("\"runs\""));
         let tables: usize = c.iter().map(|c| c.counts.len()).sum();
         assert_eq!(tables, 12);
+    }
+
+    #[test]
+    fn registry_rows_merge_into_one_insert() {
+        let sqls = vec![
+            "ALTER TABLE t ADD COLUMN a x".to_string(),
+            "INSERT INTO c (p, q) VALUES ('a', 1)".to_string(),
+            "INSERT INTO c (p, q) VALUES ('b', 2)".to_string(),
+            "INSERT INTO d (p, q) VALUES ('c', 3)".to_string(),
+        ];
+        assert_eq!(
+            merge_inserts(sqls),
+            vec![
+                "ALTER TABLE t ADD COLUMN a x".to_string(),
+                "INSERT INTO c (p, q) VALUES ('a', 1), ('b', 2)".to_string(),
+                "INSERT INTO d (p, q) VALUES ('c', 3)".to_string(),
+            ]
+        );
     }
 
     #[test]

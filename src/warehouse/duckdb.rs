@@ -137,7 +137,7 @@ impl DuckDbWarehouse {
         let mut outcome = Outcome::default();
         for step in batch_steps(&DuckDb, &self.layout, batch) {
             match step {
-                Step::Sql(s) => {
+                Step::Sql(s) | Step::Schema(s) => {
                     let t = std::time::Instant::now();
                     self.run(&s)?;
                     tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short(&s.sql), "statement");

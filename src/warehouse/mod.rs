@@ -5,6 +5,7 @@ pub mod data_api_calls;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
 pub mod pg_bind;
+pub mod pg_data_api;
 pub mod pg_nul;
 pub mod postgres;
 pub mod redshift;

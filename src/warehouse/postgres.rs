@@ -7,12 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
-use dynashift_core::literal::{inline_params, redshift_literal};
 use dynashift_core::schema::Catalog;
-use dynashift_core::sql::{
-    applied_counts_query, counters_update, counters_update_from_stage, AppliedCounts, Layout, Param,
-    Statement,
-};
+use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
 use dynashift_core::types::{Cell, ColumnType};
 use dynashift_core::Position;
 use futures_util::pin_mut;
@@ -22,6 +18,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
 use super::pg_bind::{stage_type, Bound, Value};
+use super::pg_data_api::{apply_as_calls, DataApiOnPostgres};
 use super::pg_nul::storable;
 use super::redshift::{temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch};
 use super::registry::{self, Field, Query};
@@ -87,9 +84,8 @@ pub struct PostgresWarehouse {
     auth: Option<(RedshiftAuth, aws_config::SdkConfig)>,
     /// Redshift: bulk loading through S3 instead of `COPY … FROM STDIN`.
     loading: Option<S3Loading>,
-    /// Every statement with its values written in as Redshift literals, counters updated in
-    /// SQL alone: how the Redshift Data API (no parameters) runs a batch. Tests run it here.
-    literals_only: bool,
+    /// Batches run as the Redshift Data API runs them (tests; see `pg_data_api`).
+    data_api: Option<DataApiOnPostgres>,
     batches: u64,
 }
 
@@ -147,7 +143,7 @@ fn short(sql: &str) -> String {
     }
 }
 
-fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
+pub(super) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
     let context = context.into();
     if is_transient(&e) {
         WarehouseError::Unavailable { context, message: one_line(&e) }
@@ -215,7 +211,7 @@ impl PostgresWarehouse {
             layout,
             auth: None,
             loading: None,
-            literals_only: false,
+            data_api: None,
             batches: 0,
         })
     }
@@ -248,10 +244,10 @@ impl PostgresWarehouse {
         Ok(w)
     }
 
-    /// Runs batches as the Redshift Data API would: values written in as literals, counters
-    /// updated in SQL alone (see `literals_only`).
-    pub fn with_literals_only(mut self) -> PostgresWarehouse {
-        self.literals_only = true;
+    /// Runs batches as the Redshift Data API would: packed into calls of literal-only SQL,
+    /// each its own transaction (see `pg_data_api`).
+    pub fn as_data_api(mut self, mode: DataApiOnPostgres) -> PostgresWarehouse {
+        self.data_api = Some(mode);
         self
     }
 
@@ -320,7 +316,11 @@ fn unreachable_client() -> WarehouseError {
     WarehouseError::Corrupt("connection vanished".into())
 }
 
-async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u64, WarehouseError> {
+pub(super) async fn run_sql(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: &[Param],
+) -> Result<u64, WarehouseError> {
     let started = std::time::Instant::now();
     let result = if params.is_empty() {
         tx.batch_execute(sql).await.map(|_| 0)
@@ -331,20 +331,6 @@ async fn run_sql(tx: &Transaction<'_>, sql: &str, params: &[Param]) -> Result<u6
     };
     tracing::trace!(ms = started.elapsed().as_millis() as u64, sql = %short(sql), "statement");
     result.map_err(|e| query_error(short(sql), e))
-}
-
-/// Runs `s` with bound parameters, or with its values written in as Redshift literals.
-async fn run_statement(
-    tx: &Transaction<'_>,
-    s: &Statement,
-    literals_only: bool,
-) -> Result<u64, WarehouseError> {
-    if !literals_only {
-        return run_sql(tx, &s.sql, &s.params).await;
-    }
-    let sql = inline_params(&s.sql, &s.params, redshift_literal)
-        .map_err(|e| WarehouseError::Corrupt(format!("{e}: {}", short(&s.sql))))?;
-    run_sql(tx, &sql, &[]).await
 }
 
 /// Loads plan `index`'s rows; returns the rejects recording values PostgreSQL could not
@@ -420,15 +406,14 @@ async fn apply_batch(
     layout: &Layout,
     batch: &Batch,
     s3: Option<(&S3Loading, &StagedBatch)>,
-    literals_only: bool,
 ) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
     let mut outcome = Outcome::default();
     let mut unstorable = Vec::new();
     for step in batch_steps(d, layout, batch) {
         match step {
-            Step::Sql(s) => {
-                run_statement(&tx, &s, literals_only).await?;
+            Step::Sql(s) | Step::Schema(s) => {
+                run_sql(&tx, &s.sql, &s.params).await?;
             }
             Step::LoadStage { index, columns } => match s3 {
                 Some((loading, staged)) => {
@@ -437,11 +422,6 @@ async fn apply_batch(
                 }
                 None => unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?),
             },
-            Step::CountApplied { index } if literals_only => {
-                let plan = &batch.tables[index];
-                let s = counters_update_from_stage(d, layout, &plan.source_table, STAGE, plan.expired_kept);
-                run_statement(&tx, &s, true).await?;
-            }
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
                 let row = tx
@@ -465,7 +445,8 @@ async fn apply_batch(
     }
     let staged_rejects = s3.map(|(_, staged)| staged.rejects.as_slice()).unwrap_or_default();
     for r in staged_rejects.iter().chain(&unstorable) {
-        run_statement(&tx, &reject_statement(d, layout, &batch.source, r), literals_only).await?;
+        let s = reject_statement(d, layout, &batch.source, r);
+        run_sql(&tx, &s.sql, &s.params).await?;
     }
     tx.commit().await.map_err(|e| query_error("committing the batch", e))?;
     Ok(outcome)
@@ -540,7 +521,6 @@ impl Warehouse for PostgresWarehouse {
         let handle = self.runtime.handle().clone();
         let layout = self.layout.clone();
         let dialect = self.dialect;
-        let literals_only = self.literals_only;
         self.batches += 1;
         let staged = match &self.loading {
             Some(loading) => Some(handle.block_on(loading.stage(batch, self.batches))?),
@@ -548,10 +528,15 @@ impl Warehouse for PostgresWarehouse {
         };
         let loading = self.loading.take();
         let s3 = loading.as_ref().zip(staged.as_ref());
-        let result = match self.client() {
-            Ok(client) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3, literals_only)),
-            Err(e) => Err(e),
+        let mut data_api = self.data_api.take();
+        let result = match (self.client(), data_api.as_mut()) {
+            (Ok(client), Some(mode)) => {
+                handle.block_on(apply_as_calls(dialect, client, &layout, batch, mode))
+            }
+            (Ok(client), None) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3)),
+            (Err(e), _) => Err(e),
         };
+        self.data_api = data_api;
         if let (Some(loading), Some(staged)) = (&loading, &staged) {
             handle.block_on(loading.clean_up(staged));
         }

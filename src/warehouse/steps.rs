@@ -14,6 +14,8 @@ pub const STAGE: &str = "_dynashift_stage";
 
 pub enum Step {
     Sql(Statement),
+    /// DDL and the registry rows describing it: they must commit together.
+    Schema(Statement),
     /// Create the stage for table plan `index` and bulk-load its rows.
     LoadStage {
         index: usize,
@@ -30,7 +32,7 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     let control = |t: &str| d.qualified(&layout.control_schema, t);
     for (index, plan) in batch.tables.iter().enumerate() {
         let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
-        steps.extend(schema_changes(d, layout, schema, plan).into_iter().map(Step::Sql));
+        steps.extend(schema_changes(d, layout, schema, plan).into_iter().map(Step::Schema));
         if plan.rows.is_empty() {
             if plan.expired_kept > 0 {
                 let counts = AppliedCounts::default();
@@ -135,7 +137,7 @@ pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> 
     batch_steps(d, layout, batch)
         .into_iter()
         .map(|step| match step {
-            Step::Sql(s) => s.to_string(),
+            Step::Sql(s) | Step::Schema(s) => s.to_string(),
             Step::LoadStage { index, columns } => {
                 let cols: Vec<(String, &'static str)> = columns;
                 format!(

@@ -1,0 +1,102 @@
+//! The Redshift Data API's way of running a batch, on PostgreSQL: the calls `data_api_calls`
+//! packs, each its own transaction, every value a literal. Redshift cannot run here; this lets
+//! the tests run the very statements and call boundaries the Data API would send — and stop
+//! between two calls, as a crash would — against a real server.
+
+use dynashift_core::dialect::Dialect;
+use dynashift_core::literal::redshift_literal;
+use dynashift_core::sql::{Layout, Param};
+use dynashift_core::types::Cell;
+use dynashift_core::value::hex_encode;
+use tokio_postgres::Client;
+
+use super::data_api_calls::data_api_calls_within;
+use super::postgres::{query_error, run_sql};
+use super::steps::STAGE;
+use super::{Batch, Outcome, WarehouseError};
+
+/// How batches are cut into calls, and where to stop as if the process had died.
+#[derive(Debug, Clone)]
+pub struct DataApiOnPostgres {
+    /// Statements per call (the Data API allows 40; smaller limits make more calls).
+    pub max_statements: usize,
+    /// Fail, before running it, every call whose running number is a multiple of this —
+    /// except on the attempt right after a stop, so that a retried batch gets through.
+    pub stop_every: Option<usize>,
+    calls: usize,
+    just_stopped: bool,
+}
+
+impl DataApiOnPostgres {
+    pub fn new(max_statements: usize, stop_every: Option<usize>) -> DataApiOnPostgres {
+        DataApiOnPostgres { max_statements, stop_every, calls: 0, just_stopped: false }
+    }
+}
+
+/// The stage's rows as one `INSERT … VALUES` of literals, in the layout a Redshift COPY
+/// loads (binary as hex text), standing in for the COPY from S3.
+fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String, &'static str)]) -> String {
+    let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
+    let rows: Vec<String> = batch.tables[index]
+        .rows
+        .iter()
+        .map(|row| {
+            let mut values = vec![
+                redshift_literal(&Param::Text(row.key_text.clone())),
+                row.version.micros.to_string(),
+                redshift_literal(&Param::Text(row.version.sequence.clone())),
+                redshift_literal(&Param::Text(row.event.as_str().into())),
+                redshift_literal(&Param::Text(row.op.code().into())),
+                if row.deleted { "TRUE".into() } else { "FALSE".into() },
+            ];
+            values.extend(row.cells.iter().map(|c| match c {
+                Cell::Null => "NULL".to_string(),
+                Cell::Int(i) => i.to_string(),
+                Cell::Text(s) => redshift_literal(&Param::Text(s.clone())),
+                Cell::Bytes(b) => redshift_literal(&Param::Text(hex_encode(b))),
+            }));
+            format!("({})", values.join(", "))
+        })
+        .collect();
+    format!("INSERT INTO {} ({}) VALUES {}", d.quote(STAGE), names.join(", "), rows.join(", "))
+}
+
+pub async fn apply_as_calls(
+    d: &dyn Dialect,
+    client: &mut Client,
+    layout: &Layout,
+    batch: &Batch,
+    mode: &mut DataApiOnPostgres,
+) -> Result<Outcome, WarehouseError> {
+    let calls = data_api_calls_within(mode.max_statements, d, layout, batch, &[], |index, columns| {
+        Ok(stage_insert(d, batch, index, columns))
+    })?;
+    let mut outcome = Outcome::default();
+    let may_stop = !std::mem::take(&mut mode.just_stopped);
+    for (n, call) in calls.iter().enumerate() {
+        mode.calls += 1;
+        if may_stop && mode.stop_every.is_some_and(|k| mode.calls.is_multiple_of(k)) {
+            mode.just_stopped = true;
+            return Err(WarehouseError::Query {
+                context: format!("call {} of {} of a Data API batch", n + 1, calls.len()),
+                message: "stopped here, as a crash would".into(),
+            });
+        }
+        let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
+        for (i, sql) in call.sqls.iter().enumerate() {
+            match call.counts.iter().find(|(at, _)| *at == i) {
+                Some((_, table)) => {
+                    let row =
+                        tx.query_one(sql.as_str(), &[]).await.map_err(|e| query_error("counting", e))?;
+                    let changes: i64 = row.try_get(0).map_err(|e| query_error("counting", e))?;
+                    *outcome.applied.entry(table.clone()).or_default() += changes.max(0) as u64;
+                }
+                None => {
+                    run_sql(&tx, sql, &[]).await?;
+                }
+            }
+        }
+        tx.commit().await.map_err(|e| query_error("committing a call", e))?;
+    }
+    Ok(outcome)
+}
