@@ -176,27 +176,14 @@ fn cluster_credentials_come_from_get_cluster_credentials() {
     assert!(rt.block_on(temporary_credentials(&RedshiftAuth::Password, &sdk, None)).unwrap().is_none());
 }
 
-/// `check` against a Redshift endpoint that does not answer: one line, non-zero, naming it.
-#[test]
-fn unreachable_redshift_is_one_clear_line() {
-    let moto = MotoServer::start();
+/// Runs `dynashift check` on `config`, which must fail with one line on stderr; that line.
+fn failed_check(config: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("rs.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"redshift\"\n\
-             url = \"host=127.0.0.1 port={port} dbname=dev user=replicator connect_timeout=2\"\n\
-             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
-             region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
+    let path = dir.path().join("rs.toml");
+    std::fs::write(&path, config).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynashift"))
         .args(["check", "--config"])
-        .arg(&config)
+        .arg(&path)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .output()
@@ -204,6 +191,21 @@ fn unreachable_redshift_is_one_clear_line() {
     assert!(!out.status.success());
     let message = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(message.trim().lines().count(), 1, "{message}");
+    message
+}
+
+/// `check` against a Redshift endpoint that does not answer: one line, non-zero, naming it.
+#[test]
+fn unreachable_redshift_is_one_clear_line() {
+    let moto = MotoServer::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let message = failed_check(&format!(
+            "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"redshift\"\n\
+             url = \"host=127.0.0.1 port={port} dbname=dev user=replicator connect_timeout=2\"\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ));
     assert!(message.contains(&format!("cannot connect to Redshift at 127.0.0.1:{port}/dev")), "{message}");
 }
 
@@ -247,29 +249,13 @@ fn data_api_unreadable_answers_say_why() {
 #[test]
 fn data_api_refusals_are_one_clear_line() {
     let moto = MotoServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("rs.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let message = failed_check(&format!(
             "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"redshift\"\nconnection = \"data-api\"\n\
              database = \"dev\"\ncluster_identifier = \"analytics\"\ndb_user = \"replicator\"\n\
              statement_timeout_secs = 2\n\
              s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
              region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
             moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dynashift"))
-        .args(["check", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let message = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(message.trim().lines().count(), 1, "{message}");
+        ));
     assert!(message.contains("BatchExecuteStatement on Redshift cluster analytics (Data API)"), "{message}");
 }

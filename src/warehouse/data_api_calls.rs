@@ -82,25 +82,15 @@ pub fn data_api_calls_within(
 ) -> Result<Vec<Call>, WarehouseError> {
     let drop_stage = d.drop_stage(STAGE);
     let mut units: Vec<Unit> = Vec::new();
-    // A table's DDL and registry rows, waiting to open its stage unit (or to stand alone).
+    // A table's DDL and registry rows, waiting for its stage unit (or to stand alone).
     let mut schema: Vec<String> = Vec::new();
     let mut open: Option<Unit> = None;
     for step in batch_steps(d, layout, batch) {
         match step {
             Step::Schema(s) => schema.push(inline(&s)?),
             Step::LoadStage { index, columns } => {
-                let ddl = merge_inserts(std::mem::take(&mut schema));
-                let mut unit = Unit::default();
-                // Schema and data share a call when they fit; otherwise the schema goes first,
-                // alone (a stop between the two leaves a consistent registry).
-                if ddl.len() + 16 > max_statements {
-                    units.push(Unit { sqls: ddl, counts: Vec::new() });
-                } else {
-                    unit.sqls = ddl;
-                }
-                unit.sqls.push(d.create_stage(STAGE, &columns));
-                unit.sqls.push(copy(index, &columns)?);
-                open = Some(unit);
+                let sqls = vec![d.create_stage(STAGE, &columns), copy(index, &columns)?];
+                open = Some(Unit { sqls, counts: Vec::new() });
             }
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
@@ -115,16 +105,12 @@ pub fn data_api_calls_within(
                 Some(unit) => {
                     unit.sqls.push(inline(&s)?);
                     if s.sql == drop_stage {
-                        units.extend(open.take());
+                        let data = open.take().unwrap_or_default();
+                        push_table(&mut units, std::mem::take(&mut schema), data, max_statements);
                     }
                 }
                 None => {
-                    if !schema.is_empty() {
-                        units.push(Unit {
-                            sqls: merge_inserts(std::mem::take(&mut schema)),
-                            counts: Vec::new(),
-                        });
-                    }
+                    push_table(&mut units, std::mem::take(&mut schema), Unit::default(), max_statements);
                     units.push(Unit { sqls: vec![inline(&s)?], counts: Vec::new() });
                 }
             },
@@ -133,9 +119,7 @@ pub fn data_api_calls_within(
     if open.is_some() {
         return Err(corrupt("a stage is never dropped"));
     }
-    if !schema.is_empty() {
-        units.push(Unit { sqls: merge_inserts(schema), counts: Vec::new() });
-    }
+    push_table(&mut units, schema, Unit::default(), max_statements);
     if let Some(big) = units.iter().find(|u| u.sqls.len() > max_statements) {
         return Err(WarehouseError::Query {
             context: short(&big.sqls[0]),
@@ -159,6 +143,22 @@ pub fn data_api_calls_within(
         .collect::<Result<_, WarehouseError>>()?;
     units.splice(at..at, cut);
     Ok(pack(units, max_statements))
+}
+
+/// Adds a table's schema statements and its stage unit: one unit when they fit in a call,
+/// else the schema first, alone (a stop between the two leaves table and registry agreeing).
+fn push_table(units: &mut Vec<Unit>, schema: Vec<String>, data: Unit, max_statements: usize) {
+    let ddl = merge_inserts(schema);
+    if ddl.len() + data.sqls.len() <= max_statements {
+        let shift = ddl.len();
+        let mut sqls = ddl;
+        sqls.extend(data.sqls);
+        let counts = data.counts.into_iter().map(|(i, t)| (i + shift, t)).collect();
+        units.push(Unit { sqls, counts });
+        return;
+    }
+    units.push(Unit { sqls: ddl, counts: Vec::new() });
+    units.push(data);
 }
 
 /// Consecutive single-row `INSERT … VALUES (…)` statements into the same columns become one
@@ -190,6 +190,9 @@ fn corrupt(what: &str) -> WarehouseError {
 fn pack(units: Vec<Unit>, max_statements: usize) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
     for unit in units {
+        if unit.sqls.is_empty() {
+            continue;
+        }
         let fits = calls.last().is_some_and(|c| c.sqls.len() + unit.sqls.len() <= max_statements);
         if !fits {
             calls.push(Call::default());
