@@ -231,11 +231,12 @@ fn killed_and_restarted_ends_at_the_model() {
     let server = PgServer::start();
     let url = server.create_db("crash");
     let dir = tempfile::tempdir().unwrap();
-    let (lines, model, bad) = workload(40_000, 4_000);
+    let (lines, model, bad) = workload(60_000, 4_000);
     let input = dir.path().join("changes.jsonl");
     write_lines(&input, &lines);
     let config = write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 1500\n");
-    let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 650, 5);
+    // Kills land 100–500 ms in: the whole input takes only a few seconds to apply.
+    let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 400, 5);
     assert!(killed_mid_run >= 5, "only {killed_mid_run} rounds were killed mid-run");
     let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
