@@ -306,12 +306,28 @@ fn default_memory_limit() -> String {
 
 /// Accepts sizes like `512MB`, `1.5GB`, `100000KB`.
 fn valid_size(s: &str) -> bool {
+    parse_size(s).is_some()
+}
+
+/// A size like `512MB` in bytes (KB = 1000 bytes, KiB = 1024, as DuckDB reads them).
+fn parse_size(s: &str) -> Option<u64> {
     let t = s.trim();
     let digits = t.trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == ' ');
     let unit = t[digits.len()..].trim().to_ascii_uppercase();
-    !digits.is_empty()
-        && digits.parse::<f64>().is_ok_and(|v| v > 0.0)
-        && ["B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"].contains(&unit.as_str())
+    let value = digits.parse::<f64>().ok().filter(|v| *v > 0.0 && v.is_finite())?;
+    let scale: f64 = match unit.as_str() {
+        "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        "TIB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((value * scale).min(u64::MAX as f64) as u64)
 }
 
 fn default_schema() -> String {
@@ -329,9 +345,16 @@ pub struct Defaults {
     pub deletes: DeleteMode,
     #[serde(default)]
     pub ttl_deletes: TtlMode,
-    /// Records read per batch (one warehouse transaction each).
+    /// Records read per step; a batch (one warehouse transaction) holds at least one step.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// While the warehouse is busy, further steps fold into the next batch up to this many
+    /// records (never fewer than `batch_size`); set it to `batch_size` for fixed-size batches.
+    #[serde(default = "default_max_batch_records")]
+    pub max_batch_records: usize,
+    /// ... and up to about this much memory of held changes (a size such as "64MB").
+    #[serde(default = "default_max_batch_memory")]
+    pub max_batch_memory: String,
     /// Glob patterns of DynamoDB table names to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -344,6 +367,21 @@ fn default_batch_size() -> usize {
     25_000
 }
 
+fn default_max_batch_records() -> usize {
+    500_000
+}
+
+fn default_max_batch_memory() -> String {
+    "64MB".into()
+}
+
+impl Defaults {
+    /// `max_batch_memory` in bytes (validated when the config was loaded).
+    pub fn max_batch_memory_bytes(&self) -> usize {
+        parse_size(&self.max_batch_memory).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)
+    }
+}
+
 impl Default for Defaults {
     fn default() -> Defaults {
         Defaults {
@@ -352,6 +390,8 @@ impl Default for Defaults {
             deletes: DeleteMode::default(),
             ttl_deletes: TtlMode::default(),
             batch_size: default_batch_size(),
+            max_batch_records: default_max_batch_records(),
+            max_batch_memory: default_max_batch_memory(),
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -387,6 +427,12 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.defaults.batch_size == 0 {
             return Err("defaults.batch_size must be at least 1".into());
+        }
+        if !valid_size(&self.defaults.max_batch_memory) {
+            return Err(format!(
+                "defaults.max_batch_memory `{}` is not a size such as \"64MB\"",
+                self.defaults.max_batch_memory
+            ));
         }
         for (key, patterns) in [("include", &self.defaults.include), ("exclude", &self.defaults.exclude)] {
             for p in patterns {
@@ -503,6 +549,12 @@ mod tests {
         assert!(valid_size("256MB") && valid_size("1.5 GB") && !valid_size("lots") && !valid_size("0MB"));
         let e = parse(&format!("{MIN}[defaults]\nbatch_size = \"big\"\n")).unwrap_err();
         assert!(e.contains("batch_size"), "{e}");
+        let e = parse(&format!("{MIN}[defaults]\nmax_batch_memory = \"plenty\"\n")).unwrap_err();
+        assert!(e.contains("max_batch_memory") && e.contains("plenty"), "{e}");
+        let c =
+            parse(&format!("{MIN}[defaults]\nmax_batch_memory = \"2MiB\"\nmax_batch_records = 9\n")).unwrap();
+        assert_eq!((c.defaults.max_batch_memory_bytes(), c.defaults.max_batch_records), (2 * 1024 * 1024, 9));
+        assert_eq!(parse(MIN).unwrap().defaults.max_batch_memory_bytes(), 64_000_000);
     }
 
     #[test]

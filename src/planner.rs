@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use dynashift_core::change::compare_decimal;
 use dynashift_core::decode::{decode, table_from_arn, DecodeContext};
 use dynashift_core::plan::plan_table;
-use dynashift_core::reduce::reduce;
+use dynashift_core::reduce::Reducer;
 use dynashift_core::schema::Catalog;
 use dynashift_core::{Change, Position};
 
@@ -25,6 +25,11 @@ pub struct Prepared {
 /// Turns records into batches against the catalog as it will be once earlier batches commit.
 /// If a batch fails to commit, the planner is ahead of the warehouse: rebuild it from the
 /// warehouse's registry before planning again.
+///
+/// Records are taken in steps (`ingest`) and reduced as they come, so one batch may span many
+/// reads: while the warehouse is busy, later reads fold into the next batch, and every key
+/// changed many times costs the warehouse one row instead of many. `flush` plans what was
+/// taken.
 pub struct Planner {
     config: Config,
     catalog: Catalog,
@@ -33,6 +38,19 @@ pub struct Planner {
     include: Vec<glob::Pattern>,
     exclude: Vec<glob::Pattern>,
     max_identifier: usize,
+    pending: Pending,
+}
+
+/// What has been taken in since the last flush.
+#[derive(Default)]
+struct Pending {
+    newest: Reducer,
+    checkpoints: HashMap<std::sync::Arc<str>, Position>,
+    rejects: Vec<Reject>,
+    seen: BTreeMap<String, u64>,
+    skipped: u64,
+    records: u64,
+    changes: u64,
 }
 
 impl Planner {
@@ -50,105 +68,137 @@ impl Planner {
         let include = compile(&config.defaults.include);
         let exclude = compile(&config.defaults.exclude);
         let source_name = config.source.checkpoint_name();
-        Planner { config, catalog, context, source_name, include, exclude, max_identifier }
+        Planner {
+            config,
+            catalog,
+            context,
+            source_name,
+            include,
+            exclude,
+            max_identifier,
+            pending: Pending::default(),
+        }
     }
 
     pub fn source_name(&self) -> &str {
         &self.source_name
     }
 
-    /// Decodes, reduces and plans `records`; the planner's catalog moves to the batch's.
+    /// Decodes, reduces and plans `records` as one batch (with anything taken in before).
     pub fn prepare(&mut self, records: Vec<RawRecord>) -> Prepared {
-        let mut checkpoints: HashMap<std::sync::Arc<str>, Position> = HashMap::new();
-        let mut changes = Vec::with_capacity(records.len());
-        let mut rejects = Vec::new();
-        let mut seen: BTreeMap<String, u64> = BTreeMap::new();
-        let mut skipped = 0;
-        let record_count = records.len() as u64;
+        self.ingest(records);
+        self.flush()
+    }
+
+    /// Records taken in and not yet flushed.
+    pub fn pending_records(&self) -> u64 {
+        self.pending.records
+    }
+
+    /// Whether the pending batch has reached `max_batch_records` or `max_batch_memory`.
+    pub fn pending_full(&self) -> bool {
+        let d = &self.config.defaults;
+        self.pending.records >= d.max_batch_records.max(d.batch_size) as u64
+            || self.pending.newest.weight() >= d.max_batch_memory_bytes()
+    }
+
+    /// Decodes `records` and folds them into the pending batch.
+    pub fn ingest(&mut self, records: Vec<RawRecord>) {
+        let pending = &mut self.pending;
+        pending.records += records.len() as u64;
         for record in &records {
-            match checkpoints.get(&record.position.shard) {
+            match pending.checkpoints.get(&record.position.shard) {
                 Some(p) if compare_decimal(&p.sequence, &record.position.sequence).is_ge() => {}
                 _ => {
-                    checkpoints.insert(record.position.shard.clone(), record.position.clone());
+                    pending.checkpoints.insert(record.position.shard.clone(), record.position.clone());
                 }
             }
         }
-        for decoded in self.decode_all(&records) {
-            match decoded {
-                Ok(change) => {
-                    if !self.includes(&change.table) {
-                        skipped += 1;
+        let decoded = decode_all(&self.context, &records);
+        drop(records);
+        let pending = &mut self.pending;
+        for result in decoded {
+            match result {
+                Ok((change, weight)) => {
+                    let table = &change.table;
+                    let included = (self.include.is_empty() || self.include.iter().any(|p| p.matches(table)))
+                        && !self.exclude.iter().any(|p| p.matches(table));
+                    if !included {
+                        pending.skipped += 1;
                         continue;
                     }
-                    *seen.entry(change.table.clone()).or_default() += 1;
-                    changes.push(change);
+                    match pending.seen.get_mut(table) {
+                        Some(n) => *n += 1,
+                        None => {
+                            pending.seen.insert(table.clone(), 1);
+                        }
+                    }
+                    pending.changes += 1;
+                    pending.newest.add(change, weight);
                 }
-                Err(reject) => rejects.push(reject),
+                Err(reject) => pending.rejects.push(reject),
             }
         }
-        drop(records);
-        let change_count = changes.len() as u64;
+    }
+
+    /// Plans everything taken in since the last flush as one batch; the planner's catalog
+    /// moves to the batch's.
+    pub fn flush(&mut self) -> Prepared {
+        let pending = std::mem::take(&mut self.pending);
         let mut catalog = self.catalog.clone();
         let mut tables = Vec::new();
-        for (table, reduced) in reduce(changes) {
+        for (table, reduced) in pending.newest.finish() {
             let options = self.config.table_options(&table);
             tables.push(plan_table(&mut catalog, &table, reduced, options, self.max_identifier));
         }
-        let mut checkpoints: Vec<Position> = checkpoints.into_values().collect();
+        let mut checkpoints: Vec<Position> = pending.checkpoints.into_values().collect();
         checkpoints.sort();
         self.catalog = catalog.clone();
         let batch = Batch {
             catalog,
             tables,
-            rejects,
+            rejects: pending.rejects,
             source: self.source_name.clone(),
             checkpoints,
-            records: record_count,
-            changes: change_count,
+            records: pending.records,
+            changes: pending.changes,
         };
-        Prepared { batch, seen, skipped }
+        Prepared { batch, seen: pending.seen, skipped: pending.skipped }
     }
+}
 
-    /// Decodes records on all cores; results keep the records' order.
-    fn decode_all(&self, records: &[RawRecord]) -> Vec<Result<Change, Reject>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-        let context = &self.context;
-        let decode_one = |record: &RawRecord| -> Result<Change, Reject> {
-            if let Some(problem) = &record.problem {
-                return Err(Reject {
-                    position: record.position.clone(),
-                    table: None,
-                    reason: problem.clone(),
-                    raw: record.data.clone(),
-                });
-            }
-            decode(&record.data, record.position.clone(), context).map_err(|e| Reject {
-                table: guess_table(&record.data),
+/// Decodes records on all cores; results keep the records' order.
+fn decode_all(context: &DecodeContext, records: &[RawRecord]) -> Vec<Result<(Change, usize), Reject>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let decode_one = |record: &RawRecord| -> Result<(Change, usize), Reject> {
+        if let Some(problem) = &record.problem {
+            return Err(Reject {
                 position: record.position.clone(),
-                reason: e.to_string(),
+                table: None,
+                reason: problem.clone(),
                 raw: record.data.clone(),
-            })
-        };
-        if threads < 2 || records.len() < 2_000 {
-            return records.iter().map(decode_one).collect();
+            });
         }
-        let chunk = records.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = records
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(decode_one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
+        let change = decode(&record.data, record.position.clone(), context).map_err(|e| Reject {
+            table: guess_table(&record.data),
+            position: record.position.clone(),
+            reason: e.to_string(),
+            raw: record.data.clone(),
+        })?;
+        let weight = change.approx_bytes();
+        Ok((change, weight))
+    };
+    if threads < 2 || records.len() < 2_000 {
+        return records.iter().map(decode_one).collect();
     }
-
-    fn includes(&self, table: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|p| p.matches(table)))
-            && !self.exclude.iter().any(|p| p.matches(table))
-    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(decode_one).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
 }
 
 /// Best effort: which table an undecodable record meant, for `status`. Falls back to a plain
@@ -166,4 +216,64 @@ fn guess_table(raw: &[u8]) -> Option<String> {
     let valid = (3..=255).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     valid.then(|| name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn planner(extra: &str) -> Planner {
+        let text = format!(
+            "[source]\nkind = \"file\"\npath = \"x.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"x.duckdb\"\n{extra}"
+        );
+        let config = Config::parse(&text, std::path::Path::new("x.toml")).unwrap();
+        Planner::new(config, Catalog::default(), 127)
+    }
+
+    fn record(sequence: u64, key: &str, micros: u64) -> RawRecord {
+        let data = format!(
+            r#"{{"eventName":"MODIFY","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{micros},"ApproximateCreationDateTimePrecision":"MICROSECOND","Keys":{{"k":{{"S":"{key}"}}}},"NewImage":{{"k":{{"S":"{key}"}},"v":{{"N":"{micros}"}}}}}}}}"#
+        );
+        RawRecord {
+            data: data.into_bytes(),
+            position: Position::new("f", sequence.to_string()),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn reads_fold_into_one_batch_with_one_row_per_key() {
+        let mut p = planner("");
+        p.ingest(vec![record(1, "a", 10), record(2, "b", 10), record(3, "a", 30)]);
+        p.ingest(vec![
+            record(4, "a", 20),
+            record(5, "zz", 5),
+            RawRecord { data: b"not json".to_vec(), position: Position::new("f", "6"), problem: None },
+        ]);
+        assert_eq!(p.pending_records(), 6);
+        let prepared = p.flush();
+        let batch = &prepared.batch;
+        assert_eq!((batch.records, batch.changes, batch.rejects.len()), (6, 5, 1));
+        assert_eq!(batch.checkpoints, vec![Position::new("f", "6")]);
+        let rows = &batch.tables[0].rows;
+        assert_eq!(rows.len(), 3, "one row per key");
+        let a = rows.iter().find(|r| r.key_text.contains("\"a\"")).unwrap();
+        assert_eq!(a.version.micros, 30, "the newest change of `a` across both reads wins");
+        assert_eq!(prepared.seen["T"], 5);
+        assert_eq!(p.pending_records(), 0, "a flush empties the pending batch");
+    }
+
+    #[test]
+    fn pending_is_full_at_the_record_or_memory_limit() {
+        let mut p = planner("[defaults]\nbatch_size = 2\nmax_batch_records = 4\n");
+        p.ingest(vec![record(1, "a", 1), record(2, "b", 1)]);
+        assert!(!p.pending_full());
+        p.ingest(vec![record(3, "c", 1), record(4, "d", 1)]);
+        assert!(p.pending_full(), "four records reach max_batch_records");
+        let mut p = planner("[defaults]\nmax_batch_memory = \"2KB\"\n");
+        p.ingest(vec![record(1, "a", 1)]);
+        assert!(!p.pending_full(), "one small change is far below 2 KB");
+        p.ingest((2..12).map(|i| record(i, &format!("k{i}"), 1)).collect());
+        assert!(p.pending_full(), "eleven held changes pass 2 KB");
+    }
 }

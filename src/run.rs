@@ -182,7 +182,9 @@ impl Warehouse for Box<dyn Warehouse> {
 /// `dry_run`, the statements of the next batch instead.
 ///
 /// Reading and planning run on this thread while a second thread applies the previous batch,
-/// so decoding overlaps the warehouse's work; the next planned batch waits for the applier, so at most two batches are in memory.
+/// so decoding overlaps the warehouse's work. Reads made while the applier is busy fold into
+/// the next batch (up to `max_batch_records` / `max_batch_memory`), which is handed over as
+/// soon as the applier is free; at most one batch is applied while the next one is held.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let mut warehouse = open_warehouse(config)?;
     // A warehouse that is down at start is waited for, not given up on.
@@ -201,12 +203,19 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(0);
+    // Set while the applier waits for work: the reader then hands over what it has at once;
+    // while the applier is busy, the reader keeps folding reads into the next batch.
+    let applier_idle = Arc::new(AtomicBool::new(true));
+    let idle = applier_idle.clone();
     let applier_bar = bar.clone();
     let applier_stop = stop.clone();
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
             let mut summary = Summary::default();
-            for prepared in rx {
+            loop {
+                idle.store(true, Ordering::Release);
+                let Ok(prepared) = rx.recv() else { break };
+                idle.store(false, Ordering::Release);
                 let started = std::time::Instant::now();
                 let outcome = apply_with_retry(&mut warehouse, &prepared.batch, &applier_stop)
                     .context("applying a batch")?;
@@ -224,32 +233,49 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             }
             Ok(summary)
         });
-        let mut batches = 0u64;
         let reading = (|| -> anyhow::Result<()> {
+            let batches = std::cell::Cell::new(0u64);
+            // Plans what was read and hands it to the applier, waiting for it if busy.
+            // False when the applier has stopped on an error (reported below).
+            let hand_over = |planner: &mut crate::planner::Planner| -> bool {
+                let started = std::time::Instant::now();
+                let prepared: Prepared = planner.flush();
+                tracing::debug!(
+                    records = prepared.batch.records,
+                    prepare_ms = started.elapsed().as_millis() as u64,
+                    "batch planned"
+                );
+                batches.set(batches.get() + 1);
+                tx.send(prepared).is_ok()
+            };
             loop {
                 if stop.load(Ordering::Relaxed) {
                     tracing::info!("stop requested; finishing the batch in flight");
-                    return Ok(());
+                    break;
                 }
-                if options.max_batches.is_some_and(|m| batches >= m) {
+                if options.max_batches.is_some_and(|m| batches.get() >= m) {
                     return Ok(());
                 }
                 let records = source.next_batch(config.defaults.batch_size)?;
                 if records.is_empty() {
+                    if planner.pending_records() > 0 && !hand_over(&mut planner) {
+                        return Ok(());
+                    }
                     if options.follow {
                         continue;
                     }
                     return Ok(());
                 }
-                let started = std::time::Instant::now();
-                let prepared = planner.prepare(records);
-                tracing::debug!(prepare_ms = started.elapsed().as_millis() as u64, "batch planned");
-                batches += 1;
-                if tx.send(prepared).is_err() {
-                    // The applier stopped on an error; it is reported below.
+                planner.ingest(records);
+                let due = applier_idle.load(Ordering::Acquire) || planner.pending_full();
+                if due && !hand_over(&mut planner) {
                     return Ok(());
                 }
             }
+            if planner.pending_records() > 0 {
+                hand_over(&mut planner);
+            }
+            Ok(())
         })();
         drop(tx);
         let summary = applier.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;

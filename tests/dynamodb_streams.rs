@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use dynashift::aws::{sdk_config, AwsSettings};
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift_core::types::ColumnMode;
-use dynashift_core::value::{key_text, write_json_string, AttrValue, Item};
+use dynashift_core::value::{key_text, write_json_string, Item, ItemOf};
 use support::moto::MotoServer;
 use support::pg::PgServer;
 
@@ -176,8 +176,8 @@ impl Dynamo {
         out.items()
             .iter()
             .map(|raw| {
-                let item: Item = serde_json::from_str::<BTreeMap<String, AttrValue>>(&object(raw)).unwrap();
-                let key: Item = keys.iter().map(|k| (k.to_string(), item[*k].clone())).collect();
+                let item: Item = serde_json::from_str::<ItemOf>(&object(raw)).unwrap().0;
+                let key: Item = keys.iter().map(|k| (k.to_string(), item.get(k).unwrap().clone())).collect();
                 (key_text(&key), item)
             })
             .collect()

@@ -162,7 +162,9 @@ fn backend_killed_mid_apply_loses_and_doubles_nothing() {
     let (lines, model, bad) = workload(60_000, 6_000);
     let input = dir.path().join("changes.jsonl");
     write_lines(&input, &lines);
-    let config = write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 2000\n");
+    // Fixed-size batches: many short transactions for the terminations to land in.
+    let config =
+        write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 2000\nmax_batch_records = 2000\n");
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)
@@ -234,7 +236,9 @@ fn killed_and_restarted_ends_at_the_model() {
     let (lines, model, bad) = workload(60_000, 4_000);
     let input = dir.path().join("changes.jsonl");
     write_lines(&input, &lines);
-    let config = write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 1500\n");
+    // Fixed-size batches, so the run lasts long enough to be killed in.
+    let config =
+        write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 1500\nmax_batch_records = 1500\n");
     // Kills land 100–500 ms in: the whole input takes only a few seconds to apply.
     let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 400, 5);
     assert!(killed_mid_run >= 5, "only {killed_mid_run} rounds were killed mid-run");

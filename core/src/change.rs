@@ -1,5 +1,6 @@
 //! The change model: what one source record means, independent of its envelope.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -56,19 +57,25 @@ pub const SEQUENCE_WIDTH: usize = 40;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
     pub micros: i64,
-    /// Zero-padded to `SEQUENCE_WIDTH` digits so text order is numeric order.
-    pub sequence: String,
+    /// Zero-padded to `SEQUENCE_WIDTH` digits so text order is numeric order. Borrowed from
+    /// a constant when zero, so Kinesis records (which have no sequence) allocate nothing.
+    pub sequence: Cow<'static, str>,
 }
+
+const ZERO_SEQUENCE: &str = "0000000000000000000000000000000000000000";
 
 impl Version {
     pub fn new(micros: i64, sequence: Option<&str>) -> Version {
         let digits = sequence.map(|s| s.trim_start_matches('0')).unwrap_or("");
+        if digits.is_empty() {
+            return Version { micros, sequence: Cow::Borrowed(ZERO_SEQUENCE) };
+        }
         let mut padded = String::with_capacity(SEQUENCE_WIDTH);
         for _ in digits.len()..SEQUENCE_WIDTH {
             padded.push('0');
         }
         padded.push_str(digits);
-        Version { micros, sequence: padded }
+        Version { micros, sequence: Cow::Owned(padded) }
     }
 }
 
@@ -135,6 +142,18 @@ pub struct Change {
 }
 
 impl Change {
+    /// Approximate memory the change holds, for memory budgets.
+    pub fn approx_bytes(&self) -> usize {
+        let image = |i: &Option<Item>| i.as_ref().map_or(0, Item::heap_bytes);
+        std::mem::size_of::<Change>()
+            + self.table.capacity()
+            + self.key_text.capacity()
+            + self.keys.heap_bytes()
+            + image(&self.new_image)
+            + image(&self.old_image)
+            + self.version.sequence.len()
+    }
+
     /// Total order used to pick the newest change of a key: version, then source position.
     pub fn order_key(&self) -> (&Version, &Position) {
         (&self.version, &self.position)
@@ -161,5 +180,7 @@ mod tests {
         assert!(b < a, "a 21-digit sequence is smaller than a 24-digit one");
         assert!(Version::new(2, None) > Version::new(1, Some("9")));
         assert_eq!(Version::new(5, Some("0")), Version::new(5, None));
+        assert_eq!(ZERO_SEQUENCE.len(), SEQUENCE_WIDTH);
+        assert_eq!(Version::new(5, Some("7")).sequence.len(), SEQUENCE_WIDTH);
     }
 }

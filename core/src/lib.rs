@@ -4,6 +4,7 @@
 pub mod change;
 pub mod decode;
 pub mod dialect;
+pub mod item;
 pub mod literal;
 pub mod naming;
 pub mod number;

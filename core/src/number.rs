@@ -14,11 +14,30 @@ const MAX_MAGNITUDE: i32 = 125;
 
 /// An exact DynamoDB number: `(-1)^negative × digits × 10^exponent`, with `digits` free of
 /// leading and trailing zeros (zero is the empty digit string).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// The digits are held as an integer (38 digits fit in 127 bits), split in two halves so
+/// the value keeps 8-byte alignment; no number allocates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Number {
     negative: bool,
-    digits: String,
+    /// Count of significant digits (0 for zero).
+    len: u8,
     exponent: i32,
+    mantissa_hi: u64,
+    mantissa_lo: u64,
+}
+
+/// Decimal digits of a mantissa, most significant first, in a stack buffer.
+struct Digits {
+    buf: [u8; 40],
+    start: usize,
+}
+
+impl Digits {
+    fn as_str(&self) -> &str {
+        // Only ASCII digits are ever written into the buffer.
+        std::str::from_utf8(&self.buf[self.start..]).unwrap_or("")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,30 +85,61 @@ impl Number {
         };
         exponent -= frac_part.len() as i64;
         // Significant digits: integer and fraction parts without leading or trailing zeros.
-        let mut digits = String::with_capacity(int_part.len() + frac_part.len());
-        for b in int_part.bytes().chain(frac_part.bytes()) {
-            if b != b'0' || !digits.is_empty() {
-                digits.push(b as char);
-            }
+        let all = || int_part.bytes().chain(frac_part.bytes());
+        let leading = all().take_while(|&b| b == b'0').count();
+        let total = int_part.len() + frac_part.len();
+        let trailing = if leading == total { 0 } else { all().rev().take_while(|&b| b == b'0').count() };
+        let len = total - leading - trailing;
+        if len == 0 {
+            return Ok(Number::ZERO);
         }
-        let significant = digits.trim_end_matches('0').len();
-        exponent += (digits.len() - significant) as i64;
-        digits.truncate(significant);
-        if digits.is_empty() {
-            return Ok(Number { negative: false, digits, exponent: 0 });
-        }
-        if digits.len() > MAX_DIGITS {
+        if len > MAX_DIGITS {
             return Err(NumberError::TooPrecise(text.chars().take(64).collect()));
         }
-        let magnitude = exponent + digits.len() as i64 - 1;
+        exponent += trailing as i64;
+        let magnitude = exponent + len as i64 - 1;
         if magnitude < MIN_MAGNITUDE as i64 || magnitude > MAX_MAGNITUDE as i64 {
             return Err(NumberError::OutOfRange(text.chars().take(64).collect()));
         }
-        Ok(Number { negative, digits, exponent: exponent as i32 })
+        let mut mantissa: u128 = 0;
+        for b in all().skip(leading).take(len) {
+            mantissa = mantissa * 10 + u128::from(b - b'0');
+        }
+        Ok(Number {
+            negative,
+            len: len as u8,
+            exponent: exponent as i32,
+            mantissa_hi: (mantissa >> 64) as u64,
+            mantissa_lo: mantissa as u64,
+        })
+    }
+
+    const ZERO: Number = Number { negative: false, len: 0, exponent: 0, mantissa_hi: 0, mantissa_lo: 0 };
+
+    fn mantissa(&self) -> u128 {
+        (u128::from(self.mantissa_hi) << 64) | u128::from(self.mantissa_lo)
+    }
+
+    fn digits(&self) -> Digits {
+        let mut d = Digits { buf: [b'0'; 40], start: 40 };
+        let mut m = self.mantissa();
+        // 64-bit division is several times cheaper than 128-bit; most numbers fit.
+        while m > u128::from(u64::MAX) {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        let mut small = m as u64;
+        while small > 0 {
+            d.start -= 1;
+            d.buf[d.start] = b'0' + (small % 10) as u8;
+            small /= 10;
+        }
+        d
     }
 
     pub fn is_zero(&self) -> bool {
-        self.digits.is_empty()
+        self.len == 0
     }
 
     pub fn is_negative(&self) -> bool {
@@ -107,7 +157,7 @@ impl Number {
 
     /// Digits before the decimal point in plain notation (0 for |x| < 1).
     pub fn integer_digits(&self) -> u32 {
-        let n = self.digits.len() as i32 + self.exponent;
+        let n = i32::from(self.len) + self.exponent;
         n.max(0) as u32
     }
 
@@ -123,10 +173,8 @@ impl Number {
         if !self.is_integral() || self.integer_digits() > 19 {
             return None;
         }
-        let mut v: i128 = 0;
-        for b in self.digits.bytes() {
-            v = v * 10 + (b - b'0') as i128;
-        }
+        // At most 19 integer digits: the mantissa fits an i128 with room to scale.
+        let mut v = self.mantissa() as i128;
         for _ in 0..self.exponent {
             v *= 10;
         }
@@ -146,27 +194,50 @@ impl Number {
         if self.is_zero() {
             return "0".into();
         }
-        let mut out = String::with_capacity(self.digits.len() + 4);
+        let mut out = String::with_capacity(usize::from(self.len) + 4);
+        self.write_plain(&mut out);
+        out
+    }
+
+    /// Appends the plain notation to `out` (see `to_plain`).
+    pub fn write_plain(&self, out: &mut String) {
+        if self.is_zero() {
+            out.push('0');
+            return;
+        }
+        let digits = self.digits();
+        let digits = digits.as_str();
         if self.negative {
             out.push('-');
         }
         if self.exponent >= 0 {
-            out.push_str(&self.digits);
+            out.push_str(digits);
             out.extend(std::iter::repeat_n('0', self.exponent as usize));
         } else {
             let scale = (-self.exponent) as usize;
-            if self.digits.len() > scale {
-                let (i, f) = self.digits.split_at(self.digits.len() - scale);
+            if digits.len() > scale {
+                let (i, f) = digits.split_at(digits.len() - scale);
                 out.push_str(i);
                 out.push('.');
                 out.push_str(f);
             } else {
                 out.push_str("0.");
-                out.extend(std::iter::repeat_n('0', scale - self.digits.len()));
-                out.push_str(&self.digits);
+                out.extend(std::iter::repeat_n('0', scale - digits.len()));
+                out.push_str(digits);
             }
         }
-        out
+    }
+}
+
+impl Number {
+    /// Appends the canonical text (see `Display`) to `out` without a temporary string.
+    pub fn write_canonical(&self, out: &mut String) {
+        if self.integer_digits().max(1) + self.scale() <= 48 {
+            self.write_plain(out);
+        } else {
+            use fmt::Write as _;
+            let _ = write!(out, "{self}");
+        }
     }
 }
 
@@ -181,8 +252,10 @@ impl fmt::Display for Number {
         if self.negative {
             f.write_str("-")?;
         }
-        let magnitude = self.exponent + self.digits.len() as i32 - 1;
-        let (first, rest) = self.digits.split_at(1);
+        let digits = self.digits();
+        let digits = digits.as_str();
+        let magnitude = self.exponent + digits.len() as i32 - 1;
+        let (first, rest) = digits.split_at(1);
         f.write_str(first)?;
         if !rest.is_empty() {
             write!(f, ".{rest}")?;

@@ -1,6 +1,5 @@
 //! DynamoDB attribute values, read from DynamoDB-typed JSON (`{"S":"x"}`, `{"N":"1"}`, …).
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
@@ -9,8 +8,7 @@ use serde::Deserialize;
 
 use crate::number::Number;
 
-/// An item or an image: attribute name → value, sorted by name so output is deterministic.
-pub type Item = BTreeMap<String, AttrValue>;
+pub use crate::item::Item;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
@@ -43,6 +41,29 @@ impl AttrValue {
         }
     }
 
+    /// Approximate heap memory held by the value (not counting the value itself).
+    pub fn heap_bytes(&self) -> usize {
+        let strings = |v: &Vec<String>| {
+            v.capacity() * std::mem::size_of::<String>() + v.iter().map(|s| s.capacity()).sum::<usize>()
+        };
+        match self {
+            AttrValue::S(s) => s.capacity(),
+            AttrValue::B(b) => b.capacity(),
+            AttrValue::N(_) | AttrValue::Bool(_) | AttrValue::Null => 0,
+            AttrValue::M(m) => m.heap_bytes(),
+            AttrValue::L(l) => {
+                l.capacity() * std::mem::size_of::<AttrValue>()
+                    + l.iter().map(AttrValue::heap_bytes).sum::<usize>()
+            }
+            AttrValue::Ss(set) => strings(set),
+            AttrValue::Ns(set) => set.capacity() * std::mem::size_of::<Number>(),
+            AttrValue::Bs(set) => {
+                set.capacity() * std::mem::size_of::<Vec<u8>>()
+                    + set.iter().map(|b| b.capacity()).sum::<usize>()
+            }
+        }
+    }
+
     /// Plain JSON (not DynamoDB-typed): maps → objects, lists and sets → arrays, numbers →
     /// exact JSON numbers, binary → base64 strings. Sets are sorted so equal sets print equal.
     pub fn to_plain_json(&self) -> String {
@@ -54,7 +75,7 @@ impl AttrValue {
     pub fn write_plain_json(&self, out: &mut String) {
         match self {
             AttrValue::S(s) => write_json_string(out, s),
-            AttrValue::N(n) => out.push_str(&n.to_string()),
+            AttrValue::N(n) => n.write_canonical(out),
             AttrValue::B(b) => write_json_string(out, &base64_encode(b)),
             AttrValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             AttrValue::Null => out.push_str("null"),
@@ -95,7 +116,12 @@ impl AttrValue {
         out.push_str("\":");
         match self {
             AttrValue::S(s) => write_json_string(out, s),
-            AttrValue::N(n) => write_json_string(out, &n.to_string()),
+            AttrValue::N(n) => {
+                // Canonical numbers hold only digits, '.', '-', 'E' and '+': nothing to escape.
+                out.push('"');
+                n.write_canonical(out);
+                out.push('"');
+            }
             AttrValue::B(b) => write_json_string(out, &base64_encode(b)),
             AttrValue::Bool(_) => self.write_plain_json(out),
             AttrValue::Null => out.push_str("true"),
@@ -386,14 +412,13 @@ impl<'de> Visitor<'de> for ItemVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemOf, A::Error> {
-        let mut item = Item::new();
+        // Most nested maps hold a few attributes; top-level items grow by doubling.
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
         while let Some(name) = map.next_key::<String>()? {
             let value: AttrValue = map.next_value()?;
-            if item.insert(name, value).is_some() {
-                return Err(de::Error::custom("duplicate attribute name in map"));
-            }
+            pairs.push((name, value));
         }
-        Ok(ItemOf(item))
+        Item::from_unique(pairs).map(ItemOf).map_err(|_| de::Error::custom("duplicate attribute name in map"))
     }
 }
 

@@ -113,7 +113,8 @@ impl DuckDbWarehouse {
             let mut values: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.cells.len());
             values.push(&row.key_text);
             values.push(&row.version.micros);
-            values.push(&row.version.sequence);
+            let sequence: &str = &row.version.sequence;
+            values.push(&sequence);
             let event = row.event.as_str();
             let op = row.op.code();
             values.push(&event);
