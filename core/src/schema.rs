@@ -1,6 +1,8 @@
 //! Known warehouse schema: target tables, their columns, and where each value goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::naming::{styled, NameSet, NamingStyle};
 use crate::types::{cell_for, text_form, Cell, ColumnMode, ColumnType};
@@ -134,10 +136,15 @@ impl TableSchema {
             };
             return (index, cell);
         }
-        let existing: Vec<usize> = self.by_attribute.get(attribute).cloned().unwrap_or_default();
-        if let Some(&i) = existing.iter().find(|&&i| self.columns[i].ty.accepts(value)) {
+        // The common case, a column that already takes the value, allocates nothing.
+        if let Some(&i) = self
+            .by_attribute
+            .get(attribute)
+            .and_then(|cols| cols.iter().find(|&&i| self.columns[i].ty.accepts(value)))
+        {
             return (i, cell_for(self.columns[i].ty, value));
         }
+        let existing: Vec<usize> = self.by_attribute.get(attribute).cloned().unwrap_or_default();
         let main = existing.first().copied();
         let taken: Vec<&'static str> =
             existing.iter().map(|&i| self.columns[i].ty.variant_suffix()).collect();
