@@ -1,5 +1,6 @@
-//! Crash test: the real binary, killed with SIGKILL at random moments while replicating a
-//! large generated file, restarted each time; the database ends exactly at the model's state.
+//! The run loop of the real binary: killed with SIGKILL at random moments while replicating a
+//! large generated file and restarted each time, and folding reads into larger batches while
+//! the warehouse is busy; either way the database ends exactly at the model's state.
 #![cfg(feature = "duckdb")]
 
 mod support;
@@ -65,4 +66,47 @@ fn killed_and_restarted_twenty_times_ends_at_the_model() {
     let records: i64 = conn.query_row("SELECT SUM(records) FROM _dynashift.runs", [], |r| r.get(0)).unwrap();
     assert_eq!(records as usize, lines.len(), "records consumed across all committed batches");
     let _ = Path::new(&db);
+}
+
+/// While the warehouse applies one batch, further reads fold into the next: fewer, larger
+/// batches than reads, the same tables, every record counted once. With `max_batch_records`
+/// equal to `batch_size` every read is its own batch.
+#[test]
+fn reads_fold_into_fewer_batches_and_reach_the_same_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = WorkloadSpec { records: 40_000, keys: 2_000, seed: 7, ..WorkloadSpec::w1() };
+    let (lines, model) = generate(&spec, true);
+    let input = dir.path().join("changes.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let expected = support::expected(&model.tables, ColumnMode::Typed, &keys);
+    let mut batches = Vec::new();
+    for (name, extra) in [("folded", ""), ("fixed", "max_batch_records = 1000\n")] {
+        let db = dir.path().join(format!("{name}.duckdb"));
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
+                 [defaults]\nbatch_size = 1000\n{extra}",
+                input.display().to_string(),
+                db.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut warehouse = DuckDbWarehouse::open(&db, "dynamodb").unwrap();
+        support::assert_tables_equal(&support::read_back(&mut warehouse), &expected);
+        let conn = warehouse.connection();
+        let (records, count): (i64, i64) = conn
+            .query_row("SELECT SUM(records), COUNT(*) FROM _dynashift.runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(records as usize, lines.len(), "{name}: every record consumed once");
+        batches.push(count);
+    }
+    assert_eq!(batches[1], 40, "fixed-size batches: one per read");
+    assert!(batches[0] < batches[1], "no read was folded into a later batch: {batches:?}");
 }
