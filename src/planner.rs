@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use dynashift_core::change::compare_decimal;
 use dynashift_core::decode::{decode, table_from_arn, DecodeContext};
-use dynashift_core::plan::plan_table;
+use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan, TableStart};
 use dynashift_core::reduce::Reducer;
-use dynashift_core::schema::Catalog;
+use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::{Change, Position};
 
 use crate::config::Config;
@@ -146,11 +146,13 @@ impl Planner {
     pub fn flush(&mut self) -> Prepared {
         let pending = std::mem::take(&mut self.pending);
         let mut catalog = self.catalog.clone();
-        let mut tables = Vec::new();
-        for (table, reduced) in pending.newest.finish() {
+        let mut jobs: HashMap<String, TableJob> = HashMap::new();
+        for (table, changes) in pending.newest.finish() {
             let options = self.config.table_options(&table);
-            tables.push(plan_table(&mut catalog, &table, reduced, options, self.max_identifier));
+            let start = register_table(&mut catalog, &table, &changes, options, self.max_identifier);
+            jobs.insert(table, TableJob { changes, options, start });
         }
+        let tables = plan_tables_in_parallel(&mut catalog, jobs);
         let mut checkpoints: Vec<Position> = pending.checkpoints.into_values().collect();
         checkpoints.sort();
         self.catalog = catalog.clone();
@@ -165,6 +167,52 @@ impl Planner {
         };
         Prepared { batch, seen: pending.seen, skipped: pending.skipped }
     }
+}
+
+/// One table's part of a batch, once the table is registered in the catalog.
+struct TableJob {
+    changes: Vec<Change>,
+    options: TableOptions,
+    start: TableStart,
+}
+
+/// Plans each table's rows (cells, JSON text, new columns) with the tables spread over the
+/// cores; every table touches only its own schema. Plans come back in table order.
+fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, TableJob>) -> Vec<TablePlan> {
+    let mut work: Vec<(&mut TableSchema, TableJob)> = catalog
+        .tables
+        .iter_mut()
+        .filter_map(|(name, schema)| jobs.remove(name).map(|job| (schema, job)))
+        .collect();
+    let rows: usize = work.iter().map(|(_, job)| job.changes.len()).sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(work.len());
+    let plan =
+        |(schema, job): (&mut TableSchema, TableJob)| plan_rows(schema, job.changes, job.options, job.start);
+    let mut plans: Vec<TablePlan> = if threads < 2 || rows < 5_000 {
+        work.into_iter().map(plan).collect()
+    } else {
+        // Largest tables first, each to the least loaded worker.
+        work.sort_by_key(|(_, job)| std::cmp::Reverse(job.changes.len()));
+        let mut buckets: Vec<(usize, Vec<(&mut TableSchema, TableJob)>)> =
+            (0..threads).map(|_| (0, Vec::new())).collect();
+        for item in work {
+            let Some(bucket) = buckets.iter_mut().min_by_key(|(load, _)| *load) else { break };
+            bucket.0 += item.1.changes.len();
+            bucket.1.push(item);
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = buckets
+                .into_iter()
+                .map(|(_, items)| scope.spawn(move || items.into_iter().map(plan).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    plans.sort_by(|a, b| a.source_table.cmp(&b.source_table));
+    plans
 }
 
 /// Decodes records on all cores; results keep the records' order.
@@ -261,6 +309,44 @@ mod tests {
         assert_eq!(a.version.micros, 30, "the newest change of `a` across both reads wins");
         assert_eq!(prepared.seen["T"], 5);
         assert_eq!(p.pending_records(), 0, "a flush empties the pending batch");
+    }
+
+    #[test]
+    fn tables_planned_in_parallel_match_one_at_a_time() {
+        let record = |i: u64| {
+            let table = ["A", "B", "C"][(i % 3) as usize];
+            let data = format!(
+                r#"{{"eventName":"INSERT","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":{i},"ApproximateCreationDateTimePrecision":"MICROSECOND","Keys":{{"k":{{"N":"{i}"}}}},"NewImage":{{"k":{{"N":"{i}"}},"v{}":{{"S":"x"}},"m":{{"M":{{"n":{{"N":"1.5"}}}}}}}}}}}}"#,
+                i % 7
+            );
+            RawRecord { data: data.into_bytes(), position: Position::new("f", i.to_string()), problem: None }
+        };
+        let records: Vec<RawRecord> = (1..=9_000).map(record).collect();
+        let mut p = planner("");
+        let parallel = p.prepare(records.clone()).batch;
+        let mut catalog = Catalog::default();
+        let mut serial = Vec::new();
+        for (table, changes) in dynashift_core::reduce::reduce(
+            records.iter().map(|r| decode(&r.data, r.position.clone(), &DecodeContext::default()).unwrap()),
+        ) {
+            serial.push(dynashift_core::plan::plan_table(
+                &mut catalog,
+                &table,
+                changes,
+                TableOptions::default(),
+                127,
+            ));
+        }
+        assert_eq!(parallel.tables.len(), 3);
+        for (a, b) in parallel.tables.iter().zip(&serial) {
+            assert_eq!((&a.source_table, a.create, &a.staged), (&b.source_table, b.create, &b.staged));
+            assert_eq!(
+                a.new_columns.iter().map(|c| &c.name).collect::<Vec<_>>(),
+                b.new_columns.iter().map(|c| &c.name).collect::<Vec<_>>()
+            );
+            assert_eq!(a.rows, b.rows);
+        }
+        assert_eq!(p.catalog.tables.len(), 3);
     }
 
     #[test]
