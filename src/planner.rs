@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use dynashift_core::change::compare_decimal;
 use dynashift_core::decode::{decode, table_from_arn, DecodeContext};
-use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan, TableStart};
+use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
 use dynashift_core::reduce::Reducer;
 use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::{Change, Position};
@@ -121,9 +121,7 @@ impl Planner {
             match result {
                 Ok((change, weight)) => {
                     let table = &change.table;
-                    let included = (self.include.is_empty() || self.include.iter().any(|p| p.matches(table)))
-                        && !self.exclude.iter().any(|p| p.matches(table));
-                    if !included {
+                    if !included(&self.include, &self.exclude, table) {
                         pending.skipped += 1;
                         continue;
                     }
@@ -149,8 +147,8 @@ impl Planner {
         let mut jobs: HashMap<String, TableJob> = HashMap::new();
         for (table, changes) in pending.newest.finish() {
             let options = self.config.table_options(&table);
-            let start = register_table(&mut catalog, &table, &changes, options, self.max_identifier);
-            jobs.insert(table, TableJob { changes, options, start });
+            let create = register_table(&mut catalog, &table, &changes, options, self.max_identifier);
+            jobs.insert(table, TableJob { changes, options, create });
         }
         let tables = plan_tables_in_parallel(&mut catalog, jobs);
         let mut checkpoints: Vec<Position> = pending.checkpoints.into_values().collect();
@@ -169,11 +167,17 @@ impl Planner {
     }
 }
 
+/// Whether `table` is replicated by the include/exclude patterns.
+fn included(include: &[glob::Pattern], exclude: &[glob::Pattern], table: &str) -> bool {
+    (include.is_empty() || include.iter().any(|p| p.matches(table)))
+        && !exclude.iter().any(|p| p.matches(table))
+}
+
 /// One table's part of a batch, once the table is registered in the catalog.
 struct TableJob {
     changes: Vec<Change>,
     options: TableOptions,
-    start: TableStart,
+    create: bool,
 }
 
 /// Plans each table's rows (cells, JSON text, new columns) with the tables spread over the
@@ -187,7 +191,7 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
     let rows: usize = work.iter().map(|(_, job)| job.changes.len()).sum();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(work.len());
     let plan =
-        |(schema, job): (&mut TableSchema, TableJob)| plan_rows(schema, job.changes, job.options, job.start);
+        |(schema, job): (&mut TableSchema, TableJob)| plan_rows(schema, job.changes, job.options, job.create);
     let mut plans: Vec<TablePlan> = if threads < 2 || rows < 5_000 {
         work.into_iter().map(plan).collect()
     } else {

@@ -235,9 +235,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         });
         let reading = (|| -> anyhow::Result<()> {
             let batches = std::cell::Cell::new(0u64);
-            // Plans what was read and hands it to the applier, waiting for it if busy.
-            // False when the applier has stopped on an error (reported below).
+            // Plans what was read, if anything, and hands it to the applier, waiting for it if
+            // busy. False when the applier has stopped on an error (reported below).
             let hand_over = |planner: &mut crate::planner::Planner| -> bool {
+                if planner.pending_records() == 0 {
+                    return true;
+                }
                 let started = std::time::Instant::now();
                 let prepared: Prepared = planner.flush();
                 tracing::debug!(
@@ -258,7 +261,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                 }
                 let records = source.next_batch(config.defaults.batch_size)?;
                 if records.is_empty() {
-                    if planner.pending_records() > 0 && !hand_over(&mut planner) {
+                    if !hand_over(&mut planner) {
                         return Ok(());
                     }
                     if options.follow {
@@ -272,9 +275,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                     return Ok(());
                 }
             }
-            if planner.pending_records() > 0 {
-                hand_over(&mut planner);
-            }
+            hand_over(&mut planner);
             Ok(())
         })();
         drop(tx);

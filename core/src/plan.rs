@@ -90,50 +90,44 @@ pub fn plan_table(
     options: TableOptions,
     max_identifier: usize,
 ) -> TablePlan {
-    let start = register_table(catalog, source_table, &changes, options, max_identifier);
+    let create = register_table(catalog, source_table, &changes, options, max_identifier);
     let Some(schema) = catalog.tables.get_mut(source_table) else {
         unreachable!("register_table inserts the table")
     };
-    plan_rows(schema, changes, options, start)
-}
-
-/// Where a table stood before a batch: whether the batch creates it, and how many columns it
-/// had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TableStart {
-    pub create: bool,
-    pub known_columns: usize,
+    plan_rows(schema, changes, options, create)
 }
 
 /// The first step of planning a table: a table the catalog does not know yet is named and
-/// registered. Tables share the catalog's name space, so this step runs one table at a time;
-/// `plan_rows` then touches only its own table and can run for several tables at once.
+/// registered; returns whether the batch creates it. Tables share the catalog's name space,
+/// so this step runs one table at a time; `plan_rows` then touches only its own table and can
+/// run for several tables at once.
 pub fn register_table(
     catalog: &mut Catalog,
     source_table: &str,
     changes: &[Change],
     options: TableOptions,
     max_identifier: usize,
-) -> TableStart {
-    if let Some(schema) = catalog.tables.get(source_table) {
-        return TableStart { create: false, known_columns: schema.columns.len() };
+) -> bool {
+    if catalog.tables.contains_key(source_table) {
+        return false;
     }
     let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
     let keys = changes.first().map(|c| c.keys.keys().cloned().collect()).unwrap_or_default();
     let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
     catalog.restore_table(table);
-    TableStart { create: true, known_columns: 0 }
+    true
 }
 
 /// The second step: the table's columns evolve to hold the changes, which become staged rows.
+/// `create` is what `register_table` returned for this batch.
 pub fn plan_rows(
     schema: &mut TableSchema,
     changes: Vec<Change>,
     options: TableOptions,
-    start: TableStart,
+    create: bool,
 ) -> TablePlan {
-    let create = start.create;
-    let known = start.known_columns;
+    // A created table's columns are all new, including those it was created with.
+    let known = if create { 0 } else { schema.columns.len() };
     let source_table = schema.source_table.clone();
     let mut expired_kept = 0;
     let mut sparse: Vec<(StagedRow, Vec<(usize, Cell)>)> = Vec::with_capacity(changes.len());

@@ -24,13 +24,12 @@ pub fn reduce(changes: impl IntoIterator<Item = Change>) -> BTreeMap<String, Vec
 /// (an estimate of its size) so the caller can bound memory too.
 pub struct Reducer {
     newest: HashMap<String, HashMap<String, (Change, usize)>>,
-    held: usize,
     weight: usize,
 }
 
 impl Default for Reducer {
     fn default() -> Reducer {
-        Reducer { newest: HashMap::new(), held: 0, weight: 0 }
+        Reducer { newest: HashMap::new(), weight: 0 }
     }
 }
 
@@ -49,7 +48,6 @@ impl Reducer {
                 }
             }
             None => {
-                self.held += 1;
                 self.weight += weight;
                 table.insert(change.key_text.clone(), (change, weight));
             }
@@ -58,11 +56,11 @@ impl Reducer {
 
     /// Distinct keys held.
     pub fn len(&self) -> usize {
-        self.held
+        self.newest.values().map(HashMap::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held == 0
+        self.newest.values().all(HashMap::is_empty)
     }
 
     /// Sum of the weights of the changes held.
