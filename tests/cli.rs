@@ -1,6 +1,8 @@
 //! The binary as a user runs it: quickstart, rerun, status, plan, bad input and bad setups.
 #![cfg(feature = "duckdb")]
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -187,6 +189,7 @@ fn follow_tails_new_lines_and_stops_cleanly_on_sigint() {
     writeln!(f, "{}", record("b", 1764000000001)).unwrap();
     drop(f);
     std::thread::sleep(std::time::Duration::from_millis(2500));
+    support::wait_until_sigint_is_caught(child.id());
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let started = std::time::Instant::now();

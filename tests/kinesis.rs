@@ -145,6 +145,7 @@ fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
 
 /// Stops `run` with `signal` (SIGINT or SIGTERM); returns what it logged.
 fn interrupt(run: Child, signal: i32) -> String {
+    support::wait_until_sigint_is_caught(run.id());
     // SAFETY: kill sends a signal to our own child process.
     unsafe { libc::kill(run.id() as i32, signal) };
     let stopping = Instant::now();
