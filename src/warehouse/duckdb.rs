@@ -1,18 +1,19 @@
-//! The embedded DuckDB warehouse: staging through the Appender, apply in SQL.
+//! The embedded DuckDB warehouse: staging through the Appender (Arrow record batches), apply in
+//! SQL.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use duckdb::types::{Null, ToSql, Value};
-use duckdb::{appender_params_from_iter, params_from_iter, Connection};
+use duckdb::types::Value;
+use duckdb::{params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
 };
-use dynashift_core::types::Cell;
 
 use super::registry::{self, Field, Query};
+use super::duckdb_stage::{record_batch, ROWS_PER_RECORD_BATCH};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
 
@@ -109,26 +110,10 @@ impl DuckDbWarehouse {
             .conn
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
-        for row in &plan.rows {
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.cells.len());
-            values.push(&row.key_text);
-            values.push(&row.version.micros);
-            let sequence: &str = &row.version.sequence;
-            values.push(&sequence);
-            let event = row.event.as_str();
-            let op = row.op.code();
-            values.push(&event);
-            values.push(&op);
-            values.push(&row.deleted);
-            for cell in &row.cells {
-                values.push(match cell {
-                    Cell::Null => &Null,
-                    Cell::Text(s) => s,
-                    Cell::Int(i) => i,
-                    Cell::Bytes(b) => b,
-                });
-            }
-            app.append_row(appender_params_from_iter(values)).map_err(query_err("staging rows"))?;
+        for rows in plan.rows.chunks(ROWS_PER_RECORD_BATCH) {
+            let batch = record_batch(rows, columns)
+                .map_err(|e| WarehouseError::Query { context: "staging rows".into(), message: e.to_string() })?;
+            app.append_record_batch(batch).map_err(query_err("staging rows"))?;
         }
         app.flush().map_err(query_err("staging rows"))?;
         Ok(())

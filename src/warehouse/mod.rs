@@ -4,6 +4,8 @@ pub mod data_api;
 pub mod data_api_calls;
 #[cfg(feature = "duckdb")]
 pub mod duckdb;
+#[cfg(feature = "duckdb")]
+mod duckdb_stage;
 pub mod pg_bind;
 pub mod pg_data_api;
 pub mod pg_nul;
