@@ -212,10 +212,10 @@ fn keys_for(table_index: usize, key: u64) -> Item {
     let mut k = Item::new();
     match table_index {
         0 => {
-            k.insert("orderId".into(), AttrValue::S(format!("ord-{key:08}")));
+            k.insert("orderId".into(), AttrValue::S(format!("ord-{key:08}").into()));
         }
         1 => {
-            k.insert("userId".into(), AttrValue::S(format!("user-{}", key / 4)));
+            k.insert("userId".into(), AttrValue::S(format!("user-{}", key / 4).into()));
             k.insert("startedAt".into(), n(&(1_700_000_000 + key % 4).to_string()));
         }
         _ => {
@@ -233,11 +233,14 @@ fn image_for(rng: &mut Rng, keys: &Item, version: u64) -> Item {
     item.insert("quantity".into(), n(&rng.below(50).to_string()));
     item.insert("express".into(), AttrValue::Bool(rng.chance(30)));
     item.insert("revision".into(), n(&version.to_string()));
-    item.insert("customerEmail".into(), AttrValue::S(format!("c{}@example.com", rng.below(1_000_000))));
+    item.insert(
+        "customerEmail".into(),
+        AttrValue::S(format!("c{}@example.com", rng.below(1_000_000)).into()),
+    );
     item.insert("checksum".into(), AttrValue::B(rng.next_u64().to_le_bytes().to_vec()));
     item.insert(
         "tags".into(),
-        AttrValue::Ss(vec![format!("t{}", rng.below(10)), format!("u{}", rng.below(10))]),
+        AttrValue::Ss(vec![format!("t{}", rng.below(10)).into(), format!("u{}", rng.below(10)).into()]),
     );
     let mut address = Item::new();
     address.insert(
@@ -250,7 +253,7 @@ fn image_for(rng: &mut Rng, keys: &Item, version: u64) -> Item {
     let lines = (0..1 + rng.below(3))
         .map(|i| {
             let mut line = Item::new();
-            line.insert("sku".into(), AttrValue::S(format!("SKU-{}", rng.below(5000) + i)));
+            line.insert("sku".into(), AttrValue::S(format!("SKU-{}", rng.below(5000) + i).into()));
             line.insert("qty".into(), n(&(1 + rng.below(5)).to_string()));
             AttrValue::M(line)
         })

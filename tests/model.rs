@@ -43,12 +43,12 @@ fn number() -> impl Strategy<Value = AttrValue> {
 
 fn scalar() -> impl Strategy<Value = AttrValue> {
     prop_oneof![
-        3 => "[a-zA-Z0-9 '\"\\\\$;é日]{0,12}".prop_map(AttrValue::S),
+        3 => "[a-zA-Z0-9 '\"\\\\$;é日]{0,12}".prop_map(|s| AttrValue::S(s.into())),
         3 => number(),
         1 => any::<bool>().prop_map(AttrValue::Bool),
         1 => Just(AttrValue::Null),
         1 => prop::collection::vec(any::<u8>(), 0..8).prop_map(AttrValue::B),
-        1 => prop::collection::btree_set("[a-c]{1,2}", 1..3).prop_map(|s| AttrValue::Ss(s.into_iter().collect())),
+        1 => prop::collection::btree_set("[a-c]{1,2}", 1..3).prop_map(|s| AttrValue::Ss(s.into_iter().map(Into::into).collect())),
         1 => prop::collection::btree_set(0u32..50, 1..3)
             .prop_map(|s| AttrValue::Ns(s.into_iter().map(|n| Number::parse(&n.to_string()).unwrap()).collect())),
         1 => prop::collection::btree_set(prop::collection::vec(any::<u8>(), 1..3), 1..3).prop_map(|s| AttrValue::Bs(s.into_iter().collect())),
@@ -92,7 +92,7 @@ fn step() -> impl Strategy<Value = (usize, usize, Step)> {
 fn keys(table: usize, key: usize) -> (String, Item) {
     let mut k = Item::new();
     if table == 0 {
-        k.insert("pk".into(), AttrValue::S(format!("p{}", key / 2)));
+        k.insert("pk".into(), AttrValue::S(format!("p{}", key / 2).into()));
         k.insert("sk".into(), AttrValue::N(Number::parse(&(key % 2).to_string()).unwrap()));
         ("Alpha".into(), k)
     } else {
@@ -123,7 +123,7 @@ fn history(steps: &[(usize, usize, Step)]) -> (Vec<Event>, Model) {
                     }
                 }
                 for (a, v) in set {
-                    image.insert(ATTRS[*a].to_string(), v.clone());
+                    image.insert(ATTRS[*a].to_string().into(), v.clone());
                 }
                 for (kn, kv) in &k {
                     image.insert(kn.clone(), kv.clone());

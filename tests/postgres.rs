@@ -102,10 +102,10 @@ fn hostile_names_and_values_round_trip() {
     for (t, table) in tables.iter().enumerate() {
         for k in 0..3 {
             let mut keys = Item::new();
-            keys.insert("pk'\"".into(), AttrValue::S(format!("key '{k}'; --")));
+            keys.insert("pk'\"".into(), AttrValue::S(format!("key '{k}'; --").into()));
             let mut image = keys.clone();
             for (i, attr) in hostile.iter().enumerate() {
-                image.insert(attr.to_string(), values[(i + k + t) % values.len()].clone());
+                image.insert(attr.to_string().into(), values[(i + k + t) % values.len()].clone());
             }
             let event = Event {
                 table: table.to_string(),

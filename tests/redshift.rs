@@ -63,8 +63,14 @@ fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
 
     let long_text = "é".repeat(40_000); // 80,000 bytes: cut to 65,534
     let changes = vec![
-        change("a", vec![("note", AttrValue::S(String::new())), ("bin", AttrValue::B(vec![0, 1, 254, 255]))]),
-        change("b", vec![("note", AttrValue::S(long_text.clone())), ("bin", AttrValue::B(vec![7; 40_000]))]),
+        change(
+            "a",
+            vec![("note", AttrValue::S(String::new().into())), ("bin", AttrValue::B(vec![0, 1, 254, 255]))],
+        ),
+        change(
+            "b",
+            vec![("note", AttrValue::S(long_text.clone().into())), ("bin", AttrValue::B(vec![7; 40_000]))],
+        ),
         change("c", vec![("note", AttrValue::S("quote \" and \\ backslash".into()))]),
     ];
     let mut catalog = Catalog::default();

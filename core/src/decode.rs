@@ -157,7 +157,7 @@ fn decode_export_line(
     let mut keys = Item::new();
     for name in names {
         let v = item.get(name).ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
-        keys.insert(name.clone(), v.clone());
+        keys.insert(name.as_str().into(), v.clone());
     }
     check_keys(&keys)?;
     Ok(Change {

@@ -5,10 +5,10 @@
 //! B-tree allocates a node of eleven slots even for a two-entry nested map, which made
 //! building items the larger part of decoding.
 
-use crate::value::AttrValue;
+use crate::value::{AttrValue, Text};
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Item(Vec<(String, AttrValue)>);
+pub struct Item(Vec<(Text, AttrValue)>);
 
 /// Two attributes of one map share a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,16 +20,16 @@ impl Item {
     }
 
     /// Builds an item from pairs in any order; refuses a repeated name.
-    pub fn from_unique(mut pairs: Vec<(String, AttrValue)>) -> Result<Item, DuplicateName> {
+    pub fn from_unique(mut pairs: Vec<(Text, AttrValue)>) -> Result<Item, DuplicateName> {
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
-            return Err(DuplicateName(w[0].0.clone()));
+            return Err(DuplicateName(w[0].0.to_string()));
         }
         Ok(Item(pairs))
     }
 
     /// Sets `name` to `value`; returns the value it replaces.
-    pub fn insert(&mut self, name: String, value: AttrValue) -> Option<AttrValue> {
+    pub fn insert(&mut self, name: Text, value: AttrValue) -> Option<AttrValue> {
         match self.0.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
@@ -68,7 +68,7 @@ impl Item {
         self.0.iter().map(|(n, v)| (n, v))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> + ExactSizeIterator {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Text> + ExactSizeIterator {
         self.0.iter().map(|(n, _)| n)
     }
 
@@ -79,18 +79,27 @@ impl Item {
     /// Approximate heap memory held by the item (names, values, nested items), for memory
     /// budgets.
     pub fn heap_bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<(String, AttrValue)>()
-            + self.0.iter().map(|(n, v)| n.capacity() + v.heap_bytes()).sum::<usize>()
+        self.0.capacity() * std::mem::size_of::<(Text, AttrValue)>()
+            + self.0.iter().map(|(n, v)| text_heap_bytes(n) + v.heap_bytes()).sum::<usize>()
+    }
+}
+
+/// Heap memory of a name or string value: none when it is stored inline.
+pub fn text_heap_bytes(t: &Text) -> usize {
+    if t.is_heap_allocated() {
+        t.capacity()
+    } else {
+        0
     }
 }
 
 pub type Iter<'a> = std::iter::Map<
-    std::slice::Iter<'a, (String, AttrValue)>,
-    fn(&'a (String, AttrValue)) -> (&'a String, &'a AttrValue),
+    std::slice::Iter<'a, (Text, AttrValue)>,
+    fn(&'a (Text, AttrValue)) -> (&'a Text, &'a AttrValue),
 >;
 
 impl<'a> IntoIterator for &'a Item {
-    type Item = (&'a String, &'a AttrValue);
+    type Item = (&'a Text, &'a AttrValue);
     type IntoIter = Iter<'a>;
     fn into_iter(self) -> Iter<'a> {
         self.iter()
@@ -98,34 +107,34 @@ impl<'a> IntoIterator for &'a Item {
 }
 
 impl IntoIterator for Item {
-    type Item = (String, AttrValue);
-    type IntoIter = std::vec::IntoIter<(String, AttrValue)>;
+    type Item = (Text, AttrValue);
+    type IntoIter = std::vec::IntoIter<(Text, AttrValue)>;
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
 }
 
 /// Like a map: a later pair with the same name replaces an earlier one.
-impl FromIterator<(String, AttrValue)> for Item {
-    fn from_iter<I: IntoIterator<Item = (String, AttrValue)>>(pairs: I) -> Item {
+impl<N: Into<Text>> FromIterator<(N, AttrValue)> for Item {
+    fn from_iter<I: IntoIterator<Item = (N, AttrValue)>>(pairs: I) -> Item {
         let mut item = Item::new();
         for (n, v) in pairs {
-            item.insert(n, v);
+            item.insert(n.into(), v);
         }
         item
     }
 }
 
-impl<const N: usize> From<[(String, AttrValue); N]> for Item {
-    fn from(pairs: [(String, AttrValue); N]) -> Item {
+impl<T: Into<Text>, const N: usize> From<[(T, AttrValue); N]> for Item {
+    fn from(pairs: [(T, AttrValue); N]) -> Item {
         pairs.into_iter().collect()
     }
 }
 
-impl Extend<(String, AttrValue)> for Item {
-    fn extend<I: IntoIterator<Item = (String, AttrValue)>>(&mut self, pairs: I) {
+impl<N: Into<Text>> Extend<(N, AttrValue)> for Item {
+    fn extend<I: IntoIterator<Item = (N, AttrValue)>>(&mut self, pairs: I) {
         for (n, v) in pairs {
-            self.insert(n, v);
+            self.insert(n.into(), v);
         }
     }
 }

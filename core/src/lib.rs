@@ -17,4 +17,4 @@ pub mod value;
 
 pub use change::{Change, EventKind, Op, Position, Version};
 pub use decode::{decode, DecodeContext, DecodeError};
-pub use value::{AttrValue, Item};
+pub use value::{AttrValue, Item, Text};

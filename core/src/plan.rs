@@ -112,7 +112,7 @@ pub fn register_table(
         return false;
     }
     let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
-    let keys = changes.first().map(|c| c.keys.keys().cloned().collect()).unwrap_or_default();
+    let keys = changes.first().map(|c| c.keys.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
     let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
     catalog.restore_table(table);
     true
@@ -203,7 +203,7 @@ mod tests {
         keys.insert("id".into(), AttrValue::S(key.into()));
         let mut image = keys.clone();
         for (k, v) in attrs {
-            image.insert(k.to_string(), v.clone());
+            image.insert((*k).into(), v.clone());
         }
         Change {
             table: "T".into(),

@@ -148,7 +148,7 @@ pub fn cell_for(ty: ColumnType, value: &AttrValue) -> Cell {
         (ColumnType::BigInt, AttrValue::N(n)) => n.to_i64().map(Cell::Int).unwrap_or(Cell::Null),
         (ColumnType::Decimal(_), AttrValue::N(n)) => Cell::Text(n.to_plain()),
         (ColumnType::Blob, AttrValue::B(b)) => Cell::Bytes(b.clone()),
-        (ColumnType::Text, AttrValue::S(s)) => Cell::Text(s.clone()),
+        (ColumnType::Text, AttrValue::S(s)) => Cell::Text(s.to_string()),
         (_, v) => Cell::Text(text_form(v)),
     }
 }
@@ -156,7 +156,7 @@ pub fn cell_for(ty: ColumnType, value: &AttrValue) -> Cell {
 /// The text a `varchar`-mode column holds for a value; `None` for NULL.
 pub fn text_form(value: &AttrValue) -> String {
     match value {
-        AttrValue::S(s) => s.clone(),
+        AttrValue::S(s) => s.to_string(),
         AttrValue::N(n) => n.to_string(),
         AttrValue::Bool(b) => b.to_string(),
         AttrValue::B(b) => base64_encode(b),

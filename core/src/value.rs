@@ -8,18 +8,22 @@ use serde::Deserialize;
 
 use crate::number::Number;
 
-pub use crate::item::Item;
+pub use crate::item::{text_heap_bytes, Item};
+
+/// Attribute names and string values: most are short, and short ones are stored inline, so
+/// decoding an item allocates per map and list rather than per string.
+pub type Text = compact_str::CompactString;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
-    S(String),
+    S(Text),
     N(Number),
     B(Vec<u8>),
     Bool(bool),
     Null,
     M(Item),
     L(Vec<AttrValue>),
-    Ss(Vec<String>),
+    Ss(Vec<Text>),
     Ns(Vec<Number>),
     Bs(Vec<Vec<u8>>),
 }
@@ -43,11 +47,11 @@ impl AttrValue {
 
     /// Approximate heap memory held by the value (not counting the value itself).
     pub fn heap_bytes(&self) -> usize {
-        let strings = |v: &Vec<String>| {
-            v.capacity() * std::mem::size_of::<String>() + v.iter().map(|s| s.capacity()).sum::<usize>()
+        let strings = |v: &Vec<Text>| {
+            v.capacity() * std::mem::size_of::<Text>() + v.iter().map(text_heap_bytes).sum::<usize>()
         };
         match self {
-            AttrValue::S(s) => s.capacity(),
+            AttrValue::S(s) => text_heap_bytes(s),
             AttrValue::B(b) => b.capacity(),
             AttrValue::N(_) | AttrValue::Bool(_) | AttrValue::Null => 0,
             AttrValue::M(m) => m.heap_bytes(),
@@ -91,7 +95,7 @@ impl AttrValue {
                 out.push(']');
             }
             AttrValue::Ss(set) => {
-                let mut sorted: Vec<&String> = set.iter().collect();
+                let mut sorted: Vec<&Text> = set.iter().collect();
                 sorted.sort();
                 write_array(out, sorted.into_iter().map(|s| s.as_str()), true);
             }
@@ -414,7 +418,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ItemOf, A::Error> {
         // Most nested maps hold a few attributes; top-level items grow by doubling.
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
-        while let Some(name) = map.next_key::<String>()? {
+        while let Some(name) = map.next_key::<Text>()? {
             let value: AttrValue = map.next_value()?;
             pairs.push((name, value));
         }

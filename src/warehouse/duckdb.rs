@@ -12,8 +12,8 @@ use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
 };
 
-use super::registry::{self, Field, Query};
 use super::duckdb_stage::{record_batch, ROWS_PER_RECORD_BATCH};
+use super::registry::{self, Field, Query};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
 
@@ -111,8 +111,10 @@ impl DuckDbWarehouse {
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
         for rows in plan.rows.chunks(ROWS_PER_RECORD_BATCH) {
-            let batch = record_batch(rows, columns)
-                .map_err(|e| WarehouseError::Query { context: "staging rows".into(), message: e.to_string() })?;
+            let batch = record_batch(rows, columns).map_err(|e| WarehouseError::Query {
+                context: "staging rows".into(),
+                message: e.to_string(),
+            })?;
             app.append_record_batch(batch).map_err(query_err("staging rows"))?;
         }
         app.flush().map_err(query_err("staging rows"))?;

@@ -24,7 +24,10 @@ pub enum StageError {
 
 /// The stage's columns: the six system columns, then one per staged cell, typed as
 /// `stage_columns` gives them (`VARCHAR`, `BIGINT`, `BOOLEAN` or `BLOB`).
-pub fn record_batch(rows: &[StagedRow], columns: &[(String, &'static str)]) -> Result<RecordBatch, StageError> {
+pub fn record_batch(
+    rows: &[StagedRow],
+    columns: &[(String, &'static str)],
+) -> Result<RecordBatch, StageError> {
     let mut fields = Vec::with_capacity(columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     let text = |f: &dyn Fn(&StagedRow) -> &str| {
@@ -55,7 +58,12 @@ pub fn record_batch(rows: &[StagedRow], columns: &[(String, &'static str)]) -> R
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| StageError::Arrow(e.to_string()))
 }
 
-fn cell_column(rows: &[StagedRow], index: usize, name: &str, ty: &'static str) -> Result<ArrayRef, StageError> {
+fn cell_column(
+    rows: &[StagedRow],
+    index: usize,
+    name: &str,
+    ty: &'static str,
+) -> Result<ArrayRef, StageError> {
     let mismatch = |cell: &Cell| StageError::CellMismatch {
         column: name.to_string(),
         ty,

@@ -50,14 +50,14 @@ pub fn expected(
                 }
                 match mode {
                     ColumnMode::Typed => {
-                        row.insert(attr.clone(), typed_logical(v));
+                        row.insert(attr.to_string(), typed_logical(v));
                     }
                     ColumnMode::Varchar => {
-                        row.insert(attr.clone(), Logical::Text(text_form(v)));
+                        row.insert(attr.to_string(), Logical::Text(text_form(v)));
                     }
                     ColumnMode::Document => {
-                        if keys.get(table).is_some_and(|k| k.contains(attr)) {
-                            row.insert(attr.clone(), typed_logical(v));
+                        if keys.get(table).is_some_and(|k| k.iter().any(|n| n == attr)) {
+                            row.insert(attr.to_string(), typed_logical(v));
                         }
                     }
                 }
@@ -74,7 +74,7 @@ pub fn expected(
 
 fn typed_logical(v: &AttrValue) -> Logical {
     match v {
-        AttrValue::S(s) => Logical::S(s.clone()),
+        AttrValue::S(s) => Logical::S(s.to_string()),
         AttrValue::N(n) => Logical::N(n.to_string()),
         AttrValue::B(b) => Logical::B(b.clone()),
         AttrValue::Bool(b) => Logical::Bool(*b),
