@@ -4,6 +4,7 @@
 //! 9.99…E+125. They never pass through a float here: the digits and a decimal exponent are
 //! kept as they are, so every value round-trips exactly.
 
+use crate::value::Text;
 use std::fmt;
 
 /// Largest number of significant digits DynamoDB stores.
@@ -190,40 +191,43 @@ impl Number {
     }
 
     /// Plain decimal notation (no exponent); used where a column holds the value as DECIMAL.
-    pub fn to_plain(&self) -> String {
-        if self.is_zero() {
-            return "0".into();
-        }
-        let mut out = String::with_capacity(usize::from(self.len) + 4);
+    /// Most numbers are short enough to be stored inline, without an allocation.
+    pub fn to_plain(&self) -> Text {
+        let mut out = Text::with_capacity(usize::from(self.len) + 4);
         self.write_plain(&mut out);
         out
     }
 
     /// Appends the plain notation to `out` (see `to_plain`).
-    pub fn write_plain(&self, out: &mut String) {
+    pub fn write_plain(&self, out: &mut impl fmt::Write) {
+        // Writing to a string or a formatter's buffer does not fail on its own.
+        let _ = self.try_write_plain(out);
+    }
+
+    fn try_write_plain(&self, out: &mut impl fmt::Write) -> fmt::Result {
         if self.is_zero() {
-            out.push('0');
-            return;
+            return out.write_char('0');
         }
+        let zeros = |out: &mut dyn fmt::Write, n: usize| (0..n).try_for_each(|_| out.write_char('0'));
         let digits = self.digits();
         let digits = digits.as_str();
         if self.negative {
-            out.push('-');
+            out.write_char('-')?;
         }
         if self.exponent >= 0 {
-            out.push_str(digits);
-            out.extend(std::iter::repeat_n('0', self.exponent as usize));
+            out.write_str(digits)?;
+            zeros(out, self.exponent as usize)
         } else {
             let scale = (-self.exponent) as usize;
             if digits.len() > scale {
                 let (i, f) = digits.split_at(digits.len() - scale);
-                out.push_str(i);
-                out.push('.');
-                out.push_str(f);
+                out.write_str(i)?;
+                out.write_char('.')?;
+                out.write_str(f)
             } else {
-                out.push_str("0.");
-                out.extend(std::iter::repeat_n('0', scale - digits.len()));
-                out.push_str(digits);
+                out.write_str("0.")?;
+                zeros(out, scale - digits.len())?;
+                out.write_str(digits)
             }
         }
     }
@@ -247,7 +251,7 @@ impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plain_len = self.integer_digits().max(1) + self.scale();
         if plain_len <= 48 {
-            return f.write_str(&self.to_plain());
+            return self.try_write_plain(f);
         }
         if self.negative {
             f.write_str("-")?;

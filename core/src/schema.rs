@@ -173,7 +173,7 @@ impl TableSchema {
                     }
                 }
                 if let Some(doc) = self.document_column() {
-                    cells.push((doc, Cell::Text(item_to_plain_json(image))));
+                    cells.push((doc, Cell::Text(item_to_plain_json(image).into())));
                 }
                 cells
             }

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::number::Number;
-use crate::value::{base64_encode, AttrValue};
+use crate::value::{base64_encode, AttrValue, Text};
+use compact_str::ToCompactString as _;
 
 /// How a table's attributes become columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -136,7 +137,7 @@ fn number_candidates(n: &Number) -> Vec<ColumnType> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
     Null,
-    Text(String),
+    Text(Text),
     Int(i64),
     Bytes(Vec<u8>),
 }
@@ -148,19 +149,19 @@ pub fn cell_for(ty: ColumnType, value: &AttrValue) -> Cell {
         (ColumnType::BigInt, AttrValue::N(n)) => n.to_i64().map(Cell::Int).unwrap_or(Cell::Null),
         (ColumnType::Decimal(_), AttrValue::N(n)) => Cell::Text(n.to_plain()),
         (ColumnType::Blob, AttrValue::B(b)) => Cell::Bytes(b.clone()),
-        (ColumnType::Text, AttrValue::S(s)) => Cell::Text(s.to_string()),
+        (ColumnType::Text, AttrValue::S(s)) => Cell::Text(s.clone()),
         (_, v) => Cell::Text(text_form(v)),
     }
 }
 
 /// The text a `varchar`-mode column holds for a value; `None` for NULL.
-pub fn text_form(value: &AttrValue) -> String {
+pub fn text_form(value: &AttrValue) -> Text {
     match value {
-        AttrValue::S(s) => s.to_string(),
-        AttrValue::N(n) => n.to_string(),
-        AttrValue::Bool(b) => b.to_string(),
-        AttrValue::B(b) => base64_encode(b),
-        other => other.to_plain_json(),
+        AttrValue::S(s) => s.clone(),
+        AttrValue::N(n) => n.to_compact_string(),
+        AttrValue::Bool(b) => Text::const_new(if *b { "true" } else { "false" }),
+        AttrValue::B(b) => base64_encode(b).into(),
+        other => other.to_plain_json().into(),
     }
 }
 

@@ -52,7 +52,7 @@ fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String
             values.extend(row.cells.iter().map(|c| match c {
                 Cell::Null => "NULL".to_string(),
                 Cell::Int(i) => i.to_string(),
-                Cell::Text(s) => redshift_literal(&Param::Text(s.clone())),
+                Cell::Text(s) => redshift_literal(&Param::Text(s.to_string())),
                 Cell::Bytes(b) => redshift_literal(&Param::Text(hex_encode(b))),
             }));
             format!("({})", values.join(", "))

@@ -376,7 +376,7 @@ async fn load_stage(
                          stored with U+FFFD in its place; the original value is kept here",
                         row.key_text
                     ),
-                    raw: original.clone().into_bytes(),
+                    raw: original.as_bytes().to_vec(),
                 });
             }
         }

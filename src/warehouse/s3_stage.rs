@@ -114,7 +114,7 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
                     continue;
                 }
                 Cell::Bytes(b) => hex_encode(b),
-                Cell::Text(s) => s.clone(),
+                Cell::Text(s) => s.to_string(),
             };
             if text.len() <= MAX_VARCHAR_BYTES {
                 write_json_string(&mut line, &text);

@@ -53,7 +53,7 @@ pub fn expected(
                         row.insert(attr.to_string(), typed_logical(v));
                     }
                     ColumnMode::Varchar => {
-                        row.insert(attr.to_string(), Logical::Text(text_form(v)));
+                        row.insert(attr.to_string(), Logical::Text(text_form(v).to_string()));
                     }
                     ColumnMode::Document => {
                         if keys.get(table).is_some_and(|k| k.iter().any(|n| n == attr)) {
