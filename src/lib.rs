@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod planner;
 pub mod run;
 pub mod runtime;
+pub mod size;
 pub mod source;
 pub mod warehouse;
 pub mod workload;
