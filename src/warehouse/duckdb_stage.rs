@@ -18,6 +18,9 @@ pub enum StageError {
     /// A staged value that does not fit its stage column; the planner never produces one.
     #[error("stage column {column} ({ty}) cannot hold a {cell} value")]
     CellMismatch { column: String, ty: &'static str, cell: &'static str },
+    /// A staged row shorter than the stage; the planner never produces one either.
+    #[error("a staged row has no cell for stage column {0}")]
+    MissingCell(String),
     #[error("building the stage's record batch: {0}")]
     Arrow(String),
 }
@@ -64,24 +67,27 @@ fn cell_column(
     name: &str,
     ty: &'static str,
 ) -> Result<ArrayRef, StageError> {
-    let mismatch = |cell: &Cell| StageError::CellMismatch {
-        column: name.to_string(),
-        ty,
-        cell: match cell {
-            Cell::Null => "NULL",
-            Cell::Text(_) => "text",
-            Cell::Int(_) => "integer",
-            Cell::Bytes(_) => "binary",
+    let mismatch = |cell: Option<&Cell>| match cell {
+        None => StageError::MissingCell(name.to_string()),
+        Some(cell) => StageError::CellMismatch {
+            column: name.to_string(),
+            ty,
+            cell: match cell {
+                Cell::Null => "NULL",
+                Cell::Text(_) => "text",
+                Cell::Int(_) => "integer",
+                Cell::Bytes(_) => "binary",
+            },
         },
     };
-    let cells = rows.iter().map(|r| &r.cells[index]);
+    let cells = rows.iter().map(|r| r.cells.get(index));
     Ok(match ty {
         "BIGINT" => {
             let mut b = Int64Builder::with_capacity(rows.len());
             for c in cells {
                 match c {
-                    Cell::Int(v) => b.append_value(*v),
-                    Cell::Null => b.append_null(),
+                    Some(Cell::Int(v)) => b.append_value(*v),
+                    Some(Cell::Null) => b.append_null(),
                     other => return Err(mismatch(other)),
                 }
             }
@@ -91,8 +97,8 @@ fn cell_column(
             let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
             for c in cells {
                 match c {
-                    Cell::Bytes(v) => b.append_value(v),
-                    Cell::Null => b.append_null(),
+                    Some(Cell::Bytes(v)) => b.append_value(v),
+                    Some(Cell::Null) => b.append_null(),
                     other => return Err(mismatch(other)),
                 }
             }
@@ -102,12 +108,63 @@ fn cell_column(
             let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
             for c in cells {
                 match c {
-                    Cell::Text(v) => b.append_value(v),
-                    Cell::Null => b.append_null(),
+                    Some(Cell::Text(v)) => b.append_value(v),
+                    Some(Cell::Null) => b.append_null(),
                     other => return Err(mismatch(other)),
                 }
             }
             Arc::new(b.finish())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duckdb::arrow::array::{Array, AsArray};
+    use duckdb::arrow::datatypes::{DataType, Int64Type};
+    use dynashift_core::change::{EventKind, Version};
+    use dynashift_core::plan::RowOp;
+
+    fn row(cells: Vec<Cell>) -> StagedRow {
+        StagedRow {
+            key_text: "k".into(),
+            version: Version::new(7, None),
+            event: EventKind::Modify,
+            op: RowOp::Upsert,
+            deleted: false,
+            cells,
+        }
+    }
+
+    fn columns(cells: &[&'static str]) -> Vec<(String, &'static str)> {
+        let system = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN"];
+        let names = ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_op", "_ddb_deleted"];
+        let mut cols: Vec<(String, &'static str)> = names.iter().map(|n| n.to_string()).zip(system).collect();
+        cols.extend(cells.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)));
+        cols
+    }
+
+    #[test]
+    fn cells_become_typed_columns_with_nulls() {
+        let rows = vec![
+            row(vec![Cell::Text("a".into()), Cell::Int(5), Cell::Bytes(vec![1, 2])]),
+            row(vec![Cell::Null, Cell::Null, Cell::Null]),
+        ];
+        let batch = record_batch(&rows, &columns(&["VARCHAR", "BIGINT", "BLOB"])).unwrap();
+        assert_eq!((batch.num_rows(), batch.num_columns()), (2, 9));
+        assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), 7);
+        assert_eq!(batch.column(6).as_string::<i32>().value(0), "a");
+        assert_eq!(batch.column(7).as_primitive::<Int64Type>().value(0), 5);
+        assert_eq!(batch.column(8).data_type(), &DataType::Binary);
+        assert!((6..9).all(|c| batch.column(c).is_null(1)));
+    }
+
+    #[test]
+    fn a_cell_that_does_not_fit_its_column_is_an_error() {
+        let e = record_batch(&[row(vec![Cell::Text("x".into())])], &columns(&["BIGINT"])).unwrap_err();
+        assert_eq!(e.to_string(), "stage column c0 (BIGINT) cannot hold a text value");
+        let e = record_batch(&[row(vec![])], &columns(&["VARCHAR"])).unwrap_err();
+        assert_eq!(e.to_string(), "a staged row has no cell for stage column c0");
+    }
 }
