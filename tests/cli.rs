@@ -177,7 +177,7 @@ fn follow_tails_new_lines_and_stops_cleanly_on_sigint() {
         "[source]\nkind = \"file\"\npath = \"live.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"live.duckdb\"\n",
     )
     .unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .current_dir(dir.path())
         .args(["run", "--follow", "--config", "live.toml"])
         .stdout(std::process::Stdio::piped())
@@ -189,7 +189,7 @@ fn follow_tails_new_lines_and_stops_cleanly_on_sigint() {
     writeln!(f, "{}", record("b", 1764000000001)).unwrap();
     drop(f);
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    support::wait_until_sigint_is_caught(child.id());
+    support::wait_until_signals_are_caught(&mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let started = std::time::Instant::now();

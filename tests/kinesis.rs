@@ -144,8 +144,8 @@ fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
 }
 
 /// Stops `run` with `signal` (SIGINT or SIGTERM); returns what it logged.
-fn interrupt(run: Child, signal: i32) -> String {
-    support::wait_until_sigint_is_caught(run.id());
+fn interrupt(mut run: Child, signal: i32) -> String {
+    support::wait_until_signals_are_caught(&mut run);
     // SAFETY: kill sends a signal to our own child process.
     unsafe { libc::kill(run.id() as i32, signal) };
     let stopping = Instant::now();

@@ -3,20 +3,21 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, BinaryBuilder, BooleanBuilder, Int64Builder, StringBuilder};
+use duckdb::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder};
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use dynashift_core::plan::StagedRow;
 use dynashift_core::types::Cell;
 
 /// Rows per record batch: large enough to amortise each call, small enough that the copy
-/// stays a fraction of the batch's own memory.
+/// stays a fraction of the batch's own memory. Text and binary columns use 64-bit offsets, so
+/// no size of value or batch overflows them.
 pub const ROWS_PER_RECORD_BATCH: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
     /// A staged value that does not fit its stage column; the planner never produces one.
-    #[error("stage column {column} ({ty}) cannot hold a {cell} value")]
+    #[error("stage column {column} ({ty}) cannot hold {cell}")]
     CellMismatch { column: String, ty: &'static str, cell: &'static str },
     /// A staged row shorter than the stage; the planner never produces one either.
     #[error("a staged row has no cell for stage column {0}")]
@@ -34,7 +35,7 @@ pub fn record_batch(
     let mut fields = Vec::with_capacity(columns.len());
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     let text = |f: &dyn Fn(&StagedRow) -> &str| {
-        let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+        let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * 16);
         rows.iter().for_each(|r| b.append_value(f(r)));
         Arc::new(b.finish()) as ArrayRef
     };
@@ -75,8 +76,8 @@ fn cell_column(
             cell: match cell {
                 Cell::Null => "NULL",
                 Cell::Text(_) => "text",
-                Cell::Int(_) => "integer",
-                Cell::Bytes(_) => "binary",
+                Cell::Int(_) => "an integer",
+                Cell::Bytes(_) => "binary data",
             },
         },
     };
@@ -94,7 +95,7 @@ fn cell_column(
             Arc::new(b.finish())
         }
         "BLOB" => {
-            let mut b = BinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
+            let mut b = LargeBinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
             for c in cells {
                 match c {
                     Some(Cell::Bytes(v)) => b.append_value(v),
@@ -105,7 +106,7 @@ fn cell_column(
             Arc::new(b.finish())
         }
         _ => {
-            let mut b = StringBuilder::with_capacity(rows.len(), rows.len() * 16);
+            let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * 16);
             for c in cells {
                 match c {
                     Some(Cell::Text(v)) => b.append_value(v),
@@ -154,16 +155,16 @@ mod tests {
         let batch = record_batch(&rows, &columns(&["VARCHAR", "BIGINT", "BLOB"])).unwrap();
         assert_eq!((batch.num_rows(), batch.num_columns()), (2, 9));
         assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), 7);
-        assert_eq!(batch.column(6).as_string::<i32>().value(0), "a");
+        assert_eq!(batch.column(6).as_string::<i64>().value(0), "a");
         assert_eq!(batch.column(7).as_primitive::<Int64Type>().value(0), 5);
-        assert_eq!(batch.column(8).data_type(), &DataType::Binary);
+        assert_eq!(batch.column(8).data_type(), &DataType::LargeBinary);
         assert!((6..9).all(|c| batch.column(c).is_null(1)));
     }
 
     #[test]
     fn a_cell_that_does_not_fit_its_column_is_an_error() {
         let e = record_batch(&[row(vec![Cell::Text("x".into())])], &columns(&["BIGINT"])).unwrap_err();
-        assert_eq!(e.to_string(), "stage column c0 (BIGINT) cannot hold a text value");
+        assert_eq!(e.to_string(), "stage column c0 (BIGINT) cannot hold text");
         let e = record_batch(&[row(vec![])], &columns(&["VARCHAR"])).unwrap_err();
         assert_eq!(e.to_string(), "a staged row has no cell for stage column c0");
     }

@@ -289,21 +289,30 @@ pub fn kill_and_restart(
     killed_mid_run
 }
 
-/// Waits until process `pid` catches SIGINT (its handler is installed), so that a signal sent
-/// next exercises the clean stop rather than racing the process's start-up.
-pub fn wait_until_sigint_is_caught(pid: u32) {
+/// Waits until `child` catches SIGINT and SIGTERM (its handlers are installed), so that a
+/// signal sent next exercises the clean stop rather than racing the process's start-up. Reads
+/// the caught-signal mask from `/proc` (the tests run on Linux).
+pub fn wait_until_signals_are_caught(child: &mut std::process::Child) {
+    let wanted: u64 = (1 << (libc::SIGINT - 1)) | (1 << (libc::SIGTERM - 1));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("process {} ended ({status}) before it installed its signal handlers", child.id());
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
         let caught = status
             .lines()
             .find_map(|l| l.strip_prefix("SigCgt:"))
             .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
             .unwrap_or(0);
-        if caught & (1 << (libc::SIGINT - 1)) != 0 {
+        if caught & wanted == wanted {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "process {pid} never installed its SIGINT handler");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process {} never installed its signal handlers",
+            child.id()
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
