@@ -127,17 +127,14 @@ pub enum TargetConfig {
     Redshift(Box<RedshiftTargetConfig>),
 }
 
-/// Default `max_batch_memory` with the embedded DuckDB, whose own buffers share the process.
-pub const EMBEDDED_BATCH_MEMORY: &str = "64MB";
-/// Default `max_batch_memory` with a server warehouse: the process holds only batches, and
-/// larger ones fold more changes to a key into one row (about 15% faster into PostgreSQL).
-pub const SERVER_BATCH_MEMORY: &str = "128MB";
-
 impl TargetConfig {
+    /// `max_batch_memory` when unset: the embedded DuckDB's own buffers share the process, so
+    /// it gets less; with a server warehouse the process holds only batches, and larger ones
+    /// fold more changes to a key into one row (about 15% faster into PostgreSQL).
     pub fn default_batch_memory(&self) -> &'static str {
         match self {
-            TargetConfig::Duckdb(_) => EMBEDDED_BATCH_MEMORY,
-            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => SERVER_BATCH_MEMORY,
+            TargetConfig::Duckdb(_) => "64MB",
+            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => "128MB",
         }
     }
 
@@ -342,7 +339,7 @@ pub struct Defaults {
     #[serde(default = "default_max_batch_records")]
     pub max_batch_records: usize,
     /// ... and up to about this much memory of held changes (a size such as "64MB"). Unset,
-    /// it depends on the target (see `TargetConfig::default_batch_memory`).
+    /// it depends on the target (`Config::max_batch_memory_bytes`).
     #[serde(default)]
     pub max_batch_memory: Option<String>,
     /// Glob patterns of DynamoDB table names to replicate (all when empty).
@@ -359,14 +356,6 @@ fn default_batch_size() -> usize {
 
 fn default_max_batch_records() -> usize {
     500_000
-}
-
-impl Defaults {
-    /// `max_batch_memory` in bytes (validated when the config was loaded).
-    pub fn max_batch_memory_bytes(&self) -> usize {
-        let size = self.max_batch_memory.as_deref().unwrap_or(EMBEDDED_BATCH_MEMORY);
-        parse_size(size).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)
-    }
 }
 
 impl Default for Defaults {
@@ -406,12 +395,16 @@ impl Config {
 
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let invalid = |message: String| ConfigError::Invalid { path: path.to_path_buf(), message };
-        let mut config: Config = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
+        let config: Config = toml::from_str(text).map_err(|e| invalid(one_line(&e.to_string())))?;
         config.validate().map_err(invalid)?;
-        if config.defaults.max_batch_memory.is_none() {
-            config.defaults.max_batch_memory = Some(config.target.default_batch_memory().to_string());
-        }
         Ok(config)
+    }
+
+    /// `defaults.max_batch_memory` in bytes, or the target's default when unset (validated
+    /// when the config was loaded).
+    pub fn max_batch_memory_bytes(&self) -> usize {
+        let size = self.defaults.max_batch_memory.as_deref().unwrap_or(self.target.default_batch_memory());
+        parse_size(size).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -540,15 +533,15 @@ mod tests {
         assert!(e.contains("max_batch_memory") && e.contains("plenty"), "{e}");
         let c =
             parse(&format!("{MIN}[defaults]\nmax_batch_memory = \"2MiB\"\nmax_batch_records = 9\n")).unwrap();
-        assert_eq!((c.defaults.max_batch_memory_bytes(), c.defaults.max_batch_records), (2 * 1024 * 1024, 9));
-        assert_eq!(parse(MIN).unwrap().defaults.max_batch_memory_bytes(), 64_000_000);
+        assert_eq!((c.max_batch_memory_bytes(), c.defaults.max_batch_records), (2 * 1024 * 1024, 9));
+        assert_eq!(parse(MIN).unwrap().max_batch_memory_bytes(), 64_000_000);
         // A server warehouse holds batches only, so it gets the larger default; an explicit
         // size still wins.
         let pg =
             MIN.replace("kind = \"duckdb\"\npath = \"q.duckdb\"", "kind = \"postgres\"\nurl = \"host=db\"");
-        assert_eq!(parse(&pg).unwrap().defaults.max_batch_memory_bytes(), 128_000_000);
+        assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 128_000_000);
         let pg = format!("{pg}[defaults]\nmax_batch_memory = \"32MB\"\n");
-        assert_eq!(parse(&pg).unwrap().defaults.max_batch_memory_bytes(), 32_000_000);
+        assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 32_000_000);
     }
 
     #[test]

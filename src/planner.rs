@@ -99,7 +99,7 @@ impl Planner {
     pub fn pending_full(&self) -> bool {
         let d = &self.config.defaults;
         self.pending.records >= d.max_batch_records.max(d.batch_size) as u64
-            || self.pending.newest.weight() >= d.max_batch_memory_bytes()
+            || self.pending.newest.weight() >= self.config.max_batch_memory_bytes()
     }
 
     /// Decodes `records` and folds them into the pending batch.
@@ -116,7 +116,6 @@ impl Planner {
         }
         let decoded = decode_all(&self.context, &records);
         drop(records);
-        let pending = &mut self.pending;
         for result in decoded {
             match result {
                 Ok((change, weight)) => {

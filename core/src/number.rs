@@ -236,12 +236,8 @@ impl Number {
 impl Number {
     /// Appends the canonical text (see `Display`) to `out` without a temporary string.
     pub fn write_canonical(&self, out: &mut String) {
-        if self.integer_digits().max(1) + self.scale() <= 48 {
-            self.write_plain(out);
-        } else {
-            use fmt::Write as _;
-            let _ = write!(out, "{self}");
-        }
+        use fmt::Write as _;
+        let _ = write!(out, "{self}");
     }
 }
 

@@ -196,6 +196,9 @@ pub fn schema_changes(
     out
 }
 
+/// How many control columns lead every stage (see `stage_columns`).
+pub const STAGE_CONTROL_COLUMNS: usize = 6;
+
 /// Staging columns: fixed control columns, then `c0, c1, …` for the staged data columns.
 pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) -> Vec<(String, &'static str)> {
     let mut cols: Vec<(String, &'static str)> = vec![

@@ -7,6 +7,7 @@ use duckdb::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBu
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use dynashift_core::plan::StagedRow;
+use dynashift_core::sql::STAGE_CONTROL_COLUMNS;
 use dynashift_core::types::Cell;
 
 /// Rows per record batch: large enough to amortise each call, small enough that the copy
@@ -26,7 +27,7 @@ pub enum StageError {
     Arrow(String),
 }
 
-/// The stage's columns: the six system columns, then one per staged cell, typed as
+/// The stage's columns: the control columns, then one per staged cell, typed as
 /// `stage_columns` gives them (`VARCHAR`, `BIGINT`, `BOOLEAN` or `BLOB`).
 pub fn record_batch(
     rows: &[StagedRow],
@@ -53,8 +54,8 @@ pub fn record_batch(
         rows.iter().for_each(|r| b.append_value(r.deleted));
         Arc::new(b.finish())
     });
-    for (i, (name, ty)) in columns.iter().enumerate().skip(6) {
-        arrays.push(cell_column(rows, i - 6, name, ty)?);
+    for (index, (name, ty)) in columns.iter().skip(STAGE_CONTROL_COLUMNS).enumerate() {
+        arrays.push(cell_column(rows, index, name, ty)?);
     }
     for ((name, _), array) in columns.iter().zip(&arrays) {
         fields.push(Field::new(name, array.data_type().clone(), true));
