@@ -17,7 +17,7 @@ use aws_sdk_dynamodb::types::{
 use dynashift::aws::{sdk_config, AwsSettings};
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift_core::types::ColumnMode;
-use dynashift_core::value::{key_text, write_json_string, Item, ItemOf};
+use dynashift_core::value::{key_text, write_json_string, Item};
 use support::moto::MotoServer;
 use support::pg::PgServer;
 
@@ -176,7 +176,7 @@ impl Dynamo {
         out.items()
             .iter()
             .map(|raw| {
-                let item: Item = serde_json::from_str::<ItemOf>(&object(raw)).unwrap().0;
+                let item = Item::from_typed_json(&object(raw)).unwrap();
                 let key: Item = keys.iter().map(|k| (k.to_string(), item.get(k).unwrap().clone())).collect();
                 (key_text(&key), item)
             })

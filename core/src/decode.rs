@@ -8,10 +8,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
 use crate::change::{Change, EventKind, Op, Position, Version};
-use crate::value::{key_text, AttrValue, Item, ItemOf};
+use crate::json::{JsonResult, Reader};
+use crate::typed_json::{read_item, Scratch};
+use crate::value::{key_text, AttrValue, Item};
 
 /// What the decoder needs to know beyond the record itself.
 #[derive(Debug, Clone, Default)]
@@ -53,54 +53,154 @@ pub enum DecodeError {
     MissingKeyAttribute(String),
 }
 
-// Envelope strings are borrowed from the record when they hold no escapes (they never do in
-// practice): one allocation fewer per field and record.
-#[derive(Deserialize)]
+/// The fields of a record that decoding reads; everything else is checked and skipped.
+/// Strings are borrowed from the record when they hold no escapes (they never do in practice).
+#[derive(Default)]
 struct Envelope<'a> {
-    #[serde(rename = "eventName", borrow)]
     event_name: Option<Cow<'a, str>>,
-    #[serde(rename = "tableName", borrow)]
     table_name: Option<Cow<'a, str>>,
-    #[serde(rename = "eventSourceARN", borrow)]
     event_source_arn: Option<Cow<'a, str>>,
-    #[serde(rename = "userIdentity", borrow)]
-    user_identity: Option<UserIdentity<'a>>,
-    #[serde(borrow)]
-    dynamodb: Option<StreamRecord<'a>>,
-    #[serde(rename = "Item")]
-    item: Option<ItemOf>,
-}
-
-#[derive(Deserialize)]
-struct UserIdentity<'a> {
-    #[serde(rename = "principalId", borrow)]
     principal_id: Option<Cow<'a, str>>,
+    dynamodb: Option<StreamRecord<'a>>,
+    item: Option<Item>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[derive(Default)]
 struct StreamRecord<'a> {
-    approximate_creation_date_time: Option<serde_json::Number>,
-    #[serde(borrow)]
-    approximate_creation_date_time_precision: Option<Cow<'a, str>>,
-    keys: Option<ItemOf>,
-    new_image: Option<ItemOf>,
-    /// Kept as raw JSON: only deletes need it, so most records never parse it.
-    #[serde(borrow)]
-    old_image: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow)]
+    /// `ApproximateCreationDateTime`'s number text.
+    creation_time: Option<&'a str>,
+    creation_time_precision: Option<Cow<'a, str>>,
+    keys: Option<Item>,
+    new_image: Option<Item>,
+    /// Kept as checked raw JSON: only deletes need it, so most records never build it.
+    old_image: Option<&'a str>,
     sequence_number: Option<Cow<'a, str>>,
+}
+
+/// Fields seen so far in one object: a field given twice is an error, not a silent choice.
+#[derive(Default)]
+struct Seen(Vec<&'static str>);
+
+impl Seen {
+    fn first(&mut self, r: &Reader<'_>, field: &'static str) -> JsonResult<()> {
+        if self.0.contains(&field) {
+            return Err(r.error(format!("duplicate field `{field}`")));
+        }
+        self.0.push(field);
+        Ok(())
+    }
+}
+
+/// A field that may be `null`, read by `read` otherwise.
+fn optional<'a, T>(
+    r: &mut Reader<'a>,
+    read: impl FnOnce(&mut Reader<'a>) -> JsonResult<T>,
+) -> JsonResult<Option<T>> {
+    if r.null()? {
+        return Ok(None);
+    }
+    read(r).map(Some)
+}
+
+fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<Envelope<'a>> {
+    let mut env = Envelope::default();
+    let mut seen = Seen::default();
+    r.object(|r, name| {
+        let (slot, field) = match name.as_ref() {
+            "eventName" => (&mut env.event_name, "eventName"),
+            "tableName" => (&mut env.table_name, "tableName"),
+            "eventSourceARN" => (&mut env.event_source_arn, "eventSourceARN"),
+            "userIdentity" => {
+                seen.first(r, "userIdentity")?;
+                env.principal_id = optional(r, read_principal)?.flatten();
+                return Ok(());
+            }
+            "dynamodb" => {
+                seen.first(r, "dynamodb")?;
+                env.dynamodb = optional(r, |r| read_stream_record(r, scratch))?;
+                return Ok(());
+            }
+            "Item" => {
+                seen.first(r, "Item")?;
+                env.item = optional(r, |r| read_item(r, scratch))?;
+                return Ok(());
+            }
+            _ => return r.skip(),
+        };
+        seen.first(r, field)?;
+        *slot = optional(r, Reader::string)?;
+        Ok(())
+    })?;
+    r.end()?;
+    Ok(env)
+}
+
+fn read_principal<'a>(r: &mut Reader<'a>) -> JsonResult<Option<Cow<'a, str>>> {
+    let mut principal = None;
+    let mut seen = Seen::default();
+    r.object(|r, name| {
+        if name != "principalId" {
+            return r.skip();
+        }
+        seen.first(r, "principalId")?;
+        principal = optional(r, Reader::string)?;
+        Ok(())
+    })?;
+    Ok(principal)
+}
+
+fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<StreamRecord<'a>> {
+    let mut rec = StreamRecord::default();
+    let mut seen = Seen::default();
+    r.object(|r, name| {
+        match name.as_ref() {
+            "ApproximateCreationDateTime" => {
+                seen.first(r, "ApproximateCreationDateTime")?;
+                rec.creation_time = optional(r, Reader::number)?;
+            }
+            "ApproximateCreationDateTimePrecision" => {
+                seen.first(r, "ApproximateCreationDateTimePrecision")?;
+                rec.creation_time_precision = optional(r, Reader::string)?;
+            }
+            "Keys" => {
+                seen.first(r, "Keys")?;
+                rec.keys = optional(r, |r| read_item(r, scratch))?;
+            }
+            "NewImage" => {
+                seen.first(r, "NewImage")?;
+                rec.new_image = optional(r, |r| read_item(r, scratch))?;
+            }
+            "OldImage" => {
+                seen.first(r, "OldImage")?;
+                rec.old_image = optional(r, Reader::raw)?;
+            }
+            "SequenceNumber" => {
+                seen.first(r, "SequenceNumber")?;
+                rec.sequence_number = optional(r, Reader::string)?;
+            }
+            _ => r.skip()?,
+        }
+        Ok(())
+    })?;
+    Ok(rec)
+}
+
+thread_local! {
+    /// Reused from record to record: it is empty between records and keeps its capacity.
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// The principal DynamoDB's TTL process deletes as.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
 pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Change, DecodeError> {
-    // One UTF-8 check of the whole record (a few GB/s) is cheaper than serde_json's check of
-    // every string it reads from bytes.
+    // One UTF-8 check of the whole record (several GB/s); after it, every slice the reader
+    // cuts at an ASCII delimiter is valid text.
     let text = std::str::from_utf8(raw).map_err(|bad| DecodeError::InvalidUtf8(bad.valid_up_to()))?;
-    let env: Envelope = serde_json::from_str(text).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if let Some(ItemOf(item)) = env.item {
+    let env = SCRATCH
+        .with_borrow_mut(|scratch| read_envelope(&mut Reader::new(text), scratch))
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if let Some(item) = env.item {
         return decode_export_line(item, env.table_name.map(Cow::into_owned), position, ctx);
     }
     let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;
@@ -113,19 +213,16 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
         .or_else(|| ctx.default_table.clone())
         .ok_or(DecodeError::MissingTable)?;
     let rec = env.dynamodb.ok_or(DecodeError::MissingStreamRecord)?;
-    let keys = rec.keys.ok_or(DecodeError::MissingKeys)?.0;
+    let keys = rec.keys.ok_or(DecodeError::MissingKeys)?;
     check_keys(&keys)?;
-    let micros = creation_micros(
-        rec.approximate_creation_date_time.as_ref(),
-        rec.approximate_creation_date_time_precision.as_deref(),
-    )
-    .ok_or(DecodeError::MissingTime)?;
+    let micros = creation_micros(rec.creation_time, rec.creation_time_precision.as_deref())
+        .ok_or(DecodeError::MissingTime)?;
     let version = Version::new(micros, rec.sequence_number.as_deref());
-    let ttl = env.user_identity.and_then(|u| u.principal_id).is_some_and(|p| p == TTL_PRINCIPAL);
+    let ttl = env.principal_id.is_some_and(|p| p == TTL_PRINCIPAL);
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
-            let mut image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?.0;
+            let mut image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?;
             for (k, v) in &keys {
                 if !image.contains_key(k) {
                     image.insert(k.clone(), v.clone());
@@ -136,11 +233,9 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
         Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
     };
     let old_image = match rec.old_image {
-        Some(raw) if event.is_delete() => Some(
-            serde_json::from_str::<ItemOf>(raw.get())
-                .map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?
-                .0,
-        ),
+        Some(raw) if event.is_delete() => {
+            Some(Item::from_typed_json(raw).map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?)
+        }
         _ => None,
     };
     Ok(Change { table, key_text: key_text(&keys), keys, new_image, old_image, event, version, position })
@@ -191,27 +286,26 @@ pub fn table_from_arn(arn: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// `ApproximateCreationDateTime` in microseconds. Values flagged MICROSECOND or above 1e14
-/// are µs already; values of 1e11 and above are ms (Kinesis for DynamoDB); smaller values are
-/// seconds (DynamoDB Streams).
-pub fn creation_micros(value: Option<&serde_json::Number>, precision: Option<&str>) -> Option<i64> {
-    let n = value?;
-    let v: f64 = match n.as_i64() {
-        Some(i) => {
-            if precision == Some("MICROSECOND") || i > 100_000_000_000_000 {
-                return Some(i);
-            }
-            if i >= 100_000_000_000 {
-                return i.checked_mul(1_000);
-            }
-            return i.checked_mul(1_000_000);
+/// `ApproximateCreationDateTime` (JSON number text) in microseconds. Values flagged
+/// MICROSECOND or above 1e14 are µs already; values of 1e11 and above are ms (Kinesis for
+/// DynamoDB); smaller values are seconds (DynamoDB Streams).
+pub fn creation_micros(value: Option<&str>, precision: Option<&str>) -> Option<i64> {
+    let text = value?;
+    let micro = precision == Some("MICROSECOND");
+    if let Ok(i) = text.parse::<i64>() {
+        if micro || i > 100_000_000_000_000 {
+            return Some(i);
         }
-        None => n.as_f64()?,
-    };
+        if i >= 100_000_000_000 {
+            return i.checked_mul(1_000);
+        }
+        return i.checked_mul(1_000_000);
+    }
+    let v: f64 = text.parse().ok()?;
     if !v.is_finite() || v < 0.0 {
         return None;
     }
-    let micros = if precision == Some("MICROSECOND") || v > 1e14 {
+    let micros = if micro || v > 1e14 {
         v
     } else if v >= 1e11 {
         v * 1e3

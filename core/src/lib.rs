@@ -5,6 +5,7 @@ pub mod change;
 pub mod decode;
 pub mod dialect;
 pub mod item;
+pub mod json;
 pub mod literal;
 pub mod naming;
 pub mod number;
@@ -12,6 +13,7 @@ pub mod plan;
 pub mod reduce;
 pub mod schema;
 pub mod sql;
+pub mod typed_json;
 pub mod types;
 pub mod value;
 

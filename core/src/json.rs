@@ -1,0 +1,497 @@
+//! A small pull reader for JSON text: exactly what decoding change records needs, with no
+//! generic tree in between. The caller walks the document (`object`, `array`, `string`, …)
+//! and builds its own values; whatever it does not want, `skip` checks and passes over.
+//!
+//! Strict RFC 8259: any text it accepts, a conforming parser accepts too. Strings without
+//! escapes are borrowed from the input, which is most of them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// How deeply arrays and objects may nest. DynamoDB allows 32 levels of attributes, each
+/// two JSON levels, inside an envelope a few levels deep; the limit keeps hostile input from
+/// exhausting the stack.
+const MAX_DEPTH: u32 = 128;
+
+/// Why a document is not the JSON expected, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    pub message: String,
+    /// Byte offset in the document.
+    pub offset: usize,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.offset)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+pub type JsonResult<T> = Result<T, JsonError>;
+
+/// Bytes that end the fast scan of a string: the closing quote, an escape, or a control
+/// character (which JSON forbids unescaped).
+const STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
+const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+const HIGH_BITS: u64 = u64::from_le_bytes([0x80; 8]);
+
+/// The high bit of each byte of `word` (little-endian) that is a string stop byte. Bytes
+/// above the lowest stop may be flagged falsely; the lowest flag is always exact.
+#[inline]
+fn string_stops(word: u64) -> u64 {
+    let below = |n: u8| word.wrapping_sub(ONES * n as u64) & !word & HIGH_BITS;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH_BITS;
+    below(0x20) | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64))
+}
+
+pub struct Reader<'a> {
+    text: &'a str,
+    pos: usize,
+    depth: u32,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(text: &'a str) -> Reader<'a> {
+        Reader { text, pos: 0, depth: 0 }
+    }
+
+    /// An error at the current position.
+    pub fn error(&self, message: impl Into<String>) -> JsonError {
+        JsonError { message: message.into(), offset: self.pos }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    #[inline]
+    fn skip_whitespace(&mut self) {
+        let bytes = self.bytes();
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = bytes.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    /// The next significant byte, without taking it.
+    #[inline]
+    pub fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes().get(self.pos).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    #[inline]
+    fn expect(&mut self, byte: u8, what: &str) -> JsonResult<()> {
+        if self.eat(byte) {
+            Ok(())
+        } else {
+            Err(self.unexpected(what))
+        }
+    }
+
+    /// "expected X", naming what was found instead.
+    #[cold]
+    fn unexpected(&mut self, what: &str) -> JsonError {
+        match self.peek() {
+            None => self.error(format!("expected {what}, found the end of the record")),
+            Some(b) if b.is_ascii_graphic() => self.error(format!("expected {what}, found `{}`", b as char)),
+            Some(b) => self.error(format!("expected {what}, found byte 0x{b:02x}")),
+        }
+    }
+
+    /// Only whitespace may follow the document.
+    pub fn end(&mut self) -> JsonResult<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(self.error("unexpected text after the JSON document")),
+        }
+    }
+
+    /// Takes `null` if it comes next.
+    pub fn null(&mut self) -> JsonResult<bool> {
+        if self.peek() == Some(b'n') {
+            self.literal("null")?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    pub fn bool(&mut self) -> JsonResult<bool> {
+        match self.peek() {
+            Some(b't') => self.literal("true").map(|_| true),
+            Some(b'f') => self.literal("false").map(|_| false),
+            _ => Err(self.unexpected("true or false")),
+        }
+    }
+
+    fn literal(&mut self, word: &str) -> JsonResult<()> {
+        if self.bytes()[self.pos..].starts_with(word.as_bytes()) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(self.error(format!("invalid literal (expected `{word}`)")))
+        }
+    }
+
+    /// A number's text, checked against JSON's grammar.
+    pub fn number(&mut self) -> JsonResult<&'a str> {
+        if !matches!(self.peek(), Some(b'-' | b'0'..=b'9')) {
+            return Err(self.unexpected("a number"));
+        }
+        let bytes = self.bytes();
+        let start = self.pos;
+        let digits = |pos: &mut usize| {
+            let from = *pos;
+            while bytes.get(*pos).is_some_and(u8::is_ascii_digit) {
+                *pos += 1;
+            }
+            *pos - from
+        };
+        let mut pos = start;
+        if bytes[pos] == b'-' {
+            pos += 1;
+        }
+        let leading_zero = bytes.get(pos) == Some(&b'0');
+        let int_digits = digits(&mut pos);
+        let mut valid = int_digits == 1 || (int_digits > 1 && !leading_zero);
+        if valid && bytes.get(pos) == Some(&b'.') {
+            pos += 1;
+            valid = digits(&mut pos) > 0;
+        }
+        if valid && matches!(bytes.get(pos), Some(b'e' | b'E')) {
+            pos += 1;
+            if matches!(bytes.get(pos), Some(b'+' | b'-')) {
+                pos += 1;
+            }
+            valid = digits(&mut pos) > 0;
+        }
+        if !valid {
+            self.pos = pos;
+            return Err(self.error("invalid number"));
+        }
+        self.pos = pos;
+        Ok(&self.text[start..pos])
+    }
+
+    /// A string, borrowed from the document unless it holds escapes.
+    #[inline]
+    pub fn string(&mut self) -> JsonResult<Cow<'a, str>> {
+        if self.peek() != Some(b'"') {
+            return Err(self.unexpected("a string"));
+        }
+        self.pos += 1;
+        let start = self.pos;
+        let end = self.scan_plain(start);
+        match self.bytes().get(end) {
+            Some(b'"') => {
+                self.pos = end + 1;
+                Ok(Cow::Borrowed(&self.text[start..end]))
+            }
+            _ => {
+                self.pos = end;
+                self.escaped_string(start).map(Cow::Owned)
+            }
+        }
+    }
+
+    /// The end of the run of plain string bytes starting at `from`: eight bytes at a time,
+    /// then one at a time.
+    fn scan_plain(&self, from: usize) -> usize {
+        let bytes = self.bytes();
+        let mut pos = from;
+        while let Some(chunk) = bytes.get(pos..pos + 8) {
+            let Ok(chunk) = <[u8; 8]>::try_from(chunk) else { break };
+            let stops = string_stops(u64::from_le_bytes(chunk));
+            if stops != 0 {
+                return pos + (stops.trailing_zeros() / 8) as usize;
+            }
+            pos += 8;
+        }
+        while let Some(&b) = bytes.get(pos) {
+            if STRING_STOP[b as usize] {
+                break;
+            }
+            pos += 1;
+        }
+        pos
+    }
+
+    /// The rest of a string that holds escapes; `self.pos` is at the first stop byte.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize) -> JsonResult<String> {
+        let mut out = String::from(&self.text[start..self.pos]);
+        loop {
+            match self.bytes().get(self.pos) {
+                None => return Err(self.error("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    out.push(self.escape()?);
+                }
+                Some(_) => return Err(self.error("control character in a string (it must be escaped)")),
+            }
+            let run = self.scan_plain(self.pos);
+            out.push_str(&self.text[self.pos..run]);
+            self.pos = run;
+        }
+    }
+
+    /// The character of the escape after a backslash.
+    fn escape(&mut self) -> JsonResult<char> {
+        let Some(&b) = self.bytes().get(self.pos) else {
+            return Err(self.error("unterminated string"));
+        };
+        self.pos += 1;
+        Ok(match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let unit = self.hex4()?;
+                let code = match unit {
+                    0xD800..=0xDBFF => {
+                        if !self.bytes()[self.pos..].starts_with(b"\\u") {
+                            return Err(self.error("lone leading surrogate in a \\u escape"));
+                        }
+                        self.pos += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(self.error("invalid trailing surrogate in a \\u escape"));
+                        }
+                        0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(self.error("lone trailing surrogate in a \\u escape")),
+                    _ => unit,
+                };
+                char::from_u32(code).ok_or_else(|| self.error("invalid \\u escape"))?
+            }
+            _ => {
+                self.pos -= 1;
+                return Err(self.error("invalid escape in a string"));
+            }
+        })
+    }
+
+    fn hex4(&mut self) -> JsonResult<u32> {
+        let digits =
+            self.bytes().get(self.pos..self.pos + 4).ok_or_else(|| self.error("unterminated \\u escape"))?;
+        let mut value = 0;
+        for &d in digits {
+            let v =
+                (d as char).to_digit(16).ok_or_else(|| self.error("invalid hex digit in a \\u escape"))?;
+            value = value * 16 + v;
+        }
+        self.pos += 4;
+        Ok(value)
+    }
+
+    fn enter(&mut self) -> JsonResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(format!("nested more than {MAX_DEPTH} levels deep")));
+        }
+        Ok(())
+    }
+
+    /// An object: calls `field` with each name, positioned at its value, which `field` must
+    /// read (or `skip`).
+    pub fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, Cow<'a, str>) -> JsonResult<()>,
+    ) -> JsonResult<()> {
+        self.expect(b'{', "an object")?;
+        self.enter()?;
+        if !self.eat(b'}') {
+            loop {
+                let name = self.string()?;
+                self.expect(b':', "`:` after an object's field name")?;
+                field(self, name)?;
+                if self.eat(b',') {
+                    continue;
+                }
+                self.expect(b'}', "`,` or `}` in an object")?;
+                break;
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// An array: calls `element` positioned at each element, which it must read.
+    pub fn array(&mut self, mut element: impl FnMut(&mut Self) -> JsonResult<()>) -> JsonResult<()> {
+        self.expect(b'[', "an array")?;
+        self.enter()?;
+        if !self.eat(b']') {
+            loop {
+                element(self)?;
+                if self.eat(b',') {
+                    continue;
+                }
+                self.expect(b']', "`,` or `]` in an array")?;
+                break;
+            }
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// Checks and passes over any value.
+    pub fn skip(&mut self) -> JsonResult<()> {
+        match self.peek() {
+            Some(b'{') => self.object(|r, _| r.skip()),
+            Some(b'[') => self.array(Reader::skip),
+            Some(b'"') => self.string().map(drop),
+            Some(b't' | b'f') => self.bool().map(drop),
+            Some(b'n') => self.literal("null"),
+            Some(b'-' | b'0'..=b'9') => self.number().map(drop),
+            _ => Err(self.unexpected("a JSON value")),
+        }
+    }
+
+    /// Checks and passes over any value, returning its text.
+    pub fn raw(&mut self) -> JsonResult<&'a str> {
+        self.skip_whitespace();
+        let start = self.pos;
+        self.skip()?;
+        Ok(&self.text[start..self.pos])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value of `text`, skipped; the error message if any.
+    fn check(text: &str) -> Result<(), String> {
+        let mut r = Reader::new(text);
+        r.skip().and_then(|_| r.end()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn accepts_json() {
+        for ok in [
+            r#"{}"#,
+            r#"[]"#,
+            r#" { "a" : [1, -0, 0.5, -1.5e+3, 2E-2, true, false, null, "x", {"b": []}] } "#,
+            r#""\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00""#,
+            "\"caf\u{e9} \u{1f600}\"",
+        ] {
+            assert_eq!(check(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_json_does_not_allow() {
+        for (bad, why) in [
+            ("", "expected a JSON value, found the end"),
+            ("{", "expected a string"),
+            (r#"{"a":1,}"#, "expected a string"),
+            (r#"{"a" 1}"#, "`:`"),
+            (r#"[1 2]"#, "`,` or `]`"),
+            (r#"01"#, "invalid number"),
+            (r#"1."#, "invalid number"),
+            (r#"-"#, "invalid number"),
+            (r#"1e"#, "invalid number"),
+            (r#"tru"#, "invalid literal"),
+            (r#"nul"#, "invalid literal"),
+            ("\"a\u{1}\"", "control character"),
+            (r#""\x""#, "invalid escape"),
+            (r#""\ud800""#, "lone leading surrogate"),
+            (r#""\udc00""#, "lone trailing surrogate"),
+            (r#""\u12g4""#, "hex digit"),
+            (r#""abc"#, "unterminated"),
+            (r#"{} {}"#, "after the JSON document"),
+            (r#"'a'"#, "found `'`"),
+        ] {
+            let err = check(bad).unwrap_err();
+            assert!(err.contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn strings_unescape_and_borrow_when_they_can() {
+        let mut r = Reader::new(r#"["plain", "a\"b\u00e9\ud83d\ude00c\n"]"#);
+        let mut got = Vec::new();
+        r.array(|r| {
+            got.push(r.string()?);
+            Ok(())
+        })
+        .unwrap();
+        assert!(matches!(got[0], Cow::Borrowed("plain")));
+        assert_eq!(got[1], "a\"b\u{e9}\u{1f600}c\n");
+    }
+
+    #[test]
+    fn string_scan_stops_at_the_first_stop_byte_in_any_lane() {
+        for len in 0..20 {
+            for stop in ['"', '\\', '\u{1}', '\u{1f}'] {
+                let body: String = "é-a~".chars().cycle().take(len).collect();
+                let text = format!("{body}{stop}tail\"");
+                let r = Reader::new(&text);
+                assert_eq!(r.scan_plain(0), body.len(), "{text:?}");
+            }
+        }
+        assert_eq!(string_stops(u64::from_le_bytes(*b" !#[]}\x7f\xff")), 0);
+    }
+
+    #[test]
+    fn raw_returns_the_value_text() {
+        let mut r = Reader::new(r#"{"x": {"y": [1, "}"]} , "z": 2}"#);
+        let mut raw = "";
+        r.object(|r, name| {
+            if name == "x" {
+                raw = r.raw()?;
+                Ok(())
+            } else {
+                r.skip()
+            }
+        })
+        .unwrap();
+        assert_eq!(raw, r#"{"y": [1, "}"]}"#);
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(check(&deep).unwrap_err().contains("nested more than 128"));
+        let fine = "[".repeat(100) + &"]".repeat(100);
+        assert_eq!(check(&fine), Ok(()));
+    }
+
+    #[test]
+    fn errors_say_where() {
+        let err = Reader::new(r#"{"a":tru}"#).skip().unwrap_err();
+        assert_eq!(err.offset, 5);
+    }
+}
