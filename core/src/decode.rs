@@ -378,6 +378,10 @@ mod tests {
     fn bad_records_say_why() {
         let cases: &[(&[u8], &str)] = &[
             (b"{not json", "malformed"),
+            (br#"{"eventName":"INSERT","eventName":"REMOVE"}"#, "duplicate field `eventName`"),
+            (br#"{"eventName":"INSERT","tableName":"T","dynamodb":{"Keys":{},"Keys":{}}}"#, "duplicate field `Keys`"),
+            (br#"{"eventName":"INSERT","tableName":7}"#, "expected a string, found `7` at byte 34"),
+            (br#"{"eventName":"INSERT"} trailing"#, "after the JSON document"),
             (b"\xff\xfe", "UTF-8"),
             (br#"{"eventName":"INSERT","dynamodb":{}}"#, "names no table"),
             (br#"{"eventName":"UPSERT","tableName":"T"}"#, "unknown eventName"),

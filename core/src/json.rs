@@ -489,6 +489,55 @@ mod tests {
         assert_eq!(check(&fine), Ok(()));
     }
 
+    proptest::proptest! {
+        /// Differential check against serde_json: text built from JSON's own characters
+        /// (mostly invalid) is accepted by both or by neither. serde_json also refuses
+        /// numbers beyond f64's range, which are valid JSON text.
+        #[test]
+        fn accepts_exactly_what_serde_json_accepts(text in r#"[\[\]{}",: 0-9eE.+\-tfnrulas\\/u\x01é]{0,24}"#) {
+            let ours = check(&text);
+            let theirs = serde_json::from_str::<serde_json::Value>(&text);
+            match (&ours, &theirs) {
+                (Ok(()), Err(e)) => proptest::prop_assert!(e.to_string().contains("out of range"), "{text:?}: {e}"),
+                (Err(e), Ok(_)) => proptest::prop_assert!(false, "{text:?} refused: {e}"),
+                _ => {}
+            }
+        }
+
+        /// Any document serde_json writes, this reader accepts, pretty or compact.
+        #[test]
+        fn accepts_what_serde_json_writes(value in json_value()) {
+            proptest::prop_assert_eq!(check(&value.to_string()), Ok(()));
+            proptest::prop_assert_eq!(check(&serde_json::to_string_pretty(&value).unwrap()), Ok(()));
+        }
+
+        /// Any string serde_json writes, this reader reads back equal.
+        #[test]
+        fn reads_strings_serde_json_writes(s in "\\PC{0,40}") {
+            let text = serde_json::to_string(&s).unwrap();
+            let mut r = Reader::new(&text);
+            proptest::prop_assert_eq!(r.string().unwrap(), s.as_str());
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            (-1e300f64..1e300).prop_map(serde_json::Value::from),
+            "\\PC{0,12}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 40, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("\\PC{0,8}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     #[test]
     fn errors_say_where() {
         let err = Reader::new(r#"{"a":tru}"#).skip().unwrap_err();
