@@ -130,11 +130,12 @@ pub enum TargetConfig {
 impl TargetConfig {
     /// `max_batch_memory` when unset: the embedded DuckDB's own buffers share the process, so
     /// it gets less; with a server warehouse the process holds only batches, and larger ones
-    /// fold more changes to a key into one row (about 15% faster into PostgreSQL).
+    /// fold more changes to a key into one row (W1 into PostgreSQL: 256MB is about 17% faster
+    /// than 128MB, at about 500 MB peak instead of 400 MB).
     pub fn default_batch_memory(&self) -> &'static str {
         match self {
             TargetConfig::Duckdb(_) => "64MB",
-            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => "128MB",
+            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => "256MB",
         }
     }
 
@@ -539,7 +540,7 @@ mod tests {
         // size still wins.
         let pg =
             MIN.replace("kind = \"duckdb\"\npath = \"q.duckdb\"", "kind = \"postgres\"\nurl = \"host=db\"");
-        assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 128_000_000);
+        assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 256_000_000);
         let pg = format!("{pg}[defaults]\nmax_batch_memory = \"32MB\"\n");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 32_000_000);
     }
