@@ -21,6 +21,10 @@ impl Item {
 
     /// Builds an item from pairs in any order; refuses a repeated name.
     pub fn from_unique(mut pairs: Vec<(Text, AttrValue)>) -> Result<Item, DuplicateName> {
+        // Strictly ascending already (as written by many producers): sorted and unique.
+        if pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            return Ok(Item(pairs));
+        }
         pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
             return Err(DuplicateName(w[0].0.to_string()));

@@ -60,11 +60,12 @@ impl Number {
             Some(b'+') => (false, &s[1..]),
             _ => (false, s),
         };
-        let (mantissa, exp_part) = match rest.find(['e', 'E']) {
+        // Byte searches: a multi-character pattern goes through a much slower generic path.
+        let (mantissa, exp_part) = match rest.bytes().position(|b| b == b'e' || b == b'E') {
             Some(i) => (&rest[..i], Some(&rest[i + 1..])),
             None => (rest, None),
         };
-        let (int_part, frac_part) = match mantissa.find('.') {
+        let (int_part, frac_part) = match mantissa.bytes().position(|b| b == b'.') {
             Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
             None => (mantissa, ""),
         };
@@ -102,10 +103,12 @@ impl Number {
         if magnitude < MIN_MAGNITUDE as i64 || magnitude > MAX_MAGNITUDE as i64 {
             return Err(NumberError::OutOfRange(text.chars().take(64).collect()));
         }
-        let mut mantissa: u128 = 0;
-        for b in all().skip(leading).take(len) {
-            mantissa = mantissa * 10 + u128::from(b - b'0');
-        }
+        // 19 digits fit in a u64, whose arithmetic is cheaper than u128's; most numbers do.
+        let mantissa: u128 = if len <= 19 {
+            u128::from(all().skip(leading).take(len).fold(0u64, |m, b| m * 10 + u64::from(b - b'0')))
+        } else {
+            all().skip(leading).take(len).fold(0u128, |m, b| m * 10 + u128::from(b - b'0'))
+        };
         Ok(Number {
             negative,
             len: len as u8,
