@@ -291,6 +291,22 @@ mod tests {
     }
 
     #[test]
+    fn digits_round_trip_on_both_sides_of_64_bits() {
+        for digits in [
+            "9999999999999999999",
+            "18446744073709551615",
+            "18446744073709551616",
+            "12345678901234567891",
+            "12345678901234567890123456789012345678",
+            "99999999999999999999999999999999999999",
+        ] {
+            assert_eq!(canon(digits), digits);
+            assert_eq!(canon(&format!("-{digits}")), format!("-{digits}"));
+        }
+        assert_eq!(canon("1234567890123456789.5"), "1234567890123456789.5");
+    }
+
+    #[test]
     fn limits() {
         assert!(Number::parse("12345678901234567890123456789012345678").is_ok());
         assert!(matches!(
