@@ -48,6 +48,7 @@ fn killed_and_restarted_twenty_times_ends_at_the_model() {
     .unwrap();
 
     let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 400, 7);
+    eprintln!("{killed_mid_run} of 20 rounds were killed mid-run");
     assert!(
         killed_mid_run >= 5,
         "only {killed_mid_run} rounds were killed mid-run; the test would prove little"
