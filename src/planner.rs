@@ -114,7 +114,7 @@ impl Planner {
                 }
             }
         }
-        let decoded = decode_all(&self.context, &records);
+        let decoded = decode_all(&self.context, &records, decode_threads());
         drop(records);
         for result in decoded {
             match result {
@@ -218,11 +218,19 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
     plans
 }
 
-/// Decodes records on all cores but one, which the applying thread and the warehouse need;
-/// results keep the records' order. On two cores that means this thread alone: decoding on
-/// both competed with the applier and cost W1 5–8% of its CPU time and speed.
-fn decode_all(context: &DecodeContext, records: &[RawRecord]) -> Vec<Result<(Change, usize), Reject>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).clamp(1, 8);
+/// Reads are decoded on all cores but one, which the applying thread and the warehouse need.
+/// On two cores that means the reading thread alone: decoding on both competed with the
+/// applier and cost W1 about 6% of its CPU time.
+fn decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).clamp(1, 8)
+}
+
+/// Decodes records on `threads` threads; results keep the records' order.
+fn decode_all(
+    context: &DecodeContext,
+    records: &[RawRecord],
+    threads: usize,
+) -> Vec<Result<(Change, usize), Reject>> {
     let decode_one = |record: &RawRecord| -> Result<(Change, usize), Reject> {
         if let Some(problem) = &record.problem {
             return Err(Reject {
@@ -352,6 +360,27 @@ mod tests {
             assert_eq!(a.rows, b.rows);
         }
         assert_eq!(p.catalog.tables.len(), 3);
+    }
+
+    #[test]
+    fn decoding_on_several_threads_keeps_order_and_results() {
+        let mut records: Vec<RawRecord> =
+            (1..=5_000).map(|i| record(i, &format!("k{}", i % 700), i)).collect();
+        records[1234].data = b"{broken".to_vec();
+        let context = DecodeContext::default();
+        let summary = |threads| {
+            decode_all(&context, &records, threads)
+                .into_iter()
+                .map(|r| match r {
+                    Ok((change, weight)) => Ok((change.position, change.key_text, weight)),
+                    Err(reject) => Err((reject.position, reject.reason)),
+                })
+                .collect::<Vec<_>>()
+        };
+        let one = summary(1);
+        assert_eq!(one.len(), records.len());
+        assert_eq!(one, summary(3));
+        assert!(one[1234].is_err() && one[1235].is_ok());
     }
 
     #[test]
