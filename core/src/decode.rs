@@ -398,6 +398,33 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any bytes at all give a change or a reason, never a panic: valid records with
+        /// one span replaced by arbitrary bytes (cut strings, broken escapes, stray
+        /// brackets, invalid UTF-8), and short runs of JSON's own tokens.
+        #[test]
+        fn never_panics_on_damaged_records(
+            start in 0usize..400,
+            len in 0usize..40,
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..12),
+            tokens in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{", "}", "[", "]", ",", ":", "\"", "\\u", "\\ud800", "\"S\"", "\"M\"",
+                    "\"L\"", "\"N\"", "\"NS\"", "\"Keys\"", "\"NewImage\"", "\"dynamodb\"",
+                    "\"eventName\"", "\"INSERT\"", "1", "-0.5e3", "null", "true", " ",
+                ]),
+                0..30,
+            ),
+        ) {
+            let mut damaged = KINESIS.as_bytes().to_vec();
+            let from = start.min(damaged.len());
+            let to = (from + len).min(damaged.len());
+            damaged.splice(from..to, junk);
+            let _ = decode(&damaged, pos(), &DecodeContext::default());
+            let _ = decode(tokens.concat().as_bytes(), pos(), &DecodeContext::default());
+        }
+    }
+
     #[test]
     fn arn_parsing() {
         assert_eq!(
