@@ -426,6 +426,16 @@ mod tests {
     }
 
     #[test]
+    fn skipped_fields_need_only_be_valid_json() {
+        let deep = "[".repeat(500) + &"]".repeat(500);
+        let record = KINESIS
+            .replace(r#""eventID":"7d0c""#, &format!(r#""eventID":"\ud800","extra":{deep}"#))
+            .replace(r#""OldImage":{"accountId":{"S":"acc-42"}}"#, r#""OldImage":{"a":{"S":"\udc00"}}"#);
+        assert!(record.contains("ud800") && record.contains("udc00") && record.contains(&deep));
+        assert_eq!(dec(&record).unwrap().table, "Invoices");
+    }
+
+    #[test]
     fn arn_parsing() {
         assert_eq!(
             table_from_arn("arn:aws:dynamodb:us-east-1:1:table/My.Table-1/stream/x").as_deref(),
