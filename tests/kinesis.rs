@@ -357,7 +357,9 @@ fn the_stream_service_restarting_is_ridden_out() {
     let mut run = start_run(&config);
     wait_consumed(&server, &mut run, half);
     kinesalite.stop();
-    std::thread::sleep(Duration::from_secs(3));
+    // Longer than a poll interval (1 s) plus the SDK's own retries (three attempts, up to 3 s
+    // of backoff), which can otherwise bridge a short outage before the reader sees it.
+    std::thread::sleep(Duration::from_secs(6));
     kinesalite.restart();
     Stream::new(&kinesalite).put(&lines[half..], half);
     wait_consumed(&server, &mut run, lines.len());
