@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use crate::change::{Change, EventKind, Op, Position, Version};
 use crate::json::{JsonResult, Reader};
-use crate::typed_json::{read_item, Scratch};
+use crate::typed_json::{read_item, read_whole, Scratch};
 use crate::value::{key_text, AttrValue, Item};
 
 /// What the decoder needs to know beyond the record itself.
@@ -82,53 +82,37 @@ struct StreamRecord<'a> {
 struct Seen(Vec<&'static str>);
 
 impl Seen {
-    fn first(&mut self, r: &Reader<'_>, field: &'static str) -> JsonResult<()> {
+    /// Reads `field`'s value with `read` (`None` for `null`), once per object.
+    fn read<'a, T>(
+        &mut self,
+        r: &mut Reader<'a>,
+        field: &'static str,
+        read: impl FnOnce(&mut Reader<'a>) -> JsonResult<T>,
+    ) -> JsonResult<Option<T>> {
         if self.0.contains(&field) {
             return Err(r.error(format!("duplicate field `{field}`")));
         }
         self.0.push(field);
-        Ok(())
+        if r.null()? {
+            return Ok(None);
+        }
+        read(r).map(Some)
     }
-}
-
-/// A field that may be `null`, read by `read` otherwise.
-fn optional<'a, T>(
-    r: &mut Reader<'a>,
-    read: impl FnOnce(&mut Reader<'a>) -> JsonResult<T>,
-) -> JsonResult<Option<T>> {
-    if r.null()? {
-        return Ok(None);
-    }
-    read(r).map(Some)
 }
 
 fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<Envelope<'a>> {
     let mut env = Envelope::default();
     let mut seen = Seen::default();
     r.object(|r, name| {
-        let (slot, field) = match name.as_ref() {
-            "eventName" => (&mut env.event_name, "eventName"),
-            "tableName" => (&mut env.table_name, "tableName"),
-            "eventSourceARN" => (&mut env.event_source_arn, "eventSourceARN"),
-            "userIdentity" => {
-                seen.first(r, "userIdentity")?;
-                env.principal_id = optional(r, read_principal)?.flatten();
-                return Ok(());
-            }
-            "dynamodb" => {
-                seen.first(r, "dynamodb")?;
-                env.dynamodb = optional(r, |r| read_stream_record(r, scratch))?;
-                return Ok(());
-            }
-            "Item" => {
-                seen.first(r, "Item")?;
-                env.item = optional(r, |r| read_item(r, scratch))?;
-                return Ok(());
-            }
-            _ => return r.skip(),
-        };
-        seen.first(r, field)?;
-        *slot = optional(r, Reader::string)?;
+        match name.as_ref() {
+            "eventName" => env.event_name = seen.read(r, "eventName", Reader::string)?,
+            "tableName" => env.table_name = seen.read(r, "tableName", Reader::string)?,
+            "eventSourceARN" => env.event_source_arn = seen.read(r, "eventSourceARN", Reader::string)?,
+            "userIdentity" => env.principal_id = seen.read(r, "userIdentity", read_principal)?.flatten(),
+            "dynamodb" => env.dynamodb = seen.read(r, "dynamodb", |r| read_stream_record(r, scratch))?,
+            "Item" => env.item = seen.read(r, "Item", |r| read_item(r, scratch))?,
+            _ => r.skip()?,
+        }
         Ok(())
     })?;
     r.end()?;
@@ -139,11 +123,10 @@ fn read_principal<'a>(r: &mut Reader<'a>) -> JsonResult<Option<Cow<'a, str>>> {
     let mut principal = None;
     let mut seen = Seen::default();
     r.object(|r, name| {
-        if name != "principalId" {
-            return r.skip();
+        match name.as_ref() {
+            "principalId" => principal = seen.read(r, "principalId", Reader::string)?,
+            _ => r.skip()?,
         }
-        seen.first(r, "principalId")?;
-        principal = optional(r, Reader::string)?;
         Ok(())
     })?;
     Ok(principal)
@@ -155,29 +138,16 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResu
     r.object(|r, name| {
         match name.as_ref() {
             "ApproximateCreationDateTime" => {
-                seen.first(r, "ApproximateCreationDateTime")?;
-                rec.creation_time = optional(r, Reader::number)?;
+                rec.creation_time = seen.read(r, "ApproximateCreationDateTime", Reader::number)?
             }
             "ApproximateCreationDateTimePrecision" => {
-                seen.first(r, "ApproximateCreationDateTimePrecision")?;
-                rec.creation_time_precision = optional(r, Reader::string)?;
+                rec.creation_time_precision =
+                    seen.read(r, "ApproximateCreationDateTimePrecision", Reader::string)?
             }
-            "Keys" => {
-                seen.first(r, "Keys")?;
-                rec.keys = optional(r, |r| read_item(r, scratch))?;
-            }
-            "NewImage" => {
-                seen.first(r, "NewImage")?;
-                rec.new_image = optional(r, |r| read_item(r, scratch))?;
-            }
-            "OldImage" => {
-                seen.first(r, "OldImage")?;
-                rec.old_image = optional(r, Reader::raw)?;
-            }
-            "SequenceNumber" => {
-                seen.first(r, "SequenceNumber")?;
-                rec.sequence_number = optional(r, Reader::string)?;
-            }
+            "Keys" => rec.keys = seen.read(r, "Keys", |r| read_item(r, scratch))?,
+            "NewImage" => rec.new_image = seen.read(r, "NewImage", |r| read_item(r, scratch))?,
+            "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw)?,
+            "SequenceNumber" => rec.sequence_number = seen.read(r, "SequenceNumber", Reader::string)?,
             _ => r.skip()?,
         }
         Ok(())
@@ -233,9 +203,11 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
         Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
     };
     let old_image = match rec.old_image {
-        Some(raw) if event.is_delete() => {
-            Some(Item::from_typed_json(raw).map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?)
-        }
+        Some(raw) if event.is_delete() => Some(
+            SCRATCH
+                .with_borrow_mut(|scratch| read_whole(raw, scratch, read_item))
+                .map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?,
+        ),
         _ => None,
     };
     Ok(Change { table, key_text: key_text(&keys), keys, new_image, old_image, event, version, position })

@@ -57,6 +57,15 @@ fn string_stops(word: u64) -> u64 {
     below(0x20) | zero(word ^ (ONES * b'"' as u64)) | zero(word ^ (ONES * b'\\' as u64))
 }
 
+/// What may follow an element of the object or array that `close` ends.
+fn after_element(close: u8) -> &'static str {
+    if close == b'}' {
+        "`,` or `}` in an object"
+    } else {
+        "`,` or `]` in an array"
+    }
+}
+
 pub struct Reader<'a> {
     text: &'a str,
     pos: usize,
@@ -325,7 +334,8 @@ impl<'a> Reader<'a> {
     }
 
     /// An object: calls `field` with each name, positioned at its value, which `field` must
-    /// read (or `skip`).
+    /// read (or `skip`). Written out rather than shared with `array`: these two loops are
+    /// the decoder's hottest, and a shared version through one more closure measured no faster.
     pub fn object(
         &mut self,
         mut field: impl FnMut(&mut Self, Cow<'a, str>) -> JsonResult<()>,
@@ -337,12 +347,11 @@ impl<'a> Reader<'a> {
                 let name = self.string()?;
                 self.expect(b':', "`:` after an object's field name")?;
                 field(self, name)?;
-                if self.eat(b',') {
-                    continue;
+                if !self.eat(b',') {
+                    break;
                 }
-                self.expect(b'}', "`,` or `}` in an object")?;
-                break;
             }
+            self.expect(b'}', after_element(b'}'))?;
         }
         self.depth -= 1;
         Ok(())
@@ -355,12 +364,11 @@ impl<'a> Reader<'a> {
         if !self.eat(b']') {
             loop {
                 element(self)?;
-                if self.eat(b',') {
-                    continue;
+                if !self.eat(b',') {
+                    break;
                 }
-                self.expect(b']', "`,` or `]` in an array")?;
-                break;
             }
+            self.expect(b']', after_element(b']'))?;
         }
         self.depth -= 1;
         Ok(())

@@ -20,21 +20,27 @@ pub struct Scratch {
 impl AttrValue {
     /// One attribute value from its DynamoDB-typed JSON text.
     pub fn from_typed_json(text: &str) -> Result<AttrValue, JsonError> {
-        let mut r = Reader::new(text);
-        let value = read_value(&mut r, &mut Scratch::default())?;
-        r.end()?;
-        Ok(value)
+        read_whole(text, &mut Scratch::default(), read_value)
     }
 }
 
 impl Item {
     /// An item (attribute name → typed value) from its DynamoDB-typed JSON text.
     pub fn from_typed_json(text: &str) -> Result<Item, JsonError> {
-        let mut r = Reader::new(text);
-        let item = read_item(&mut r, &mut Scratch::default())?;
-        r.end()?;
-        Ok(item)
+        read_whole(text, &mut Scratch::default(), read_item)
     }
+}
+
+/// `text` as one document read by `read`, with nothing after it.
+pub fn read_whole<T>(
+    text: &str,
+    scratch: &mut Scratch,
+    read: impl FnOnce(&mut Reader<'_>, &mut Scratch) -> JsonResult<T>,
+) -> JsonResult<T> {
+    let mut r = Reader::new(text);
+    let value = read(&mut r, scratch)?;
+    r.end()?;
+    Ok(value)
 }
 
 /// A map of attribute names to typed values; a repeated name is an error (it would be
