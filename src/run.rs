@@ -12,7 +12,7 @@ use crate::config::{
     Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
 };
 use crate::pipeline::{Pipeline, Summary};
-use crate::planner::Prepared;
+use crate::planner::{decode_threads, Prepared};
 use crate::source::file::FileSource;
 use crate::source::shards::StartPosition;
 use crate::source::Source;
@@ -269,8 +269,14 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                     }
                     return Ok(());
                 }
-                planner.ingest(records);
-                let due = applier_idle.load(Ordering::Acquire) || planner.pending_full();
+                // A full read means the source has a backlog: folding more of it into the
+                // batch costs the warehouse fewer rows (W1 wrote 850,000 rows for 1,000,000
+                // records when every idle moment took whatever had been read). Once the source
+                // is caught up, an idle applier gets what there is at once.
+                let caught_up = records.len() < config.defaults.batch_size;
+                let idle = applier_idle.load(Ordering::Acquire);
+                planner.ingest(records, decode_threads(idle));
+                let due = planner.pending_full() || (idle && caught_up);
                 if due && !hand_over(&mut planner) {
                     return Ok(());
                 }

@@ -187,7 +187,7 @@ fn replicate_into<W: Warehouse>(warehouse: W, config: Config, lines: &[String], 
         let n = (*cut.next().unwrap_or(&1)).max(1);
         let end = (start + n).min(records.len());
         if n.is_multiple_of(3) {
-            pipeline.planner.ingest(records[start..end].to_vec());
+            pipeline.planner.ingest(records[start..end].to_vec(), 2);
         } else {
             pipeline.process(records[start..end].to_vec()).unwrap();
         }

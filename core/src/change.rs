@@ -142,18 +142,6 @@ pub struct Change {
 }
 
 impl Change {
-    /// Approximate memory the change holds, for memory budgets.
-    pub fn approx_bytes(&self) -> usize {
-        let image = |i: &Option<Item>| i.as_ref().map_or(0, Item::heap_bytes);
-        std::mem::size_of::<Change>()
-            + self.table.capacity()
-            + self.key_text.capacity()
-            + self.keys.heap_bytes()
-            + image(&self.new_image)
-            + image(&self.old_image)
-            + self.version.sequence.len()
-    }
-
     /// Total order used to pick the newest change of a key: version, then source position.
     pub fn order_key(&self) -> (&Version, &Position) {
         (&self.version, &self.position)

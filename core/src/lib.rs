@@ -9,6 +9,7 @@ pub mod json;
 pub mod literal;
 pub mod naming;
 pub mod number;
+pub mod packed;
 pub mod plan;
 pub mod reduce;
 pub mod schema;

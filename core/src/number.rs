@@ -118,6 +118,32 @@ impl Number {
         })
     }
 
+    /// Sign, digit count, exponent and digits: the number's whole state, for packing.
+    pub(crate) fn to_parts(self) -> (bool, u8, i32, u128) {
+        (self.negative, self.len, self.exponent, self.mantissa())
+    }
+
+    /// The inverse of `to_parts`; `None` unless the parts are a canonical number (digits
+    /// counted right, no trailing zero, within DynamoDB's precision and range).
+    pub(crate) fn from_parts(negative: bool, len: u8, exponent: i32, mantissa: u128) -> Option<Number> {
+        if mantissa == 0 {
+            return (len == 0 && exponent == 0 && !negative).then_some(Number::ZERO);
+        }
+        let digits = mantissa.ilog10() + 1;
+        let magnitude = i64::from(exponent) + i64::from(len) - 1;
+        let canonical = usize::from(len) <= MAX_DIGITS
+            && digits == u32::from(len)
+            && !mantissa.is_multiple_of(10)
+            && (MIN_MAGNITUDE as i64..=MAX_MAGNITUDE as i64).contains(&magnitude);
+        canonical.then_some(Number {
+            negative,
+            len,
+            exponent,
+            mantissa_hi: (mantissa >> 64) as u64,
+            mantissa_lo: mantissa as u64,
+        })
+    }
+
     const ZERO: Number = Number { negative: false, len: 0, exponent: 0, mantissa_hi: 0, mantissa_lo: 0 };
 
     fn mantissa(&self) -> u128 {

@@ -90,21 +90,23 @@ pub fn plan_table(
     options: TableOptions,
     max_identifier: usize,
 ) -> TablePlan {
-    let create = register_table(catalog, source_table, &changes, options, max_identifier);
+    let create =
+        register_table(catalog, source_table, changes.first().map(|c| &c.keys), options, max_identifier);
     let Some(schema) = catalog.tables.get_mut(source_table) else {
         unreachable!("register_table inserts the table")
     };
-    plan_rows(schema, changes, options, create)
+    plan_rows(schema, changes.into_iter(), options, create)
 }
 
 /// The first step of planning a table: a table the catalog does not know yet is named and
-/// registered; returns whether the batch creates it. Tables share the catalog's name space,
+/// registered, with the key attributes of `keys` (any change's keys); returns whether the
+/// batch creates it. Tables share the catalog's name space,
 /// so this step runs one table at a time; `plan_rows` then touches only its own table and can
 /// run for several tables at once.
 pub fn register_table(
     catalog: &mut Catalog,
     source_table: &str,
-    changes: &[Change],
+    keys: Option<&crate::value::Item>,
     options: TableOptions,
     max_identifier: usize,
 ) -> bool {
@@ -112,17 +114,18 @@ pub fn register_table(
         return false;
     }
     let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
-    let keys = changes.first().map(|c| c.keys.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
+    let keys = keys.map(|k| k.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
     let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
     catalog.restore_table(table);
     true
 }
 
 /// The second step: the table's columns evolve to hold the changes, which become staged rows.
-/// `create` is what `register_table` returned for this batch.
+/// `create` is what `register_table` returned for this batch. Changes are taken one at a
+/// time, so a caller can build each just before it is planned.
 pub fn plan_rows(
     schema: &mut TableSchema,
-    changes: Vec<Change>,
+    changes: impl ExactSizeIterator<Item = Change>,
     options: TableOptions,
     create: bool,
 ) -> TablePlan {
