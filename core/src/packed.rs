@@ -115,34 +115,19 @@ fn write_value(out: &mut Vec<u8>, value: &AttrValue) {
             out.push(M);
             write_item(out, m);
         }
-        AttrValue::L(l) => {
-            out.push(L);
-            write_len(out, l.len() as u128);
-            for v in l {
-                write_value(out, v);
-            }
-        }
-        AttrValue::Ss(set) => {
-            out.push(SS);
-            write_len(out, set.len() as u128);
-            for s in set {
-                write_bytes(out, s.as_bytes());
-            }
-        }
-        AttrValue::Ns(set) => {
-            out.push(NS);
-            write_len(out, set.len() as u128);
-            for n in set {
-                write_number(out, n);
-            }
-        }
-        AttrValue::Bs(set) => {
-            out.push(BS);
-            write_len(out, set.len() as u128);
-            for b in set {
-                write_bytes(out, b);
-            }
-        }
+        AttrValue::L(l) => write_many(out, L, l, write_value),
+        AttrValue::Ss(set) => write_many(out, SS, set, |out, s| write_bytes(out, s.as_bytes())),
+        AttrValue::Ns(set) => write_many(out, NS, set, write_number),
+        AttrValue::Bs(set) => write_many(out, BS, set, |out, b| write_bytes(out, b)),
+    }
+}
+
+/// A tag, a count, then each element written by `write`.
+fn write_many<T>(out: &mut Vec<u8>, tag: u8, elements: &[T], write: impl Fn(&mut Vec<u8>, &T)) {
+    out.push(tag);
+    write_len(out, elements.len() as u128);
+    for e in elements {
+        write(out, e);
     }
 }
 
@@ -199,14 +184,19 @@ impl<'a> Cursor<'a> {
         Number::from_parts(head & NEGATIVE != 0, head & !NEGATIVE, exponent, mantissa).ok_or(Corrupt(at))
     }
 
+    /// A count, then that many elements read by `read`.
+    fn many<T>(&mut self, mut read: impl FnMut(&mut Self) -> Result<T, Corrupt>) -> Result<Vec<T>, Corrupt> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(read(self)?);
+        }
+        Ok(out)
+    }
+
     fn item(&mut self) -> Result<Item, Corrupt> {
         let at = self.at;
-        let n = self.count()?;
-        let mut pairs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let name = self.text()?;
-            pairs.push((name, self.value()?));
-        }
+        let pairs = self.many(|c| Ok((c.text()?, c.value()?)))?;
         Item::from_unique(pairs).map_err(|_| Corrupt(at))
     }
 
@@ -220,38 +210,10 @@ impl<'a> Cursor<'a> {
             FALSE => AttrValue::Bool(false),
             NULL => AttrValue::Null,
             M => AttrValue::M(self.item()?),
-            L => {
-                let n = self.count()?;
-                let mut l = Vec::with_capacity(n);
-                for _ in 0..n {
-                    l.push(self.value()?);
-                }
-                AttrValue::L(l)
-            }
-            SS => {
-                let n = self.count()?;
-                let mut set = Vec::with_capacity(n);
-                for _ in 0..n {
-                    set.push(self.text()?);
-                }
-                AttrValue::Ss(set)
-            }
-            NS => {
-                let n = self.count()?;
-                let mut set = Vec::with_capacity(n);
-                for _ in 0..n {
-                    set.push(self.number()?);
-                }
-                AttrValue::Ns(set)
-            }
-            BS => {
-                let n = self.count()?;
-                let mut set = Vec::with_capacity(n);
-                for _ in 0..n {
-                    set.push(self.slice()?.to_vec());
-                }
-                AttrValue::Bs(set)
-            }
+            L => AttrValue::L(self.many(Cursor::value)?),
+            SS => AttrValue::Ss(self.many(Cursor::text)?),
+            NS => AttrValue::Ns(self.many(Cursor::number)?),
+            BS => AttrValue::Bs(self.many(|c| c.slice().map(<[u8]>::to_vec))?),
             _ => return Err(Corrupt(at)),
         })
     }
