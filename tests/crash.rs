@@ -40,13 +40,16 @@ fn killed_and_restarted_twenty_times_ends_at_the_model() {
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n[defaults]\nbatch_size = 1500\n",
+            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n[defaults]\nbatch_size = 1500\nmax_batch_records = 6000\n",
             input.display().to_string(),
             db.display().to_string()
         ),
     )
     .unwrap();
 
+    // A backlog folds into batches as large as the limits allow; capped at four reads, a pass
+    // over the file is about 20 batches, so kills land between commits and runs resume from
+    // committed positions mid-file, not only from the start.
     let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 400, 7);
     eprintln!("{killed_mid_run} of 20 rounds were killed mid-run");
     assert!(
