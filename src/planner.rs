@@ -118,8 +118,8 @@ impl Planner {
         drop(records);
         for result in decoded {
             match result {
-                Ok(change) => {
-                    let table = &change.table;
+                Ok(packed) => {
+                    let table = &packed.table;
                     if !included(&self.include, &self.exclude, table) {
                         pending.skipped += 1;
                         continue;
@@ -131,7 +131,7 @@ impl Planner {
                         }
                     }
                     pending.changes += 1;
-                    pending.newest.add(change);
+                    pending.newest.add(packed);
                 }
                 Err(reject) => pending.rejects.push(reject),
             }
@@ -227,8 +227,7 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
 
 /// Cores to decode on: all of them while the applier waits for a batch, all but one while it
 /// applies (the applier and the warehouse need that one). On two cores, decoding on both
-/// while a batch was being applied cost W1 about 6% of its CPU time; decoding on both while
-/// the applier waited for a batch to fill made the run 10–15% faster.
+/// while the applier waited for a batch to fill made W1 10–15% faster.
 pub fn decode_threads(applier_idle: bool) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = if applier_idle { cores } else { cores - 1 };

@@ -100,9 +100,8 @@ pub fn plan_table(
 
 /// The first step of planning a table: a table the catalog does not know yet is named and
 /// registered, with the key attributes of `keys` (any change's keys); returns whether the
-/// batch creates it. Tables share the catalog's name space,
-/// so this step runs one table at a time; `plan_rows` then touches only its own table and can
-/// run for several tables at once.
+/// batch creates it. Tables share the catalog's name space, so this step runs one table at a
+/// time; `plan_rows` then touches only its own table and can run for several tables at once.
 pub fn register_table(
     catalog: &mut Catalog,
     source_table: &str,
