@@ -3,9 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use dynashift_core::change::compare_decimal;
-use dynashift_core::decode::{decode, table_from_arn, DecodeContext};
+use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
+use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
-use dynashift_core::reduce::{HeldChange, Packed, Reducer};
+use dynashift_core::reduce::Reducer;
 use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::Position;
 
@@ -246,13 +247,12 @@ fn decode_all(context: &DecodeContext, records: &[RawRecord], threads: usize) ->
                 raw: record.data.clone(),
             });
         }
-        let change = decode(&record.data, record.position.clone(), context).map_err(|e| Reject {
+        decode_packed(&record.data, record.position.clone(), context).map_err(|e| Reject {
             table: guess_table(&record.data),
             position: record.position.clone(),
             reason: e.to_string(),
             raw: record.data.clone(),
-        })?;
-        Ok(HeldChange::pack(change))
+        })
     };
     if threads < 2 || records.len() < 2_000 {
         return records.iter().map(decode_one).collect();
@@ -350,9 +350,9 @@ mod tests {
         let parallel = p.prepare(records.clone()).batch;
         let mut catalog = Catalog::default();
         let mut serial = Vec::new();
-        for (table, changes) in dynashift_core::reduce::reduce(
-            records.iter().map(|r| decode(&r.data, r.position.clone(), &DecodeContext::default()).unwrap()),
-        ) {
+        for (table, changes) in dynashift_core::reduce::reduce(records.iter().map(|r| {
+            dynashift_core::decode::decode(&r.data, r.position.clone(), &DecodeContext::default()).unwrap()
+        })) {
             serial.push(dynashift_core::plan::plan_table(
                 &mut catalog,
                 &table,

@@ -9,8 +9,11 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::change::{Change, EventKind, Op, Position, Version};
+use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
-use crate::typed_json::{read_item, read_whole, Scratch};
+use crate::pack_json::{read_packed_item, PackScratch};
+use crate::packed::PackedItem;
+use crate::typed_json::{read_item, Scratch};
 use crate::value::{key_text, AttrValue, Item};
 
 /// What the decoder needs to know beyond the record itself.
@@ -71,7 +74,7 @@ struct StreamRecord<'a> {
     creation_time: Option<&'a str>,
     creation_time_precision: Option<Cow<'a, str>>,
     keys: Option<Item>,
-    new_image: Option<Item>,
+    new_image: Option<PackedItem>,
     /// Kept as checked raw JSON: only deletes need it, so most records never build it.
     old_image: Option<&'a str>,
     sequence_number: Option<Cow<'a, str>>,
@@ -100,7 +103,14 @@ impl Seen {
     }
 }
 
-fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<Envelope<'a>> {
+/// Buffers reused from record to record: empty between records, keeping their capacity.
+#[derive(Default)]
+struct Scratches {
+    tree: Scratch,
+    packed: PackScratch,
+}
+
+fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<Envelope<'a>> {
     let mut env = Envelope::default();
     let mut seen = Seen::default();
     r.object(|r, name| {
@@ -110,7 +120,7 @@ fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<En
             "eventSourceARN" => env.event_source_arn = seen.read(r, "eventSourceARN", Reader::string)?,
             "userIdentity" => env.principal_id = seen.read(r, "userIdentity", read_principal)?.flatten(),
             "dynamodb" => env.dynamodb = seen.read(r, "dynamodb", |r| read_stream_record(r, scratch))?,
-            "Item" => env.item = seen.read(r, "Item", |r| read_item(r, scratch))?,
+            "Item" => env.item = seen.read(r, "Item", |r| read_item(r, &mut scratch.tree))?,
             _ => r.skip()?,
         }
         Ok(())
@@ -132,7 +142,7 @@ fn read_principal<'a>(r: &mut Reader<'a>) -> JsonResult<Option<Cow<'a, str>>> {
     Ok(principal)
 }
 
-fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResult<StreamRecord<'a>> {
+fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<StreamRecord<'a>> {
     let mut rec = StreamRecord::default();
     let mut seen = Seen::default();
     r.object(|r, name| {
@@ -144,8 +154,10 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResu
                 rec.creation_time_precision =
                     seen.read(r, "ApproximateCreationDateTimePrecision", Reader::string)?
             }
-            "Keys" => rec.keys = seen.read(r, "Keys", |r| read_item(r, scratch))?,
-            "NewImage" => rec.new_image = seen.read(r, "NewImage", |r| read_item(r, scratch))?,
+            "Keys" => rec.keys = seen.read(r, "Keys", |r| read_item(r, &mut scratch.tree))?,
+            "NewImage" => {
+                rec.new_image = seen.read(r, "NewImage", |r| read_packed_item(r, &mut scratch.packed))?
+            }
             "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw)?,
             "SequenceNumber" => rec.sequence_number = seen.read(r, "SequenceNumber", Reader::string)?,
             _ => r.skip()?,
@@ -156,14 +168,21 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratch) -> JsonResu
 }
 
 thread_local! {
-    /// Reused from record to record: it is empty between records and keeps its capacity.
-    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+    static SCRATCH: std::cell::RefCell<Scratches> = std::cell::RefCell::new(Scratches::default());
 }
 
 /// The principal DynamoDB's TTL process deletes as.
 const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
 
+/// One record as a `Change`.
 pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Change, DecodeError> {
+    let Packed { table, key_text, held } = decode_packed(raw, position, ctx)?;
+    Ok(held.unpack_or_panic(&table, key_text))
+}
+
+/// One record as a batch holds it: its images are read straight into the packed form, so
+/// no tree is built for a change that a later change of its key will replace.
+pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Packed, DecodeError> {
     // One UTF-8 check of the whole record (several GB/s); after it, every slice the reader
     // cuts at an ASCII delimiter is valid text.
     let text = std::str::from_utf8(raw).map_err(|bad| DecodeError::InvalidUtf8(bad.valid_up_to()))?;
@@ -192,12 +211,8 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
-            let mut image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?;
-            for (k, v) in &keys {
-                if !image.contains_key(k) {
-                    image.insert(k.clone(), v.clone());
-                }
-            }
+            let image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?;
+            let image = with_keys(image, &keys)?;
             (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, Some(image))
         }
         Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
@@ -205,12 +220,33 @@ pub fn decode(raw: &[u8], position: Position, ctx: &DecodeContext) -> Result<Cha
     let old_image = match rec.old_image {
         Some(raw) if event.is_delete() => Some(
             SCRATCH
-                .with_borrow_mut(|scratch| read_whole(raw, scratch, read_item))
-                .map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?,
+                .with_borrow_mut(|scratch| {
+                    let mut r = Reader::new(raw);
+                    let image = read_packed_item(&mut r, &mut scratch.packed)?;
+                    r.end()?;
+                    Ok(image)
+                })
+                .map_err(|e: crate::json::JsonError| DecodeError::Malformed(format!("OldImage: {e}")))?,
         ),
         _ => None,
     };
-    Ok(Change { table, key_text: key_text(&keys), keys, new_image, old_image, event, version, position })
+    let held = HeldChange { keys: PackedItem::pack(&keys), new_image, old_image, event, version, position };
+    Ok(Packed { table, key_text: key_text(&keys), held })
+}
+
+/// `image` with any key attribute it lacks taken from `keys` (DynamoDB always sends them in
+/// both; a record that does not is completed rather than refused).
+fn with_keys(image: PackedItem, keys: &Item) -> Result<PackedItem, DecodeError> {
+    if keys.keys().all(|k| image.contains_name(k).unwrap_or(false)) {
+        return Ok(image);
+    }
+    let mut item = image.unpack().map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    for (k, v) in keys {
+        if !item.contains_key(k) {
+            item.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(PackedItem::pack(&item))
 }
 
 fn decode_export_line(
@@ -218,7 +254,7 @@ fn decode_export_line(
     table: Option<String>,
     position: Position,
     ctx: &DecodeContext,
-) -> Result<Change, DecodeError> {
+) -> Result<Packed, DecodeError> {
     let table = table.or_else(|| ctx.default_table.clone()).ok_or(DecodeError::MissingTable)?;
     let names = ctx.key_attributes.get(&table).ok_or_else(|| DecodeError::UnknownKeys(table.clone()))?;
     let mut keys = Item::new();
@@ -227,16 +263,15 @@ fn decode_export_line(
         keys.insert(name.as_str().into(), v.clone());
     }
     check_keys(&keys)?;
-    Ok(Change {
-        table,
-        key_text: key_text(&keys),
-        keys,
-        new_image: Some(item),
+    let held = HeldChange {
+        keys: PackedItem::pack(&keys),
+        new_image: Some(PackedItem::pack(&item)),
         old_image: None,
         event: EventKind::Load,
         version: Version::new(0, None),
         position,
-    })
+    };
+    Ok(Packed { table, key_text: key_text(&keys), held })
 }
 
 fn check_keys(keys: &Item) -> Result<(), DecodeError> {

@@ -4,11 +4,13 @@
 pub mod change;
 pub mod decode;
 pub mod dialect;
+pub mod held;
 pub mod item;
 pub mod json;
 pub mod literal;
 pub mod naming;
 pub mod number;
+pub mod pack_json;
 pub mod packed;
 pub mod plan;
 pub mod reduce;

@@ -15,17 +15,17 @@ use crate::item::Item;
 use crate::number::Number;
 use crate::value::{AttrValue, Text};
 
-const S: u8 = 0;
-const N: u8 = 1;
-const B: u8 = 2;
-const TRUE: u8 = 3;
-const FALSE: u8 = 4;
-const NULL: u8 = 5;
-const M: u8 = 6;
-const L: u8 = 7;
-const SS: u8 = 8;
-const NS: u8 = 9;
-const BS: u8 = 10;
+pub(crate) const S: u8 = 0;
+pub(crate) const N: u8 = 1;
+pub(crate) const B: u8 = 2;
+pub(crate) const TRUE: u8 = 3;
+pub(crate) const FALSE: u8 = 4;
+pub(crate) const NULL: u8 = 5;
+pub(crate) const M: u8 = 6;
+pub(crate) const L: u8 = 7;
+pub(crate) const SS: u8 = 8;
+pub(crate) const NS: u8 = 9;
+pub(crate) const BS: u8 = 10;
 const NEGATIVE: u8 = 0x80;
 
 /// A packed item.
@@ -64,9 +64,29 @@ impl PackedItem {
     pub fn heap_bytes(&self) -> usize {
         self.0.len()
     }
+
+    /// Bytes written by this module's writers (`pack_json` packs records with them).
+    pub(crate) fn from_written(bytes: &[u8]) -> PackedItem {
+        PackedItem(bytes.into())
+    }
+
+    /// Whether the item has an attribute `name`, found without unpacking anything.
+    pub fn contains_name(&self, name: &str) -> Result<bool, Corrupt> {
+        let mut r = Cursor { bytes: &self.0, at: 0 };
+        for _ in 0..r.count()? {
+            let found = r.slice()?;
+            match found.cmp(name.as_bytes()) {
+                std::cmp::Ordering::Less => r.skip_value()?,
+                std::cmp::Ordering::Equal => return Ok(true),
+                // Names are packed in order: every later one is greater still.
+                std::cmp::Ordering::Greater => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
 }
 
-fn write_len(out: &mut Vec<u8>, mut n: u128) {
+pub(crate) fn write_len(out: &mut Vec<u8>, mut n: u128) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -74,7 +94,7 @@ fn write_len(out: &mut Vec<u8>, mut n: u128) {
     out.push(n as u8);
 }
 
-fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_len(out, b.len() as u128);
     out.extend_from_slice(b);
 }
@@ -87,7 +107,7 @@ fn write_item(out: &mut Vec<u8>, item: &Item) {
     }
 }
 
-fn write_number(out: &mut Vec<u8>, n: &Number) {
+pub(crate) fn write_number(out: &mut Vec<u8>, n: &Number) {
     let (negative, len, exponent, mantissa) = n.to_parts();
     out.push(len | if negative { NEGATIVE } else { 0 });
     // Zigzag, so small negative exponents stay one byte.
@@ -198,6 +218,39 @@ impl<'a> Cursor<'a> {
         let at = self.at;
         let pairs = self.many(|c| Ok((c.text()?, c.value()?)))?;
         Item::from_unique(pairs).map_err(|_| Corrupt(at))
+    }
+
+    /// Passes over one value, building nothing.
+    fn skip_value(&mut self) -> Result<(), Corrupt> {
+        let at = self.at;
+        match self.byte()? {
+            S | B => {
+                self.slice()?;
+            }
+            N => {
+                self.number()?;
+            }
+            TRUE | FALSE | NULL => {}
+            M => {
+                for _ in 0..self.count()? {
+                    self.slice()?;
+                    self.skip_value()?;
+                }
+            }
+            L => self.skip_many(Cursor::skip_value)?,
+            SS | BS => self.skip_many(|c| c.slice().map(drop))?,
+            NS => self.skip_many(|c| c.number().map(drop))?,
+            _ => return Err(Corrupt(at)),
+        }
+        Ok(())
+    }
+
+    /// A count, then that many elements passed over by `skip`.
+    fn skip_many(&mut self, mut skip: impl FnMut(&mut Self) -> Result<(), Corrupt>) -> Result<(), Corrupt> {
+        for _ in 0..self.count()? {
+            skip(self)?;
+        }
+        Ok(())
     }
 
     fn value(&mut self) -> Result<AttrValue, Corrupt> {

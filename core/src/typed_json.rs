@@ -43,11 +43,29 @@ pub fn read_whole<T>(
     Ok(value)
 }
 
+/// Errors shared with `pack_json`, which reads the same text into the packed form.
+pub(crate) const EXPECTED_ITEM: &str = "expected a map of attribute names to DynamoDB values";
+pub(crate) const EXPECTED_VALUE: &str = "expected a DynamoDB attribute value such as {\"S\": \"text\"}";
+pub(crate) const TWO_TAGS: &str = "attribute value has more than one type tag";
+pub(crate) const NO_TAG: &str = "empty attribute value {}";
+pub(crate) const NULL_NOT_TRUE: &str = "NULL must be true";
+
+pub(crate) fn duplicate_name(r: &Reader<'_>, name: &str) -> JsonError {
+    r.error(format!("duplicate attribute name `{}` in a map", name.chars().take(64).collect::<String>()))
+}
+
+pub(crate) fn unknown_type(r: &Reader<'_>, tag: &str) -> JsonError {
+    r.error(format!(
+        "unknown attribute type `{}` (expected S, N, B, BOOL, NULL, M, L, SS, NS or BS)",
+        tag.chars().take(32).collect::<String>()
+    ))
+}
+
 /// A map of attribute names to typed values; a repeated name is an error (it would be
 /// ambiguous).
 pub fn read_item(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<Item> {
     if r.peek() != Some(b'{') {
-        return Err(r.error("expected a map of attribute names to DynamoDB values"));
+        return Err(r.error(EXPECTED_ITEM));
     }
     let start = scratch.pairs.len();
     let read = r.object(|r, name| {
@@ -60,20 +78,18 @@ pub fn read_item(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<Item> 
         return Err(e);
     }
     let pairs: Vec<_> = scratch.pairs.drain(start..).collect();
-    Item::from_unique(pairs).map_err(|d| {
-        r.error(format!("duplicate attribute name `{}` in a map", d.0.chars().take(64).collect::<String>()))
-    })
+    Item::from_unique(pairs).map_err(|d| duplicate_name(r, &d.0))
 }
 
 /// One typed value: an object with exactly one type tag.
 pub fn read_value(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<AttrValue> {
     if r.peek() != Some(b'{') {
-        return Err(r.error("expected a DynamoDB attribute value such as {\"S\": \"text\"}"));
+        return Err(r.error(EXPECTED_VALUE));
     }
     let mut value = None;
     r.object(|r, tag| {
         if value.is_some() {
-            return Err(r.error("attribute value has more than one type tag"));
+            return Err(r.error(TWO_TAGS));
         }
         value = Some(match tag.as_ref() {
             "S" => AttrValue::S(Text::from(r.string()?)),
@@ -82,7 +98,7 @@ pub fn read_value(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<AttrV
             "BOOL" => AttrValue::Bool(r.bool()?),
             "NULL" => {
                 if !r.bool()? {
-                    return Err(r.error("NULL must be true"));
+                    return Err(r.error(NULL_NOT_TRUE));
                 }
                 AttrValue::Null
             }
@@ -91,16 +107,11 @@ pub fn read_value(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<AttrV
             "SS" => AttrValue::Ss(read_set(r, |r| Ok(Text::from(r.string()?)))?),
             "NS" => AttrValue::Ns(read_set(r, number)?),
             "BS" => AttrValue::Bs(read_set(r, binary)?),
-            other => {
-                return Err(r.error(format!(
-                    "unknown attribute type `{}` (expected S, N, B, BOOL, NULL, M, L, SS, NS or BS)",
-                    other.chars().take(32).collect::<String>()
-                )))
-            }
+            other => return Err(unknown_type(r, other)),
         });
         Ok(())
     })?;
-    value.ok_or_else(|| r.error("empty attribute value {}"))
+    value.ok_or_else(|| r.error(NO_TAG))
 }
 
 fn read_list(r: &mut Reader<'_>, scratch: &mut Scratch) -> JsonResult<Vec<AttrValue>> {
@@ -130,16 +141,23 @@ fn read_set<T>(
 }
 
 /// A number from its JSON string, parsed exactly.
-fn number(r: &mut Reader<'_>) -> JsonResult<Number> {
+pub(crate) fn number(r: &mut Reader<'_>) -> JsonResult<Number> {
     let text = r.string()?;
     Number::parse(&text).map_err(|e| r.error(e.to_string()))
 }
 
 /// Binary data from its base64 JSON string.
 fn binary(r: &mut Reader<'_>) -> JsonResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    binary_into(r, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Binary data from its base64 JSON string, appended to `out`.
+pub(crate) fn binary_into(r: &mut Reader<'_>, out: &mut Vec<u8>) -> JsonResult<()> {
     let text = r.string()?;
     base64::engine::general_purpose::STANDARD
-        .decode(text.as_bytes())
+        .decode_vec(text.as_bytes(), out)
         .map_err(|e| r.error(format!("invalid base64 in binary value: {e}")))
 }
 
