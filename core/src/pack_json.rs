@@ -75,7 +75,7 @@ fn pack_item(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
         write_bytes(&mut s.out, name.as_bytes());
         let name_end = s.out.len();
         pack_value(r, s)?;
-        // Nested maps have taken their own spans off again, so this pair's is next.
+        // A nested map that was read whole has taken its spans off again: this pair's is next.
         s.pairs.push(PairSpan { start, name_len: name.len(), name_end, end: s.out.len() });
         Ok(())
     })?;
@@ -241,7 +241,9 @@ mod tests {
         /// Straight packing and tree-then-pack agree on every text: the same bytes, or the
         /// same error at the same place.
         #[test]
-        fn packs_exactly_what_the_tree_packs(entries in prop::collection::vec(("[a-e]{0,2}", value_text()), 0..12)) {
+        fn packs_exactly_what_the_tree_packs(
+            entries in prop::collection::vec(("[ab\"\\\\é😀]{0,3}", value_text()), 0..12)
+        ) {
             let text = map_text(&entries);
             prop_assert_eq!(packed(&text), via_tree(&text), "{}", text);
         }
@@ -250,15 +252,17 @@ mod tests {
     #[test]
     fn counts_past_one_byte_and_names_out_of_order() {
         let names: Vec<String> = (0..300).rev().map(|i| format!("a{i:03}")).collect();
-        let entries: Vec<(String, String)> = names
-            .iter()
-            .map(|n| (n.clone(), format!(r#"{{"L":[{}]}}"#, vec![r#"{"N":"1"}"#; 130].join(","))))
-            .collect();
+        let list = format!(r#"{{"L":[{}]}}"#, vec![r#"{"N":"1"}"#; 130].join(","));
+        // A map of 200 names out of order inside the outer map, itself out of order.
+        let inner: Vec<(String, String)> =
+            (0..200).rev().map(|i| (format!("m{i}"), r#"{"S":"x"}"#.to_string())).collect();
+        let mut entries: Vec<(String, String)> = names.iter().map(|n| (n.clone(), list.clone())).collect();
+        entries.insert(150, ("a1505".to_string(), format!(r#"{{"M":{}}}"#, map_text(&inner))));
         let text = map_text(&entries);
         let direct = packed(&text).unwrap();
         assert_eq!(Ok(direct.clone()), via_tree(&text));
         let item: Item = direct.unpack().unwrap();
-        assert_eq!(item.len(), 300);
+        assert_eq!(item.len(), 301);
         assert_eq!(item.keys().next().map(|k| k.as_str()), Some("a000"));
     }
 
