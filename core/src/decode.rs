@@ -13,7 +13,7 @@ use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
 use crate::pack_json::{read_packed_item, PackScratch};
 use crate::packed::PackedItem;
-use crate::typed_json::{read_item, Scratch};
+use crate::typed_json::{read_item, read_whole, Scratch};
 use crate::value::{key_text, AttrValue, Item};
 
 /// What the decoder needs to know beyond the record itself.
@@ -220,13 +220,8 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let old_image = match rec.old_image {
         Some(raw) if event.is_delete() => Some(
             SCRATCH
-                .with_borrow_mut(|scratch| {
-                    let mut r = Reader::new(raw);
-                    let image = read_packed_item(&mut r, &mut scratch.packed)?;
-                    r.end()?;
-                    Ok(image)
-                })
-                .map_err(|e: crate::json::JsonError| DecodeError::Malformed(format!("OldImage: {e}")))?,
+                .with_borrow_mut(|scratch| read_whole(raw, &mut scratch.packed, read_packed_item))
+                .map_err(|e| DecodeError::Malformed(format!("OldImage: {e}")))?,
         ),
         _ => None,
     };

@@ -412,9 +412,7 @@ impl<'a> Reader<'a> {
                     break;
                 }
                 if !self.eat(closer) {
-                    let what =
-                        if closer == b'}' { "`,` or `}` in an object" } else { "`,` or `]` in an array" };
-                    return Err(self.unexpected(what));
+                    return Err(self.unexpected(after_element(closer)));
                 }
                 open.pop();
             }

@@ -195,11 +195,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn packed(text: &str) -> JsonResult<PackedItem> {
-        let mut scratch = PackScratch::default();
-        let mut r = Reader::new(text);
-        let item = read_packed_item(&mut r, &mut scratch)?;
-        r.end()?;
-        Ok(item)
+        read_whole(text, &mut PackScratch::default(), read_packed_item)
     }
 
     fn via_tree(text: &str) -> JsonResult<PackedItem> {

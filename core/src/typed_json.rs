@@ -31,11 +31,11 @@ impl Item {
     }
 }
 
-/// `text` as one document read by `read`, with nothing after it.
-pub fn read_whole<T>(
+/// `text` as one document read by `read` (with its scratch buffers), with nothing after it.
+pub fn read_whole<S, T>(
     text: &str,
-    scratch: &mut Scratch,
-    read: impl FnOnce(&mut Reader<'_>, &mut Scratch) -> JsonResult<T>,
+    scratch: &mut S,
+    read: impl FnOnce(&mut Reader<'_>, &mut S) -> JsonResult<T>,
 ) -> JsonResult<T> {
     let mut r = Reader::new(text);
     let value = read(&mut r, scratch)?;
