@@ -133,7 +133,7 @@ impl TargetConfig {
     /// fold more changes to a key into one row.
     pub fn default_batch_memory(&self) -> &'static str {
         match self {
-            TargetConfig::Duckdb(_) => "64MB",
+            TargetConfig::Duckdb(_) => "128MB",
             TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => "256MB",
         }
     }
@@ -338,8 +338,9 @@ pub struct Defaults {
     pub batch_size: usize,
     /// While the warehouse is busy, further steps fold into the next batch up to this many
     /// records (never fewer than `batch_size`); set it to `batch_size` for fixed-size batches.
-    #[serde(default = "default_max_batch_records")]
-    pub max_batch_records: usize,
+    /// Unset, it depends on the target (`Config::max_batch_records`).
+    #[serde(default)]
+    pub max_batch_records: Option<usize>,
     /// ... and up to about this much memory of held changes (a size such as "64MB"). Unset,
     /// it depends on the target (`Config::max_batch_memory_bytes`).
     #[serde(default)]
@@ -356,10 +357,6 @@ fn default_batch_size() -> usize {
     25_000
 }
 
-fn default_max_batch_records() -> usize {
-    500_000
-}
-
 impl Default for Defaults {
     fn default() -> Defaults {
         Defaults {
@@ -368,7 +365,7 @@ impl Default for Defaults {
             deletes: DeleteMode::default(),
             ttl_deletes: TtlMode::default(),
             batch_size: default_batch_size(),
-            max_batch_records: default_max_batch_records(),
+            max_batch_records: None,
             max_batch_memory: None,
             include: Vec::new(),
             exclude: Vec::new(),
@@ -404,6 +401,17 @@ impl Config {
 
     /// `defaults.max_batch_memory` in bytes, or the target's default when unset (validated
     /// when the config was loaded).
+    /// Records a batch folds at most (never fewer than `batch_size`). The embedded DuckDB
+    /// takes whatever fits `max_batch_memory`: one transaction of millions of records costs
+    /// it nothing, and each batch fewer is a rewrite of the keys they share saved.
+    pub fn max_batch_records(&self) -> usize {
+        let default = match self.target {
+            TargetConfig::Duckdb(_) => 10_000_000,
+            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => 500_000,
+        };
+        self.defaults.max_batch_records.unwrap_or(default).max(self.defaults.batch_size)
+    }
+
     pub fn max_batch_memory_bytes(&self) -> usize {
         let size = self.defaults.max_batch_memory.as_deref().unwrap_or(self.target.default_batch_memory());
         parse_size(size).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)
@@ -535,13 +543,15 @@ mod tests {
         assert!(e.contains("max_batch_memory") && e.contains("plenty"), "{e}");
         let c =
             parse(&format!("{MIN}[defaults]\nmax_batch_memory = \"2MiB\"\nmax_batch_records = 9\n")).unwrap();
-        assert_eq!((c.max_batch_memory_bytes(), c.defaults.max_batch_records), (2 * 1024 * 1024, 9));
-        assert_eq!(parse(MIN).unwrap().max_batch_memory_bytes(), 64_000_000);
+        assert_eq!((c.max_batch_memory_bytes(), c.max_batch_records()), (2 * 1024 * 1024, 25_000));
+        let c = parse(MIN).unwrap();
+        assert_eq!((c.max_batch_memory_bytes(), c.max_batch_records()), (128_000_000, 10_000_000));
         // A server warehouse holds batches only, so it gets the larger default; an explicit
         // size still wins.
         let pg =
             MIN.replace("kind = \"duckdb\"\npath = \"q.duckdb\"", "kind = \"postgres\"\nurl = \"host=db\"");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 256_000_000);
+        assert_eq!(parse(&pg).unwrap().max_batch_records(), 500_000);
         let pg = format!("{pg}[defaults]\nmax_batch_memory = \"32MB\"\n");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 32_000_000);
     }

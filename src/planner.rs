@@ -34,12 +34,43 @@ pub struct Prepared {
 pub struct Planner {
     config: Config,
     catalog: Catalog,
-    context: DecodeContext,
+    decoder: Decoder,
     source_name: String,
     include: Vec<glob::Pattern>,
     exclude: Vec<glob::Pattern>,
     max_identifier: usize,
     pending: Pending,
+}
+
+/// Decodes records for a planner; a clone can run on another thread than the planner's.
+#[derive(Clone)]
+pub struct Decoder {
+    context: DecodeContext,
+}
+
+/// Records decoded, to fold into a batch (`Planner::fold`).
+pub struct Decoded {
+    records: u64,
+    /// The furthest position read, per shard.
+    positions: HashMap<std::sync::Arc<str>, Position>,
+    results: Vec<Result<Packed, Reject>>,
+}
+
+impl Decoder {
+    /// Decodes `records` on `threads` threads.
+    pub fn decode(&self, records: Vec<RawRecord>, threads: usize) -> Decoded {
+        let mut positions: HashMap<std::sync::Arc<str>, Position> = HashMap::new();
+        for record in &records {
+            match positions.get(&record.position.shard) {
+                Some(p) if compare_decimal(&p.sequence, &record.position.sequence).is_ge() => {}
+                _ => {
+                    positions.insert(record.position.shard.clone(), record.position.clone());
+                }
+            }
+        }
+        let results = decode_all(&self.context, &records, threads);
+        Decoded { records: records.len() as u64, positions, results }
+    }
 }
 
 /// What has been taken in since the last flush.
@@ -72,7 +103,7 @@ impl Planner {
         Planner {
             config,
             catalog,
-            context,
+            decoder: Decoder { context },
             source_name,
             include,
             exclude,
@@ -98,26 +129,34 @@ impl Planner {
 
     /// Whether the pending batch has reached `max_batch_records` or `max_batch_memory`.
     pub fn pending_full(&self) -> bool {
-        let d = &self.config.defaults;
-        self.pending.records >= d.max_batch_records.max(d.batch_size) as u64
+        self.pending.records >= self.config.max_batch_records() as u64
             || self.pending.newest.weight() >= self.config.max_batch_memory_bytes()
     }
 
     /// Decodes `records` on `threads` threads and folds them into the pending batch.
     pub fn ingest(&mut self, records: Vec<RawRecord>, threads: usize) {
+        let decoded = self.decoder.decode(records, threads);
+        self.fold(decoded);
+    }
+
+    /// A decoder for this planner's records, to run on another thread.
+    pub fn decoder(&self) -> Decoder {
+        self.decoder.clone()
+    }
+
+    /// Folds decoded records into the pending batch.
+    pub fn fold(&mut self, decoded: Decoded) {
         let pending = &mut self.pending;
-        pending.records += records.len() as u64;
-        for record in &records {
-            match pending.checkpoints.get(&record.position.shard) {
-                Some(p) if compare_decimal(&p.sequence, &record.position.sequence).is_ge() => {}
+        pending.records += decoded.records;
+        for (shard, position) in decoded.positions {
+            match pending.checkpoints.get(&shard) {
+                Some(p) if compare_decimal(&p.sequence, &position.sequence).is_ge() => {}
                 _ => {
-                    pending.checkpoints.insert(record.position.shard.clone(), record.position.clone());
+                    pending.checkpoints.insert(shard, position);
                 }
             }
         }
-        let decoded = decode_all(&self.context, &records, threads);
-        drop(records);
-        for result in decoded {
+        for result in decoded.results {
             match result {
                 Ok(packed) => {
                     let table = &packed.table;

@@ -12,10 +12,10 @@ use crate::config::{
     Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
 };
 use crate::pipeline::{Pipeline, Summary};
-use crate::planner::{decode_threads, Prepared};
+use crate::planner::{decode_threads, Decoded, Prepared};
 use crate::source::file::FileSource;
 use crate::source::shards::StartPosition;
-use crate::source::Source;
+use crate::source::{RawRecord, Source};
 use crate::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
@@ -210,6 +210,43 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let applier_bar = bar.clone();
     let applier_stop = stop.clone();
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
+        // Reading and decoding run ahead on threads of their own, so splitting the input into
+        // records, decoding, reducing and planning overlap: on W1 splitting was a fifth and
+        // reducing a tenth of the time of the thread that did it all in turn.
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<RawRecord>>>(0);
+        let batch_size = config.defaults.batch_size;
+        let reader_stop = stop.clone();
+        scope.spawn(move || loop {
+            if reader_stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let read = source.next_batch(batch_size);
+            let done = match &read {
+                Ok(records) => records.is_empty() && !options.follow,
+                Err(_) => true,
+            };
+            // A closed channel means the run is over: stop reading.
+            if read_tx.send(read).is_err() || done {
+                break;
+            }
+        });
+        let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Read>>(0);
+        let decoder = planner.decoder();
+        let decoder_idle = applier_idle.clone();
+        scope.spawn(move || {
+            for read in read_rx {
+                let read = read.map(|records| {
+                    // A full read means the source has a backlog (see below).
+                    let caught_up = records.len() < batch_size;
+                    let empty = records.is_empty();
+                    let idle = decoder_idle.load(Ordering::Acquire);
+                    Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up, empty }
+                });
+                if decoded_tx.send(read).is_err() {
+                    break;
+                }
+            }
+        });
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
             let mut summary = Summary::default();
             loop {
@@ -259,8 +296,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                 if options.max_batches.is_some_and(|m| batches.get() >= m) {
                     return Ok(());
                 }
-                let records = source.next_batch(config.defaults.batch_size)?;
-                if records.is_empty() {
+                let Ok(read) = decoded_rx.recv() else {
+                    // Reading stopped on a stop request.
+                    break;
+                };
+                let Read { decoded, caught_up, empty } = read?;
+                if empty {
                     if !hand_over(&mut planner) {
                         return Ok(());
                     }
@@ -273,9 +314,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                 // batch costs the warehouse fewer rows (W1 wrote 850,000 rows for 1,000,000
                 // records when every idle moment took whatever had been read). Once the source
                 // is caught up, an idle applier gets what there is at once.
-                let caught_up = records.len() < config.defaults.batch_size;
                 let idle = applier_idle.load(Ordering::Acquire);
-                planner.ingest(records, decode_threads(idle));
+                planner.fold(decoded);
                 let due = planner.pending_full() || (idle && caught_up);
                 if due && !hand_over(&mut planner) {
                     return Ok(());
@@ -285,12 +325,22 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             Ok(())
         })();
         drop(tx);
+        drop(decoded_rx);
         let summary = applier.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
         reading?;
         Ok(summary)
     })?;
     bar.finish_and_clear();
     Ok(RunResult::Done(summary))
+}
+
+/// One read, decoded on the decoding thread.
+struct Read {
+    decoded: Decoded,
+    /// The read was short: the source has no backlog.
+    caught_up: bool,
+    /// Nothing was read: the input is consumed (or, following, nothing new came).
+    empty: bool,
 }
 
 pub enum RunResult {
