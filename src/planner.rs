@@ -299,13 +299,22 @@ fn decode_all(context: &DecodeContext, records: &[RawRecord], threads: usize) ->
     if threads < 2 || records.len() < 2_000 {
         return records.iter().map(decode_one).collect();
     }
-    let chunk = records.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = records
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(decode_one).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    use rayon::prelude::*;
+    decode_pool(threads).install(|| records.par_iter().with_min_len(1_000).map(decode_one).collect())
+}
+
+/// A pool of `threads` decoding threads (2 to 8), kept for the whole run: threads started for
+/// each read took fresh memory from the allocator each time (W1 into DuckDB, seven
+/// alternating pairs: 5.43 → 5.24 s on average).
+fn decode_pool(threads: usize) -> &'static rayon::ThreadPool {
+    static POOLS: [std::sync::OnceLock<rayon::ThreadPool>; 9] = [const { std::sync::OnceLock::new() }; 9];
+    let threads = threads.clamp(2, 8);
+    POOLS[threads].get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("decode-{i}"))
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start decoding threads: {e}"))
     })
 }
 
