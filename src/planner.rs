@@ -59,18 +59,28 @@ pub struct Decoded {
 impl Decoder {
     /// Decodes `records` on `threads` threads.
     pub fn decode(&self, records: Vec<RawRecord>, threads: usize) -> Decoded {
-        let mut positions: HashMap<std::sync::Arc<str>, Position> = HashMap::new();
-        for record in &records {
-            match positions.get(&record.position.shard) {
-                Some(p) if compare_decimal(&p.sequence, &record.position.sequence).is_ge() => {}
-                _ => {
-                    positions.insert(record.position.shard.clone(), record.position.clone());
-                }
-            }
-        }
+        let positions = furthest_positions(&records);
         let results = decode_all(&self.context, &records, threads);
         Decoded { records: records.len() as u64, positions, results }
     }
+}
+
+/// The furthest position of each shard among `records`. Only the winners are cloned: this runs
+/// before decoding can start, and a clone of each record's position (a shard's records mostly
+/// come in order, each further than the last) cost a tenth of a second per million records.
+fn furthest_positions(records: &[RawRecord]) -> HashMap<std::sync::Arc<str>, Position> {
+    let mut furthest: foldhash::HashMap<&str, &Position> = foldhash::HashMap::default();
+    for record in records {
+        let p = &record.position;
+        match furthest.get_mut(&*p.shard) {
+            Some(best) if compare_decimal(&best.sequence, &p.sequence).is_ge() => {}
+            Some(best) => *best = p,
+            None => {
+                furthest.insert(&p.shard, p);
+            }
+        }
+    }
+    furthest.into_values().map(|p| (p.shard.clone(), p.clone())).collect()
 }
 
 /// What has been taken in since the last flush.
@@ -443,6 +453,23 @@ mod tests {
         assert_eq!(one.len(), records.len());
         assert_eq!(one, summary(3));
         assert!(one[1234].is_err() && one[1235].is_ok());
+    }
+
+    #[test]
+    fn the_furthest_position_of_each_shard_is_kept_in_any_order() {
+        let at = |shard: &str, sequence: &str| RawRecord {
+            data: Vec::new(),
+            position: Position::new(shard, sequence),
+            problem: None,
+        };
+        // Sequences compare as numbers, not text: "10" is further than "9".
+        let records = vec![at("a", "9"), at("b", "5"), at("a", "10"), at("a", "2"), at("b", "5")];
+        let mut furthest: Vec<(String, String)> = furthest_positions(&records)
+            .into_iter()
+            .map(|(shard, p)| (shard.to_string(), p.sequence.to_string()))
+            .collect();
+        furthest.sort();
+        assert_eq!(furthest, [("a".into(), "10".into()), ("b".into(), "5".into())]);
     }
 
     #[test]
