@@ -2,6 +2,7 @@
 //! (or, with `--follow`, until stopped).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,7 +13,7 @@ use crate::config::{
     Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
 };
 use crate::pipeline::{Pipeline, Summary};
-use crate::planner::{decode_threads, Decoded, Prepared};
+use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
 use crate::source::shards::StartPosition;
 use crate::source::{RawRecord, Source};
@@ -181,10 +182,11 @@ impl Warehouse for Box<dyn Warehouse> {
 /// Runs the pipeline over the configured source. Returns the run's figures; with
 /// `dry_run`, the statements of the next batch instead.
 ///
-/// Reading and planning run on this thread while a second thread applies the previous batch,
-/// so decoding overlaps the warehouse's work. Reads made while the applier is busy fold into
-/// the next batch (up to `max_batch_records` / `max_batch_memory`), which is handed over as
-/// soon as the applier is free; at most one batch is applied while the next one is held.
+/// Four threads, each handing on to the next: one reads records, one decodes them (on a pool
+/// while the applier waits), this one reduces and plans them into batches, and one applies
+/// batches. Reads made while the applier is busy fold into the next batch (up to
+/// `max_batch_records` / `max_batch_memory`), which is handed over as soon as the applier is
+/// free; at most one batch is applied while the next one is gathered.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let mut warehouse = open_warehouse(config)?;
     // A warehouse that is down at start is waited for, not given up on.
@@ -210,43 +212,14 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let applier_bar = bar.clone();
     let applier_stop = stop.clone();
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
-        // Reading and decoding run ahead on threads of their own, so splitting the input into
-        // records, decoding, reducing and planning overlap: on W1 splitting was a fifth and
-        // reducing a tenth of the time of the thread that did it all in turn.
-        let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Vec<RawRecord>>>(0);
-        let batch_size = config.defaults.batch_size;
-        let reader_stop = stop.clone();
-        scope.spawn(move || loop {
-            if reader_stop.load(Ordering::Relaxed) {
-                break;
-            }
-            let read = source.next_batch(batch_size);
-            let done = match &read {
-                Ok(records) => records.is_empty() && !options.follow,
-                Err(_) => true,
-            };
-            // A closed channel means the run is over: stop reading.
-            if read_tx.send(read).is_err() || done {
-                break;
-            }
-        });
-        let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Read>>(0);
-        let decoder = planner.decoder();
-        let decoder_idle = applier_idle.clone();
-        scope.spawn(move || {
-            for read in read_rx {
-                let read = read.map(|records| {
-                    // A full read means the source has a backlog (see below).
-                    let caught_up = records.len() < batch_size;
-                    let empty = records.is_empty();
-                    let idle = decoder_idle.load(Ordering::Acquire);
-                    Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up, empty }
-                });
-                if decoded_tx.send(read).is_err() {
-                    break;
-                }
-            }
-        });
+        let read_rx = spawn_reading(scope, source, config.defaults.batch_size, options.follow, stop.clone());
+        let decoded_rx = spawn_decoding(
+            scope,
+            read_rx,
+            planner.decoder(),
+            config.defaults.batch_size,
+            applier_idle.clone(),
+        );
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
             let mut summary = Summary::default();
             loop {
@@ -332,6 +305,62 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     })?;
     bar.finish_and_clear();
     Ok(RunResult::Done(summary))
+}
+
+/// Reads `batch_size` records at a time on a thread of its own, until the input is consumed
+/// (unless following), a stop is requested, or the receiver is gone. Reading and decoding run
+/// ahead of reducing and planning so that they overlap: on W1, splitting lines and reducing
+/// took 1.0 s and 0.7 s of the 6.9 s of the thread that did it all in turn.
+fn spawn_reading<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut source: Source,
+    batch_size: usize,
+    follow: bool,
+    stop: Arc<AtomicBool>,
+) -> Receiver<anyhow::Result<Vec<RawRecord>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    scope.spawn(move || loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let read = source.next_batch(batch_size);
+        let done = match &read {
+            Ok(records) => records.is_empty() && !follow,
+            Err(_) => true,
+        };
+        // A closed channel means the run is over: stop reading.
+        if tx.send(read).is_err() || done {
+            break;
+        }
+    });
+    rx
+}
+
+/// Decodes each read on a thread of its own, on all cores while the applier waits and on one
+/// while it applies (`decode_threads`).
+fn spawn_decoding<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    reads: Receiver<anyhow::Result<Vec<RawRecord>>>,
+    decoder: Decoder,
+    batch_size: usize,
+    applier_idle: Arc<AtomicBool>,
+) -> Receiver<anyhow::Result<Read>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    scope.spawn(move || {
+        for read in reads {
+            let read = read.map(|records| {
+                // A full read means the source has a backlog (see `run`).
+                let caught_up = records.len() < batch_size;
+                let empty = records.is_empty();
+                let idle = applier_idle.load(Ordering::Acquire);
+                Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up, empty }
+            });
+            if tx.send(read).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// One read, decoded on the decoding thread.
