@@ -399,8 +399,6 @@ impl Config {
         Ok(config)
     }
 
-    /// `defaults.max_batch_memory` in bytes, or the target's default when unset (validated
-    /// when the config was loaded).
     /// Records a batch folds at most (never fewer than `batch_size`). The embedded DuckDB
     /// takes whatever fits `max_batch_memory`: one transaction of millions of records costs
     /// it nothing, and each batch fewer is a rewrite of the keys they share saved.
@@ -412,6 +410,8 @@ impl Config {
         self.defaults.max_batch_records.unwrap_or(default).max(self.defaults.batch_size)
     }
 
+    /// `defaults.max_batch_memory` in bytes, or the target's default when unset (validated
+    /// when the config was loaded).
     pub fn max_batch_memory_bytes(&self) -> usize {
         let size = self.defaults.max_batch_memory.as_deref().unwrap_or(self.target.default_batch_memory());
         parse_size(size).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)

@@ -211,8 +211,16 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let idle = applier_idle.clone();
     let applier_bar = bar.clone();
     let applier_stop = stop.clone();
+    let reading_over = AtomicBool::new(false);
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
-        let read_rx = spawn_reading(scope, source, config.defaults.batch_size, options.follow, stop.clone());
+        let read_rx = spawn_reading(
+            scope,
+            source,
+            config.defaults.batch_size,
+            options.follow,
+            stop.clone(),
+            &reading_over,
+        );
         let decoded_rx = spawn_decoding(
             scope,
             read_rx,
@@ -269,9 +277,17 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                 if options.max_batches.is_some_and(|m| batches.get() >= m) {
                     return Ok(());
                 }
+                if applier.is_finished() {
+                    // The applier stopped on an error (reported below): read no further.
+                    return Ok(());
+                }
                 let Ok(read) = decoded_rx.recv() else {
-                    // Reading stopped on a stop request.
-                    break;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    // Not a stop: the reading or decoding thread died (its panic is raised when
+                    // the threads are joined), so nothing more is handed over.
+                    anyhow::bail!("reading stopped unexpectedly");
                 };
                 let Read { decoded, caught_up, empty } = read?;
                 if empty {
@@ -297,6 +313,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             hand_over(&mut planner);
             Ok(())
         })();
+        reading_over.store(true, Ordering::Relaxed);
         drop(tx);
         drop(decoded_rx);
         let summary = applier.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
@@ -317,10 +334,13 @@ fn spawn_reading<'scope>(
     batch_size: usize,
     follow: bool,
     stop: Arc<AtomicBool>,
+    over: &'scope AtomicBool,
 ) -> Receiver<anyhow::Result<Vec<RawRecord>>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     scope.spawn(move || loop {
-        if stop.load(Ordering::Relaxed) {
+        // `over`: the run loop has ended (an error, `max_batches`), so nothing more is wanted.
+        // A read already under way (stdin waiting for input, say) still finishes first.
+        if stop.load(Ordering::Relaxed) || over.load(Ordering::Relaxed) {
             break;
         }
         let read = source.next_batch(batch_size);
