@@ -51,9 +51,16 @@ pub struct Decoder {
 /// Records decoded, to fold into a batch (`Planner::fold`).
 pub struct Decoded {
     records: u64,
-    /// The furthest position read, per shard.
-    positions: HashMap<std::sync::Arc<str>, Position>,
+    /// The furthest position read of each shard.
+    positions: Vec<Position>,
     results: Vec<Result<Packed, Reject>>,
+}
+
+impl Decoded {
+    /// Nothing was read: the input is consumed (or, following, nothing new came).
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
 }
 
 impl Decoder {
@@ -68,7 +75,7 @@ impl Decoder {
 /// The furthest position of each shard among `records`. Only the winners are cloned: this runs
 /// before decoding can start, and a clone of each record's position (a shard's records mostly
 /// come in order, each further than the last) cost a tenth of a second per million records.
-fn furthest_positions(records: &[RawRecord]) -> HashMap<std::sync::Arc<str>, Position> {
+fn furthest_positions(records: &[RawRecord]) -> Vec<Position> {
     let mut furthest: foldhash::HashMap<&str, &Position> = foldhash::HashMap::default();
     for record in records {
         let p = &record.position;
@@ -80,7 +87,7 @@ fn furthest_positions(records: &[RawRecord]) -> HashMap<std::sync::Arc<str>, Pos
             }
         }
     }
-    furthest.into_values().map(|p| (p.shard.clone(), p.clone())).collect()
+    furthest.into_values().cloned().collect()
 }
 
 /// What has been taken in since the last flush.
@@ -158,11 +165,11 @@ impl Planner {
     pub fn fold(&mut self, decoded: Decoded) {
         let pending = &mut self.pending;
         pending.records += decoded.records;
-        for (shard, position) in decoded.positions {
-            match pending.checkpoints.get(&shard) {
+        for position in decoded.positions {
+            match pending.checkpoints.get(&position.shard) {
                 Some(p) if compare_decimal(&p.sequence, &position.sequence).is_ge() => {}
                 _ => {
-                    pending.checkpoints.insert(shard, position);
+                    pending.checkpoints.insert(position.shard.clone(), position);
                 }
             }
         }
@@ -466,7 +473,7 @@ mod tests {
         let records = vec![at("a", "9"), at("b", "5"), at("a", "10"), at("a", "2"), at("b", "5")];
         let mut furthest: Vec<(String, String)> = furthest_positions(&records)
             .into_iter()
-            .map(|(shard, p)| (shard.to_string(), p.sequence.to_string()))
+            .map(|p| (p.shard.to_string(), p.sequence.to_string()))
             .collect();
         furthest.sort();
         assert_eq!(furthest, [("a".into(), "10".into()), ("b".into(), "5".into())]);

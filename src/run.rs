@@ -289,8 +289,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                     // the threads are joined), so nothing more is handed over.
                     anyhow::bail!("reading stopped unexpectedly");
                 };
-                let Read { decoded, caught_up, empty } = read?;
-                if empty {
+                let Read { decoded, caught_up } = read?;
+                if decoded.is_empty() {
                     if !hand_over(&mut planner) {
                         return Ok(());
                     }
@@ -371,9 +371,8 @@ fn spawn_decoding<'scope>(
             let read = read.map(|records| {
                 // A full read means the source has a backlog (see `run`).
                 let caught_up = records.len() < batch_size;
-                let empty = records.is_empty();
                 let idle = applier_idle.load(Ordering::Acquire);
-                Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up, empty }
+                Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up }
             });
             if tx.send(read).is_err() {
                 break;
@@ -388,8 +387,6 @@ struct Read {
     decoded: Decoded,
     /// The read was short: the source has no backlog.
     caught_up: bool,
-    /// Nothing was read: the input is consumed (or, following, nothing new came).
-    empty: bool,
 }
 
 pub enum RunResult {
