@@ -176,7 +176,7 @@ impl Planner {
         for result in decoded.results {
             match result {
                 Ok(packed) => {
-                    let table = &packed.table;
+                    let table = packed.table.as_str();
                     if !included(&self.include, &self.exclude, table) {
                         pending.skipped += 1;
                         continue;
@@ -184,7 +184,7 @@ impl Planner {
                     match pending.seen.get_mut(table) {
                         Some(n) => *n += 1,
                         None => {
-                            pending.seen.insert(table.clone(), 1);
+                            pending.seen.insert(table.to_string(), 1);
                         }
                     }
                     pending.changes += 1;

@@ -14,7 +14,7 @@ use crate::json::{JsonResult, Reader};
 use crate::pack_json::{read_packed_item, PackScratch};
 use crate::packed::PackedItem;
 use crate::typed_json::{read_item, read_whole, Scratch};
-use crate::value::{key_text, AttrValue, Item};
+use crate::value::{key_text, write_key_text, AttrValue, Item, Text};
 
 /// What the decoder needs to know beyond the record itself.
 #[derive(Debug, Clone, Default)]
@@ -81,8 +81,12 @@ struct StreamRecord<'a> {
 }
 
 /// Fields seen so far in one object: a field given twice is an error, not a silent choice.
+/// Each object reads at most six known fields, so they fit in place without allocating.
 #[derive(Default)]
-struct Seen(Vec<&'static str>);
+struct Seen {
+    fields: [&'static str; 8],
+    len: usize,
+}
 
 impl Seen {
     /// Reads `field`'s value with `read` (`None` for `null`), once per object.
@@ -92,10 +96,11 @@ impl Seen {
         field: &'static str,
         read: impl FnOnce(&mut Reader<'a>) -> JsonResult<T>,
     ) -> JsonResult<Option<T>> {
-        if self.0.contains(&field) {
+        if self.fields[..self.len].contains(&field) {
             return Err(r.error(format!("duplicate field `{field}`")));
         }
-        self.0.push(field);
+        self.fields[self.len] = field;
+        self.len += 1;
         if r.null()? {
             return Ok(None);
         }
@@ -108,6 +113,7 @@ impl Seen {
 struct Scratches {
     tree: Scratch,
     packed: PackScratch,
+    key_text: String,
 }
 
 fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<Envelope<'a>> {
@@ -195,12 +201,16 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;
     let op = Op::parse(&event_name)
         .ok_or_else(|| DecodeError::UnknownEventName(event_name.chars().take(64).collect()))?;
-    let table = env
-        .table_name
-        .map(Cow::into_owned)
-        .or_else(|| env.event_source_arn.as_deref().and_then(table_from_arn))
-        .or_else(|| ctx.default_table.clone())
-        .ok_or(DecodeError::MissingTable)?;
+    let table: Text = match env.table_name {
+        Some(name) => name.as_ref().into(),
+        None => env
+            .event_source_arn
+            .as_deref()
+            .and_then(table_from_arn)
+            .or_else(|| ctx.default_table.clone())
+            .ok_or(DecodeError::MissingTable)?
+            .into(),
+    };
     let rec = env.dynamodb.ok_or(DecodeError::MissingStreamRecord)?;
     let keys = rec.keys.ok_or(DecodeError::MissingKeys)?;
     check_keys(&keys)?;
@@ -226,7 +236,17 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
         _ => None,
     };
     let held = HeldChange { keys: PackedItem::pack(&keys), new_image, old_image, event, version, position };
-    Ok(Packed { table, key_text: key_text(&keys), held })
+    Ok(Packed { table, key_text: exact_key_text(&keys), held })
+}
+
+/// The key's text in a string of exactly its length: the reducer keeps it as a `Box<str>`,
+/// and building it in a reused buffer saves the reallocations of growing it.
+fn exact_key_text(keys: &Item) -> String {
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.key_text.clear();
+        write_key_text(&mut scratch.key_text, keys);
+        scratch.key_text.as_str().to_owned()
+    })
 }
 
 /// `image` with any key attribute it lacks taken from `keys` (DynamoDB always sends them in
@@ -266,7 +286,7 @@ fn decode_export_line(
         version: Version::new(0, None),
         position,
     };
-    Ok(Packed { table, key_text: key_text(&keys), held })
+    Ok(Packed { table: table.into(), key_text: key_text(&keys), held })
 }
 
 fn check_keys(keys: &Item) -> Result<(), DecodeError> {

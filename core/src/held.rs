@@ -18,7 +18,8 @@ pub struct HeldChange {
 /// A packed change with the table and key it belongs to, ready for `Reducer::add`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Packed {
-    pub table: String,
+    /// Inline up to 24 bytes, as table names mostly are: no allocation per record.
+    pub table: crate::value::Text,
     pub key_text: String,
     pub held: HeldChange,
 }
@@ -35,7 +36,7 @@ impl HeldChange {
             version: change.version,
             position: change.position,
         };
-        Packed { table: change.table, key_text: change.key_text, held }
+        Packed { table: change.table.into(), key_text: change.key_text, held }
     }
 
     /// The change again, as it was packed.

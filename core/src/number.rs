@@ -9,6 +9,17 @@ use std::fmt;
 
 /// Largest number of significant digits DynamoDB stores.
 pub const MAX_DIGITS: usize = 38;
+
+/// 10^0 to 10^38: every power a mantissa of `MAX_DIGITS` digits is scaled by.
+const POW10: [u128; MAX_DIGITS + 1] = {
+    let mut table = [1u128; MAX_DIGITS + 1];
+    let mut i = 1;
+    while i <= MAX_DIGITS {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 /// Exponent of the most significant digit must lie in this range.
 const MIN_MAGNITUDE: i32 = -130;
 const MAX_MAGNITUDE: i32 = 125;
@@ -52,66 +63,76 @@ pub enum NumberError {
 }
 
 impl Number {
+    /// One pass over the text: this runs for every number of every record decoded.
     pub fn parse(text: &str) -> Result<Number, NumberError> {
         let syntax = || NumberError::Syntax(text.chars().take(64).collect());
-        let s = text.trim();
-        let (negative, rest) = match s.as_bytes().first() {
-            Some(b'-') => (true, &s[1..]),
-            Some(b'+') => (false, &s[1..]),
-            _ => (false, s),
+        let bytes = text.trim().as_bytes();
+        let (negative, mut at) = match bytes.first() {
+            Some(b'-') => (true, 1),
+            Some(b'+') => (false, 1),
+            _ => (false, 0),
         };
-        // Byte searches: a multi-character pattern goes through a much slower generic path.
-        let (mantissa, exp_part) = match rest.bytes().position(|b| b == b'e' || b == b'E') {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        let (int_part, frac_part) = match mantissa.bytes().position(|b| b == b'.') {
-            Some(i) => (&mantissa[..i], &mantissa[i + 1..]),
-            None => (mantissa, ""),
-        };
-        if int_part.is_empty() && frac_part.is_empty() {
+        // Significant digits so far (from the first non-zero one), zeros seen after them
+        // that a later non-zero digit would make significant, and their value.
+        let mut significant = 0usize;
+        let mut zeros = 0usize;
+        let mut mantissa: u128 = 0;
+        let (mut digits, mut fraction_digits, mut point) = (0usize, 0i64, false);
+        while let Some(&b) = bytes.get(at) {
+            match b {
+                b'0'..=b'9' => {
+                    digits += 1;
+                    fraction_digits += i64::from(point);
+                    if b == b'0' {
+                        zeros += usize::from(significant > 0);
+                    } else {
+                        significant += zeros + 1;
+                        if significant <= MAX_DIGITS {
+                            mantissa = mantissa * POW10[zeros + 1] + u128::from(b - b'0');
+                        }
+                        zeros = 0;
+                    }
+                }
+                b'.' if !point => point = true,
+                b'e' | b'E' => break,
+                _ => return Err(syntax()),
+            }
+            at += 1;
+        }
+        if digits == 0 {
             return Err(syntax());
         }
-        if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(syntax());
-        }
-        let mut exponent: i64 = match exp_part {
+        let mut exponent: i64 = match bytes.get(at) {
             None => 0,
-            Some(e) => {
-                let digits = e.strip_prefix(['+', '-']).unwrap_or(e);
-                if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            Some(_) => {
+                let e = &bytes[at + 1..];
+                let unsigned = e.strip_prefix(b"+").or_else(|| e.strip_prefix(b"-")).unwrap_or(e);
+                if unsigned.is_empty() || unsigned.len() > 6 || !unsigned.iter().all(u8::is_ascii_digit) {
                     return Err(syntax());
                 }
-                e.parse::<i64>().map_err(|_| syntax())?
+                let value = unsigned.iter().fold(0i64, |v, d| v * 10 + i64::from(d - b'0'));
+                if e[0] == b'-' {
+                    -value
+                } else {
+                    value
+                }
             }
         };
-        exponent -= frac_part.len() as i64;
-        // Significant digits: integer and fraction parts without leading or trailing zeros.
-        let all = || int_part.bytes().chain(frac_part.bytes());
-        let leading = all().take_while(|&b| b == b'0').count();
-        let total = int_part.len() + frac_part.len();
-        let trailing = if leading == total { 0 } else { all().rev().take_while(|&b| b == b'0').count() };
-        let len = total - leading - trailing;
-        if len == 0 {
+        if significant == 0 {
             return Ok(Number::ZERO);
         }
-        if len > MAX_DIGITS {
+        if significant > MAX_DIGITS {
             return Err(NumberError::TooPrecise(text.chars().take(64).collect()));
         }
-        exponent += trailing as i64;
-        let magnitude = exponent + len as i64 - 1;
+        // Zeros after the last significant digit scale it instead.
+        exponent += zeros as i64 - fraction_digits;
+        let magnitude = exponent + significant as i64 - 1;
         if magnitude < MIN_MAGNITUDE as i64 || magnitude > MAX_MAGNITUDE as i64 {
             return Err(NumberError::OutOfRange(text.chars().take(64).collect()));
         }
-        // 19 digits fit in a u64, whose arithmetic is cheaper than u128's; most numbers do.
-        let mantissa: u128 = if len <= 19 {
-            u128::from(all().skip(leading).take(len).fold(0u64, |m, b| m * 10 + u64::from(b - b'0')))
-        } else {
-            all().skip(leading).take(len).fold(0u128, |m, b| m * 10 + u128::from(b - b'0'))
-        };
         Ok(Number {
             negative,
-            len: len as u8,
+            len: significant as u8,
             exponent: exponent as i32,
             mantissa_hi: (mantissa >> 64) as u64,
             mantissa_lo: mantissa as u64,
@@ -359,5 +380,54 @@ mod tests {
         assert!(n.fits_decimal(3) && !n.fits_decimal(2) && !n.fits_decimal(36));
         assert_eq!(Number::parse("0.0012").unwrap().to_plain(), "0.0012");
         assert_eq!(Number::parse("-0.5").unwrap().to_plain(), "-0.5");
+    }
+
+    proptest::proptest! {
+        /// Digits, a decimal point anywhere and zeros at either end: the parts are the
+        /// significant digits and their exponent, worked out here the slow way.
+        #[test]
+        fn parts_are_the_significant_digits(
+            int in "0{0,3}[0-9]{0,20}0{0,3}",
+            frac in "0{0,3}[0-9]{0,20}0{0,3}",
+            point in proptest::bool::ANY,
+            negative in proptest::bool::ANY,
+            exp in proptest::option::of(-150i32..150),
+        ) {
+            let text = match (point, frac.is_empty()) {
+                (true, _) | (false, false) if !(int.is_empty() && frac.is_empty()) => format!("{int}.{frac}"),
+                _ => int.clone(),
+            };
+            let text = if negative { format!("-{text}") } else { text };
+            let text = match exp {
+                Some(e) if e % 2 == 0 => format!("{text}e{e}"),
+                Some(e) => format!("{text}E{e:+}"),
+                None => text,
+            };
+            let digits = if text.contains('.') { format!("{int}{frac}") } else { int.clone() };
+            let scale = if text.contains('.') { frac.len() as i32 } else { 0 };
+            let parsed = Number::parse(&text);
+            if digits.is_empty() {
+                proptest::prop_assert!(parsed.is_err());
+                return Ok(());
+            }
+            let significant = digits.trim_start_matches('0');
+            let trimmed = significant.trim_end_matches('0');
+            if trimmed.len() > MAX_DIGITS {
+                proptest::prop_assert!(matches!(parsed, Err(NumberError::TooPrecise(_))));
+                return Ok(());
+            }
+            if trimmed.is_empty() {
+                proptest::prop_assert_eq!(parsed.map(Number::to_parts), Ok((false, 0, 0, 0)));
+                return Ok(());
+            }
+            let exponent = (significant.len() - trimmed.len()) as i32 - scale + exp.unwrap_or(0);
+            let magnitude = exponent + trimmed.len() as i32 - 1;
+            if !(-130..=125).contains(&magnitude) {
+                proptest::prop_assert!(matches!(parsed, Err(NumberError::OutOfRange(_))));
+                return Ok(());
+            }
+            let expected = (negative, trimmed.len() as u8, exponent, trimmed.parse::<u128>().unwrap());
+            proptest::prop_assert_eq!(parsed.map(Number::to_parts), Ok(expected));
+        }
     }
 }

@@ -45,9 +45,9 @@ impl Reducer {
     /// Offers a change; it is kept if it is the newest of its key so far.
     pub fn add(&mut self, change: Packed) {
         let Packed { table, key_text, held } = change;
-        let keyed = match self.newest.get_mut(&table) {
+        let keyed = match self.newest.get_mut(table.as_str()) {
             Some(t) => t,
-            None => self.newest.entry(table).or_default(),
+            None => self.newest.entry(table.into_string()).or_default(),
         };
         match keyed.get_mut(key_text.as_str()) {
             Some(slot) => {

@@ -171,17 +171,23 @@ pub fn item_to_plain_json(item: &Item) -> String {
 
 /// Canonical text of a key: typed JSON, attributes sorted by name. Equal keys give equal text.
 pub fn key_text(keys: &Item) -> String {
-    let mut out = String::from("{");
+    let mut out = String::new();
+    write_key_text(&mut out, keys);
+    out
+}
+
+/// `key_text`, appended to `out`.
+pub fn write_key_text(out: &mut String, keys: &Item) {
+    out.push('{');
     for (i, (name, value)) in keys.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        write_json_string(&mut out, name);
+        write_json_string(out, name);
         out.push(':');
-        value.write_typed_json(&mut out);
+        value.write_typed_json(out);
     }
     out.push('}');
-    out
 }
 
 fn write_plain_object(out: &mut String, m: &Item) {
