@@ -3,6 +3,7 @@
 //! Each file is a shard; a record's sequence is the byte offset just past its line, so a
 //! restart seeks straight to where the last committed batch ended.
 
+use std::fmt::Write as _;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -38,6 +39,7 @@ pub struct FileSource {
     current: usize,
     input: Option<(Arc<str>, Input, u64)>,
     line: Vec<u8>,
+    sequence: String,
 }
 
 impl FileSource {
@@ -55,6 +57,7 @@ impl FileSource {
             current: 0,
             input: None,
             line: Vec::with_capacity(4096),
+            sequence: String::new(),
         };
         if pattern != "-" {
             source.files = source.expand()?;
@@ -124,9 +127,12 @@ impl FileSource {
             if data.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            // Formatted in a reused buffer: one allocation for the sequence, not two.
+            self.sequence.clear();
+            write!(self.sequence, "{offset}").expect("writing to a String cannot fail");
             out.push(RawRecord {
                 data: data.to_vec(),
-                position: Position::new(shard.clone(), offset.to_string()),
+                position: Position::new(shard.clone(), self.sequence.as_str()),
                 problem: None,
             });
         }
