@@ -164,7 +164,7 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonRe
             "NewImage" => {
                 rec.new_image = seen.read(r, "NewImage", |r| read_packed_item(r, &mut scratch.packed))?
             }
-            "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw)?,
+            "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw_typed_object)?,
             "SequenceNumber" => rec.sequence_number = seen.read(r, "SequenceNumber", Reader::string)?,
             _ => r.skip()?,
         }

@@ -66,6 +66,41 @@ fn after_element(close: u8) -> &'static str {
     }
 }
 
+/// The closing brackets `skip` waits for: a bit each for the first 64 levels, so skipping
+/// allocates nothing unless it meets deeper nesting.
+#[derive(Default)]
+struct OpenBrackets {
+    objects: u64,
+    len: usize,
+    deeper: Vec<u8>,
+}
+
+impl OpenBrackets {
+    fn push(&mut self, closer: u8) {
+        if self.len < 64 {
+            self.objects = (self.objects & !(1 << self.len)) | (u64::from(closer == b'}') << self.len);
+        } else {
+            self.deeper.push(closer);
+        }
+        self.len += 1;
+    }
+
+    fn last(&self) -> Option<&u8> {
+        match self.len {
+            0 => None,
+            1..=64 => Some(if self.objects >> (self.len - 1) & 1 == 1 { &b'}' } else { &b']' }),
+            _ => self.deeper.last(),
+        }
+    }
+
+    fn pop(&mut self) {
+        if self.len > 64 {
+            self.deeper.pop();
+        }
+        self.len = self.len.saturating_sub(1);
+    }
+}
+
 pub struct Reader<'a> {
     text: &'a str,
     pos: usize,
@@ -325,6 +360,7 @@ impl<'a> Reader<'a> {
         Ok(value)
     }
 
+    #[inline]
     fn enter(&mut self) -> JsonResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
@@ -378,7 +414,7 @@ impl<'a> Reader<'a> {
     /// allows even where a built value could not be: lone surrogate escapes, and nesting of
     /// any depth (it keeps its own stack of open brackets rather than recursing).
     pub fn skip(&mut self) -> JsonResult<()> {
-        let mut open: Vec<u8> = Vec::new();
+        let mut open = OpenBrackets::default();
         loop {
             match self.peek() {
                 Some(b'{') => {
@@ -455,11 +491,139 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Opens a one-field object written compactly, `{"TAG":` with nothing between the
+    /// tokens, and returns the tag; `None`, taking nothing, for anything else. DynamoDB writes
+    /// every typed value this way, and reading it here skips the general object walk. The
+    /// object counts as a nesting level, as `object` would count it, until `close_tagged`.
+    pub fn open_tagged(&mut self) -> JsonResult<Option<&'static str>> {
+        let Some(head) = self.bytes().get(self.pos..self.pos + 8) else { return Ok(None) };
+        if head[0] != b'{' || head[1] != b'"' {
+            return Ok(None);
+        }
+        let tag = match (head[2], head[3]) {
+            (b'S', b'"') => "S",
+            (b'N', b'"') => "N",
+            (b'M', b'"') => "M",
+            (b'L', b'"') => "L",
+            (b'B', b'"') => "B",
+            (b'S', b'S') => "SS",
+            (b'N', b'S') => "NS",
+            (b'B', b'S') => "BS",
+            (b'B', b'O') if &head[2..6] == b"BOOL" => "BOOL",
+            (b'N', b'U') if &head[2..6] == b"NULL" => "NULL",
+            _ => return Ok(None),
+        };
+        if head[2 + tag.len()] != b'"' || head[3 + tag.len()] != b':' {
+            return Ok(None);
+        }
+        self.pos += 1;
+        self.enter()?;
+        self.pos += 3 + tag.len();
+        Ok(Some(tag))
+    }
+
+    /// Closes what `open_tagged` opened, if `}` follows at once; false (with the position and
+    /// depth as they were before `open_tagged`) when anything else does, so the caller can
+    /// read the value again the general way.
+    pub fn close_tagged(&mut self, opened_at: usize) -> bool {
+        self.depth -= 1;
+        if self.bytes().get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            true
+        } else {
+            self.pos = opened_at;
+            false
+        }
+    }
+
+    /// Where the reader is, for `close_tagged`.
+    pub fn position(&mut self) -> usize {
+        self.skip_whitespace();
+        self.pos
+    }
+
+    /// `skip` for an object whose values are mostly DynamoDB's compact typed values (an
+    /// image): `{"S":"…"}` and the like are passed over directly, anything else by `skip`.
+    /// It accepts what `skip` accepts and fails where and as `skip` fails.
+    pub fn skip_typed_object(&mut self) -> JsonResult<()> {
+        // Near the nesting limit, `skip` (which has none) takes over.
+        if self.peek() != Some(b'{') || self.depth + 2 > MAX_DEPTH {
+            return self.skip();
+        }
+        self.pos += 1;
+        self.depth += 1;
+        if !self.eat(b'}') {
+            loop {
+                self.skip_field_name()?;
+                self.skip_typed_value()?;
+                if !self.eat(b',') {
+                    break;
+                }
+            }
+            self.expect(b'}', after_element(b'}'))?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// A list's or a set's elements, each by `skip_typed_value` (which passes strings too).
+    fn skip_typed_array(&mut self) -> JsonResult<()> {
+        self.pos += 1;
+        self.depth += 1;
+        if !self.eat(b']') {
+            loop {
+                self.skip_typed_value()?;
+                if !self.eat(b',') {
+                    break;
+                }
+            }
+            self.expect(b']', after_element(b']'))?;
+        }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    fn skip_typed_value(&mut self) -> JsonResult<()> {
+        let opened_at = self.position();
+        if self.bytes().get(opened_at) == Some(&b'"') {
+            return self.skip_string();
+        }
+        if self.depth + 2 <= MAX_DEPTH {
+            if let Some(tag) = self.open_tagged()? {
+                let next = self.bytes().get(self.pos).copied();
+                let passed = match (tag, next) {
+                    ("S" | "N" | "B", Some(b'"')) => self.skip_string().map(|_| true)?,
+                    ("BOOL" | "NULL", Some(b't' | b'f')) => self.bool().map(|_| true)?,
+                    ("M", Some(b'{')) => self.skip_typed_object().map(|_| true)?,
+                    ("L" | "SS" | "NS" | "BS", Some(b'[')) => self.skip_typed_array().map(|_| true)?,
+                    _ => false,
+                };
+                if passed && self.close_tagged(opened_at) {
+                    return Ok(());
+                }
+                if !passed {
+                    self.depth -= 1;
+                    self.pos = opened_at;
+                }
+            }
+        }
+        self.skip()
+    }
+
     /// Checks and passes over any value, returning its text.
     pub fn raw(&mut self) -> JsonResult<&'a str> {
+        self.raw_with(Reader::skip)
+    }
+
+    /// `raw`, passing over the value with `skip_typed_object`.
+    pub fn raw_typed_object(&mut self) -> JsonResult<&'a str> {
+        self.raw_with(Reader::skip_typed_object)
+    }
+
+    fn raw_with(&mut self, skip: impl FnOnce(&mut Self) -> JsonResult<()>) -> JsonResult<&'a str> {
         self.skip_whitespace();
         let start = self.pos;
-        self.skip()?;
+        skip(self)?;
         Ok(&self.text[start..self.pos])
     }
 }
@@ -588,6 +752,16 @@ mod tests {
         /// (mostly invalid) is accepted by both or by neither. serde_json also refuses
         /// numbers beyond f64's range and lone surrogate escapes, which are valid JSON text
         /// (and which only skipping, not reading a string, accepts).
+        #[test]
+        fn typed_skipping_is_skipping(text in r#"(\{("[a-z]{0,2}":\{"(S|N|B|M|L|BOOL|NULL|SS|x)": ?("[a-z\\"]{0,3}"|[0-9\[\]{}]{0,3}|true|f|\{"q":\{"S":"x"\}\}|\[("a",?|\{"S":"b"\},?|1,?){0,3}\]?)[ ,]?\}[,]?){0,4}\}?){1,2}"#) {
+            let skipped = |typed: bool| {
+                let mut r = Reader::new(&text);
+                let result = if typed { r.skip_typed_object() } else { r.skip() };
+                (result.map_err(|e| e.to_string()), r.pos)
+            };
+            proptest::prop_assert_eq!(skipped(true), skipped(false), "{:?}", text);
+        }
+
         #[test]
         fn accepts_exactly_what_serde_json_accepts(text in r#"[\[\]{}",: 0-9eE.+\-tfnrulasdDcC\\/u\x01é]{0,24}"#) {
             let ours = check(&text);

@@ -104,13 +104,36 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
     if r.peek() != Some(b'{') {
         return Err(r.error(EXPECTED_VALUE));
     }
+    // The compact form DynamoDB writes, read directly; any other spelling of the same value
+    // (spaces, a second tag) is read again below, from the same place.
+    let opened_at = r.position();
+    let written = s.out.len();
+    if let Some(tag) = r.open_tagged()? {
+        pack_tagged(r, s, tag)?;
+        if r.close_tagged(opened_at) {
+            return Ok(());
+        }
+        s.out.truncate(written);
+    }
     let mut tagged = false;
     r.object(|r, tag| {
         if tagged {
             return Err(r.error(TWO_TAGS));
         }
         tagged = true;
-        match tag.as_ref() {
+        pack_tagged(r, s, &tag)
+    })?;
+    if tagged {
+        Ok(())
+    } else {
+        Err(r.error(NO_TAG))
+    }
+}
+
+/// The value of a typed value's one field, whose name is `tag`.
+fn pack_tagged(r: &mut Reader<'_>, s: &mut PackScratch, tag: &str) -> JsonResult<()> {
+    {
+        match tag {
             "S" => {
                 let text = r.string()?;
                 s.out.push(packed::S);
@@ -161,11 +184,6 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
             other => return Err(unknown_type(r, other)),
         }
         Ok(())
-    })?;
-    if tagged {
-        Ok(())
-    } else {
-        Err(r.error(NO_TAG))
     }
 }
 

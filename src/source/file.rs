@@ -3,8 +3,8 @@
 //! Each file is a shard; a record's sequence is the byte offset just past its line, so a
 //! restart seeks straight to where the last committed batch ended.
 
-use std::fmt::Write as _;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::PathBuf;
