@@ -66,6 +66,47 @@ fn after_element(close: u8) -> &'static str {
     }
 }
 
+/// DynamoDB's type tags, the one field name of each typed value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeTag {
+    S,
+    N,
+    B,
+    Bool,
+    Null,
+    M,
+    L,
+    Ss,
+    Ns,
+    Bs,
+}
+
+impl TypeTag {
+    pub fn from_name(name: &str) -> Option<TypeTag> {
+        Some(match name {
+            "S" => TypeTag::S,
+            "N" => TypeTag::N,
+            "B" => TypeTag::B,
+            "BOOL" => TypeTag::Bool,
+            "NULL" => TypeTag::Null,
+            "M" => TypeTag::M,
+            "L" => TypeTag::L,
+            "SS" => TypeTag::Ss,
+            "NS" => TypeTag::Ns,
+            "BS" => TypeTag::Bs,
+            _ => return None,
+        })
+    }
+
+    fn name_len(self) -> usize {
+        match self {
+            TypeTag::S | TypeTag::N | TypeTag::B | TypeTag::M | TypeTag::L => 1,
+            TypeTag::Ss | TypeTag::Ns | TypeTag::Bs => 2,
+            TypeTag::Bool | TypeTag::Null => 4,
+        }
+    }
+}
+
 /// The closing brackets `skip` waits for: a bit each for the first 64 levels, so skipping
 /// allocates nothing unless it meets deeper nesting.
 #[derive(Default)]
@@ -495,30 +536,31 @@ impl<'a> Reader<'a> {
     /// tokens, and returns the tag; `None`, taking nothing, for anything else. DynamoDB writes
     /// every typed value this way, and reading it here skips the general object walk. The
     /// object counts as a nesting level, as `object` would count it, until `close_tagged`.
-    pub fn open_tagged(&mut self) -> JsonResult<Option<&'static str>> {
+    pub fn open_tagged(&mut self) -> JsonResult<Option<TypeTag>> {
         let Some(head) = self.bytes().get(self.pos..self.pos + 8) else { return Ok(None) };
         if head[0] != b'{' || head[1] != b'"' {
             return Ok(None);
         }
         let tag = match (head[2], head[3]) {
-            (b'S', b'"') => "S",
-            (b'N', b'"') => "N",
-            (b'M', b'"') => "M",
-            (b'L', b'"') => "L",
-            (b'B', b'"') => "B",
-            (b'S', b'S') => "SS",
-            (b'N', b'S') => "NS",
-            (b'B', b'S') => "BS",
-            (b'B', b'O') if &head[2..6] == b"BOOL" => "BOOL",
-            (b'N', b'U') if &head[2..6] == b"NULL" => "NULL",
+            (b'S', b'"') => TypeTag::S,
+            (b'N', b'"') => TypeTag::N,
+            (b'M', b'"') => TypeTag::M,
+            (b'L', b'"') => TypeTag::L,
+            (b'B', b'"') => TypeTag::B,
+            (b'S', b'S') => TypeTag::Ss,
+            (b'N', b'S') => TypeTag::Ns,
+            (b'B', b'S') => TypeTag::Bs,
+            (b'B', b'O') if &head[2..6] == b"BOOL" => TypeTag::Bool,
+            (b'N', b'U') if &head[2..6] == b"NULL" => TypeTag::Null,
             _ => return Ok(None),
         };
-        if head[2 + tag.len()] != b'"' || head[3 + tag.len()] != b':' {
+        let len = tag.name_len();
+        if head[2 + len] != b'"' || head[3 + len] != b':' {
             return Ok(None);
         }
         self.pos += 1;
         self.enter()?;
-        self.pos += 3 + tag.len();
+        self.pos += 3 + len;
         Ok(Some(tag))
     }
 
@@ -592,10 +634,12 @@ impl<'a> Reader<'a> {
             if let Some(tag) = self.open_tagged()? {
                 let next = self.bytes().get(self.pos).copied();
                 let passed = match (tag, next) {
-                    ("S" | "N" | "B", Some(b'"')) => self.skip_string().map(|_| true)?,
-                    ("BOOL" | "NULL", Some(b't' | b'f')) => self.bool().map(|_| true)?,
-                    ("M", Some(b'{')) => self.skip_typed_object().map(|_| true)?,
-                    ("L" | "SS" | "NS" | "BS", Some(b'[')) => self.skip_typed_array().map(|_| true)?,
+                    (TypeTag::S | TypeTag::N | TypeTag::B, Some(b'"')) => self.skip_string().map(|_| true)?,
+                    (TypeTag::Bool | TypeTag::Null, Some(b't' | b'f')) => self.bool().map(|_| true)?,
+                    (TypeTag::M, Some(b'{')) => self.skip_typed_object().map(|_| true)?,
+                    (TypeTag::L | TypeTag::Ss | TypeTag::Ns | TypeTag::Bs, Some(b'[')) => {
+                        self.skip_typed_array().map(|_| true)?
+                    }
                     _ => false,
                 };
                 if passed && self.close_tagged(opened_at) {

@@ -6,7 +6,7 @@
 //! bytes are exactly those `PackedItem::pack` makes of the tree `typed_json` reads from the
 //! same text, and the same text is refused with the same message (both property-tested).
 
-use crate::json::{JsonResult, Reader};
+use crate::json::{JsonResult, Reader, TypeTag};
 use crate::packed::{self, write_bytes, write_len, write_number, PackedItem};
 use crate::typed_json::{
     binary_into, duplicate_name, number, unknown_type, EXPECTED_ITEM, EXPECTED_VALUE, NO_TAG, NULL_NOT_TRUE,
@@ -121,7 +121,10 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
             return Err(r.error(TWO_TAGS));
         }
         tagged = true;
-        pack_tagged(r, s, &tag)
+        match TypeTag::from_name(&tag) {
+            Some(tag) => pack_tagged(r, s, tag),
+            None => Err(unknown_type(r, &tag)),
+        }
     })?;
     if tagged {
         Ok(())
@@ -131,57 +134,56 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
 }
 
 /// The value of a typed value's one field, whose name is `tag`.
-fn pack_tagged(r: &mut Reader<'_>, s: &mut PackScratch, tag: &str) -> JsonResult<()> {
+fn pack_tagged(r: &mut Reader<'_>, s: &mut PackScratch, tag: TypeTag) -> JsonResult<()> {
     {
         match tag {
-            "S" => {
+            TypeTag::S => {
                 let text = r.string()?;
                 s.out.push(packed::S);
                 write_bytes(&mut s.out, text.as_bytes());
             }
-            "N" => {
+            TypeTag::N => {
                 let n = number(r)?;
                 s.out.push(packed::N);
                 write_number(&mut s.out, &n);
             }
-            "B" => {
+            TypeTag::B => {
                 s.bytes.clear();
                 binary_into(r, &mut s.bytes)?;
                 s.out.push(packed::B);
                 write_bytes(&mut s.out, &s.bytes);
             }
-            "BOOL" => {
+            TypeTag::Bool => {
                 let b = r.bool()?;
                 s.out.push(if b { packed::TRUE } else { packed::FALSE });
             }
-            "NULL" => {
+            TypeTag::Null => {
                 if !r.bool()? {
                     return Err(r.error(NULL_NOT_TRUE));
                 }
                 s.out.push(packed::NULL);
             }
-            "M" => {
+            TypeTag::M => {
                 s.out.push(packed::M);
                 pack_item(r, s)?;
             }
-            "L" => pack_many(r, s, packed::L, pack_value)?,
-            "SS" => pack_many(r, s, packed::SS, |r, s| {
+            TypeTag::L => pack_many(r, s, packed::L, pack_value)?,
+            TypeTag::Ss => pack_many(r, s, packed::SS, |r, s| {
                 let text = r.string()?;
                 write_bytes(&mut s.out, text.as_bytes());
                 Ok(())
             })?,
-            "NS" => pack_many(r, s, packed::NS, |r, s| {
+            TypeTag::Ns => pack_many(r, s, packed::NS, |r, s| {
                 let n = number(r)?;
                 write_number(&mut s.out, &n);
                 Ok(())
             })?,
-            "BS" => pack_many(r, s, packed::BS, |r, s| {
+            TypeTag::Bs => pack_many(r, s, packed::BS, |r, s| {
                 s.bytes.clear();
                 binary_into(r, &mut s.bytes)?;
                 write_bytes(&mut s.out, &s.bytes);
                 Ok(())
             })?,
-            other => return Err(unknown_type(r, other)),
         }
         Ok(())
     }
