@@ -97,14 +97,32 @@ impl TypeTag {
             _ => return None,
         })
     }
+}
 
-    fn name_len(self) -> usize {
-        match self {
-            TypeTag::S | TypeTag::N | TypeTag::B | TypeTag::M | TypeTag::L => 1,
-            TypeTag::Ss | TypeTag::Ns | TypeTag::Bs => 2,
-            TypeTag::Bool | TypeTag::Null => 4,
-        }
+/// `{"TAG":` for each tag, most frequent first: the tag, the opening's length, and the mask
+/// and value of the opening as the low bytes of a little-endian word.
+const TAGGED_OPENINGS: [(TypeTag, usize, u64, u64); 10] = [
+    tagged_opening(TypeTag::S, b"{\"S\":"),
+    tagged_opening(TypeTag::N, b"{\"N\":"),
+    tagged_opening(TypeTag::M, b"{\"M\":"),
+    tagged_opening(TypeTag::L, b"{\"L\":"),
+    tagged_opening(TypeTag::Bool, b"{\"BOOL\":"),
+    tagged_opening(TypeTag::B, b"{\"B\":"),
+    tagged_opening(TypeTag::Ss, b"{\"SS\":"),
+    tagged_opening(TypeTag::Ns, b"{\"NS\":"),
+    tagged_opening(TypeTag::Null, b"{\"NULL\":"),
+    tagged_opening(TypeTag::Bs, b"{\"BS\":"),
+];
+
+const fn tagged_opening(tag: TypeTag, opening: &[u8]) -> (TypeTag, usize, u64, u64) {
+    let mut value = 0u64;
+    let mut i = 0;
+    while i < opening.len() {
+        value |= (opening[i] as u64) << (8 * i);
+        i += 1;
     }
+    let mask = if opening.len() == 8 { u64::MAX } else { (1u64 << (8 * opening.len())) - 1 };
+    (tag, opening.len(), mask, value)
 }
 
 /// The closing brackets `skip` waits for: a bit each for the first 64 levels, so skipping
@@ -153,7 +171,9 @@ impl<'a> Reader<'a> {
         Reader { text, pos: 0, depth: 0 }
     }
 
-    /// An error at the current position.
+    /// An error at the current position; out of line, as errors are rare.
+    #[cold]
+    #[inline(never)]
     pub fn error(&self, message: impl Into<String>) -> JsonError {
         JsonError { message: message.into(), offset: self.pos }
     }
@@ -405,9 +425,16 @@ impl<'a> Reader<'a> {
     fn enter(&mut self) -> JsonResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error(format!("nested more than {MAX_DEPTH} levels deep")));
+            return Err(self.too_deep());
         }
         Ok(())
+    }
+
+    /// Kept out of line, so the hot callers of `enter` carry no formatting code.
+    #[cold]
+    #[inline(never)]
+    fn too_deep(&self) -> JsonError {
+        self.error(format!("nested more than {MAX_DEPTH} levels deep"))
     }
 
     /// An object: calls `field` with each name, positioned at its value, which `field` must
@@ -538,29 +565,17 @@ impl<'a> Reader<'a> {
     /// object counts as a nesting level, as `object` would count it, until `close_tagged`.
     pub fn open_tagged(&mut self) -> JsonResult<Option<TypeTag>> {
         let Some(head) = self.bytes().get(self.pos..self.pos + 8) else { return Ok(None) };
-        if head[0] != b'{' || head[1] != b'"' {
+        let Ok(head) = <[u8; 8]>::try_from(head) else { return Ok(None) };
+        // The opening bytes as one word, compared with each spelling at once.
+        let word = u64::from_le_bytes(head);
+        let Some(&(tag, len, _, _)) =
+            TAGGED_OPENINGS.iter().find(|(_, _, mask, opening)| word & mask == *opening)
+        else {
             return Ok(None);
-        }
-        let tag = match (head[2], head[3]) {
-            (b'S', b'"') => TypeTag::S,
-            (b'N', b'"') => TypeTag::N,
-            (b'M', b'"') => TypeTag::M,
-            (b'L', b'"') => TypeTag::L,
-            (b'B', b'"') => TypeTag::B,
-            (b'S', b'S') => TypeTag::Ss,
-            (b'N', b'S') => TypeTag::Ns,
-            (b'B', b'S') => TypeTag::Bs,
-            (b'B', b'O') if &head[2..6] == b"BOOL" => TypeTag::Bool,
-            (b'N', b'U') if &head[2..6] == b"NULL" => TypeTag::Null,
-            _ => return Ok(None),
         };
-        let len = tag.name_len();
-        if head[2 + len] != b'"' || head[3 + len] != b':' {
-            return Ok(None);
-        }
         self.pos += 1;
         self.enter()?;
-        self.pos += 3 + len;
+        self.pos += len - 1;
         Ok(Some(tag))
     }
 

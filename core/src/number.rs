@@ -62,10 +62,17 @@ pub enum NumberError {
     OutOfRange(String),
 }
 
+/// Out of line, so `parse`'s hot path carries no formatting code.
+#[cold]
+#[inline(never)]
+fn number_error(kind: fn(String) -> NumberError, text: &str) -> NumberError {
+    kind(text.chars().take(64).collect())
+}
+
 impl Number {
     /// One pass over the text: this runs for every number of every record decoded.
     pub fn parse(text: &str) -> Result<Number, NumberError> {
-        let syntax = || NumberError::Syntax(text.chars().take(64).collect());
+        let syntax = || number_error(NumberError::Syntax, text);
         let bytes = text.trim().as_bytes();
         let (negative, mut at) = match bytes.first() {
             Some(b'-') => (true, 1),
@@ -122,13 +129,13 @@ impl Number {
             return Ok(Number::ZERO);
         }
         if significant > MAX_DIGITS {
-            return Err(NumberError::TooPrecise(text.chars().take(64).collect()));
+            return Err(number_error(NumberError::TooPrecise, text));
         }
         // Zeros after the last significant digit scale it instead.
         exponent += zeros as i64 - fraction_digits;
         let magnitude = exponent + significant as i64 - 1;
         if magnitude < MIN_MAGNITUDE as i64 || magnitude > MAX_MAGNITUDE as i64 {
-            return Err(NumberError::OutOfRange(text.chars().take(64).collect()));
+            return Err(number_error(NumberError::OutOfRange, text));
         }
         Ok(Number {
             negative,
