@@ -108,13 +108,12 @@ impl FileSource {
                 continue;
             }
             let Some((shard, input, offset)) = self.input.as_mut() else { continue };
-            self.line.clear();
-            let read = match input {
-                Input::Stdin(r) => r.read_until(b'\n', &mut self.line),
-                Input::File(r) => r.read_until(b'\n', &mut self.line),
+            let line = match input {
+                Input::Stdin(r) => read_line(r, &mut self.line),
+                Input::File(r) => read_line(r, &mut self.line),
             }
             .map_err(|e| FileSourceError::Io { path: shard.to_string(), source: e })?;
-            if read == 0 || (self.follow && !self.line.ends_with(b"\n")) {
+            if line.read == 0 || (self.follow && !line.newline) {
                 // End of this input (a partial last line waits for its newline when following).
                 if let Some((shard, Input::File(_), offset)) = self.input.take() {
                     self.resume.insert(shard.to_string(), offset.to_string());
@@ -122,16 +121,13 @@ impl FileSource {
                 self.current += 1;
                 continue;
             }
-            *offset += read as u64;
-            let data = trim_line(&self.line);
-            if data.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
+            *offset += line.read as u64;
+            let Some(data) = line.data else { continue };
             // Formatted in a reused buffer: one allocation for the sequence, not two.
             self.sequence.clear();
             write!(self.sequence, "{offset}").expect("writing to a String cannot fail");
             out.push(RawRecord {
-                data: data.to_vec(),
+                data,
                 position: Position::new(shard.clone(), self.sequence.as_str()),
                 problem: None,
             });
@@ -188,6 +184,44 @@ impl FileSource {
     }
 }
 
+/// One line read: the bytes it took, whether a newline ended it, and its record (the line
+/// without its ending, copied at its exact size; `None` for a blank line).
+struct LineRead {
+    read: usize,
+    newline: bool,
+    data: Option<Vec<u8>>,
+}
+
+/// Reads through the next newline. A line that lies within the reader's buffer is copied
+/// once, straight from it; one that spans buffers gathers in `spill` first.
+fn read_line(r: &mut impl BufRead, spill: &mut Vec<u8>) -> std::io::Result<LineRead> {
+    spill.clear();
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(LineRead { read: spill.len(), newline: false, data: record_bytes(spill) });
+        }
+        if let Some(i) = memchr::memchr(b'\n', buf) {
+            let line = if spill.is_empty() {
+                LineRead { read: i + 1, newline: true, data: record_bytes(&buf[..=i]) }
+            } else {
+                spill.extend_from_slice(&buf[..=i]);
+                LineRead { read: spill.len(), newline: true, data: record_bytes(spill) }
+            };
+            r.consume(i + 1);
+            return Ok(line);
+        }
+        let n = buf.len();
+        spill.extend_from_slice(buf);
+        r.consume(n);
+    }
+}
+
+fn record_bytes(line: &[u8]) -> Option<Vec<u8>> {
+    let data = trim_line(line);
+    (!data.iter().all(u8::is_ascii_whitespace)).then(|| data.to_vec())
+}
+
 fn trim_line(line: &[u8]) -> &[u8] {
     let mut end = line.len();
     while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
@@ -200,6 +234,30 @@ fn trim_line(line: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn lines_read_alike_within_and_across_the_reader_buffer() {
+        let text = b"{\"a\":1}\r\n  \n{\"long\":\"0123456789abcdef\"}\n{\"last\":2}";
+        for capacity in [1, 3, 8, 64, 4096] {
+            let mut r = BufReader::with_capacity(capacity, &text[..]);
+            let mut spill = Vec::new();
+            let mut lines = Vec::new();
+            loop {
+                let line = read_line(&mut r, &mut spill).unwrap();
+                if line.read == 0 {
+                    break;
+                }
+                lines.push((line.read, line.newline, line.data));
+            }
+            let expected: Vec<(usize, bool, Option<Vec<u8>>)> = vec![
+                (9, true, Some(b"{\"a\":1}".to_vec())),
+                (3, true, None),
+                (28, true, Some(b"{\"long\":\"0123456789abcdef\"}".to_vec())),
+                (10, false, Some(b"{\"last\":2}".to_vec())),
+            ];
+            assert_eq!(lines, expected, "buffer of {capacity} bytes");
+        }
+    }
 
     #[test]
     fn reads_lines_and_resumes_by_offset() {
