@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use crate::change::{Change, EventKind, Op, Position, Version};
 use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
-use crate::pack_json::{read_packed_item, PackScratch};
+use crate::pack_json::{read_packed_item, read_packed_item_holding, PackScratch};
 use crate::packed::PackedItem;
 use crate::typed_json::{read_item, read_whole, Scratch};
 use crate::value::{key_text, write_key_text, AttrValue, Item, Text};
@@ -74,7 +74,8 @@ struct StreamRecord<'a> {
     creation_time: Option<&'a str>,
     creation_time_precision: Option<Cow<'a, str>>,
     keys: Option<Item>,
-    new_image: Option<PackedItem>,
+    /// The image, and whether it was seen to hold every key attribute.
+    new_image: Option<(PackedItem, bool)>,
     /// Kept as checked raw JSON: only deletes need it, so most records never build it.
     old_image: Option<&'a str>,
     sequence_number: Option<Cow<'a, str>>,
@@ -162,7 +163,13 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonRe
             }
             "Keys" => rec.keys = seen.read(r, "Keys", |r| read_item(r, &mut scratch.tree))?,
             "NewImage" => {
-                rec.new_image = seen.read(r, "NewImage", |r| read_packed_item(r, &mut scratch.packed))?
+                // The keys usually come first: then whether the image holds them is checked
+                // as it is read.
+                let keys = rec.keys.as_ref().map(|k| k.keys().map(|name| name.as_str()));
+                rec.new_image = seen.read(r, "NewImage", |r| match keys {
+                    Some(keys) => read_packed_item_holding(r, &mut scratch.packed, keys),
+                    None => read_packed_item(r, &mut scratch.packed).map(|image| (image, false)),
+                })?
             }
             "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw_typed_object)?,
             "SequenceNumber" => rec.sequence_number = seen.read(r, "SequenceNumber", Reader::string)?,
@@ -221,8 +228,10 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
-            let image = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?;
-            let image = with_keys(image, &keys)?;
+            let image = match rec.new_image.ok_or(DecodeError::MissingNewImage(label))? {
+                (image, true) => image,
+                (image, false) => with_keys(image, &keys)?,
+            };
             (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, Some(image))
         }
         Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
@@ -455,6 +464,26 @@ mod tests {
             .replace(r#""OldImage":{"accountId":{"S":"acc-42"}}"#, r#""OldImage":{"a":{"S":"\udc00"}}"#);
         assert!(record.contains("ud800") && record.contains("udc00") && record.contains(&deep));
         assert_eq!(dec(&record).unwrap().table, "Invoices");
+    }
+
+    #[test]
+    fn an_image_lacking_key_attributes_gets_them_whichever_comes_first() {
+        let keys = r#""Keys":{"pk":{"S":"a"},"sk":{"N":"7"}}"#;
+        let full = r#""NewImage":{"pk":{"S":"a"},"sk":{"N":"7"},"x":{"S":"y"}}"#;
+        let partial = r#""NewImage":{"pk":{"S":"a"},"x":{"S":"y"}}"#;
+        let bare = r#""NewImage":{"x":{"S":"y"}}"#;
+        for image in [full, partial, bare] {
+            for (first, second) in [(keys, image), (image, keys)] {
+                let s = format!(
+                    r#"{{"eventName":"INSERT","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":1764000123456,{first},{second}}}}}"#
+                );
+                let c = dec(&s).unwrap();
+                let image = c.new_image.unwrap();
+                let names: Vec<&str> = image.keys().map(|k| k.as_str()).collect();
+                assert_eq!(names, ["pk", "sk", "x"], "{s}");
+                assert_eq!(image.get("sk"), c.keys.get("sk"));
+            }
+        }
     }
 
     #[test]

@@ -23,6 +23,12 @@ pub struct PackScratch {
     sorted: Vec<u8>,
     /// Decoded binary values.
     bytes: Vec<u8>,
+    /// Attribute names the next item read must hold at its top level, one after another,
+    /// each ending at its offset in `required_ends`; whether it holds them all is left in
+    /// `holds_required`.
+    required: Vec<u8>,
+    required_ends: Vec<usize>,
+    holds_required: bool,
 }
 
 /// Where one `name value` pair lies in `out`: `start..end`, its name's bytes ending at `name_end`.
@@ -42,8 +48,31 @@ impl PairSpan {
 
 /// A map of attribute names to typed values, packed; a repeated name is an error.
 pub fn read_packed_item(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<PackedItem> {
+    scratch.required_ends.clear();
+    read_packed(r, scratch)
+}
+
+/// `read_packed_item`, also telling whether the item holds every attribute named in
+/// `required` (checked while its names are at hand, rather than by searching it afterwards).
+pub fn read_packed_item_holding<'n>(
+    r: &mut Reader<'_>,
+    scratch: &mut PackScratch,
+    required: impl IntoIterator<Item = &'n str>,
+) -> JsonResult<(PackedItem, bool)> {
+    scratch.required.clear();
+    scratch.required_ends.clear();
+    for name in required {
+        scratch.required.extend_from_slice(name.as_bytes());
+        scratch.required_ends.push(scratch.required.len());
+    }
+    let item = read_packed(r, scratch)?;
+    Ok((item, scratch.holds_required))
+}
+
+fn read_packed(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<PackedItem> {
     scratch.out.clear();
     scratch.pairs.clear();
+    scratch.holds_required = false;
     pack_item(r, scratch)?;
     Ok(PackedItem::from_written(&scratch.out))
 }
@@ -79,6 +108,9 @@ fn pack_item(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
         s.pairs.push(PairSpan { start, name_len: name.len(), name_end, end: s.out.len() });
         Ok(())
     })?;
+    if first == 0 {
+        s.holds_required = holds_all(&s.required, &s.required_ends, &s.pairs, &s.out);
+    }
     let pairs = &mut s.pairs[first..];
     let count = pairs.len();
     let in_order = pairs.windows(2).all(|w| w[0].name(&s.out) < w[1].name(&s.out));
@@ -98,6 +130,16 @@ fn pack_item(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
     s.pairs.truncate(first);
     end_count(&mut s.out, count_at, count);
     Ok(())
+}
+
+/// Whether the names (`names`, cut at `ends`) are all among those of `pairs`.
+fn holds_all(names: &[u8], ends: &[usize], pairs: &[PairSpan], out: &[u8]) -> bool {
+    let mut start = 0;
+    ends.iter().all(|&end| {
+        let name = &names[start..end];
+        start = end;
+        pairs.iter().any(|p| p.name(out) == name)
+    })
 }
 
 fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
