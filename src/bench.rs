@@ -137,24 +137,22 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         ),
     )?;
     let started = Instant::now();
-    let mut child = std::process::Command::new(exe)
+    let output = std::process::Command::new(exe)
         .args(["sync", "--once", "--config"])
         .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .spawn()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .context("starting `dynashift run`")?;
-    // The child's own high-water mark, read while it runs: getrusage's figure for children
-    // would also count this process's pages, which the child shares until it execs.
-    let mut peak_kb = 0;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        peak_kb = peak_kb.max(high_water_kb(child.id()));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(status.success(), "`dynashift run` failed: {status}");
+    anyhow::ensure!(output.status.success(), "`dynashift run` failed: {}", output.status);
+    // The child's own figure, read once its warehouse is closed: sampling it from here
+    // missed the final checkpoint, and getrusage's figure for children would also count
+    // this process's pages, which the child shares until it execs.
+    let summary = String::from_utf8_lossy(&output.stdout);
+    let peak_mb = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory ")?.strip_suffix(" MB")?.parse::<u64>().ok())
+        .context("`dynashift run` printed no peak memory")?;
     report.push_str(&format!(
         "end-to-end ({} → {}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
         if options.kinesis_endpoint.is_some() { "Kinesis" } else { "file" },
@@ -164,7 +162,7 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         spec.records as f64 / secs,
         options.batch_size
     ));
-    report.push_str(&format!("peak RSS of the replicating process: {:.0} MB\n", peak_kb as f64 / 1024.0));
+    report.push_str(&format!("peak RSS of the replicating process: {peak_mb} MB\n"));
     if let Some(url) = &options.postgres_url {
         let (rows, secs) = postgres_baseline::copy_final_rows(url)?;
         report.push_str(&format!(
@@ -173,15 +171,4 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         ));
     }
     Ok(report)
-}
-
-/// `VmHWM` (peak resident set) of a running process, in KiB; 0 once it is gone.
-fn high_water_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
 }

@@ -178,7 +178,13 @@ fn execute(command: Command) -> anyhow::Result<()> {
 
 fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     match run(config, &options, stop)? {
-        RunResult::Done(summary) => print!("{}", format_summary(&summary)),
+        RunResult::Done(summary) => {
+            print!("{}", format_summary(&summary));
+            // Read after the warehouse is closed, so its final checkpoint counts too.
+            if let Some(kb) = dynashift::run::peak_memory_kb() {
+                println!("peak memory {} MB", kb / 1024);
+            }
+        }
         RunResult::Plan(statements) if statements.is_empty() => {
             println!("-- nothing to apply: the input is consumed")
         }

@@ -395,6 +395,13 @@ pub enum RunResult {
 }
 
 /// The per-table summary printed after a run.
+/// This process's peak resident memory so far (`VmHWM`, Linux), in KiB.
+pub fn peak_memory_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 pub fn format_summary(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&format!("{:<32} {:>10} {:>10} {:>8}\n", "table", "changes", "applied", "rejects"));

@@ -43,6 +43,9 @@ fn quickstart_runs_once_and_only_once() {
         assert!(out.contains(table), "{out}");
     }
     assert!(out.contains("1 rejected"), "{out}");
+    let peak =
+        out.lines().find_map(|l| l.strip_prefix("peak memory ")?.strip_suffix(" MB")?.parse::<u64>().ok());
+    assert!(peak.is_some_and(|mb| mb > 0), "{out}");
 
     let second = dynashift(dir.path(), &["run", "--config", "examples/quickstart.toml"]);
     assert!(second.status.success(), "{}", text(&second));
