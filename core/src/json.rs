@@ -301,7 +301,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string, borrowed from the document unless it holds escapes.
-    #[inline]
+    #[inline(always)]
     pub fn string(&mut self) -> JsonResult<Cow<'a, str>> {
         if self.peek() != Some(b'"') {
             return Err(self.unexpected("a string"));
@@ -529,6 +529,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Checks and passes over a string without unescaping it.
+    #[inline(always)]
     fn skip_string(&mut self) -> JsonResult<()> {
         if self.peek() != Some(b'"') {
             return Err(self.unexpected("a string"));
@@ -563,6 +564,7 @@ impl<'a> Reader<'a> {
     /// tokens, and returns the tag; `None`, taking nothing, for anything else. DynamoDB writes
     /// every typed value this way, and reading it here skips the general object walk. The
     /// object counts as a nesting level, as `object` would count it, until `close_tagged`.
+    #[inline(always)]
     pub fn open_tagged(&mut self) -> JsonResult<Option<TypeTag>> {
         let Some(head) = self.bytes().get(self.pos..self.pos + 8) else { return Ok(None) };
         let Ok(head) = <[u8; 8]>::try_from(head) else { return Ok(None) };
