@@ -6,9 +6,10 @@ use dynashift_core::change::compare_decimal;
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
 use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
-use dynashift_core::reduce::Reducer;
+use dynashift_core::reduce::{sort_by_key_text, Reducer};
 use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::Position;
+use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::source::RawRecord;
@@ -201,10 +202,13 @@ impl Planner {
         let pending = std::mem::take(&mut self.pending);
         let mut catalog = self.catalog.clone();
         let mut jobs: HashMap<String, TableJob> = HashMap::new();
-        for (table, held) in pending.newest.finish() {
+        for (table, held) in pending.newest.finish_unordered() {
             let options = self.config.table_options(&table);
-            let keys =
-                held.first().map(|(_, h)| h.keys().unwrap_or_else(|e| panic!("{e}: a bug in packing")));
+            // The change of the least key names the table's key attributes, as in key order.
+            let keys = held
+                .iter()
+                .min_by(|a, b| a.0.cmp(&b.0))
+                .map(|(_, h)| h.keys().unwrap_or_else(|e| panic!("{e}: a bug in packing")));
             let create = register_table(&mut catalog, &table, keys.as_ref(), options, self.max_identifier);
             jobs.insert(table, TableJob { held, options, create });
         }
@@ -242,7 +246,7 @@ struct TableJob {
 /// Plans each table's rows (cells, JSON text, new columns) with the tables spread over the
 /// cores; every table touches only its own schema. Plans come back in table order.
 fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, TableJob>) -> Vec<TablePlan> {
-    let mut work: Vec<(&mut TableSchema, TableJob)> = catalog
+    let work: Vec<(&mut TableSchema, TableJob)> = catalog
         .tables
         .iter_mut()
         .filter_map(|(name, schema)| jobs.remove(name).map(|job| (schema, job)))
@@ -251,35 +255,20 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
     // A thread per table (up to 8), even beyond the cores, so the system shares the cores
     // evenly: dealing whole tables to two cores gave one of them two of W1's three tables
     // (planning took 540–590 ms that way, 440–500 ms this way).
-    let threads = work.len().min(8);
-    // Each change is unpacked just before it is planned, so only one is ever in tree form.
-    let plan = |(schema, job): (&mut TableSchema, TableJob)| {
+    // Each change is unpacked just before it is planned, so only one is ever in tree form;
+    // changes are planned in key order, so columns are added in the same order every time.
+    let plan = |(schema, mut job): (&mut TableSchema, TableJob)| {
+        sort_by_key_text(&mut job.held);
         let table = schema.source_table.clone();
         let changes = job.held.into_iter().map(|(key, held)| held.unpack_or_panic(&table, key));
         plan_rows(schema, changes, job.options, job.create)
     };
-    let mut plans: Vec<TablePlan> = if threads < 2 || rows < 5_000 {
+    let mut plans: Vec<TablePlan> = if work.len() < 2 || rows < 5_000 {
         work.into_iter().map(plan).collect()
     } else {
-        // Largest tables first, each to the least loaded worker.
-        work.sort_by_key(|(_, job)| std::cmp::Reverse(job.held.len()));
-        let mut buckets: Vec<(usize, Vec<(&mut TableSchema, TableJob)>)> =
-            (0..threads).map(|_| (0, Vec::new())).collect();
-        for item in work {
-            let Some(bucket) = buckets.iter_mut().min_by_key(|(load, _)| *load) else { break };
-            bucket.0 += item.1.held.len();
-            bucket.1.push(item);
-        }
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = buckets
-                .into_iter()
-                .map(|(_, items)| scope.spawn(move || items.into_iter().map(plan).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
+        // A task per table on threads kept for the run: threads started for each batch
+        // handed their memory back to the allocator as they ended, after the planning.
+        planning_pool().install(|| work.into_par_iter().map(plan).collect())
     };
     plans.sort_by(|a, b| a.source_table.cmp(&b.source_table));
     plans
@@ -318,6 +307,19 @@ fn decode_all(context: &DecodeContext, records: &[RawRecord], threads: usize) ->
     }
     use rayon::prelude::*;
     decode_pool(threads).install(|| records.par_iter().with_min_len(1_000).map(decode_one).collect())
+}
+
+/// Eight planning threads, kept for the whole run: a table each, even beyond the cores, so
+/// the system shares the cores evenly among W1's three tables.
+fn planning_pool() -> &'static rayon::ThreadPool {
+    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .thread_name(|i| format!("plan-{i}"))
+            .build()
+            .unwrap_or_else(|e| panic!("cannot start planning threads: {e}"))
+    })
 }
 
 /// A pool of `threads` decoding threads (2 to 8), kept for the whole run: threads started for

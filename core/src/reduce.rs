@@ -80,17 +80,27 @@ impl Reducer {
     /// The newest change per key with its key text, grouped by table, each table's changes
     /// in key order; still packed, so the caller unpacks one at a time.
     pub fn finish(self) -> BTreeMap<String, Vec<(String, HeldChange)>> {
+        let mut tables = self.finish_unordered();
+        tables.values_mut().for_each(|held| sort_by_key_text(held));
+        tables
+    }
+
+    /// `finish` without the sort, for a caller that sorts each table's changes on a thread
+    /// of its own.
+    pub fn finish_unordered(self) -> BTreeMap<String, Vec<(String, HeldChange)>> {
         self.newest
             .into_iter()
-            .map(|(table, keyed)| {
-                let mut held: Vec<(String, HeldChange)> =
-                    keyed.into_iter().map(|(k, h)| (k.into_string(), h)).collect();
-                held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                (table, held)
-            })
+            .map(|(table, keyed)| (table, keyed.into_iter().map(|(k, h)| (k.into_string(), h)).collect()))
             .collect()
     }
 }
+
+/// Changes in key order, as `finish` returns them.
+pub fn sort_by_key_text(held: &mut [(String, HeldChange)]) {
+    held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+}
+
+impl Reducer {}
 
 #[cfg(test)]
 mod tests {
