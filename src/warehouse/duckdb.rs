@@ -4,11 +4,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::types::Value;
 use duckdb::{params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
-use dynashift_core::plan::StagedRow;
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
@@ -102,15 +100,21 @@ impl DuckDbWarehouse {
 
     fn load_stage(
         &self,
+        batch: &Batch,
+        index: usize,
         columns: &[(String, &'static str)],
-        record_batches: Vec<RecordBatch>,
     ) -> Result<(), WarehouseError> {
+        let plan = &batch.tables[index];
         self.run(&Statement::new(DuckDb.create_stage(STAGE, columns)))?;
         let mut app = self
             .conn
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
-        for batch in record_batches {
+        for rows in plan.rows.chunks(ROWS_PER_RECORD_BATCH) {
+            let batch = record_batch(rows, columns).map_err(|e| WarehouseError::Query {
+                context: "staging rows".into(),
+                message: e.to_string(),
+            })?;
             app.append_record_batch(batch).map_err(query_err("staging rows"))?;
         }
         app.flush().map_err(query_err("staging rows"))?;
@@ -118,59 +122,25 @@ impl DuckDbWarehouse {
     }
 
     fn apply_in_transaction(&self, batch: &Batch) -> Result<Outcome, WarehouseError> {
-        let steps = batch_steps(&DuckDb, &self.layout, batch);
-        // Each stage's record batches are built on a thread of their own, a table ahead of
-        // the statements: the building overlaps DuckDB's work on the table before.
-        let stages: Vec<(usize, &[(String, &'static str)])> = steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::LoadStage { index, columns } => Some((*index, columns.as_slice())),
-                _ => None,
-            })
-            .collect();
-        std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                for (index, columns) in stages {
-                    let built = stage_record_batches(&batch.tables[index].rows, columns);
-                    if tx.send(built).is_err() {
-                        break;
-                    }
-                }
-            });
-            self.run_steps(batch, &steps, &rx)
-        })
-    }
-
-    fn run_steps(
-        &self,
-        batch: &Batch,
-        steps: &[Step],
-        built: &std::sync::mpsc::Receiver<Result<Vec<RecordBatch>, WarehouseError>>,
-    ) -> Result<Outcome, WarehouseError> {
         let mut outcome = Outcome::default();
-        for step in steps {
+        for step in batch_steps(&DuckDb, &self.layout, batch) {
             match step {
                 Step::Sql(s) | Step::Schema(s) => {
                     let t = std::time::Instant::now();
-                    self.run(s)?;
+                    self.run(&s)?;
                     tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short(&s.sql), "statement");
                 }
                 Step::LoadStage { index, columns } => {
                     let t = std::time::Instant::now();
-                    let record_batches = built.recv().map_err(|_| WarehouseError::Query {
-                        context: "staging rows".into(),
-                        message: "the thread building the stage stopped".into(),
-                    })??;
-                    self.load_stage(columns, record_batches)?;
+                    self.load_stage(batch, index, &columns)?;
                     tracing::trace!(
                         ms = t.elapsed().as_millis() as u64,
-                        rows = batch.tables[*index].rows.len(),
+                        rows = batch.tables[index].rows.len(),
                         "stage loaded"
                     );
                 }
                 Step::CountApplied { index } => {
-                    let plan = &batch.tables[*index];
+                    let plan = &batch.tables[index];
                     let counts = self
                         .conn
                         .query_row(&applied_counts_query(&DuckDb, STAGE), [], |r| {
@@ -195,19 +165,6 @@ impl DuckDbWarehouse {
         }
         Ok(outcome)
     }
-}
-
-/// A table's staged rows as record batches for the Appender.
-fn stage_record_batches(
-    rows: &[StagedRow],
-    columns: &[(String, &'static str)],
-) -> Result<Vec<RecordBatch>, WarehouseError> {
-    rows.chunks(ROWS_PER_RECORD_BATCH)
-        .map(|rows| {
-            record_batch(rows, columns)
-                .map_err(|e| WarehouseError::Query { context: "staging rows".into(), message: e.to_string() })
-        })
-        .collect()
 }
 
 fn short(sql: &str) -> String {
