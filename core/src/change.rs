@@ -9,15 +9,17 @@ use crate::value::Item;
 
 /// Where a record sits in its source: a shard (a Kinesis shard, a file) and a numeric
 /// sequence within it (a Kinesis sequence number, a byte offset). Sequences are decimal
-/// strings of any length and compare as numbers.
+/// strings of any length and compare as numbers. A shard is shared by all its records; a
+/// sequence is held inline when it is short (a byte offset, a DynamoDB Streams sequence
+/// number), so most records' positions allocate nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Position {
     pub shard: Arc<str>,
-    pub sequence: Arc<str>,
+    pub sequence: crate::value::Text,
 }
 
 impl Position {
-    pub fn new(shard: impl Into<Arc<str>>, sequence: impl Into<Arc<str>>) -> Position {
+    pub fn new(shard: impl Into<Arc<str>>, sequence: impl Into<crate::value::Text>) -> Position {
         Position { shard: shard.into(), sequence: sequence.into() }
     }
 }
