@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use crate::change::{Change, EventKind, Op, Position, Version};
 use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
-use crate::pack_json::{read_packed_item, read_packed_item_holding, PackScratch};
+use crate::pack_json::{read_packed_bytes_holding, read_packed_item, PackScratch};
+use crate::packed;
 use crate::packed::PackedItem;
 use crate::typed_json::{read_item, read_whole, Scratch};
 use crate::value::{key_text, write_key_text, AttrValue, Item, Text};
@@ -74,8 +75,9 @@ struct StreamRecord<'a> {
     creation_time: Option<&'a str>,
     creation_time_precision: Option<Cow<'a, str>>,
     keys: Option<Item>,
-    /// The image, and whether it was seen to hold every key attribute.
-    new_image: Option<(PackedItem, bool)>,
+    /// Whether the record has a new image (packed in `Scratches::new_image`), and whether it
+    /// was seen to hold every key attribute.
+    new_image: Option<bool>,
     /// Kept as checked raw JSON: only deletes need it, so most records never build it.
     old_image: Option<&'a str>,
     sequence_number: Option<Cow<'a, str>>,
@@ -115,6 +117,10 @@ struct Scratches {
     tree: Scratch,
     packed: PackScratch,
     key_text: String,
+    /// The record's packed new image.
+    new_image: Vec<u8>,
+    /// The record's packed keys.
+    keys: Vec<u8>,
 }
 
 fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<Envelope<'a>> {
@@ -164,12 +170,12 @@ fn read_stream_record<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonRe
             "Keys" => rec.keys = seen.read(r, "Keys", |r| read_item(r, &mut scratch.tree))?,
             "NewImage" => {
                 // The keys usually come first: then whether the image holds them is checked
-                // as it is read.
-                let keys = rec.keys.as_ref().map(|k| k.keys().map(|name| name.as_str()));
-                rec.new_image = seen.read(r, "NewImage", |r| match keys {
-                    Some(keys) => read_packed_item_holding(r, &mut scratch.packed, keys),
-                    None => read_packed_item(r, &mut scratch.packed).map(|image| (image, false)),
-                })?
+                // as it is read. The packed image waits in the scratch for the change.
+                let names = rec.keys.iter().flat_map(|k| k.keys().map(|name| name.as_str()));
+                let (packed, image) = (&mut scratch.packed, &mut scratch.new_image);
+                rec.new_image = seen
+                    .read(r, "NewImage", |r| read_packed_bytes_holding(r, packed, names, image))?
+                    .map(|holds| holds && rec.keys.is_some());
             }
             "OldImage" => rec.old_image = seen.read(r, "OldImage", Reader::raw_typed_object)?,
             "SequenceNumber" => rec.sequence_number = seen.read(r, "SequenceNumber", Reader::string)?,
@@ -228,13 +234,13 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
             let label = if op == Op::Insert { "INSERT" } else { "MODIFY" };
-            let image = match rec.new_image.ok_or(DecodeError::MissingNewImage(label))? {
-                (image, true) => image,
-                (image, false) => with_keys(image, &keys)?,
-            };
-            (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, Some(image))
+            let holds_keys = rec.new_image.ok_or(DecodeError::MissingNewImage(label))?;
+            if !holds_keys {
+                SCRATCH.with_borrow_mut(|scratch| complete_with_keys(&mut scratch.new_image, &keys))?;
+            }
+            (if op == Op::Insert { EventKind::Insert } else { EventKind::Modify }, true)
         }
-        Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, None),
+        Op::Remove => (if ttl { EventKind::Expire } else { EventKind::Remove }, false),
     };
     let old_image = match rec.old_image {
         Some(raw) if event.is_delete() => Some(
@@ -244,7 +250,13 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
         ),
         _ => None,
     };
-    let held = HeldChange { keys: PackedItem::pack(&keys), new_image, old_image, event, version, position };
+    let held = SCRATCH.with_borrow_mut(|scratch| {
+        scratch.keys.clear();
+        packed::write_item(&mut scratch.keys, &keys);
+        let new_image = new_image.then_some(scratch.new_image.as_slice());
+        let old_image = old_image.as_ref().map(PackedItem::as_bytes);
+        HeldChange::new(&scratch.keys, new_image, old_image, event, version, position)
+    });
     Ok(Packed { table, key_text: exact_key_text(&keys), held })
 }
 
@@ -258,19 +270,21 @@ fn exact_key_text(keys: &Item) -> String {
     })
 }
 
-/// `image` with any key attribute it lacks taken from `keys` (DynamoDB always sends them in
-/// both; a record that does not is completed rather than refused).
-fn with_keys(image: PackedItem, keys: &Item) -> Result<PackedItem, DecodeError> {
-    if keys.keys().all(|k| image.contains_name(k).unwrap_or(false)) {
-        return Ok(image);
+/// The packed `image` with any key attribute it lacks taken from `keys` (DynamoDB always
+/// sends them in both; a record that does not is completed rather than refused).
+fn complete_with_keys(image: &mut Vec<u8>, keys: &Item) -> Result<(), DecodeError> {
+    if keys.keys().all(|k| packed::contains_name(image, k).unwrap_or(false)) {
+        return Ok(());
     }
-    let mut item = image.unpack().map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let mut item = packed::unpack(image).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     for (k, v) in keys {
         if !item.contains_key(k) {
             item.insert(k.clone(), v.clone());
         }
     }
-    Ok(PackedItem::pack(&item))
+    image.clear();
+    packed::write_item(image, &item);
+    Ok(())
 }
 
 fn decode_export_line(
@@ -287,14 +301,14 @@ fn decode_export_line(
         keys.insert(name.as_str().into(), v.clone());
     }
     check_keys(&keys)?;
-    let held = HeldChange {
-        keys: PackedItem::pack(&keys),
-        new_image: Some(PackedItem::pack(&item)),
-        old_image: None,
-        event: EventKind::Load,
-        version: Version::new(0, None),
+    let held = HeldChange::new(
+        PackedItem::pack(&keys).as_bytes(),
+        Some(PackedItem::pack(&item).as_bytes()),
+        None,
+        EventKind::Load,
+        Version::new(0, None),
         position,
-    };
+    );
     Ok(Packed { table: table.into(), key_text: key_text(&keys), held })
 }
 

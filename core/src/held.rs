@@ -1,15 +1,18 @@
 //! A change as a batch holds it until the batch is planned.
 
 use crate::change::{Change, EventKind, Position, Version};
-use crate::packed::{Corrupt, PackedItem};
+use crate::packed::{self, Corrupt, PackedItem};
 
-/// A change as a batch holds it while later reads fold in: its images packed (a third of
-/// their tree form), its table and key text kept once by the reducer's maps.
+/// A change as a batch holds it while later reads fold in: its keys and images packed (a
+/// third of their tree form) end to end in one allocation, its table and key text kept once
+/// by the reducer's maps.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeldChange {
-    pub(crate) keys: PackedItem,
-    pub(crate) new_image: Option<PackedItem>,
-    pub(crate) old_image: Option<PackedItem>,
+    /// The packed keys, then the packed new image, then the packed old image. A packed item
+    /// is never empty, so an absent image is an empty range.
+    packed: Box<[u8]>,
+    keys_end: usize,
+    new_end: usize,
     pub(crate) event: EventKind,
     pub(crate) version: Version,
     pub(crate) position: Position,
@@ -25,29 +28,60 @@ pub struct Packed {
 }
 
 impl HeldChange {
+    /// A change from its packed keys and images (each as `packed` writes items).
+    pub(crate) fn new(
+        keys: &[u8],
+        new_image: Option<&[u8]>,
+        old_image: Option<&[u8]>,
+        event: EventKind,
+        version: Version,
+        position: Position,
+    ) -> HeldChange {
+        let (new_image, old_image) = (new_image.unwrap_or_default(), old_image.unwrap_or_default());
+        let mut packed = Vec::with_capacity(keys.len() + new_image.len() + old_image.len());
+        packed.extend_from_slice(keys);
+        packed.extend_from_slice(new_image);
+        packed.extend_from_slice(old_image);
+        HeldChange {
+            packed: packed.into_boxed_slice(),
+            keys_end: keys.len(),
+            new_end: keys.len() + new_image.len(),
+            event,
+            version,
+            position,
+        }
+    }
+
     /// Packs `change` (on whichever thread decoded it).
     pub fn pack(change: Change) -> Packed {
         let image = |i: &Option<crate::value::Item>| i.as_ref().map(PackedItem::pack);
-        let held = HeldChange {
-            keys: PackedItem::pack(&change.keys),
-            new_image: image(&change.new_image),
-            old_image: image(&change.old_image),
-            event: change.event,
-            version: change.version,
-            position: change.position,
-        };
+        let (new_image, old_image) = (image(&change.new_image), image(&change.old_image));
+        let held = HeldChange::new(
+            PackedItem::pack(&change.keys).as_bytes(),
+            new_image.as_ref().map(PackedItem::as_bytes),
+            old_image.as_ref().map(PackedItem::as_bytes),
+            change.event,
+            change.version,
+            change.position,
+        );
         Packed { table: change.table.into(), key_text: change.key_text, held }
+    }
+
+    fn part(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
+        Some(&self.packed[range]).filter(|bytes| !bytes.is_empty())
     }
 
     /// The change again, as it was packed.
     pub fn unpack(self, table: &str, key_text: String) -> Result<Change, Corrupt> {
-        let image = |i: Option<PackedItem>| i.map(|p| p.unpack()).transpose();
+        let keys = self.keys()?;
+        let new_image = self.part(self.keys_end..self.new_end).map(packed::unpack).transpose()?;
+        let old_image = self.part(self.new_end..self.packed.len()).map(packed::unpack).transpose()?;
         Ok(Change {
             table: table.to_string(),
-            keys: self.keys.unpack()?,
+            keys,
             key_text,
-            new_image: image(self.new_image)?,
-            old_image: image(self.old_image)?,
+            new_image,
+            old_image,
             event: self.event,
             version: self.version,
             position: self.position,
@@ -63,17 +97,14 @@ impl HeldChange {
 
     /// The key's attribute values.
     pub fn keys(&self) -> Result<crate::value::Item, Corrupt> {
-        self.keys.unpack()
+        packed::unpack(&self.packed[..self.keys_end])
     }
 
     /// Approximate memory held for this change, with its key text and map slot.
     pub(crate) fn weight(&self, key_text: &str) -> usize {
-        let image = |i: &Option<PackedItem>| i.as_ref().map_or(0, PackedItem::heap_bytes);
         std::mem::size_of::<(Box<str>, HeldChange)>()
             + key_text.len()
-            + self.keys.heap_bytes()
-            + image(&self.new_image)
-            + image(&self.old_image)
+            + self.packed.len()
             + self.version.sequence.len()
             + self.position.sequence.len()
     }

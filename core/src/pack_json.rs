@@ -52,29 +52,36 @@ pub fn read_packed_item(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonRe
     read_packed(r, scratch)
 }
 
-/// `read_packed_item`, also telling whether the item holds every attribute named in
+/// `read_packed_item`, leaving the packed bytes in `into` (which it replaces) rather than in
+/// an allocation of their own, and telling whether the item holds every attribute named in
 /// `required` (checked while its names are at hand, rather than by searching it afterwards).
-pub fn read_packed_item_holding<'n>(
+pub fn read_packed_bytes_holding<'n>(
     r: &mut Reader<'_>,
     scratch: &mut PackScratch,
     required: impl IntoIterator<Item = &'n str>,
-) -> JsonResult<(PackedItem, bool)> {
+    into: &mut Vec<u8>,
+) -> JsonResult<bool> {
     scratch.required.clear();
     scratch.required_ends.clear();
     for name in required {
         scratch.required.extend_from_slice(name.as_bytes());
         scratch.required_ends.push(scratch.required.len());
     }
-    let item = read_packed(r, scratch)?;
-    Ok((item, scratch.holds_required))
+    pack_into_scratch(r, scratch)?;
+    std::mem::swap(&mut scratch.out, into);
+    Ok(scratch.holds_required)
 }
 
 fn read_packed(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<PackedItem> {
+    pack_into_scratch(r, scratch)?;
+    Ok(PackedItem::from_written(&scratch.out))
+}
+
+fn pack_into_scratch(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<()> {
     scratch.out.clear();
     scratch.pairs.clear();
     scratch.holds_required = false;
-    pack_item(r, scratch)?;
-    Ok(PackedItem::from_written(&scratch.out))
+    pack_item(r, scratch)
 }
 
 /// Room for a count not known yet: one byte, which holds any count below 128.

@@ -52,12 +52,12 @@ impl PackedItem {
     }
 
     pub fn unpack(&self) -> Result<Item, Corrupt> {
-        let mut r = Cursor { bytes: &self.0, at: 0 };
-        let item = r.item()?;
-        if r.at != self.0.len() {
-            return Err(Corrupt(r.at));
-        }
-        Ok(item)
+        unpack(&self.0)
+    }
+
+    /// The packed bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// Heap bytes held.
@@ -72,18 +72,33 @@ impl PackedItem {
 
     /// Whether the item has an attribute `name`, found without unpacking anything.
     pub fn contains_name(&self, name: &str) -> Result<bool, Corrupt> {
-        let mut r = Cursor { bytes: &self.0, at: 0 };
-        for _ in 0..r.count()? {
-            let found = r.slice()?;
-            match found.cmp(name.as_bytes()) {
-                std::cmp::Ordering::Less => r.skip_value()?,
-                std::cmp::Ordering::Equal => return Ok(true),
-                // Names are packed in order: every later one is greater still.
-                std::cmp::Ordering::Greater => return Ok(false),
-            }
-        }
-        Ok(false)
+        contains_name(&self.0, name)
     }
+}
+
+/// The item packed in `bytes`.
+pub(crate) fn unpack(bytes: &[u8]) -> Result<Item, Corrupt> {
+    let mut r = Cursor { bytes, at: 0 };
+    let item = r.item()?;
+    if r.at != bytes.len() {
+        return Err(Corrupt(r.at));
+    }
+    Ok(item)
+}
+
+/// Whether the item packed in `bytes` has an attribute `name`, found without unpacking it.
+pub(crate) fn contains_name(bytes: &[u8], name: &str) -> Result<bool, Corrupt> {
+    let mut r = Cursor { bytes, at: 0 };
+    for _ in 0..r.count()? {
+        let found = r.slice()?;
+        match found.cmp(name.as_bytes()) {
+            std::cmp::Ordering::Less => r.skip_value()?,
+            std::cmp::Ordering::Equal => return Ok(true),
+            // Names are packed in order: every later one is greater still.
+            std::cmp::Ordering::Greater => return Ok(false),
+        }
+    }
+    Ok(false)
 }
 
 pub(crate) fn write_len(out: &mut Vec<u8>, mut n: u128) {
@@ -99,7 +114,7 @@ pub(crate) fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-fn write_item(out: &mut Vec<u8>, item: &Item) {
+pub(crate) fn write_item(out: &mut Vec<u8>, item: &Item) {
     write_len(out, item.len() as u128);
     for (name, value) in item {
         write_bytes(out, name.as_bytes());
