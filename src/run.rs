@@ -394,7 +394,6 @@ pub enum RunResult {
     Plan(Vec<String>),
 }
 
-/// The per-table summary printed after a run.
 /// This process's peak resident memory so far (`VmHWM`, Linux), in KiB.
 pub fn peak_memory_kb() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -402,6 +401,7 @@ pub fn peak_memory_kb() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The per-table summary printed after a run.
 pub fn format_summary(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&format!("{:<32} {:>10} {:>10} {:>8}\n", "table", "changes", "applied", "rejects"));

@@ -115,6 +115,8 @@ fn pack_item(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
         s.pairs.push(PairSpan { start, name_len: name.len(), name_end, end: s.out.len() });
         Ok(())
     })?;
+    // Only the outermost map's pairs start at 0 when it ends (a map nested in its first
+    // attribute does too, but the outermost ends last and has the final word).
     if first == 0 {
         s.holds_required = holds_all(&s.required, &s.required_ends, &s.pairs, &s.out);
     }
@@ -153,16 +155,11 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
     if r.peek() != Some(b'{') {
         return Err(r.error(EXPECTED_VALUE));
     }
-    // The compact form DynamoDB writes, read directly; any other spelling of the same value
-    // (spaces, a second tag) is read again below, from the same place.
-    let opened_at = r.position();
-    let written = s.out.len();
+    // The compact form DynamoDB writes is opened directly; what follows the value is read
+    // as `object` would read it, so spaces are taken and a second tag is refused alike.
     if let Some(tag) = r.open_tagged()? {
         pack_tagged(r, s, tag)?;
-        if r.close_tagged(opened_at) {
-            return Ok(());
-        }
-        s.out.truncate(written);
+        return r.close_tagged(TWO_TAGS);
     }
     let mut tagged = false;
     r.object(|r, tag| {
@@ -291,15 +288,39 @@ mod tests {
             Just(r#"{"BS":["AQ==","AA=="]}"#.to_string()),
             prop_oneof![Just(r#"{}"#), Just(r#"{"S":"a","N":"1"}"#), Just(r#"{"Q":1}"#), Just("7")]
                 .prop_map(String::from),
+            // Other spellings of typed values: spaces, and a second tag after a space.
+            prop_oneof![
+                Just(r#"{ "S" : "a" }"#),
+                Just(r#"{"S":"a" }"#),
+                Just(r#"{"N":"1" , "S":"a"}"#),
+                Just(r#"{"BOOL":true ,}"#),
+                Just(r#"{"S":"a",}"#),
+            ]
+            .prop_map(String::from),
         ];
         leaf.prop_recursive(4, 64, 8, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..8)
                     .prop_map(|vs| format!(r#"{{"L":[{}]}}"#, vs.join(","))),
-                prop::collection::vec(("[a-d]{0,2}", inner), 0..8)
+                prop::collection::vec(("[a-d]{0,2}", inner.clone()), 0..8)
                     .prop_map(|entries| format!(r#"{{"M":{}}}"#, map_text(&entries))),
+                prop::collection::vec(("[a-d]{0,2}", inner), 0..8)
+                    .prop_map(|entries| format!(r#"{{"M":{} }}"#, map_text(&entries))),
             ]
         })
+    }
+
+    /// Each level of a nested value is read once, however it is spelled: a space before each
+    /// closing brace once made every level read its value twice, doubling with each level.
+    #[test]
+    fn deep_nesting_with_spaces_is_read_once_per_level() {
+        let mut value = r#"{"S":"x"}"#.to_string();
+        for _ in 0..60 {
+            value = format!(r#"{{"M":{{"a":{value}}} }}"#);
+        }
+        let text = format!(r#"{{"a":{value}}}"#);
+        assert_eq!(packed(&text), via_tree(&text));
+        assert!(packed(&text).is_ok());
     }
 
     proptest! {

@@ -100,8 +100,6 @@ pub fn sort_by_key_text(held: &mut [(String, HeldChange)]) {
     held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 }
 
-impl Reducer {}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -197,7 +197,12 @@ struct LineRead {
 fn read_line(r: &mut impl BufRead, spill: &mut Vec<u8>) -> std::io::Result<LineRead> {
     spill.clear();
     loop {
-        let buf = r.fill_buf()?;
+        // A read a signal interrupted is retried, as `read_until` does.
+        let buf = match r.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         if buf.is_empty() {
             return Ok(LineRead { read: spill.len(), newline: false, data: record_bytes(spill) });
         }
