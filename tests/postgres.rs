@@ -236,11 +236,13 @@ fn killed_and_restarted_ends_at_the_model() {
     let (lines, model, bad) = workload(60_000, 4_000);
     let input = dir.path().join("changes.jsonl");
     write_lines(&input, &lines);
-    // Fixed-size batches, so the run lasts long enough to be killed in.
+    // Small fixed-size batches, so the run lasts long enough to be killed in: with batches of
+    // 1,500 records, faster decoding let the input be consumed within four or five kills.
     let config =
-        write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 1500\nmax_batch_records = 1500\n");
-    // Kills land 100–500 ms in: the whole input takes only a few seconds to apply.
+        write_config(dir.path(), &input, &url, "[defaults]\nbatch_size = 500\nmax_batch_records = 500\n");
+    // Kills land 100–500 ms in: the whole input takes a few seconds to apply.
     let killed_mid_run = support::kill_and_restart(BIN, &config, 20, 400, 5);
+    eprintln!("{killed_mid_run} of 20 rounds were killed mid-run");
     assert!(killed_mid_run >= 5, "only {killed_mid_run} rounds were killed mid-run");
     let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
