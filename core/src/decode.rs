@@ -250,23 +250,17 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
         ),
         _ => None,
     };
-    let held = SCRATCH.with_borrow_mut(|scratch| {
+    // The packed keys and the key text are built in reused buffers and copied once, at their
+    // exact size (the reducer keeps the text as a `Box<str>`).
+    SCRATCH.with_borrow_mut(|scratch| {
         scratch.keys.clear();
         packed::write_item(&mut scratch.keys, &keys);
+        scratch.key_text.clear();
+        write_key_text(&mut scratch.key_text, &keys);
         let new_image = new_image.then_some(scratch.new_image.as_slice());
         let old_image = old_image.as_ref().map(PackedItem::as_bytes);
-        HeldChange::new(&scratch.keys, new_image, old_image, event, version, position)
-    });
-    Ok(Packed { table, key_text: exact_key_text(&keys), held })
-}
-
-/// The key's text in a string of exactly its length: the reducer keeps it as a `Box<str>`,
-/// and building it in a reused buffer saves the reallocations of growing it.
-fn exact_key_text(keys: &Item) -> String {
-    SCRATCH.with_borrow_mut(|scratch| {
-        scratch.key_text.clear();
-        write_key_text(&mut scratch.key_text, keys);
-        scratch.key_text.as_str().to_owned()
+        let held = HeldChange::new(&scratch.keys, new_image, old_image, event, version, position);
+        Ok(Packed { table, key_text: scratch.key_text.as_str().to_owned(), held })
     })
 }
 

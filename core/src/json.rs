@@ -8,6 +8,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+mod tagged;
+pub use tagged::TypeTag;
+
 /// How deeply arrays and objects may nest. DynamoDB allows 32 levels of attributes, each
 /// two JSON levels, inside an envelope a few levels deep; the limit keeps hostile input from
 /// exhausting the stack.
@@ -64,65 +67,6 @@ fn after_element(close: u8) -> &'static str {
     } else {
         "`,` or `]` in an array"
     }
-}
-
-/// DynamoDB's type tags, the one field name of each typed value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TypeTag {
-    S,
-    N,
-    B,
-    Bool,
-    Null,
-    M,
-    L,
-    Ss,
-    Ns,
-    Bs,
-}
-
-impl TypeTag {
-    pub fn from_name(name: &str) -> Option<TypeTag> {
-        Some(match name {
-            "S" => TypeTag::S,
-            "N" => TypeTag::N,
-            "B" => TypeTag::B,
-            "BOOL" => TypeTag::Bool,
-            "NULL" => TypeTag::Null,
-            "M" => TypeTag::M,
-            "L" => TypeTag::L,
-            "SS" => TypeTag::Ss,
-            "NS" => TypeTag::Ns,
-            "BS" => TypeTag::Bs,
-            _ => return None,
-        })
-    }
-}
-
-/// `{"TAG":` for each tag, most frequent first: the tag, the opening's length, and the mask
-/// and value of the opening as the low bytes of a little-endian word.
-const TAGGED_OPENINGS: [(TypeTag, usize, u64, u64); 10] = [
-    tagged_opening(TypeTag::S, b"{\"S\":"),
-    tagged_opening(TypeTag::N, b"{\"N\":"),
-    tagged_opening(TypeTag::M, b"{\"M\":"),
-    tagged_opening(TypeTag::L, b"{\"L\":"),
-    tagged_opening(TypeTag::Bool, b"{\"BOOL\":"),
-    tagged_opening(TypeTag::B, b"{\"B\":"),
-    tagged_opening(TypeTag::Ss, b"{\"SS\":"),
-    tagged_opening(TypeTag::Ns, b"{\"NS\":"),
-    tagged_opening(TypeTag::Null, b"{\"NULL\":"),
-    tagged_opening(TypeTag::Bs, b"{\"BS\":"),
-];
-
-const fn tagged_opening(tag: TypeTag, opening: &[u8]) -> (TypeTag, usize, u64, u64) {
-    let mut value = 0u64;
-    let mut i = 0;
-    while i < opening.len() {
-        value |= (opening[i] as u64) << (8 * i);
-        i += 1;
-    }
-    let mask = if opening.len() == 8 { u64::MAX } else { (1u64 << (8 * opening.len())) - 1 };
-    (tag, opening.len(), mask, value)
 }
 
 /// The closing brackets `skip` waits for: a bit each for the first 64 levels, so skipping
@@ -560,157 +504,9 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Opens a one-field object written compactly, `{"TAG":` with nothing between the
-    /// tokens, and returns the tag; `None`, taking nothing, for anything else. DynamoDB writes
-    /// every typed value this way, and reading it here skips the general object walk. The
-    /// object counts as a nesting level, as `object` would count it, until `close_tagged`.
-    #[inline(always)]
-    pub fn open_tagged(&mut self) -> JsonResult<Option<TypeTag>> {
-        let Some(head) = self.bytes().get(self.pos..self.pos + 8) else { return Ok(None) };
-        let Ok(head) = <[u8; 8]>::try_from(head) else { return Ok(None) };
-        // The opening bytes as one word, compared with each spelling at once.
-        let word = u64::from_le_bytes(head);
-        let Some(&(tag, len, _, _)) =
-            TAGGED_OPENINGS.iter().find(|(_, _, mask, opening)| word & mask == *opening)
-        else {
-            return Ok(None);
-        };
-        self.pos += 1;
-        self.enter()?;
-        self.pos += len - 1;
-        Ok(Some(tag))
-    }
-
-    /// Closes what `open_tagged` opened once its one field's value is read, going on from
-    /// where the value ended (never reading it again, which nested values would repeat at
-    /// every level): `}` must follow, after any whitespace. A second field is the error
-    /// `second_field`, reported where `object` would report it.
-    #[inline(always)]
-    pub fn close_tagged(&mut self, second_field: &str) -> JsonResult<()> {
-        if self.bytes().get(self.pos) == Some(&b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        self.close_tagged_spaced(second_field)
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn close_tagged_spaced(&mut self, second_field: &str) -> JsonResult<()> {
-        if self.eat(b',') {
-            self.string()?;
-            self.expect(b':', "`:` after an object's field name")?;
-            return Err(self.error(second_field));
-        }
-        self.expect(b'}', after_element(b'}'))?;
-        self.depth -= 1;
-        Ok(())
-    }
-
-    /// `close_tagged` for a value being skipped, where further fields are checked and
-    /// passed over as `skip` would.
-    #[inline(always)]
-    fn close_tagged_skipping(&mut self) -> JsonResult<()> {
-        if self.bytes().get(self.pos) == Some(&b'}') {
-            self.pos += 1;
-            self.depth -= 1;
-            return Ok(());
-        }
-        self.close_tagged_skipping_spaced()
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn close_tagged_skipping_spaced(&mut self) -> JsonResult<()> {
-        while self.eat(b',') {
-            self.skip_field_name()?;
-            self.skip()?;
-        }
-        self.expect(b'}', after_element(b'}'))?;
-        self.depth -= 1;
-        Ok(())
-    }
-
-    /// `skip` for an object whose values are mostly DynamoDB's compact typed values (an
-    /// image): `{"S":"…"}` and the like are passed over directly, anything else by `skip`.
-    /// It accepts what `skip` accepts and fails where and as `skip` fails.
-    pub fn skip_typed_object(&mut self) -> JsonResult<()> {
-        // Near the nesting limit, `skip` (which has none) takes over.
-        if self.peek() != Some(b'{') || self.depth + 2 > MAX_DEPTH {
-            return self.skip();
-        }
-        self.pos += 1;
-        self.depth += 1;
-        if !self.eat(b'}') {
-            loop {
-                self.skip_field_name()?;
-                self.skip_typed_value()?;
-                if !self.eat(b',') {
-                    break;
-                }
-            }
-            self.expect(b'}', after_element(b'}'))?;
-        }
-        self.depth -= 1;
-        Ok(())
-    }
-
-    /// A list's or a set's elements, each by `skip_typed_value` (which passes strings too).
-    fn skip_typed_array(&mut self) -> JsonResult<()> {
-        self.pos += 1;
-        self.depth += 1;
-        if !self.eat(b']') {
-            loop {
-                self.skip_typed_value()?;
-                if !self.eat(b',') {
-                    break;
-                }
-            }
-            self.expect(b']', after_element(b']'))?;
-        }
-        self.depth -= 1;
-        Ok(())
-    }
-
-    fn skip_typed_value(&mut self) -> JsonResult<()> {
-        self.skip_whitespace();
-        let opened_at = self.pos;
-        if self.bytes().get(opened_at) == Some(&b'"') {
-            return self.skip_string();
-        }
-        if self.depth + 2 <= MAX_DEPTH {
-            if let Some(tag) = self.open_tagged()? {
-                let next = self.bytes().get(self.pos).copied();
-                let passed = match (tag, next) {
-                    (TypeTag::S | TypeTag::N | TypeTag::B, Some(b'"')) => self.skip_string().map(|_| true)?,
-                    (TypeTag::Bool | TypeTag::Null, Some(b't' | b'f')) => self.bool().map(|_| true)?,
-                    (TypeTag::M, Some(b'{')) => self.skip_typed_object().map(|_| true)?,
-                    (TypeTag::L | TypeTag::Ss | TypeTag::Ns | TypeTag::Bs, Some(b'[')) => {
-                        self.skip_typed_array().map(|_| true)?
-                    }
-                    _ => false,
-                };
-                if passed {
-                    return self.close_tagged_skipping();
-                }
-                // A value of another shape: nothing of it is read yet, so `skip` takes it
-                // from the start.
-                self.depth -= 1;
-                self.pos = opened_at;
-            }
-        }
-        self.skip()
-    }
-
     /// Checks and passes over any value, returning its text.
     pub fn raw(&mut self) -> JsonResult<&'a str> {
         self.raw_with(Reader::skip)
-    }
-
-    /// `raw`, passing over the value with `skip_typed_object`.
-    pub fn raw_typed_object(&mut self) -> JsonResult<&'a str> {
-        self.raw_with(Reader::skip_typed_object)
     }
 
     fn raw_with(&mut self, skip: impl FnOnce(&mut Self) -> JsonResult<()>) -> JsonResult<&'a str> {
@@ -841,19 +637,6 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Skipping an image by its typed values and skipping it as plain JSON end in the
-        /// same place with the same result, on text near DynamoDB's spelling: spaces, commas
-        /// out of place, wrong value shapes, nested maps and lists.
-        #[test]
-        fn typed_skipping_is_skipping(text in r#"(\{("[a-z]{0,2}":\{"(S|N|B|M|L|BOOL|NULL|SS|x)": ?("[a-z\\"]{0,3}"|[0-9\[\]{}]{0,3}|true|f|\{"q":\{"S":"x"\}\}|\[("a",?|\{"S":"b"\},?|1,?){0,3}\]?)[ ,]?\}[,]?){0,4}\}?){1,2}"#) {
-            let skipped = |typed: bool| {
-                let mut r = Reader::new(&text);
-                let result = if typed { r.skip_typed_object() } else { r.skip() };
-                (result.map_err(|e| e.to_string()), r.pos)
-            };
-            proptest::prop_assert_eq!(skipped(true), skipped(false), "{:?}", text);
-        }
-
         /// Differential check against serde_json: text built from JSON's own characters
         /// (mostly invalid) is accepted by both or by neither. serde_json also refuses
         /// numbers beyond f64's range and lone surrogate escapes, which are valid JSON text
