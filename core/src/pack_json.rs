@@ -49,7 +49,8 @@ impl PairSpan {
 /// A map of attribute names to typed values, packed; a repeated name is an error.
 pub fn read_packed_item(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<PackedItem> {
     scratch.required_ends.clear();
-    read_packed(r, scratch)
+    pack_into_scratch(r, scratch)?;
+    Ok(PackedItem::from_written(&scratch.out))
 }
 
 /// `read_packed_item`, leaving the packed bytes in `into` (which it replaces) rather than in
@@ -70,11 +71,6 @@ pub fn read_packed_bytes_holding<'n>(
     pack_into_scratch(r, scratch)?;
     std::mem::swap(&mut scratch.out, into);
     Ok(scratch.holds_required)
-}
-
-fn read_packed(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<PackedItem> {
-    pack_into_scratch(r, scratch)?;
-    Ok(PackedItem::from_written(&scratch.out))
 }
 
 fn pack_into_scratch(r: &mut Reader<'_>, scratch: &mut PackScratch) -> JsonResult<()> {
@@ -181,58 +177,56 @@ fn pack_value(r: &mut Reader<'_>, s: &mut PackScratch) -> JsonResult<()> {
 
 /// The value of a typed value's one field, whose name is `tag`.
 fn pack_tagged(r: &mut Reader<'_>, s: &mut PackScratch, tag: TypeTag) -> JsonResult<()> {
-    {
-        match tag {
-            TypeTag::S => {
-                let text = r.string()?;
-                s.out.push(packed::S);
-                write_bytes(&mut s.out, text.as_bytes());
-            }
-            TypeTag::N => {
-                let n = number(r)?;
-                s.out.push(packed::N);
-                write_number(&mut s.out, &n);
-            }
-            TypeTag::B => {
-                s.bytes.clear();
-                binary_into(r, &mut s.bytes)?;
-                s.out.push(packed::B);
-                write_bytes(&mut s.out, &s.bytes);
-            }
-            TypeTag::Bool => {
-                let b = r.bool()?;
-                s.out.push(if b { packed::TRUE } else { packed::FALSE });
-            }
-            TypeTag::Null => {
-                if !r.bool()? {
-                    return Err(r.error(NULL_NOT_TRUE));
-                }
-                s.out.push(packed::NULL);
-            }
-            TypeTag::M => {
-                s.out.push(packed::M);
-                pack_item(r, s)?;
-            }
-            TypeTag::L => pack_many(r, s, packed::L, pack_value)?,
-            TypeTag::Ss => pack_many(r, s, packed::SS, |r, s| {
-                let text = r.string()?;
-                write_bytes(&mut s.out, text.as_bytes());
-                Ok(())
-            })?,
-            TypeTag::Ns => pack_many(r, s, packed::NS, |r, s| {
-                let n = number(r)?;
-                write_number(&mut s.out, &n);
-                Ok(())
-            })?,
-            TypeTag::Bs => pack_many(r, s, packed::BS, |r, s| {
-                s.bytes.clear();
-                binary_into(r, &mut s.bytes)?;
-                write_bytes(&mut s.out, &s.bytes);
-                Ok(())
-            })?,
+    match tag {
+        TypeTag::S => {
+            let text = r.string()?;
+            s.out.push(packed::S);
+            write_bytes(&mut s.out, text.as_bytes());
         }
-        Ok(())
+        TypeTag::N => {
+            let n = number(r)?;
+            s.out.push(packed::N);
+            write_number(&mut s.out, &n);
+        }
+        TypeTag::B => {
+            s.bytes.clear();
+            binary_into(r, &mut s.bytes)?;
+            s.out.push(packed::B);
+            write_bytes(&mut s.out, &s.bytes);
+        }
+        TypeTag::Bool => {
+            let b = r.bool()?;
+            s.out.push(if b { packed::TRUE } else { packed::FALSE });
+        }
+        TypeTag::Null => {
+            if !r.bool()? {
+                return Err(r.error(NULL_NOT_TRUE));
+            }
+            s.out.push(packed::NULL);
+        }
+        TypeTag::M => {
+            s.out.push(packed::M);
+            pack_item(r, s)?;
+        }
+        TypeTag::L => pack_many(r, s, packed::L, pack_value)?,
+        TypeTag::Ss => pack_many(r, s, packed::SS, |r, s| {
+            let text = r.string()?;
+            write_bytes(&mut s.out, text.as_bytes());
+            Ok(())
+        })?,
+        TypeTag::Ns => pack_many(r, s, packed::NS, |r, s| {
+            let n = number(r)?;
+            write_number(&mut s.out, &n);
+            Ok(())
+        })?,
+        TypeTag::Bs => pack_many(r, s, packed::BS, |r, s| {
+            s.bytes.clear();
+            binary_into(r, &mut s.bytes)?;
+            write_bytes(&mut s.out, &s.bytes);
+            Ok(())
+        })?,
     }
+    Ok(())
 }
 
 /// A tag, a count, then each element of a JSON array written by `pack`.
