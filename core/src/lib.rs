@@ -7,6 +7,7 @@ pub mod dialect;
 pub mod held;
 pub mod item;
 pub mod json;
+pub mod limits;
 pub mod literal;
 pub mod naming;
 pub mod number;

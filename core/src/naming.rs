@@ -37,8 +37,14 @@ pub fn styled(name: &str, style: NamingStyle) -> String {
         NamingStyle::Lower => name.to_lowercase(),
         NamingStyle::Preserve => name.to_string(),
     };
-    // NUL cannot appear in any identifier, quoted or not.
-    let out = out.replace('\0', "_");
+    // Control characters (NUL, tabs, newlines, …) are not printable, and Redshift takes only
+    // printable UTF-8 in identifiers, quoted or not; NUL fits in none anywhere.
+    // <https://docs.aws.amazon.com/redshift/latest/dg/r_names.html>
+    let out = if out.chars().any(char::is_control) {
+        out.chars().map(|c| if c.is_control() { '_' } else { c }).collect()
+    } else {
+        out
+    };
     if out.is_empty() {
         "_".into()
     } else {
@@ -149,6 +155,8 @@ mod tests {
         assert_eq!(s(""), "_");
         assert_eq!(styled("Mixed\"Case", NamingStyle::Lower), "mixed\"case");
         assert_eq!(styled("Mixed\0Case", NamingStyle::Preserve), "Mixed_Case");
+        assert_eq!(styled("tab\there\nnew\u{7f}del\u{85}", NamingStyle::Preserve), "tab_here_new_del_");
+        assert_eq!(styled("Tab\tHere", NamingStyle::Lower), "tab_here");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::change::{Change, EventKind, Version};
+use crate::limits::Limits;
 use crate::naming::NamingStyle;
 use crate::schema::{Catalog, ColumnDef, TableSchema};
 use crate::types::{Cell, ColumnMode};
@@ -88,10 +89,9 @@ pub fn plan_table(
     source_table: &str,
     changes: Vec<Change>,
     options: TableOptions,
-    max_identifier: usize,
+    limits: Limits,
 ) -> TablePlan {
-    let create =
-        register_table(catalog, source_table, changes.first().map(|c| &c.keys), options, max_identifier);
+    let create = register_table(catalog, source_table, changes.first().map(|c| &c.keys), options, limits);
     let Some(schema) = catalog.tables.get_mut(source_table) else {
         unreachable!("register_table inserts the table")
     };
@@ -107,14 +107,14 @@ pub fn register_table(
     source_table: &str,
     keys: Option<&crate::value::Item>,
     options: TableOptions,
-    max_identifier: usize,
+    limits: Limits,
 ) -> bool {
     if catalog.tables.contains_key(source_table) {
         return false;
     }
-    let name = catalog.allocate_table_name(source_table, options.naming, max_identifier);
+    let name = catalog.allocate_table_name(source_table, options.naming, limits.max_identifier);
     let keys = keys.map(|k| k.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
-    let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, max_identifier);
+    let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, limits);
     catalog.restore_table(table);
     true
 }
@@ -228,7 +228,7 @@ mod tests {
             "T",
             vec![change("a", EventKind::Insert, &[("x", AttrValue::Bool(true))])],
             opts,
-            127,
+            Limits::default(),
         );
         assert!(p.create);
         assert_eq!(p.new_columns.len(), 2);
@@ -237,7 +237,7 @@ mod tests {
             "T",
             vec![change("a", EventKind::Modify, &[("y", AttrValue::S("s".into()))])],
             opts,
-            127,
+            Limits::default(),
         );
         assert!(!p2.create);
         assert_eq!(p2.new_columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["y"]);
@@ -248,17 +248,17 @@ mod tests {
     fn deletes_by_mode() {
         let mut cat = Catalog::default();
         let ch = || vec![change("a", EventKind::Remove, &[("x", AttrValue::Bool(true))])];
-        let hard = plan_table(&mut cat, "T", ch(), TableOptions::default(), 127);
+        let hard = plan_table(&mut cat, "T", ch(), TableOptions::default(), Limits::default());
         assert_eq!((hard.rows[0].op, hard.rows[0].deleted), (RowOp::Delete, true));
         let soft = TableOptions { deletes: DeleteMode::Soft, ..Default::default() };
-        let p = plan_table(&mut cat, "T", ch(), soft, 127);
+        let p = plan_table(&mut cat, "T", ch(), soft, Limits::default());
         assert_eq!((p.rows[0].op, p.rows[0].deleted), (RowOp::Upsert, true));
         let keep = TableOptions { ttl_deletes: TtlMode::Keep, ..Default::default() };
-        let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Expire, &[])], keep, 127);
+        let p = plan_table(&mut cat, "T", vec![change("a", EventKind::Expire, &[])], keep, Limits::default());
         assert_eq!((p.rows[0].op, p.rows[0].deleted, p.expired_kept), (RowOp::Upsert, false, 0));
         let mut no_old = change("b", EventKind::Expire, &[]);
         no_old.old_image = None;
-        let p = plan_table(&mut cat, "T", vec![no_old], keep, 127);
+        let p = plan_table(&mut cat, "T", vec![no_old], keep, Limits::default());
         assert_eq!((p.rows.len(), p.expired_kept), (0, 1));
     }
 }

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use foldhash::{HashMap, HashMapExt};
 
+use crate::limits::Limits;
 use crate::naming::{styled, NameSet, NamingStyle};
 use crate::types::{cell_for, text_form, Cell, ColumnMode, ColumnType};
-use crate::value::{item_to_plain_json, AttrValue, Item};
+use crate::value::{item_to_plain_json, write_json_string, AttrValue, Item};
 
 /// Columns every replicated table has, in this order.
 pub const SYSTEM_COLUMNS: [(&str, SystemType); 6] = [
@@ -29,14 +30,31 @@ pub enum SystemType {
 /// Name of the whole-item column in `document` mode.
 pub const DOCUMENT_COLUMN: &str = "item";
 
+/// Name of the column holding, as one JSON object, the attributes of an item that found no
+/// column because the table is at the warehouse's column limit.
+pub const OVERFLOW_COLUMN: &str = "_ddb_overflow";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDef {
     /// The DynamoDB attribute; `None` for the document column.
     pub attribute: Option<String>,
     pub name: String,
     pub ty: ColumnType,
-    /// A variant column (`<column>__<type>`) rather than the attribute's main column.
+    /// A variant column (`<column>__<type>`) rather than the attribute's main column; with
+    /// no attribute, the overflow column rather than the document column.
     pub is_variant: bool,
+}
+
+impl ColumnDef {
+    /// The document column of `document` mode.
+    pub fn is_document(&self) -> bool {
+        self.attribute.is_none() && !self.is_variant
+    }
+
+    /// The overflow column (see `OVERFLOW_COLUMN`).
+    pub fn is_overflow(&self) -> bool {
+        self.attribute.is_none() && self.is_variant
+    }
 }
 
 /// One target table as the warehouse has it (or will, once pending DDL runs).
@@ -48,8 +66,8 @@ pub struct TableSchema {
     pub naming: NamingStyle,
     pub key_attributes: Vec<String>,
     pub columns: Vec<ColumnDef>,
-    /// Longest identifier the warehouse accepts.
-    pub max_identifier: usize,
+    /// What the warehouse allows this table to be.
+    pub limits: Limits,
     names: NameSet,
     /// attribute → column indices, main column first, variants in creation order.
     by_attribute: HashMap<String, Vec<usize>>,
@@ -62,11 +80,14 @@ impl TableSchema {
         mode: ColumnMode,
         naming: NamingStyle,
         key_attributes: Vec<String>,
-        max_identifier: usize,
+        limits: Limits,
     ) -> TableSchema {
         let mut names = NameSet::new();
         for (sys, _) in SYSTEM_COLUMNS {
             names.reserve(sys);
+        }
+        for reserved in limits.reserved_names {
+            names.reserve(reserved);
         }
         let mut schema = TableSchema {
             source_table: source_table.to_string(),
@@ -75,7 +96,7 @@ impl TableSchema {
             naming,
             key_attributes,
             columns: Vec::new(),
-            max_identifier,
+            limits,
             names,
             by_attribute: HashMap::new(),
         };
@@ -97,13 +118,35 @@ impl TableSchema {
         if let Some(attr) = &column.attribute {
             self.by_attribute.entry(attr.clone()).or_default().push(self.columns.len());
         }
-        if column.attribute.is_some() || !self.columns.iter().any(|c| c.attribute.is_none()) {
+        let kind = |c: &ColumnDef| (c.is_document(), c.is_overflow());
+        if column.attribute.is_some() || !self.columns.iter().any(|c| kind(c) == kind(&column)) {
             self.columns.push(column);
         }
     }
 
     pub fn document_column(&self) -> Option<usize> {
-        self.columns.iter().position(|c| c.attribute.is_none())
+        self.columns.iter().position(ColumnDef::is_document)
+    }
+
+    pub fn overflow_column(&self) -> Option<usize> {
+        self.columns.iter().position(ColumnDef::is_overflow)
+    }
+
+    /// Whether one more attribute column fits under the column limit, keeping a place for
+    /// the overflow column.
+    fn has_room(&self) -> bool {
+        let overflow_slot = usize::from(self.overflow_column().is_none());
+        self.columns.len() + SYSTEM_COLUMNS.len() + overflow_slot < self.limits.max_columns
+    }
+
+    /// The overflow column, added when first needed.
+    fn overflow_column_or_add(&mut self) -> usize {
+        if let Some(i) = self.overflow_column() {
+            return i;
+        }
+        let name = self.names.allocate(OVERFLOW_COLUMN, "\u{0}overflow", self.limits.max_identifier);
+        self.columns.push(ColumnDef { attribute: None, name, ty: ColumnType::Json, is_variant: true });
+        self.columns.len() - 1
     }
 
     fn add_column(&mut self, attribute: &str, ty: ColumnType, main: Option<usize>) -> usize {
@@ -115,7 +158,7 @@ impl TableSchema {
             None => attribute.to_string(),
             Some(_) => format!("{attribute}\u{0}{}", ty.variant_suffix()),
         };
-        let name = self.names.allocate(&candidate, &original, self.max_identifier);
+        let name = self.names.allocate(&candidate, &original, self.limits.max_identifier);
         let index = self.columns.len();
         self.columns.push(ColumnDef { attribute: Some(attribute.to_string()), name, ty, is_variant });
         self.by_attribute.entry(attribute.to_string()).or_default().push(index);
@@ -123,18 +166,19 @@ impl TableSchema {
     }
 
     /// The column that stores `value` of `attribute` exactly, adding a main or variant column
-    /// when none does. `None` when the value is NULL (nothing to store beyond the column).
-    pub fn place(&mut self, attribute: &str, value: &AttrValue) -> (usize, Cell) {
+    /// when none does; `None` when a column would be needed and the table is at its limit.
+    pub fn place(&mut self, attribute: &str, value: &AttrValue) -> Option<(usize, Cell)> {
         if self.mode == ColumnMode::Varchar {
             let index = match self.by_attribute.get(attribute).and_then(|v| v.first()) {
                 Some(&i) => i,
-                None => self.add_column(attribute, ColumnType::Text, None),
+                None if self.has_room() => self.add_column(attribute, ColumnType::Text, None),
+                None => return None,
             };
             let cell = match value {
                 AttrValue::Null => Cell::Null,
                 v => Cell::Text(text_form(v)),
             };
-            return (index, cell);
+            return Some((index, cell));
         }
         // The common case, a column that already takes the value, allocates nothing.
         if let Some(&i) = self
@@ -142,13 +186,16 @@ impl TableSchema {
             .get(attribute)
             .and_then(|cols| cols.iter().find(|&&i| self.columns[i].ty.accepts(value)))
         {
-            return (i, cell_for(self.columns[i].ty, value));
+            return Some((i, cell_for(self.columns[i].ty, value)));
+        }
+        if !self.has_room() {
+            return None;
         }
         let existing: Vec<usize> = self.by_attribute.get(attribute).cloned().unwrap_or_default();
         let main = existing.first().copied();
         let taken: Vec<&'static str> =
             existing.iter().map(|&i| self.columns[i].ty.variant_suffix()).collect();
-        let candidates = ColumnType::candidates(value);
+        let candidates = ColumnType::candidates(value, self.limits.max_decimal_scale);
         let ty = candidates
             .iter()
             .copied()
@@ -156,20 +203,38 @@ impl TableSchema {
             .or_else(|| candidates.last().copied())
             .unwrap_or(ColumnType::Text);
         let index = self.add_column(attribute, ty, main);
-        (index, cell_for(ty, value))
+        Some((index, cell_for(ty, value)))
     }
 
-    /// Cells of one image, as (column index, cell) pairs.
+    /// Cells of one image, as (column index, cell) pairs. Attributes that found no column
+    /// (the table is at its column limit) go, as plain JSON, into the overflow column.
     pub fn cells_for_image(&mut self, image: &Item) -> Vec<(usize, Cell)> {
         match self.mode {
             ColumnMode::Typed | ColumnMode::Varchar => {
-                image.iter().map(|(attr, v)| self.place(attr, v)).collect()
+                let mut cells = Vec::with_capacity(image.len());
+                let mut overflow = String::new();
+                for (attr, v) in image.iter() {
+                    match self.place(attr, v) {
+                        Some(cell) => cells.push(cell),
+                        None => {
+                            overflow.push(if overflow.is_empty() { '{' } else { ',' });
+                            write_json_string(&mut overflow, attr);
+                            overflow.push(':');
+                            v.write_plain_json(&mut overflow);
+                        }
+                    }
+                }
+                if !overflow.is_empty() {
+                    overflow.push('}');
+                    cells.push((self.overflow_column_or_add(), Cell::Text(overflow.into())));
+                }
+                cells
             }
             ColumnMode::Document => {
                 let mut cells: Vec<(usize, Cell)> = Vec::with_capacity(self.key_attributes.len() + 1);
                 for key in self.key_attributes.clone() {
-                    if let Some(v) = image.get(&key) {
-                        cells.push(self.place(&key, v));
+                    if let Some(cell) = image.get(&key).and_then(|v| self.place(&key, v)) {
+                        cells.push(cell);
                     }
                 }
                 if let Some(doc) = self.document_column() {
@@ -217,7 +282,7 @@ mod tests {
     use crate::number::Number;
 
     fn schema(mode: ColumnMode) -> TableSchema {
-        TableSchema::new("T", "t".into(), mode, NamingStyle::SnakeCase, vec!["id".into()], 127)
+        TableSchema::new("T", "t".into(), mode, NamingStyle::SnakeCase, vec!["id".into()], Limits::default())
     }
 
     fn n(s: &str) -> AttrValue {
@@ -227,25 +292,61 @@ mod tests {
     #[test]
     fn variants_never_lose_a_value() {
         let mut s = schema(ColumnMode::Typed);
-        let (a, _) = s.place("price", &n("10"));
-        let (b, cell) = s.place("price", &n("19.90"));
-        let (c, _) = s.place("price", &AttrValue::S("free".into()));
-        let (d, _) = s.place("price", &n("1E+100"));
-        let (e, _) = s.place("price", &n("0.0000000000001"));
+        let (a, _) = s.place("price", &n("10")).unwrap();
+        let (b, cell) = s.place("price", &n("19.90")).unwrap();
+        let (c, _) = s.place("price", &AttrValue::S("free".into())).unwrap();
+        let (d, _) = s.place("price", &n("1E+100")).unwrap();
+        let (e, _) = s.place("price", &n("0.0000000000001")).unwrap();
         let names: Vec<&str> = [a, b, c, d, e].iter().map(|&i| s.columns[i].name.as_str()).collect();
         assert_eq!(names, ["price", "price__decimal", "price__text", "price__number", "price__number"]);
         assert_eq!(cell, Cell::Text("19.9".into()));
-        assert_eq!(s.place("price", &n("11")).0, a);
+        assert_eq!(s.place("price", &n("11")).unwrap().0, a);
     }
 
     #[test]
     fn system_names_are_not_taken_by_attributes() {
         let mut s = schema(ColumnMode::Typed);
-        let (i, _) = s.place("_ddb_version", &AttrValue::S("x".into()));
+        let (i, _) = s.place("_ddb_version", &AttrValue::S("x".into())).unwrap();
         assert_eq!(s.columns[i].name, "_ddb_version_2");
-        let (j, _) = s.place("ItemCount", &AttrValue::S("x".into()));
-        let (k, _) = s.place("itemCount", &AttrValue::S("x".into()));
+        let (j, _) = s.place("ItemCount", &AttrValue::S("x".into())).unwrap();
+        let (k, _) = s.place("itemCount", &AttrValue::S("x".into())).unwrap();
         assert_eq!((s.columns[j].name.as_str(), s.columns[k].name.as_str()), ("item_count", "item_count_2"));
+    }
+
+    #[test]
+    fn reserved_names_are_not_taken_by_attributes() {
+        let limits = Limits { reserved_names: crate::limits::POSTGRES_SYSTEM_COLUMNS, ..Limits::default() };
+        let mut s = TableSchema::new("T", "t".into(), ColumnMode::Typed, NamingStyle::Preserve, vec![], limits);
+        let names: Vec<String> = ["xmin", "CTID", "oid", "Oid2"]
+            .iter()
+            .map(|a| s.place(a, &AttrValue::S("x".into())).map(|(i, _)| s.columns[i].name.clone()).unwrap())
+            .collect();
+        assert_eq!(names, ["xmin_2", "CTID_2", "oid_2", "Oid2"]);
+    }
+
+    #[test]
+    fn attributes_past_the_column_limit_share_the_overflow_column() {
+        // 6 system columns + 3 attribute columns + the overflow column = 10.
+        let limits = Limits { max_columns: 10, ..Limits::default() };
+        let mut s = TableSchema::new("T", "t".into(), ColumnMode::Typed, NamingStyle::SnakeCase, vec![], limits);
+        let mut image = Item::new();
+        for (i, a) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            image.insert((*a).into(), n(&i.to_string()));
+        }
+        image.insert("f".into(), AttrValue::S("x\"y".into()));
+        let cells = s.cells_for_image(&image);
+        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10);
+        let overflow = s.overflow_column().unwrap();
+        assert_eq!(s.columns[overflow].name, OVERFLOW_COLUMN);
+        assert_eq!(cells.last().unwrap(), &(overflow, Cell::Text(r#"{"d":3,"e":4,"f":"x\"y"}"#.into())));
+        // A value needing a variant column overflows too; one that fits its column does not.
+        let mut next = Item::new();
+        next.insert("a".into(), AttrValue::S("text now".into()));
+        next.insert("b".into(), n("7"));
+        let cells = s.cells_for_image(&next);
+        assert_eq!(cells.len(), 2);
+        assert_eq!(cells[1], (overflow, Cell::Text(r#"{"a":"text now"}"#.into())));
+        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10, "the limit holds");
     }
 
     #[test]
@@ -263,8 +364,8 @@ mod tests {
     #[test]
     fn varchar_mode_is_all_text() {
         let mut s = schema(ColumnMode::Varchar);
-        assert_eq!(s.place("a", &n("1.50")).1, Cell::Text("1.5".into()));
-        assert_eq!(s.place("a", &AttrValue::Bool(true)).1, Cell::Text("true".into()));
+        assert_eq!(s.place("a", &n("1.50")).unwrap().1, Cell::Text("1.5".into()));
+        assert_eq!(s.place("a", &AttrValue::Bool(true)).unwrap().1, Cell::Text("true".into()));
         assert_eq!(s.columns.len(), 1);
     }
 }

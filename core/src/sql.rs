@@ -288,9 +288,10 @@ pub fn apply_statements(
     };
     out.push(Statement::new(insert(&format!("{s}.{} = 'U'", q("_ddb_op")))));
     if soft {
+        // No alias on the target: Redshift's UPDATE documents none ("UPDATE").
         out.push(Statement::new(format!(
-            "UPDATE {t} AS cur SET {del} = TRUE, {v} = {s}.{v}, {seq} = {s}.{seq}, {ev} = {s}.{ev}, {at} = {now} \
-             FROM {s} WHERE cur.{key} = {s}.{key} AND {s}.{op} = 'D'",
+            "UPDATE {t} SET {del} = TRUE, {v} = {s}.{v}, {seq} = {s}.{seq}, {ev} = {s}.{ev}, {at} = {now} \
+             FROM {s} WHERE {t}.{key} = {s}.{key} AND {s}.{op} = 'D'",
             del = q("_ddb_deleted"),
             v = q("_ddb_version"),
             seq = q("_ddb_sequence"),
@@ -314,8 +315,9 @@ pub fn apply_statements(
     out.push(Statement::with(
         format!(
             "INSERT INTO {tomb} (source_table, item_key, version, sequence, event, deleted_at) \
-             SELECT {}, {key}, {v}, {seq}, {ev}, {} FROM {s} WHERE {s}.{del}",
+             SELECT CAST({} AS {}), {key}, {v}, {seq}, {ev}, {} FROM {s} WHERE {s}.{del}",
             d.param(1),
+            d.text_cast(),
             d.now(),
             v = q("_ddb_version"),
             seq = q("_ddb_sequence"),
@@ -410,6 +412,7 @@ mod tests {
     use super::*;
     use crate::change::{Change, EventKind, Position, Version};
     use crate::dialect::DuckDb;
+    use crate::limits::Limits;
     use crate::plan::{plan_table, TableOptions};
     use crate::schema::Catalog;
     use crate::value::{key_text, AttrValue, Item};
@@ -430,7 +433,7 @@ mod tests {
             position: Position::new("f", "1"),
         };
         let opts = TableOptions { naming: crate::naming::NamingStyle::Preserve, ..Default::default() };
-        let plan = plan_table(&mut cat, "Evil\"Table", vec![change], opts, 127);
+        let plan = plan_table(&mut cat, "Evil\"Table", vec![change], opts, Limits::default());
         let schema = &cat.tables["Evil\"Table"];
         let ddl = schema_changes(&DuckDb, &Layout::default(), schema, &plan);
         assert!(ddl[1]
@@ -451,6 +454,7 @@ mod snapshot {
     use super::*;
     use crate::change::{Change, EventKind, Position, Version};
     use crate::dialect::DuckDb;
+    use crate::limits::Limits;
     use crate::number::Number;
     use crate::plan::{plan_table, DeleteMode, TableOptions};
     use crate::schema::Catalog;
@@ -473,7 +477,8 @@ mod snapshot {
         }
     }
 
-    /// Redshift: DISTKEY/SORTKEY, hex-staged binary, JSON_PARSE, the COPY from S3.
+    /// Redshift: DISTKEY/SORTKEY, case-sensitive keys, hex-staged binary, booleans from text,
+    /// JSON_PARSE, GETDATE(), the COPY from S3.
     #[test]
     fn redshift_typed_batch() {
         use crate::dialect::{copy_from_manifest, Redshift};
@@ -486,12 +491,13 @@ mod snapshot {
                     ("totalPrice", n("19.90")),
                     ("payload", AttrValue::B(vec![0, 255])),
                     ("tags", AttrValue::Ss(vec!["a".into()])),
+                    ("paid", AttrValue::Bool(true)),
                 ],
                 EventKind::Insert,
             ),
             change("o-2", vec![], EventKind::Remove),
         ];
-        let plan = plan_table(&mut cat, "Orders", changes, TableOptions::default(), 127);
+        let plan = plan_table(&mut cat, "Orders", changes, TableOptions::default(), Limits::default());
         let schema = &cat.tables["Orders"];
         let layout = Layout::default();
         let mut all: Vec<String> =
@@ -529,7 +535,7 @@ mod snapshot {
             change("o-2", vec![("totalPrice", n("19.90"))], EventKind::Modify),
             change("o-3", vec![], EventKind::Remove),
         ];
-        let plan = plan_table(&mut cat, "Orders", changes, opts, 127);
+        let plan = plan_table(&mut cat, "Orders", changes, opts, Limits::default());
         let schema = &cat.tables["Orders"];
         let layout = Layout::default();
         let mut all: Vec<String> =

@@ -103,12 +103,12 @@ impl ColumnType {
         }
     }
 
-    /// Types a new column could take for `value`, most specific first. The last one always
-    /// accepts the value, so a value never lacks a home.
-    pub fn candidates(value: &AttrValue) -> Vec<ColumnType> {
+    /// Types a new column could take for `value`, most specific first, with DECIMAL scales
+    /// up to `max_scale`. The last one always accepts the value, so a value never lacks a home.
+    pub fn candidates(value: &AttrValue, max_scale: u32) -> Vec<ColumnType> {
         match value {
             AttrValue::S(_) | AttrValue::Null => vec![ColumnType::Text],
-            AttrValue::N(n) => number_candidates(n),
+            AttrValue::N(n) => number_candidates(n, max_scale),
             AttrValue::Bool(_) => vec![ColumnType::Bool],
             AttrValue::B(_) => vec![ColumnType::Blob],
             _ => vec![ColumnType::Json],
@@ -116,17 +116,14 @@ impl ColumnType {
     }
 }
 
-fn number_candidates(n: &Number) -> Vec<ColumnType> {
+fn number_candidates(n: &Number, max_scale: u32) -> Vec<ColumnType> {
     let mut out = Vec::with_capacity(3);
     if n.to_i64().is_some() {
         out.push(ColumnType::BigInt);
     }
-    let scale = if n.fits_decimal(n.scale().max(PREFERRED_SCALE)) {
-        n.scale().max(PREFERRED_SCALE)
-    } else {
-        n.scale()
-    };
-    if n.fits_decimal(scale) {
+    let preferred = n.scale().max(PREFERRED_SCALE).min(max_scale);
+    let scale = if n.fits_decimal(preferred) { preferred } else { n.scale() };
+    if scale <= max_scale && n.fits_decimal(scale) {
         out.push(ColumnType::Decimal(scale));
     }
     out.push(ColumnType::NumberText);
@@ -175,14 +172,17 @@ mod tests {
 
     #[test]
     fn number_columns() {
-        assert_eq!(ColumnType::candidates(&n("42"))[0], ColumnType::BigInt);
-        assert_eq!(ColumnType::candidates(&n("19.90"))[0], ColumnType::Decimal(9));
-        assert_eq!(ColumnType::candidates(&n("1.0000000000001"))[0], ColumnType::Decimal(13));
-        assert_eq!(ColumnType::candidates(&n("1E+100")), vec![ColumnType::NumberText]);
-        assert_eq!(
-            ColumnType::candidates(&n("123456789012345678901234567890.5")),
-            vec![ColumnType::Decimal(1), ColumnType::NumberText]
-        );
+        let c = |s: &str| ColumnType::candidates(&n(s), 38);
+        assert_eq!(c("42")[0], ColumnType::BigInt);
+        assert_eq!(c("19.90")[0], ColumnType::Decimal(9));
+        assert_eq!(c("1.0000000000001")[0], ColumnType::Decimal(13));
+        assert_eq!(c("1E+100"), vec![ColumnType::NumberText]);
+        assert_eq!(c("123456789012345678901234567890.5"), vec![ColumnType::Decimal(1), ColumnType::NumberText]);
+        // Redshift's largest scale is 37: a number with 38 decimals is kept as text there.
+        let tiny = "0.00000000000000000000000000000000000001";
+        assert_eq!(c(tiny), vec![ColumnType::Decimal(38), ColumnType::NumberText]);
+        assert_eq!(ColumnType::candidates(&n(tiny), 37), vec![ColumnType::NumberText]);
+        assert_eq!(ColumnType::candidates(&n("0.5"), 37)[0], ColumnType::Decimal(9));
         assert!(!ColumnType::BigInt.accepts(&n("1.5")));
         assert!(ColumnType::Decimal(2).accepts(&n("10")));
         assert!(!ColumnType::Decimal(2).accepts(&n("0.001")));

@@ -69,7 +69,7 @@ fn statements(d: &dyn Dialect) -> Vec<Statement> {
                 ],
             ];
             for batch in batches {
-                let plan = plan_table(&mut cat, "Orders;--", batch, opts, d.max_identifier());
+                let plan = plan_table(&mut cat, "Orders;--", batch, opts, d.limits());
                 let schema = &cat.tables["Orders;--"];
                 let layout = Layout::default();
                 out.extend(schema_changes(d, &layout, schema, &plan));
@@ -140,7 +140,9 @@ fn duckdb_statements_parse() {
 fn redshift_types() {
     let all = statements(&Redshift).into_iter().map(|s| s.sql).collect::<Vec<_>>().join("\n");
     assert!(all.contains("SUPER") && all.contains("JSON_PARSE(") && all.contains("VARBYTE(1024000)"));
-    assert!(all.contains("FROM_HEX(") && all.contains("DISTKEY(\"_ddb_key\") SORTKEY(\"_ddb_key\")"));
+    assert!(all.contains("TO_VARBYTE(") && all.contains("DISTKEY(\"_ddb_key\") SORTKEY(\"_ddb_key\")"));
+    assert!(all.contains("\"_ddb_key\" VARCHAR(65535) COLLATE CASE_SENSITIVE") && all.contains("GETDATE()"));
+    assert!(!all.contains("CURRENT_TIMESTAMP") && !all.contains("FROM_HEX(") && !all.contains("AS BOOLEAN"));
     assert!(all.contains("FORMAT AS JSON 'auto' GZIP MANIFEST"));
     assert!(all.contains("VARCHAR(65535)") && !all.contains("VARCHAR,") && !all.contains("VARCHAR)"));
 }

@@ -9,6 +9,7 @@ pub use self::duckdb::DuckDb;
 pub use self::postgres::Postgres;
 pub use self::redshift::{copy_from_manifest, Redshift, MAX_VARCHAR_BYTES};
 
+use crate::limits::Limits;
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
@@ -17,7 +18,12 @@ pub trait Dialect: Send + Sync {
 
     /// Longest identifier, in bytes.
     fn max_identifier(&self) -> usize {
-        127
+        self.limits().max_identifier
+    }
+
+    /// What the warehouse allows a table to be; the planner stays inside it.
+    fn limits(&self) -> Limits {
+        Limits::default()
     }
 
     /// The one place identifiers are quoted: wrapped in `"`, embedded `"` doubled.
@@ -41,6 +47,7 @@ pub trait Dialect: Send + Sync {
 
     fn column_type(&self, ty: ColumnType) -> String;
 
+    /// Type of a system or control column, as declared in `CREATE TABLE`.
     fn system_type(&self, ty: SystemType) -> &'static str {
         match ty {
             SystemType::Text => "VARCHAR",
@@ -48,6 +55,16 @@ pub trait Dialect: Send + Sync {
             SystemType::Bool => "BOOLEAN",
             SystemType::Timestamp => "TIMESTAMP",
         }
+    }
+
+    /// Longest text a text column holds, in bytes, where the warehouse has such a limit.
+    fn max_text_bytes(&self) -> Option<usize> {
+        None
+    }
+
+    /// The text type a bound parameter is cast to where nothing else gives it a type.
+    fn text_cast(&self) -> &'static str {
+        "VARCHAR"
     }
 
     /// Type a value of `ty` has in the staging table (text, then cast on insert).
@@ -75,6 +92,13 @@ pub trait Dialect: Send + Sync {
         format!("CAST({expr} AS {})", self.column_type(ColumnType::Json))
     }
 
+    /// How a bound binary value enters a statement: `None` binds the bytes as they are; an
+    /// expression over `placeholder` binds them as hex text converted in SQL, for warehouses
+    /// whose binary type a driver cannot bind.
+    fn bytes_from_hex_param(&self, _placeholder: &str) -> Option<String> {
+        None
+    }
+
     /// Placeholder of the `n`-th (1-based) bound parameter.
     fn param(&self, n: usize) -> String {
         format!("${n}")
@@ -85,6 +109,7 @@ pub trait Dialect: Send + Sync {
         (first..first + count).map(|n| self.param(n)).collect::<Vec<_>>().join(", ")
     }
 
+    /// The current time, as the statements that write rows may call it.
     fn now(&self) -> &'static str {
         "CURRENT_TIMESTAMP"
     }

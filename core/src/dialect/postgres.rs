@@ -2,6 +2,7 @@
 //! so the planner cuts them first, with a hash); exact NUMERIC; JSONB for documents.
 
 use super::Dialect;
+use crate::limits::{Limits, POSTGRES_SYSTEM_COLUMNS};
 use crate::naming::short_hash;
 use crate::schema::SystemType;
 use crate::types::ColumnType;
@@ -14,8 +15,12 @@ impl Dialect for Postgres {
         "postgres"
     }
 
-    fn max_identifier(&self) -> usize {
-        63
+    /// 63-byte names; at most 1,600 columns; system column names (`xmin`, `ctid`, …) are
+    /// refused as user column names.
+    /// <https://www.postgresql.org/docs/current/limits.html>,
+    /// <https://www.postgresql.org/docs/current/ddl-system-columns.html>
+    fn limits(&self) -> Limits {
+        Limits { max_columns: 1600, reserved_names: POSTGRES_SYSTEM_COLUMNS, ..Limits::identifiers(63) }
     }
 
     fn column_type(&self, ty: ColumnType) -> String {
@@ -36,6 +41,10 @@ impl Dialect for Postgres {
             SystemType::Bool => "BOOLEAN",
             SystemType::Timestamp => "TIMESTAMPTZ",
         }
+    }
+
+    fn text_cast(&self) -> &'static str {
+        "TEXT"
     }
 
     fn stage_type(&self, ty: ColumnType) -> &'static str {

@@ -1,8 +1,12 @@
 //! Amazon Redshift: identifiers up to 127 bytes; `VARCHAR(65535)` for text (bare `VARCHAR` is
 //! only 256 bytes); `SUPER` filled with `JSON_PARSE`; `VARBYTE` for binary.
 //! <https://docs.aws.amazon.com/redshift/latest/dg/c_Supported_data_types.html>
+//!
+//! Every rule followed here is checked, statement by statement, by the tests' Redshift rule
+//! checker (`tests/support/redshift_rules.rs`), which cites the documentation page of each.
 
 use super::Dialect;
+use crate::limits::{Limits, POSTGRES_SYSTEM_COLUMNS};
 use crate::literal::{string_literal, LiteralError};
 use crate::schema::SystemType;
 use crate::types::ColumnType;
@@ -13,9 +17,28 @@ pub struct Redshift;
 /// Longest VARCHAR, in bytes; longer strings are cut at a character boundary and recorded.
 pub const MAX_VARCHAR_BYTES: usize = 65_535;
 
+/// System and control text columns (keys, table names, positions) compare with case even in
+/// a database created `COLLATE CASE_INSENSITIVE`, where two DynamoDB keys differing only in
+/// case would otherwise be one row.
+/// <https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_TABLE_NEW.html> (COLLATE),
+/// <https://docs.aws.amazon.com/redshift/latest/dg/r_CREATE_DATABASE.html>
+const CASE_SENSITIVE_TEXT: &str = "VARCHAR(65535) COLLATE CASE_SENSITIVE";
+
 impl Dialect for Redshift {
     fn name(&self) -> &'static str {
         "redshift"
+    }
+
+    /// 127-byte names; DECIMAL scale at most 37 ("Numeric types"); 1,600 columns per table
+    /// ("CREATE TABLE"); PostgreSQL's system column names refused ("Unsupported PostgreSQL
+    /// features").
+    fn limits(&self) -> Limits {
+        Limits {
+            max_identifier: 127,
+            max_decimal_scale: 37,
+            max_columns: 1600,
+            reserved_names: POSTGRES_SYSTEM_COLUMNS,
+        }
     }
 
     fn column_type(&self, ty: ColumnType) -> String {
@@ -31,15 +54,24 @@ impl Dialect for Redshift {
 
     fn system_type(&self, ty: SystemType) -> &'static str {
         match ty {
-            SystemType::Text => "VARCHAR(65535)",
+            SystemType::Text => CASE_SENSITIVE_TEXT,
             SystemType::BigInt => "BIGINT",
             SystemType::Bool => "BOOLEAN",
             SystemType::Timestamp => "TIMESTAMP",
         }
     }
 
+    fn text_cast(&self) -> &'static str {
+        "VARCHAR(65535)"
+    }
+
+    /// A longer string is an error, not a truncation ("Character types").
+    fn max_text_bytes(&self) -> Option<usize> {
+        Some(MAX_VARCHAR_BYTES)
+    }
+
     /// Stages are loaded by `COPY … FORMAT JSON`, which cannot fill VARBYTE: binary values
-    /// travel as hex text and become VARBYTE with `FROM_HEX` on insert.
+    /// travel as hex text and become VARBYTE with `TO_VARBYTE(…, 'hex')` on insert.
     fn stage_type(&self, ty: ColumnType) -> &'static str {
         match ty {
             ColumnType::BigInt => "BIGINT",
@@ -47,13 +79,37 @@ impl Dialect for Redshift {
         }
     }
 
+    /// Character types do not cast to BOOLEAN ("Type compatibility and conversion"): staged
+    /// `true`/`false` become booleans by comparison. `FROM_HEX` is documented for literals;
+    /// a column converts with `TO_VARBYTE(…, 'hex')` ("VARBYTE functions").
     fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
         match ty {
             ColumnType::BigInt | ColumnType::Text | ColumnType::NumberText => expr.to_string(),
-            ColumnType::Blob => format!("FROM_HEX({expr})"),
+            ColumnType::Bool => format!("CASE {expr} WHEN 'true' THEN TRUE WHEN 'false' THEN FALSE END"),
+            ColumnType::Blob => format!("TO_VARBYTE({expr}, 'hex')"),
             ColumnType::Json => self.json_from_text(expr),
             other => format!("CAST({expr} AS {})", self.column_type(other)),
         }
+    }
+
+    /// `CURRENT_TIMESTAMP` and `NOW()` run on the leader node only, and a statement that
+    /// writes user tables fails with them; `GETDATE()` runs on the compute nodes.
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/c_SQL_functions_leader_node_only.html>
+    fn now(&self) -> &'static str {
+        "GETDATE()"
+    }
+
+    /// One correlated EXISTS per DELETE: an OR of two correlated subqueries risks Redshift's
+    /// "correlated subquery pattern is not supported".
+    /// <https://docs.aws.amazon.com/redshift/latest/dg/r_correlated_subqueries.html>
+    fn separate_guards(&self) -> bool {
+        true
+    }
+
+    /// VARBYTE cannot be bound: Redshift refuses a bytea parameter for it, and a driver that
+    /// looks up the unknown type queries catalog tables Redshift lacks. Bytes travel as hex.
+    fn bytes_from_hex_param(&self, placeholder: &str) -> Option<String> {
+        Some(format!("TO_VARBYTE(CAST({placeholder} AS VARCHAR(65535)), 'hex')"))
     }
 
     /// SUPER values are built from staged JSON text with `JSON_PARSE`.
