@@ -224,6 +224,9 @@ pub struct RedshiftTargetConfig {
     pub region: Option<String>,
     /// Endpoint for the AWS APIs (S3, Redshift), e.g. a VPC endpoint or a local emulator.
     pub endpoint_url: Option<String>,
+    /// Data API: endpoint of the Redshift Data API when it differs from `endpoint_url` (its
+    /// own VPC endpoint).
+    pub data_api_endpoint_url: Option<String>,
     /// Named profile of the shared AWS config files.
     pub profile: Option<String>,
     /// Rows per staged S3 part.

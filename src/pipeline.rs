@@ -60,7 +60,7 @@ impl<W: Warehouse> Pipeline<W> {
     pub fn new(config: Config, mut warehouse: W) -> Result<Pipeline<W>, WarehouseError> {
         warehouse.setup()?;
         let catalog = warehouse.load_catalog()?;
-        let planner = Planner::new(config, catalog, warehouse.dialect().max_identifier());
+        let planner = Planner::new(config, catalog, warehouse.dialect().limits());
         Ok(Pipeline { planner, warehouse, summary: Summary::default() })
     }
 

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use dynashift_core::change::compare_decimal;
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
 use dynashift_core::held::{HeldChange, Packed};
+use dynashift_core::limits::Limits;
 use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
 use dynashift_core::reduce::{sort_by_key_text, Reducer};
 use dynashift_core::schema::{Catalog, TableSchema};
@@ -39,7 +40,7 @@ pub struct Planner {
     source_name: String,
     include: Vec<glob::Pattern>,
     exclude: Vec<glob::Pattern>,
-    max_identifier: usize,
+    limits: Limits,
     pending: Pending,
 }
 
@@ -104,7 +105,7 @@ struct Pending {
 }
 
 impl Planner {
-    pub fn new(config: Config, catalog: Catalog, max_identifier: usize) -> Planner {
+    pub fn new(config: Config, catalog: Catalog, limits: Limits) -> Planner {
         let context = DecodeContext {
             default_table: config.source.default_table(),
             key_attributes: config
@@ -125,7 +126,7 @@ impl Planner {
             source_name,
             include,
             exclude,
-            max_identifier,
+            limits,
             pending: Pending::default(),
         }
     }
@@ -209,7 +210,7 @@ impl Planner {
                 .iter()
                 .min_by(|a, b| a.0.cmp(&b.0))
                 .map(|(_, h)| h.keys().unwrap_or_else(|e| panic!("{e}: a bug in packing")));
-            let create = register_table(&mut catalog, &table, keys.as_ref(), options, self.max_identifier);
+            let create = register_table(&mut catalog, &table, keys.as_ref(), options, self.limits);
             jobs.insert(table, TableJob { held, options, create });
         }
         let tables = plan_tables_in_parallel(&mut catalog, jobs);
@@ -369,7 +370,7 @@ mod tests {
             "[source]\nkind = \"file\"\npath = \"x.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"x.duckdb\"\n{extra}"
         );
         let config = Config::parse(&text, std::path::Path::new("x.toml")).unwrap();
-        Planner::new(config, Catalog::default(), 127)
+        Planner::new(config, Catalog::default(), Limits::default())
     }
 
     fn record(sequence: u64, key: &str, micros: u64) -> RawRecord {
@@ -428,7 +429,7 @@ mod tests {
                 &table,
                 changes,
                 TableOptions::default(),
-                127,
+                Limits::default(),
             ));
         }
         assert_eq!(parallel.tables.len(), 3);

@@ -138,6 +138,7 @@ fn open_redshift_data_api(t: &RedshiftTargetConfig) -> anyhow::Result<DataApiWar
     let options = DataApiOptions {
         target,
         aws: AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile),
+        data_api_endpoint_url: t.data_api_endpoint_url.clone(),
         staging: S3Location::parse(&t.s3_staging).map_err(|e| anyhow::anyhow!(e))?,
         copy_role: t.copy_role.clone(),
         s3_region: t.s3_region.clone(),

@@ -16,16 +16,27 @@ use dynashift::warehouse::pg_data_api::DataApiOnPostgres;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::warehouse::Warehouse;
 use dynashift::workload::{kinesis_record, streams_record, Event, EventKindGen, Model, Rng};
-use dynashift_core::dialect::{Dialect, Postgres, Redshift};
+use dynashift_core::dialect::{Dialect, Postgres};
 use dynashift_core::number::Number;
-use dynashift_core::schema::SystemType;
-use dynashift_core::types::{ColumnMode, ColumnType};
+use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{AttrValue, Item};
 use dynashift_core::Position;
 use proptest::prelude::*;
+use support::redshift_on_pg::{self, CheckedRedshift, RedshiftOnPostgres};
 
-const ATTRS: [&str; 9] =
-    ["a", "B", "user", "select", "x\"y; DROP TABLE t;--", "naïve", "ItemCount", "itemCount", "_ddb_version"];
+const ATTRS: [&str; 11] = [
+    "a",
+    "B",
+    "user",
+    "select",
+    "x\"y; DROP TABLE t;--",
+    "naïve",
+    "ItemCount",
+    "itemCount",
+    "_ddb_version",
+    "xmin",
+    "tab\there",
+];
 
 fn number() -> impl Strategy<Value = AttrValue> {
     prop_oneof![
@@ -288,55 +299,14 @@ proptest! {
     }
 }
 
-/// Redshift's plan run by PostgreSQL: Redshift's staging layout (binary as hex text, JSON
-/// as text), its casts, `FROM_HEX` and `JSON_PARSE` and every apply statement, as Redshift
-/// would run them. Only what PostgreSQL lacks differs: the DISTKEY/SORTKEY clauses, and
-/// SUPER/VARBYTE columns, stood in for by JSONB/BYTEA.
-struct RedshiftOnPostgres;
-
-impl Dialect for RedshiftOnPostgres {
-    fn name(&self) -> &'static str {
-        "redshift-on-postgres"
-    }
-    fn max_identifier(&self) -> usize {
-        Postgres.max_identifier()
-    }
-    fn column_type(&self, ty: ColumnType) -> String {
-        match ty {
-            ColumnType::Json | ColumnType::Blob => Postgres.column_type(ty),
-            other => Redshift.column_type(other),
-        }
-    }
-    fn system_type(&self, ty: SystemType) -> &'static str {
-        Redshift.system_type(ty)
-    }
-    fn stage_type(&self, ty: ColumnType) -> &'static str {
-        Redshift.stage_type(ty)
-    }
-    fn cast_from_stage(&self, expr: &str, ty: ColumnType) -> String {
-        Redshift.cast_from_stage(expr, ty)
-    }
-    fn json_from_text(&self, expr: &str) -> String {
-        Redshift.json_from_text(expr)
-    }
-    fn key_index(&self, schema: &str, table: &str) -> Option<String> {
-        Postgres.key_index(schema, table)
-    }
-}
-
-/// Redshift's SQL functions the apply uses, as PostgreSQL functions.
-const REDSHIFT_FUNCTIONS: &str = "\
-    CREATE FUNCTION from_hex(text) RETURNS bytea LANGUAGE sql IMMUTABLE AS $$ SELECT decode($1, 'hex') $$;\
-    CREATE FUNCTION json_parse(text) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$ SELECT CAST($1 AS jsonb) $$;\
-    CREATE FUNCTION from_varbyte(bytea, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT convert_from($1, 'UTF8') $$;";
-
 /// The same histories against a real PostgreSQL server: every column mode, soft deletes,
 /// with PostgreSQL's plan and with Redshift's.
 #[test]
 fn postgres_equals_model() {
     let server = support::pg::PgServer::start();
     let url = server.create_db("model");
-    server.exec("model", REDSHIFT_FUNCTIONS);
+    let redshift_url = redshift_on_pg::prepare(&server, "model");
+    let checked = std::cell::Cell::new(0);
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,
@@ -369,12 +339,27 @@ fn postgres_equals_model() {
                 "model",
                 "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
             );
-            let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
+            let redshift = dialect.name() != "postgres";
+            // Redshift's plan logs in as Redshift would let it: no catalog tables it lacks.
+            let login = if redshift { &redshift_url } else { &url };
+            let settings = PgSettings::parse(login, "PGPASSWORD", "dynamodb").unwrap();
             let mut warehouse = PostgresWarehouse::open_with_dialect(settings, dialect).unwrap();
             if data_api {
                 warehouse = warehouse.as_data_api(DataApiOnPostgres::new(40, None));
             }
-            let mut warehouse = replicate_into(warehouse, config(mode, deletes), &lines, &cuts);
+            let mut warehouse = if redshift {
+                // Every batch's Redshift statements are checked against Redshift's rules.
+                let checked_warehouse = replicate_into(
+                    CheckedRedshift::new(warehouse, "dynamodb"),
+                    config(mode, deletes),
+                    &lines,
+                    &cuts,
+                );
+                checked.set(checked.get() + checked_warehouse.checked());
+                checked_warehouse.inner
+            } else {
+                replicate_into(warehouse, config(mode, deletes), &lines, &cuts)
+            };
             let actual = support::read_back(&mut warehouse);
             let expected = support::normalized(&mut warehouse, support::expected(items, mode, &key_names()));
             support::assert_tables_equal(&actual, &expected);
@@ -384,6 +369,7 @@ fn postgres_equals_model() {
     if let Err(e) = result {
         panic!("{e}");
     }
+    assert!(checked.get() > 100, "only {} Redshift statements were checked", checked.get());
 }
 
 /// Like `replicate_into`, but a batch that stops part-way (between two Data API calls, as a
@@ -424,8 +410,8 @@ fn replicate_with_stops<W: Warehouse>(
 #[test]
 fn data_api_calls_resume_after_stops_between_calls() {
     let server = support::pg::PgServer::start();
-    let url = server.create_db("calls");
-    server.exec("calls", REDSHIFT_FUNCTIONS);
+    server.create_db("calls");
+    let url = redshift_on_pg::prepare(&server, "calls");
     let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases,

@@ -9,7 +9,7 @@ use std::io::Read;
 
 use dynashift::aws::{s3_client, sdk_config, AwsSettings};
 use dynashift::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
-use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager};
+use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager, StagedFix};
 use dynashift::warehouse::Warehouse;
 use dynashift_core::change::{Change, EventKind, Position, Version};
 use dynashift_core::plan::{plan_table, TableOptions};
@@ -74,7 +74,7 @@ fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
         change("c", vec![("note", AttrValue::S("quote \" and \\ backslash".into()))]),
     ];
     let mut catalog = Catalog::default();
-    let plan = plan_table(&mut catalog, "Docs", changes, TableOptions::default(), 127);
+    let plan = plan_table(&mut catalog, "Docs", changes, TableOptions::default(), Redshift.limits());
     let schema = &catalog.tables["Docs"];
     let types: Vec<_> = plan.staged.iter().map(|&i| schema.columns[i].ty).collect();
     let encoded = encode(&plan, &types, 2).unwrap();
@@ -85,9 +85,12 @@ fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
         "{:?}",
         encoded.oversize.iter().map(|o| o.bytes).collect::<Vec<_>>()
     );
-    assert!(encoded.oversize.iter().any(|o| o.cut && o.bytes == 80_000 && o.original == long_text));
+    assert!(encoded
+        .oversize
+        .iter()
+        .any(|o| o.fix == StagedFix::Cut && o.bytes == 80_000 && o.original == long_text));
     assert!(
-        encoded.oversize.iter().any(|o| !o.cut && o.bytes == 80_000),
+        encoded.oversize.iter().any(|o| o.fix == StagedFix::Null && o.bytes == 80_000),
         "hex of 40,000 bytes cannot be cut"
     );
 
@@ -227,6 +230,7 @@ fn data_api_options(moto: &MotoServer, timeout: std::time::Duration) -> DataApiO
             statement_timeout: timeout,
         },
         aws: settings(moto),
+        data_api_endpoint_url: None,
         staging: S3Location::parse("s3://stage-bucket/dynashift/").unwrap(),
         copy_role: "arn:aws:iam::123456789012:role/copy".into(),
         s3_region: None,

@@ -213,7 +213,21 @@ impl TableSchema {
             ColumnMode::Typed | ColumnMode::Varchar => {
                 let mut cells = Vec::with_capacity(image.len());
                 let mut overflow = String::new();
+                // Near the column limit the key attributes take their columns first, so a key
+                // never lands in the overflow column.
+                let near_limit =
+                    self.columns.len() + image.len() + SYSTEM_COLUMNS.len() + 1 >= self.limits.max_columns;
+                if near_limit {
+                    for key in self.key_attributes.clone() {
+                        if let Some(cell) = image.get(&key).and_then(|v| self.place(&key, v)) {
+                            cells.push(cell);
+                        }
+                    }
+                }
                 for (attr, v) in image.iter() {
+                    if near_limit && self.key_attributes.iter().any(|k| k == attr) {
+                        continue;
+                    }
                     match self.place(attr, v) {
                         Some(cell) => cells.push(cell),
                         None => {
@@ -316,7 +330,8 @@ mod tests {
     #[test]
     fn reserved_names_are_not_taken_by_attributes() {
         let limits = Limits { reserved_names: crate::limits::POSTGRES_SYSTEM_COLUMNS, ..Limits::default() };
-        let mut s = TableSchema::new("T", "t".into(), ColumnMode::Typed, NamingStyle::Preserve, vec![], limits);
+        let mut s =
+            TableSchema::new("T", "t".into(), ColumnMode::Typed, NamingStyle::Preserve, vec![], limits);
         let names: Vec<String> = ["xmin", "CTID", "oid", "Oid2"]
             .iter()
             .map(|a| s.place(a, &AttrValue::S("x".into())).map(|(i, _)| s.columns[i].name.clone()).unwrap())
@@ -328,9 +343,17 @@ mod tests {
     fn attributes_past_the_column_limit_share_the_overflow_column() {
         // 6 system columns + 3 attribute columns + the overflow column = 10.
         let limits = Limits { max_columns: 10, ..Limits::default() };
-        let mut s = TableSchema::new("T", "t".into(), ColumnMode::Typed, NamingStyle::SnakeCase, vec![], limits);
+        let mut s = TableSchema::new(
+            "T",
+            "t".into(),
+            ColumnMode::Typed,
+            NamingStyle::SnakeCase,
+            vec!["z".into()],
+            limits,
+        );
         let mut image = Item::new();
-        for (i, a) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+        image.insert("z".into(), n("0"));
+        for (i, a) in ["a", "b", "c"].iter().enumerate() {
             image.insert((*a).into(), n(&i.to_string()));
         }
         image.insert("f".into(), AttrValue::S("x\"y".into()));
@@ -338,14 +361,16 @@ mod tests {
         assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10);
         let overflow = s.overflow_column().unwrap();
         assert_eq!(s.columns[overflow].name, OVERFLOW_COLUMN);
-        assert_eq!(cells.last().unwrap(), &(overflow, Cell::Text(r#"{"d":3,"e":4,"f":"x\"y"}"#.into())));
+        assert_eq!(s.columns[0].attribute.as_deref(), Some("z"), "the key takes its column first");
+        assert_eq!(cells.last().unwrap(), &(overflow, Cell::Text(r#"{"c":2,"f":"x\"y"}"#.into())));
         // A value needing a variant column overflows too; one that fits its column does not.
         let mut next = Item::new();
         next.insert("a".into(), AttrValue::S("text now".into()));
         next.insert("b".into(), n("7"));
+        next.insert("z".into(), n("1"));
         let cells = s.cells_for_image(&next);
-        assert_eq!(cells.len(), 2);
-        assert_eq!(cells[1], (overflow, Cell::Text(r#"{"a":"text now"}"#.into())));
+        assert_eq!(cells.len(), 3);
+        assert_eq!(cells[2], (overflow, Cell::Text(r#"{"a":"text now"}"#.into())));
         assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10, "the limit holds");
     }
 

@@ -177,7 +177,10 @@ mod tests {
         assert_eq!(c("19.90")[0], ColumnType::Decimal(9));
         assert_eq!(c("1.0000000000001")[0], ColumnType::Decimal(13));
         assert_eq!(c("1E+100"), vec![ColumnType::NumberText]);
-        assert_eq!(c("123456789012345678901234567890.5"), vec![ColumnType::Decimal(1), ColumnType::NumberText]);
+        assert_eq!(
+            c("123456789012345678901234567890.5"),
+            vec![ColumnType::Decimal(1), ColumnType::NumberText]
+        );
         // Redshift's largest scale is 37: a number with 38 decimals is kept as text there.
         let tiny = "0.00000000000000000000000000000000000001";
         assert_eq!(c(tiny), vec![ColumnType::Decimal(38), ColumnType::NumberText]);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_redshiftdata::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_redshiftdata::operation::describe_statement::DescribeStatementOutput;
 use aws_sdk_redshiftdata::types::{Field as DataField, StatusString};
 use aws_sdk_redshiftdata::Client;
 use dynashift_core::dialect::{copy_from_manifest, Dialect, Redshift};
@@ -14,18 +15,30 @@ use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{control_tables, Layout, Param};
 
 use super::data_api_calls::{data_api_calls, inline, Call};
-use super::redshift::S3Loading;
+use super::redshift::{S3Loading, MAX_REJECT_RAW};
 use super::registry::{self, Field, Query};
 use super::retry::Backoff;
 use super::s3_stage::S3Stager;
 use super::steps::STAGE;
 use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
 
-/// Raw bytes of a reject that travel in the statement (as hex text and, when not UTF-8, hex
-/// bytes: up to four times as long); larger ones are kept in S3.
-const MAX_REJECT_RAW: usize = 20_000;
 use crate::aws::{s3_client, sdk_config, AwsSettings};
 use crate::source::shards::sdk_message;
+
+/// Looks at one statement's status before giving up on it for now.
+const DESCRIBE_ATTEMPTS: u32 = 8;
+/// Sends of one call before its failure stops the batch.
+const CALL_ATTEMPTS: u32 = 6;
+/// How long a cancelled statement may take to end.
+const CANCEL_WAIT: Duration = Duration::from_secs(120);
+
+/// Whether a failed statement's message is a serialization conflict (see
+/// `postgres::is_serialization_conflict`; the Data API gives the message only).
+fn is_conflict_message(message: &str) -> bool {
+    message.contains("1023")
+        || message.contains("Serializable isolation violation")
+        || message.contains("could not complete because of conflict with concurrent transaction")
+}
 
 /// Where the Data API runs statements, and as whom.
 #[derive(Debug, Clone)]
@@ -49,6 +62,8 @@ pub struct DataApiTarget {
 pub struct DataApiOptions {
     pub target: DataApiTarget,
     pub aws: AwsSettings,
+    /// Endpoint of the Data API alone, when it is not `aws.endpoint_url`.
+    pub data_api_endpoint_url: Option<String>,
     pub staging: super::s3_stage::S3Location,
     pub copy_role: String,
     pub s3_region: Option<String>,
@@ -100,7 +115,11 @@ impl DataApiWarehouse {
             message: e.to_string(),
         })?;
         let sdk = runtime.block_on(sdk_config(&options.aws));
-        let client = Client::new(&sdk);
+        let mut config = aws_sdk_redshiftdata::config::Builder::from(&sdk);
+        if let Some(url) = &options.data_api_endpoint_url {
+            config = config.endpoint_url(url);
+        }
+        let client = Client::from_conf(config.build());
         let loading = S3Loading {
             stager: S3Stager::new(s3_client(&sdk, &options.aws), options.staging),
             copy_role: options.copy_role,
@@ -171,29 +190,76 @@ impl DataApiWarehouse {
         })
     }
 
+    /// Describes statement `id`, riding out throttling and network trouble for a while: the
+    /// statement runs on regardless, and its outcome must not be lost to a busy API.
+    async fn describe(&self, id: &str) -> Result<DescribeStatementOutput, WarehouseError> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut attempts = 0;
+        loop {
+            match self.client.describe_statement().id(id).send().await {
+                Ok(d) => return Ok(d),
+                Err(e) => {
+                    let e = api_error("DescribeStatement", &e);
+                    attempts += 1;
+                    if !e.is_transient() || attempts >= DESCRIBE_ATTEMPTS {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+
+    /// After `statement_timeout`: cancels the statement and waits until it has ended. One that
+    /// finished meanwhile counts as finished; one that was aborted may be sent again.
+    async fn cancel(&self, id: &str) -> Result<Vec<String>, WarehouseError> {
+        tracing::warn!(
+            "Data API statement {id} still running after {} s (statement_timeout_secs); cancelling it",
+            self.target.statement_timeout.as_secs()
+        );
+        // It may end between the last look and the cancel: the status below tells.
+        let _ = self.client.cancel_statement().id(id).send().await;
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        let deadline = std::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            let d = self.describe(id).await?;
+            match d.status() {
+                Some(StatusString::Finished) => {
+                    return Ok(d.sub_statements().iter().map(|s| s.id().to_string()).collect());
+                }
+                Some(StatusString::Aborted | StatusString::Failed) => {
+                    return Err(WarehouseError::Unavailable {
+                        context: format!("Data API statement {id}"),
+                        message: format!(
+                            "not finished after {} s (statement_timeout_secs); cancelled",
+                            self.target.statement_timeout.as_secs()
+                        ),
+                    });
+                }
+                _ if std::time::Instant::now() > deadline => {
+                    return Err(WarehouseError::Query {
+                        context: format!("Data API statement {id}"),
+                        message: format!(
+                            "still running {} s after it was cancelled; it may yet commit, so the batch \
+                             is not sent again: restart dynashift once it has ended",
+                            CANCEL_WAIT.as_secs()
+                        ),
+                    });
+                }
+                _ => tokio::time::sleep(backoff.next_delay()).await,
+            }
+        }
+    }
+
     /// Polls until the statement ends; the ids of its sub-statements.
     async fn wait(&self, id: &str, sqls: &[String]) -> Result<Vec<String>, WarehouseError> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let started = std::time::Instant::now();
         loop {
             if started.elapsed() > self.target.statement_timeout {
-                // Best effort: the statement may have ended meanwhile.
-                let _ = self.client.cancel_statement().id(id).send().await;
-                return Err(WarehouseError::Unavailable {
-                    context: format!("Data API statement {id}"),
-                    message: format!(
-                        "not finished after {} s (statement_timeout_secs); cancelled",
-                        self.target.statement_timeout.as_secs()
-                    ),
-                });
+                return self.cancel(id).await;
             }
-            let d = self
-                .client
-                .describe_statement()
-                .id(id)
-                .send()
-                .await
-                .map_err(|e| api_error("DescribeStatement", &e))?;
+            let d = self.describe(id).await?;
             match d.status() {
                 Some(StatusString::Finished) => {
                     return Ok(d.sub_statements().iter().map(|s| s.id().to_string()).collect());
@@ -210,6 +276,11 @@ impl DataApiWarehouse {
                         .or(d.error())
                         .unwrap_or("the statement failed without a message")
                         .to_string();
+                    // The call was one transaction, rolled back whole: a conflict may pass
+                    // when it is sent again.
+                    if is_conflict_message(&message) {
+                        return Err(WarehouseError::Unavailable { context, message });
+                    }
                     return Err(WarehouseError::Query { context, message });
                 }
                 _ => tokio::time::sleep(backoff.next_delay()).await,
@@ -217,18 +288,29 @@ impl DataApiWarehouse {
         }
     }
 
+    /// The rows of a finished statement. Its call has committed, so a failure here must not
+    /// send the call again: passing errors are retried for a while, and then reported as final.
     async fn result(&self, id: &str) -> Result<Vec<Vec<Field>>, WarehouseError> {
         let mut rows = Vec::new();
         let mut token: Option<String> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut attempts = 0;
         loop {
-            let page = self
-                .client
-                .get_statement_result()
-                .id(id)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .map_err(|e| api_error("GetStatementResult", &e))?;
+            let sent = self.client.get_statement_result().id(id).set_next_token(token.clone()).send().await;
+            let page = match sent.map_err(|e| api_error("GetStatementResult", &e)) {
+                Ok(page) => page,
+                Err(e) if e.is_transient() && attempts + 1 < DESCRIBE_ATTEMPTS => {
+                    attempts += 1;
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(WarehouseError::Query {
+                        context: format!("reading the result of Data API statement {id}"),
+                        message: format!("{e}; its call committed"),
+                    })
+                }
+            };
             rows.extend(page.records().iter().map(|r| r.iter().map(field).collect::<Vec<_>>()));
             match page.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
@@ -237,36 +319,40 @@ impl DataApiWarehouse {
         }
     }
 
-    /// Rejects whose raw record would not fit in a Data API statement keep it in S3 instead;
-    /// the reject row names the object.
-    /// `kind` keeps the object names of the batch's two reject lists apart.
+    /// `rejects` with the records too large for a statement kept in S3 (see
+    /// `S3Loading::keep_large_rejects`); `kind` keeps the names of a batch's two lists apart.
     fn keep_large_rejects(&self, kind: &str, rejects: &[Reject]) -> Result<Vec<Reject>, WarehouseError> {
-        rejects
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                if r.raw.len() <= MAX_REJECT_RAW {
-                    return Ok(r.clone());
+        let name = format!("{:08}-{kind}", self.batches);
+        self.runtime.block_on(self.loading.keep_large_rejects(&name, rejects))
+    }
+
+    /// Runs one call, sending it again while it fails for a passing reason (throttling, a
+    /// serialization conflict, a cancelled overrun): a failed call rolled back whole.
+    fn run_call_retrying(
+        &self,
+        sqls: &[String],
+        reads: &[usize],
+    ) -> Result<Vec<Vec<Vec<Field>>>, WarehouseError> {
+        let mut backoff = Backoff::default();
+        let mut attempt = 1;
+        loop {
+            match self.run_call(sqls, reads) {
+                Err(e) if e.is_transient() && attempt < CALL_ATTEMPTS => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("{e}; sending the call again in {:.1}s", delay.as_secs_f64());
+                    std::thread::sleep(delay);
+                    attempt += 1;
                 }
-                let name = format!("{:08}-{kind}-{i:05}.raw", self.batches);
-                let url =
-                    self.runtime.block_on(self.loading.stager.keep(&name, r.raw.clone())).map_err(|e| {
-                        WarehouseError::Unavailable {
-                            context: "keeping a large rejected record in S3".into(),
-                            message: e.to_string(),
-                        }
-                    })?;
-                let note = format!("(the {} bytes of this record are kept at {url})", r.raw.len());
-                Ok(Reject { raw: note.into_bytes(), ..r.clone() })
-            })
-            .collect()
+                other => return other,
+            }
+        }
     }
 
     fn apply_calls(&self, calls: &[Call]) -> Result<Outcome, WarehouseError> {
         let mut outcome = Outcome::default();
         for (n, call) in calls.iter().enumerate() {
             let reads: Vec<usize> = call.counts.iter().map(|(i, _)| *i).collect();
-            let results = match self.run_call(&call.sqls, &reads) {
+            let results = match self.run_call_retrying(&call.sqls, &reads) {
                 Ok(r) => r,
                 // Nothing of the batch committed yet: retrying it whole is safe.
                 Err(e) if n == 0 => return Err(e),

@@ -225,7 +225,7 @@ mod tests {
     /// records from `shards` shards.
     fn batch(tables: usize, bad: usize, shards: usize) -> Batch {
         let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
-        let mut planner = Planner::new(config, Catalog::default(), 127);
+        let mut planner = Planner::new(config, Catalog::default(), Redshift.limits());
         let mut records = Vec::new();
         for t in 0..tables {
             let line = format!(

@@ -7,7 +7,7 @@ use aws_config::SdkConfig;
 use dynashift_core::dialect::copy_from_manifest;
 use dynashift_core::Position;
 
-use super::s3_stage::{encode, Oversize, S3Location, S3Stager, Staged};
+use super::s3_stage::{encode, Oversize, S3Location, S3Stager, Staged, StagedFix};
 use super::{Batch, Reject, WarehouseError};
 use crate::aws::AwsSettings;
 
@@ -93,6 +93,12 @@ pub struct RedshiftOptions {
     pub part_rows: usize,
 }
 
+/// Raw bytes of a reject that travel in a statement (as text, and as hex bytes when they are
+/// not UTF-8: up to three and two times as long). Larger records are kept whole in S3 and
+/// their reject row names the object: a Redshift VARCHAR holds 65,535 bytes, and a Data API
+/// statement 100 KB.
+pub const MAX_REJECT_RAW: usize = 20_000;
+
 /// Bulk loading through S3.
 pub struct S3Loading {
     pub stager: S3Stager,
@@ -118,15 +124,29 @@ impl StagedBatch {
 }
 
 fn oversize_reject(table: &str, column: &str, o: Oversize) -> Reject {
-    let what = if o.cut { "cut at a character boundary to 65,535 bytes" } else { "stored as NULL" };
-    Reject {
-        position: Position::new("(oversize value)", "0"),
-        table: Some(table.to_string()),
-        reason: format!(
-            "value of column `{column}` of key {} is {} bytes, over Redshift's 65,535-byte limit: {what}; \
+    let reason = match o.fix {
+        StagedFix::Cut | StagedFix::Null => format!(
+            "value of column `{column}` of key {} is {} bytes, over Redshift's 65,535-byte limit: {}; \
              the full value is kept here",
-            o.key_text, o.bytes
+            o.key_text,
+            o.bytes,
+            if o.fix == StagedFix::Cut {
+                "cut at a character boundary to 65,535 bytes"
+            } else {
+                "stored as NULL"
+            }
         ),
+        StagedFix::NulReplaced => format!(
+            "value of column `{column}` of key {} contains U+0000, which is stored as U+FFFD; \
+             the original value is kept here",
+            o.key_text
+        ),
+    };
+    let shard = if o.fix == StagedFix::NulReplaced { "(unstorable value)" } else { "(oversize value)" };
+    Reject {
+        position: Position::new(shard, "0"),
+        table: Some(table.to_string()),
+        reason,
         raw: o.original.into_bytes(),
     }
 }
@@ -179,6 +199,31 @@ impl S3Loading {
         })?;
         copy_from_manifest(stage, columns, &table.manifest_url, &self.copy_role, self.s3_region.as_deref())
             .map_err(|e| WarehouseError::Open { what: "the Redshift COPY".into(), message: e.to_string() })
+    }
+
+    /// `rejects`, with every record over `MAX_REJECT_RAW` bytes kept in S3 under a name
+    /// starting with `name`, and a note naming the object in its place.
+    pub async fn keep_large_rejects(
+        &self,
+        name: &str,
+        rejects: &[Reject],
+    ) -> Result<Vec<Reject>, WarehouseError> {
+        let mut out = Vec::with_capacity(rejects.len());
+        for (i, r) in rejects.iter().enumerate() {
+            if r.raw.len() <= MAX_REJECT_RAW {
+                out.push(r.clone());
+                continue;
+            }
+            let url = self.stager.keep(&format!("{name}-{i:05}.raw"), r.raw.clone()).await.map_err(|e| {
+                WarehouseError::Unavailable {
+                    context: "keeping a large rejected record in S3".into(),
+                    message: e.to_string(),
+                }
+            })?;
+            let note = format!("(the {} bytes of this record are kept at {url})", r.raw.len());
+            out.push(Reject { raw: note.into_bytes(), ..r.clone() });
+        }
+        Ok(out)
     }
 
     /// Deletes a batch's staged objects; a failure is logged, not fatal (the objects are

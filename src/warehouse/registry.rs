@@ -67,7 +67,7 @@ fn from_code<T: serde::de::DeserializeOwned>(code: &str, what: &str) -> Result<T
 
 /// The registry of target tables and columns.
 pub fn load_catalog(q: &mut dyn Query) -> Result<Catalog, WarehouseError> {
-    let max_identifier = q.dialect().max_identifier();
+    let limits = q.dialect().limits();
     let sql = format!(
         "SELECT source_table, target_name, columns_mode, naming, key_attributes FROM {} ORDER BY source_table",
         control(q, "tables")
@@ -80,7 +80,7 @@ pub fn load_catalog(q: &mut dyn Query) -> Result<Catalog, WarehouseError> {
         let naming: NamingStyle = from_code(&text(&mut row, 3, "tables.naming")?, &source)?;
         let keys: Vec<String> = serde_json::from_str(&text(&mut row, 4, "tables.key_attributes")?)
             .map_err(|_| corrupt(&format!("table {source} has a bad key list")))?;
-        let schema = TableSchema::new(&source, name, mode, naming, keys, max_identifier);
+        let schema = TableSchema::new(&source, name, mode, naming, keys, limits);
         tables.insert(source, schema);
     }
     let sql = format!(

@@ -2,10 +2,12 @@
 //! plus a manifest naming them, deleted once the batch has committed (or failed).
 //!
 //! Redshift cannot read from the client, so this is the only way in for bulk data. Values
-//! are JSON (strings, numbers, booleans, null), which keeps NULL and the empty string apart;
-//! binary travels as hex text. A text value longer than a Redshift VARCHAR is cut at a
-//! character boundary; a hex or JSON value that long cannot be cut and is staged as NULL.
-//! Both are reported so the caller records them.
+//! are JSON (strings, booleans, null), which keeps NULL and the empty string apart; binary
+//! travels as hex text, and integers as strings, since `COPY` may read JSON numbers through
+//! a double and lose digits past 2^53 ("COPY from JSON format"). A text value longer than a
+//! Redshift VARCHAR is cut at a character boundary; a hex or JSON value that long cannot be
+//! cut and is staged as NULL; U+0000 is replaced by U+FFFD, as on PostgreSQL. Each is
+//! reported so the caller records it with the original value.
 
 use std::io::Write;
 use std::time::Duration;
@@ -17,6 +19,8 @@ use dynashift_core::plan::TablePlan;
 use dynashift_core::types::{Cell, ColumnType};
 use dynashift_core::value::{hex_encode, write_json_string};
 use flate2::write::GzEncoder;
+
+use super::pg_nul::storable;
 
 /// `s3://bucket/prefix/`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +54,25 @@ impl S3Location {
     }
 }
 
-/// A value that did not fit its staged column whole.
+/// What was done to a value that could not be staged as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagedFix {
+    /// Text over 65,535 bytes, cut at a character boundary.
+    Cut,
+    /// Hex or JSON text over 65,535 bytes, which cannot be cut: staged as NULL.
+    Null,
+    /// U+0000 replaced by U+FFFD.
+    NulReplaced,
+}
+
+/// A value that was not staged whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Oversize {
     pub key_text: String,
     /// Index into the plan's staged columns.
     pub staged_column: usize,
     pub bytes: usize,
-    /// Text was cut (true) or, being hex or JSON, staged as NULL (false).
-    pub cut: bool,
+    pub fix: StagedFix,
     pub original: String,
 }
 
@@ -95,7 +109,7 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
         line.push_str("{\"_ddb_key\":");
         write_json_string(&mut line, &row.key_text);
         line.push_str(&format!(
-            ",\"_ddb_version\":{},\"_ddb_sequence\":\"{}\",\"_ddb_event\":\"{}\",\"_ddb_op\":\"{}\",\"_ddb_deleted\":{}",
+            ",\"_ddb_version\":\"{}\",\"_ddb_sequence\":\"{}\",\"_ddb_event\":\"{}\",\"_ddb_op\":\"{}\",\"_ddb_deleted\":{}",
             row.version.micros,
             row.version.sequence,
             row.event.as_str(),
@@ -110,11 +124,26 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
                     continue;
                 }
                 Cell::Int(n) => {
-                    line.push_str(&n.to_string());
+                    line.push_str(&format!("\"{n}\""));
                     continue;
                 }
                 Cell::Bytes(b) => hex_encode(b),
-                Cell::Text(s) => s.to_string(),
+                Cell::Text(s) => {
+                    let json = matches!(types.get(i), Some(ColumnType::Json));
+                    match storable(s, json) {
+                        Some(replaced) => {
+                            oversize.push(Oversize {
+                                key_text: row.key_text.clone(),
+                                staged_column: i,
+                                bytes: s.len(),
+                                fix: StagedFix::NulReplaced,
+                                original: s.to_string(),
+                            });
+                            replaced
+                        }
+                        None => s.to_string(),
+                    }
+                }
             };
             if text.len() <= MAX_VARCHAR_BYTES {
                 write_json_string(&mut line, &text);
@@ -131,7 +160,7 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
                 key_text: row.key_text.clone(),
                 staged_column: i,
                 bytes: text.len(),
-                cut: cuttable,
+                fix: if cuttable { StagedFix::Cut } else { StagedFix::Null },
                 original: text,
             });
         }
@@ -295,5 +324,71 @@ mod tests {
             m,
             r#"{"entries":[{"url":"s3://b-1/p/a.gz","mandatory":true},{"url":"s3://b-1/p/b.gz","mandatory":true}]}"#
         );
+    }
+
+    fn staged_lines(plan: &TablePlan, types: &[ColumnType]) -> (Vec<serde_json::Value>, Vec<Oversize>) {
+        use std::io::Read;
+        let encoded = encode(plan, types, 100).unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(encoded.parts[0].as_slice()).read_to_string(&mut text).unwrap();
+        (text.lines().map(|l| serde_json::from_str(l).unwrap()).collect(), encoded.oversize)
+    }
+
+    fn plan_of(attrs: Vec<(&str, dynashift_core::AttrValue)>) -> (TablePlan, Vec<ColumnType>) {
+        use dynashift_core::change::{Change, EventKind, Position, Version};
+        use dynashift_core::dialect::Dialect as _;
+        use dynashift_core::value::{key_text, Item};
+        let mut keys = Item::new();
+        keys.insert("id".into(), dynashift_core::AttrValue::S("k".into()));
+        let mut image = keys.clone();
+        for (k, v) in attrs {
+            image.insert(k.into(), v);
+        }
+        let change = Change {
+            table: "T".into(),
+            key_text: key_text(&keys),
+            keys,
+            new_image: Some(image),
+            old_image: None,
+            event: EventKind::Insert,
+            version: Version::new(1_764_000_000_123_456, None),
+            position: Position::new("s", "1"),
+        };
+        let mut catalog = dynashift_core::schema::Catalog::default();
+        let limits = dynashift_core::dialect::Redshift.limits();
+        let plan =
+            dynashift_core::plan::plan_table(&mut catalog, "T", vec![change], Default::default(), limits);
+        let schema = &catalog.tables["T"];
+        let types = plan.staged.iter().map(|&i| schema.columns[i].ty).collect();
+        (plan, types)
+    }
+
+    /// COPY may read a JSON number through a double: integers past 2^53 travel as strings.
+    #[test]
+    fn integers_are_staged_as_strings() {
+        let big = dynashift_core::number::Number::parse("9007199254740993").unwrap();
+        let (plan, types) = plan_of(vec![("n", dynashift_core::AttrValue::N(big))]);
+        assert!(types.contains(&ColumnType::BigInt));
+        let (lines, _) = staged_lines(&plan, &types);
+        assert_eq!(lines[0]["_ddb_version"], "1764000000123456");
+        let staged: Vec<&serde_json::Value> =
+            (0..plan.staged.len()).map(|i| &lines[0][format!("c{i}")]).collect();
+        assert!(staged.contains(&&serde_json::json!("9007199254740993")), "{}", lines[0]);
+    }
+
+    /// Redshift's COPY reads U+0000 as the end of a record: it is replaced, and reported.
+    #[test]
+    fn nul_is_replaced_and_reported() {
+        let (plan, types) = plan_of(vec![
+            ("s", dynashift_core::AttrValue::S("a\0b".into())),
+            ("l", dynashift_core::AttrValue::L(vec![dynashift_core::AttrValue::S("c\0".into())])),
+        ]);
+        let (lines, fixes) = staged_lines(&plan, &types);
+        let text = lines[0].to_string();
+        assert!(!text.contains("\\u0000"), "{text}");
+        assert!(text.contains("a\u{FFFD}b") && text.contains("\\ufffd"), "{text}");
+        assert_eq!(fixes.len(), 2);
+        assert!(fixes.iter().all(|f| f.fix == StagedFix::NulReplaced));
+        assert!(fixes.iter().any(|f| f.original == "a\0b"));
     }
 }

@@ -7,6 +7,8 @@ use dynashift_core::sql::{
     Layout, Param, Statement,
 };
 
+use dynashift_core::value::hex_encode;
+
 use super::{Batch, Reject};
 
 /// Name of the per-table staging table (session-local).
@@ -100,28 +102,60 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
 pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reject) -> Statement {
     // Raw bytes that are not UTF-8, or hold U+0000 (which PostgreSQL's text cannot), are kept
     // whole in raw_bytes; raw_text then shows them with replacement characters.
-    let (text, bytes) = match std::str::from_utf8(&r.raw) {
+    let bytes_expr = d.bytes_from_hex_param(&d.param(7));
+    let (mut text, mut bytes) = match std::str::from_utf8(&r.raw) {
         Ok(s) if !s.contains('\0') => (s.to_string(), Param::Null),
-        _ => (String::from_utf8_lossy(&r.raw).replace('\0', "\u{FFFD}"), Param::Bytes(r.raw.clone())),
+        _ => {
+            let bytes = match bytes_expr {
+                Some(_) => Param::Text(hex_encode(&r.raw)),
+                None => Param::Bytes(r.raw.clone()),
+            };
+            (String::from_utf8_lossy(&r.raw).replace('\0', "\u{FFFD}"), bytes)
+        }
     };
+    let mut table = r.table.clone();
+    // The last resort where text columns are bounded (Redshift): a record too large for its
+    // row is cut, with a note, rather than failing the batch on every retry. The Redshift
+    // targets keep such records whole in S3 before they get here.
+    if let Some(max) = d.max_text_bytes() {
+        if text.len() > max {
+            let note = format!(" … (cut here: the record is {} bytes)", r.raw.len());
+            text = format!("{}{note}", cut_at_char_boundary(&text, max.saturating_sub(note.len())));
+        }
+        if matches!(&bytes, Param::Text(hex) if hex.len() > max) {
+            bytes = Param::Null;
+        }
+        if let Some(t) = table.as_mut().filter(|t| t.len() > max) {
+            *t = cut_at_char_boundary(t, max).to_string();
+        }
+    }
     Statement::with(
         format!(
             "INSERT INTO {} (source, shard, sequence, table_name, reason, raw_text, raw_bytes, rejected_at) \
-             VALUES ({}, {})",
+             VALUES ({}, {}, {})",
             d.qualified(&layout.control_schema, "rejects"),
-            d.params(1, 7),
+            d.params(1, 6),
+            bytes_expr.unwrap_or_else(|| d.param(7)),
             d.now()
         ),
         vec![
             Param::Text(source.to_string()),
             Param::Text(r.position.shard.to_string()),
             Param::Text(r.position.sequence.to_string()),
-            r.table.clone().map(Param::Text).unwrap_or(Param::Null),
+            table.map(Param::Text).unwrap_or(Param::Null),
             Param::Text(r.reason.clone()),
             Param::Text(text),
             bytes,
         ],
     )
+}
+
+fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The whole transaction as reviewable text.

@@ -4,9 +4,12 @@
 
 use std::collections::BTreeMap;
 
+pub mod data_api;
 pub mod kinesalite;
 pub mod moto;
 pub mod pg;
+pub mod redshift_on_pg;
+pub mod redshift_rules;
 
 use base64::Engine as _;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
