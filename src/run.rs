@@ -438,6 +438,12 @@ pub fn format_status(s: &Status) -> String {
             t.newest_change.as_deref().unwrap_or("-")
         ));
     }
+    for t in s.tables.iter().filter(|t| t.overflow_rows > 0) {
+        out.push_str(&format!(
+            "{}: {} rows keep attributes past the column limit in the overflow column\n",
+            t.source_table, t.overflow_rows
+        ));
+    }
     if s.unattributed_rejects > 0 {
         out.push_str(&format!("rejects not tied to a table: {}\n", s.unattributed_rejects));
     }

@@ -66,6 +66,9 @@ pub struct TableStatus {
     pub deletes_applied: i64,
     pub expired: i64,
     pub rejects: i64,
+    /// Live rows holding attributes in the overflow column (the table is at the warehouse's
+    /// column limit).
+    pub overflow_rows: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -161,14 +161,28 @@ pub fn status(q: &mut dyn Query) -> Result<Status, WarehouseError> {
         let n = int(&row, 1, "column count")?;
         columns.insert(text(&mut row, 0, "columns.source_table")?, n);
     }
+    // Tables at the column limit: their overflow column (no attribute, flagged as variant).
+    let sql = format!(
+        "SELECT source_table, column_name FROM {} WHERE attribute IS NULL AND is_variant",
+        control(q, "columns")
+    );
+    let mut overflow: HashMap<String, String> = HashMap::new();
+    for mut row in q.rows(&sql, &[])? {
+        overflow
+            .insert(text(&mut row, 0, "columns.source_table")?, text(&mut row, 1, "columns.column_name")?);
+    }
     let mut status = Status::default();
     for mut row in registry {
         let source = text(&mut row, 0, "tables.source_table")?;
         let schema = text(&mut row, 1, "tables.target_schema")?;
         let name = text(&mut row, 2, "tables.target_name")?;
         let d = q.dialect();
+        let overflowing = match overflow.get(&source) {
+            Some(column) => format!("COUNT({})", d.quote(column)),
+            None => "0".into(),
+        };
         let sql = format!(
-            "SELECT COUNT(*) FROM {} WHERE NOT {}",
+            "SELECT COUNT(*), CAST({overflowing} AS BIGINT) FROM {} WHERE NOT {}",
             d.qualified(&schema, &name),
             d.quote("_ddb_deleted")
         );
@@ -176,6 +190,7 @@ pub fn status(q: &mut dyn Query) -> Result<Status, WarehouseError> {
         let last_version = int(&row, 7, "tables.last_version")?;
         status.tables.push(TableStatus {
             rows: live.first().map(|r| int(r, 0, "row count")).transpose()?.unwrap_or(0),
+            overflow_rows: live.first().map(|r| int(r, 1, "overflow count")).transpose()?.unwrap_or(0),
             columns: columns.get(&source).copied().unwrap_or(0),
             rejects: rejects.remove(&Some(source.clone())).unwrap_or(0),
             target: format!("{schema}.{name}"),
