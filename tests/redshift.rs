@@ -12,6 +12,7 @@ use dynashift::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWareh
 use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager, StagedFix};
 use dynashift::warehouse::Warehouse;
 use dynashift_core::change::{Change, EventKind, Position, Version};
+use dynashift_core::dialect::{Dialect as _, Redshift};
 use dynashift_core::plan::{plan_table, TableOptions};
 use dynashift_core::schema::Catalog;
 use dynashift_core::value::{key_text, AttrValue, Item};

@@ -88,17 +88,17 @@ fn serialization_conflicts_are_retried() {
     let mut p = pipeline(&server, "conflicts");
     server.exec(
         "conflicts",
-        "CREATE SEQUENCE public.conflicts;\
-         GRANT USAGE ON SEQUENCE public.conflicts TO PUBLIC;\
-         CREATE FUNCTION public.raise_conflict() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$\
-         BEGIN\
-           IF nextval('public.conflicts') <= 2 THEN\
-             RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = '1023',\
-               DETAIL = 'Serializable isolation violation on table - 100184, transactions forming the cycle are: 1, 2';\
-           END IF;\
-           RETURN NULL;\
-         END $$;\
-         CREATE CONSTRAINT TRIGGER conflict AFTER INSERT ON _dynashift.runs DEFERRABLE INITIALLY DEFERRED\
+        "CREATE SEQUENCE public.conflicts; \
+         GRANT USAGE ON SEQUENCE public.conflicts TO PUBLIC; \
+         CREATE FUNCTION public.raise_conflict() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ \
+         BEGIN \
+           IF nextval('public.conflicts') <= 2 THEN \
+             RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = '1023', \
+               DETAIL = 'Serializable isolation violation on table - 100184, transactions forming the cycle are: 1, 2'; \
+           END IF; \
+           RETURN NULL; \
+         END $$; \
+         CREATE CONSTRAINT TRIGGER conflict AFTER INSERT ON _dynashift.runs DEFERRABLE INITIALLY DEFERRED \
            FOR EACH ROW EXECUTE FUNCTION public.raise_conflict();",
     );
     let records = vec![
@@ -127,7 +127,8 @@ fn attributes_past_the_column_limit_are_kept_in_the_overflow_column() {
     let server = PgServer::start();
     let mut p = pipeline(&server, "wide");
     let attrs = |from: usize, to: usize| -> String {
-        (from..to).map(|i| format!(r#","a{i:04}":{{"S":"v{i}"}}"#)).collect()
+        // One-character values: PostgreSQL's rows must fit a page, Redshift's need not.
+        (from..to).map(|i| format!(r#","a{i:04}":{{"S":"{}"}}"#, i % 10)).collect()
     };
     p.process(vec![record(1, insert("first", &attrs(0, 1700), 1_764_000_000_000))]).unwrap();
     p.process(vec![record(
@@ -145,11 +146,8 @@ fn attributes_past_the_column_limit_are_kept_in_the_overflow_column() {
     let second: serde_json::Value = serde_json::from_str(overflow[1].as_deref().unwrap()).unwrap();
     // 6 system columns, the key, the overflow column: 1,592 attribute columns.
     assert_eq!(first.as_object().unwrap().len(), 1700 - 1592);
-    assert_eq!(first["a1699"], "v1699");
+    assert_eq!(first["a1699"], "9");
     assert_eq!(second.as_object().unwrap().len(), 60);
-    assert_eq!(second["a1805"], "v1805");
-    assert_eq!(
-        rows("SELECT a0000 || a1591 FROM dynamodb.wide WHERE id = 'first'"),
-        vec![Some("v0v1591".into())]
-    );
+    assert_eq!(second["a1805"], "5");
+    assert_eq!(rows("SELECT a0000 || a1591 FROM dynamodb.wide WHERE id = 'first'"), vec![Some("01".into())]);
 }

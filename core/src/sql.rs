@@ -387,7 +387,7 @@ pub fn counters_update(
         format!(
             "UPDATE {} SET changes_applied = changes_applied + {}, deletes_applied = deletes_applied + {}, \
              expired_applied = expired_applied + {}, expired_kept = expired_kept + {}, \
-             last_version = GREATEST(last_version, {}) WHERE source_table = {}",
+             last_version = GREATEST(last_version, CAST({} AS BIGINT)) WHERE source_table = {}",
             d.qualified(&layout.control_schema, "tables"),
             d.param(1),
             d.param(2),

@@ -17,7 +17,6 @@ mod redshift_sql;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::io::Read as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -31,7 +30,7 @@ use tokio::sync::Notify;
 use tokio_postgres::types::Type;
 use tokio_postgres::{CancelToken, Client, NoTls, SimpleQueryMessage};
 
-use self::redshift_sql::{translate, CopySpec, Translated};
+use self::redshift_sql::{pg_error, run_copy, translate, Translated};
 
 /// SQL that makes PostgreSQL run the Redshift functions and collation the product's SQL uses.
 /// Idempotent.
@@ -355,16 +354,15 @@ impl Shared {
 // ----- HTTP ----------------------------------------------------------------------------------
 
 /// An error answer: awsJson1_1 puts the code in `__type` (and the SDK also reads the
-/// `x-amzn-errortype` header, which wins), the text in `Message`.
+/// `x-amzn-errortype` header, which wins), the text in `Message`; all are client errors (400).
 struct ApiError {
-    status: u16,
     code: &'static str,
     message: String,
     resource_id: Option<String>,
 }
 
 fn api_error(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError { status: 400, code, message: message.into(), resource_id: None }
+    ApiError { code, message: message.into(), resource_id: None }
 }
 
 fn validation(message: impl Into<String>) -> ApiError {
@@ -427,7 +425,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             if let Some(id) = e.resource_id {
                 body["ResourceId"] = id.into();
             }
-            (e.status, body, Some(e.code))
+            (400, body, Some(e.code))
         }
     };
     let mut response = Response::builder()
@@ -785,7 +783,9 @@ async fn run_statements(shared: &Shared, id: &str, client: &Client, sqls: &[Stri
         }
         let outcome = match translate(sql) {
             Ok(Translated::Sql(sql)) => run_sql(client, &sql).await,
-            Ok(Translated::Copy(copy)) => run_copy(shared, id, client, &copy).await.map(|rows| (rows, None)),
+            Ok(Translated::Copy(copy)) => {
+                run_copy(client, &shared.s3, &copy, &|| shared.running(id)).await.map(|rows| (rows, None))
+            }
             Err(message) => Err(format!("ERROR: {message}")),
         };
         let ok = shared.with(id, |call, stats| {
@@ -812,14 +812,6 @@ async fn run_statements(shared: &Shared, id: &str, client: &Client, sqls: &[Stri
         }
     }
     true
-}
-
-/// Redshift-style error text: `ERROR: <message>`.
-fn pg_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("ERROR: {}", db.message()),
-        None => format!("ERROR: {e}"),
-    }
 }
 
 /// Runs one statement: rows affected (or returned), and the rows when it returns some. The
@@ -859,165 +851,11 @@ fn field(text: Option<&str>, ty: Option<&Type>) -> Value {
                 return json!({ "doubleValue": x });
             }
         }
+        // Redshift shows VARBYTE as bare hex; PostgreSQL prefixes it with \x.
+        Some(t) if *t == Type::BYTEA => {
+            return json!({ "stringValue": text.strip_prefix("\\x").unwrap_or(text) })
+        }
         _ => {}
     }
     json!({ "stringValue": text })
-}
-
-// ----- COPY ----------------------------------------------------------------------------------
-
-/// Emulates `COPY … FROM 's3://…manifest' … FORMAT AS JSON 'auto' [GZIP] MANIFEST` inside the
-/// call's transaction: every manifest entry's JSON lines are inserted into the table, keys
-/// matched to the columns case-insensitively, values converted by PostgreSQL from their JSON
-/// text (so "123" loads into BIGINT). Strings longer than a VARCHAR(n) column's n *bytes* fail
-/// the load, as on Redshift. Returns the rows loaded.
-async fn run_copy(shared: &Shared, id: &str, client: &Client, copy: &CopySpec) -> Result<i64, String> {
-    let table = &copy.table;
-    let load_error = |detail: String| {
-        format!(
-            "ERROR: Load into table '{}' failed. Check 'sys_load_error_detail' system table for details. ({detail})",
-            table.trim_matches('"')
-        )
-    };
-    // The table's columns, with the declared length of character ones.
-    let described = client
-        .query(
-            "SELECT a.attname::text, CASE WHEN a.atttypid IN (1042, 1043) AND a.atttypmod > 4 \
-             THEN a.atttypmod - 4 END FROM pg_attribute a WHERE a.attrelid = to_regclass($1) \
-             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            &[table],
-        )
-        .await
-        .map_err(|e| pg_error(&e))?;
-    let mut columns: Vec<(String, Option<i32>)> = Vec::new();
-    for row in &described {
-        columns.push((row.try_get(0).map_err(|e| pg_error(&e))?, row.try_get(1).map_err(|e| pg_error(&e))?));
-    }
-    if columns.is_empty() {
-        return Err(format!("ERROR: relation {table} does not exist"));
-    }
-    if let Some(listed) = &copy.columns {
-        let mut chosen = Vec::new();
-        for name in listed {
-            let column = columns.iter().find(|(c, _)| c == name);
-            chosen.push(
-                column
-                    .cloned()
-                    .ok_or_else(|| format!("ERROR: column \"{name}\" of relation {table} does not exist"))?,
-            );
-        }
-        columns = chosen;
-    }
-    if !copy.manifest {
-        return Err("ERROR: the Data API stand-in loads only through a MANIFEST".into());
-    }
-    let manifest = get_object(&shared.s3, &copy.url)
-        .await?
-        .ok_or_else(|| format!("ERROR: Manifest file {} does not exist", copy.url))?;
-    let entries = manifest_entries(&manifest).ok_or("ERROR: Manifest file is not in correct json format")?;
-    let mut loaded = 0;
-    for (url, mandatory) in entries {
-        if !shared.running(id) {
-            return Err("ERROR: Query cancelled.".into());
-        }
-        let Some(bytes) = get_object(&shared.s3, &url).await? else {
-            if mandatory {
-                return Err(load_error(format!("the manifest's mandatory file {url} does not exist")));
-            }
-            continue;
-        };
-        let mut text = String::new();
-        let read = match copy.gzip {
-            true => flate2::read::MultiGzDecoder::new(&bytes[..]).read_to_string(&mut text).map(drop),
-            false => String::from_utf8(bytes).map(|t| text = t).map_err(std::io::Error::other),
-        };
-        read.map_err(|e| load_error(format!("{url}: {e}")))?;
-        loaded += load_part(client, table, &columns, &url, &text, &load_error).await?;
-    }
-    Ok(loaded)
-}
-
-/// `(url, mandatory)` of every entry of a COPY manifest.
-fn manifest_entries(manifest: &[u8]) -> Option<Vec<(String, bool)>> {
-    let manifest: Value = serde_json::from_slice(manifest).ok()?;
-    let entries = manifest.get("entries")?.as_array()?.iter().map(|e| {
-        let mandatory = e.get("mandatory").and_then(Value::as_bool).unwrap_or(false);
-        Some((e.get("url")?.as_str()?.to_string(), mandatory))
-    });
-    entries.collect()
-}
-
-/// The object at `s3://bucket/key`, or None when there is none.
-async fn get_object(s3: &aws_sdk_s3::Client, url: &str) -> Result<Option<Vec<u8>>, String> {
-    let (bucket, key) = url
-        .strip_prefix("s3://")
-        .and_then(|rest| rest.split_once('/'))
-        .ok_or_else(|| format!("ERROR: Invalid S3 URL '{url}'"))?;
-    match s3.get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => match out.body.collect().await {
-            Ok(body) => Ok(Some(body.into_bytes().to_vec())),
-            Err(e) => Err(format!("ERROR: reading {url}: {e}")),
-        },
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
-        Err(e) => Err(format!("ERROR: S3 GetObject {url}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
-    }
-}
-
-/// Loads one part's JSON lines into `columns` of `table`.
-async fn load_part(
-    client: &Client,
-    table: &str,
-    columns: &[(String, Option<i32>)],
-    url: &str,
-    text: &str,
-    load_error: &dyn Fn(String) -> String,
-) -> Result<i64, String> {
-    // The lines, checked one by one, joined into one JSON array of their original text (so
-    // numbers keep their exact digits).
-    let (mut array, mut lines) = (String::from("["), 0);
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let at = format!("{url} line {}", n + 1);
-        let object = match serde_json::from_str::<Value>(line) {
-            Ok(Value::Object(object)) => object,
-            Ok(_) => return Err(load_error(format!("{at}: not a JSON object"))),
-            Err(e) => return Err(load_error(format!("{at}: invalid JSON: {e}"))),
-        };
-        for (key, value) in &object {
-            let limit = columns.iter().find(|(c, _)| c.eq_ignore_ascii_case(key)).and_then(|(_, l)| *l);
-            if let (Value::String(s), Some(limit)) = (value, limit) {
-                if s.len() > usize::try_from(limit).unwrap_or(usize::MAX) {
-                    return Err(load_error(format!(
-                        "{at}, column {key}: String length exceeds DDL length ({} bytes, VARCHAR({limit}))",
-                        s.len()
-                    )));
-                }
-            }
-        }
-        if lines > 0 {
-            array.push(',');
-        }
-        array.push_str(line);
-        lines += 1;
-    }
-    if lines == 0 {
-        return Ok(0);
-    }
-    array.push(']');
-    let names: Vec<String> = columns.iter().map(|(c, _)| c.clone()).collect();
-    let quoted: Vec<String> = names.iter().map(|c| format!("\"{}\"", c.replace('"', "\"\""))).collect();
-    let from_record: Vec<String> = quoted.iter().map(|c| format!("r.{c}")).collect();
-    // Each line's keys renamed to the column they match (others dropped), then the rows built
-    // as the table's row type: PostgreSQL converts each value from its JSON text.
-    let sql = format!(
-        "INSERT INTO {table} ({}) SELECT {} FROM json_populate_recordset(NULL::{table}, (\
-           SELECT COALESCE(json_agg(COALESCE((\
-             SELECT json_object_agg(c.name, kv.value) FROM json_each(line.value) AS kv \
-             JOIN unnest($2::text[]) AS c(name) ON lower(kv.key) = lower(c.name)), '{{}}'::json) \
-           ORDER BY line.n), '[]'::json) \
-         FROM json_array_elements($1::text::json) WITH ORDINALITY AS line(value, n))) AS r",
-        quoted.join(", "),
-        from_record.join(", ")
-    );
-    let inserted = client.execute(&sql, &[&array, &names]).await.map_err(|e| load_error(pg_error(&e)))?;
-    Ok(i64::try_from(inserted).unwrap_or(i64::MAX))
 }

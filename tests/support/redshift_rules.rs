@@ -552,7 +552,12 @@ fn query_scope(query: &Query) -> HashSet<String> {
 fn contains_subquery(e: &Expr) -> bool {
     let mut found = false;
     let _ = sqlparser::ast::visit_expressions(e, |x| {
-        if matches!(x, Expr::Exists { .. } | Expr::InSubquery { .. } | Expr::Subquery(_)) {
+        if matches!(
+            x,
+            Expr::Exists { .. }
+                | Expr::Subquery(_)
+                | Expr::In { target: sqlparser::ast::InTarget::Subquery(_), .. }
+        ) {
             found = true;
             return ControlFlow::Break(());
         }
