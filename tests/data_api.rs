@@ -13,16 +13,14 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use dynashift::aws::{s3_client, sdk_config, AwsSettings};
+use dynashift::aws::{s3_client, sdk_config};
 use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
-use dynashift::source::RawRecord;
 use dynashift::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::warehouse::s3_stage::S3Location;
 use dynashift::workload::{generate, Model, WorkloadSpec};
 use dynashift_core::types::ColumnMode;
-use dynashift_core::Position;
 use support::data_api::DataApiStandIn;
 use support::moto::MotoServer;
 use support::pg::PgServer;
@@ -37,22 +35,11 @@ struct Env {
     api: DataApiStandIn,
 }
 
-fn aws(moto: &MotoServer) -> AwsSettings {
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.endpoint()),
-        profile: None,
-        max_attempts: Some(1),
-    }
-}
-
 fn start() -> Env {
     let server = PgServer::start();
     server.create_db(DB);
     let moto = MotoServer::start();
-    let settings = aws(&moto);
+    let settings = moto.aws_settings();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = s3_client(&sdk_config(&settings).await, &settings);
@@ -73,7 +60,7 @@ fn options(env: &Env, timeout: Duration) -> DataApiOptions {
             schema: "dynamodb".into(),
             statement_timeout: timeout,
         },
-        aws: aws(&env.moto),
+        aws: env.moto.aws_settings(),
         data_api_endpoint_url: Some(env.api.endpoint()),
         staging: S3Location::parse("s3://stage-bucket/dynashift/").unwrap(),
         copy_role: "arn:aws:iam::123456789012:role/copy".into(),
@@ -89,18 +76,6 @@ fn config(mode: ColumnMode) -> Config {
         mode.as_str()
     );
     Config::parse(&text, Path::new("test.toml")).unwrap()
-}
-
-fn records(lines: &[String]) -> Vec<RawRecord> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| RawRecord {
-            data: l.clone().into_bytes(),
-            position: Position::new("s", (i + 1).to_string()),
-            problem: None,
-        })
-        .collect()
 }
 
 /// Every call the stand-in received, checked against Redshift's rules; how many.
@@ -143,7 +118,7 @@ fn histories_through_the_data_api_equal_the_model() {
         let (lines, model) = generate(&spec, seed % 2 == 0);
         let warehouse = DataApiWarehouse::open(options(&env, Duration::from_secs(60))).unwrap();
         let mut pipeline = Pipeline::new(config(mode), warehouse).unwrap();
-        for chunk in records(&lines).chunks(400) {
+        for chunk in support::records(&lines).chunks(400) {
             pipeline.process(chunk.to_vec()).unwrap();
         }
         assert_eq!(pipeline.summary.rejects, 0);
@@ -163,23 +138,10 @@ fn throttling_timeouts_and_conflicts_are_ridden_out() {
     let (lines, model) = generate(&spec, true);
     let warehouse = DataApiWarehouse::open(options(&env, Duration::from_secs(2))).unwrap();
     let mut pipeline = Pipeline::new(config(ColumnMode::Typed), warehouse).unwrap();
-    env.server.exec(
-        DB,
-        "CREATE SEQUENCE public.conflicts; \
-         CREATE FUNCTION public.raise_conflict() RETURNS trigger LANGUAGE plpgsql AS $$ \
-         BEGIN \
-           IF nextval('public.conflicts') <= 2 THEN \
-             RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = '1023', \
-               DETAIL = 'Serializable isolation violation on table - 100184, transactions forming the cycle are: 1, 2'; \
-           END IF; \
-           RETURN NULL; \
-         END $$; \
-         CREATE CONSTRAINT TRIGGER conflict AFTER INSERT ON _dynashift.runs DEFERRABLE INITIALLY DEFERRED \
-           FOR EACH ROW EXECUTE FUNCTION public.raise_conflict();",
-    );
+    env.server.exec(DB, support::redshift_on_pg::CONFLICTS_AT_COMMIT);
     env.api.throttle_next(3);
     env.api.hold_next(1, Duration::from_secs(6));
-    pipeline.process(records(&lines)).unwrap();
+    pipeline.process(support::records(&lines)).unwrap();
     let stats = env.api.stats();
     assert_eq!(stats.throttled, 3, "{stats:?}");
     assert!(stats.cancelled >= 1 && stats.aborted >= 1, "the held statement was not cancelled: {stats:?}");
@@ -202,13 +164,13 @@ fn large_and_unstorable_values_are_kept() {
     let item = format!(
         r#"{{"eventName":"INSERT","tableName":"Docs","dynamodb":{{"ApproximateCreationDateTime":1764000000000,"Keys":{{"id":{{"S":"a"}}}},"NewImage":{{"id":{{"S":"a"}},"long":{{"S":"{long}"}},"nul":{{"S":"x\u0000y"}}}}}}}}"#
     );
-    pipeline.process(records(&[garbage.clone(), item])).unwrap();
+    pipeline.process(support::records(&[garbage.clone(), item])).unwrap();
     let rows = |sql: &str| env.server.query(DB, sql);
     assert_eq!(rows("SELECT COUNT(*) FROM _dynashift.rejects"), vec![Some("3".to_string())]);
     let kept = rows("SELECT raw_text FROM _dynashift.rejects WHERE shard = 's'").remove(0).unwrap();
     let url = kept.split(" are kept at ").nth(1).and_then(|u| u.strip_suffix(')')).expect(&kept);
     let key = url.strip_prefix("s3://stage-bucket/").unwrap();
-    let settings = aws(&env.moto);
+    let settings = env.moto.aws_settings();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let body = rt.block_on(async {
         let client = s3_client(&sdk_config(&settings).await, &settings);

@@ -10,7 +10,6 @@ use std::path::Path;
 
 use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
-use dynashift::source::RawRecord;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
 use dynashift::warehouse::pg_data_api::DataApiOnPostgres;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
@@ -20,7 +19,6 @@ use dynashift_core::dialect::{Dialect, Postgres};
 use dynashift_core::number::Number;
 use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{AttrValue, Item};
-use dynashift_core::Position;
 use proptest::prelude::*;
 use support::redshift_on_pg::{self, CheckedRedshift, RedshiftOnPostgres};
 
@@ -174,24 +172,12 @@ fn key_names() -> BTreeMap<String, Vec<String>> {
     .into()
 }
 
-fn records(lines: &[String]) -> Vec<RawRecord> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| RawRecord {
-            data: l.clone().into_bytes(),
-            position: Position::new("s", (i + 1).to_string()),
-            problem: None,
-        })
-        .collect()
-}
-
 /// Feeds `lines` through the pipeline in reads cut at `cuts`; returns the warehouse. A read
 /// whose length is a multiple of three is only taken in, to be folded into the next batch,
 /// as the run loop does while the warehouse is busy.
 fn replicate_into<W: Warehouse>(warehouse: W, config: Config, lines: &[String], cuts: &[usize]) -> W {
     let mut pipeline = Pipeline::new(config, warehouse).unwrap();
-    let records = records(lines);
+    let records = support::records(lines);
     let mut start = 0;
     let mut cut = cuts.iter().cycle();
     while start < records.len() {
@@ -381,7 +367,7 @@ fn replicate_with_stops<W: Warehouse>(
     lines: &[String],
     cuts: &[usize],
 ) -> (W, usize) {
-    let records = records(lines);
+    let records = support::records(lines);
     let mut pipeline = Pipeline::new(config.clone(), warehouse).unwrap();
     let mut stops = 0;
     let mut start = 0;

@@ -7,7 +7,7 @@ mod support;
 
 use std::io::Read;
 
-use dynashift::aws::{s3_client, sdk_config, AwsSettings};
+use dynashift::aws::{s3_client, sdk_config};
 use dynashift::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use dynashift::warehouse::s3_stage::{encode, S3Location, S3Stager, StagedFix};
 use dynashift::warehouse::Warehouse;
@@ -35,18 +35,6 @@ fn change(id: &str, attrs: Vec<(&str, AttrValue)>) -> Change {
     }
 }
 
-fn settings(moto: &MotoServer) -> AwsSettings {
-    // The emulator accepts any credentials; these keep the SDK from looking further.
-    std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-    AwsSettings {
-        region: Some("us-east-1".into()),
-        endpoint_url: Some(moto.endpoint()),
-        profile: None,
-        max_attempts: Some(1),
-    }
-}
-
 fn gunzip(bytes: &[u8]) -> String {
     let mut out = String::new();
     flate2::read::GzDecoder::new(bytes).read_to_string(&mut out).unwrap();
@@ -56,7 +44,7 @@ fn gunzip(bytes: &[u8]) -> String {
 #[test]
 fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
     let moto = MotoServer::start();
-    let settings = settings(&moto);
+    let settings = moto.aws_settings();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let config = rt.block_on(sdk_config(&settings));
     let client = s3_client(&config, &settings);
@@ -146,7 +134,7 @@ fn batches_are_staged_as_gzip_json_lines_with_a_manifest_and_removed() {
 }
 
 fn aws_sdk(rt: &tokio::runtime::Runtime, moto: &MotoServer) -> aws_config::SdkConfig {
-    rt.block_on(sdk_config(&settings(moto)))
+    rt.block_on(sdk_config(&moto.aws_settings()))
 }
 
 /// IAM logins: the temporary user and password come from `GetClusterCredentials`; a cluster
@@ -230,7 +218,7 @@ fn data_api_options(moto: &MotoServer, timeout: std::time::Duration) -> DataApiO
             schema: "dynamodb".into(),
             statement_timeout: timeout,
         },
-        aws: settings(moto),
+        aws: moto.aws_settings(),
         data_api_endpoint_url: None,
         staging: S3Location::parse("s3://stage-bucket/dynashift/").unwrap(),
         copy_role: "arn:aws:iam::123456789012:role/copy".into(),

@@ -86,21 +86,7 @@ fn rejects_of_every_kind_and_size_land() {
 fn serialization_conflicts_are_retried() {
     let server = PgServer::start();
     let mut p = pipeline(&server, "conflicts");
-    server.exec(
-        "conflicts",
-        "CREATE SEQUENCE public.conflicts; \
-         GRANT USAGE ON SEQUENCE public.conflicts TO PUBLIC; \
-         CREATE FUNCTION public.raise_conflict() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ \
-         BEGIN \
-           IF nextval('public.conflicts') <= 2 THEN \
-             RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = '1023', \
-               DETAIL = 'Serializable isolation violation on table - 100184, transactions forming the cycle are: 1, 2'; \
-           END IF; \
-           RETURN NULL; \
-         END $$; \
-         CREATE CONSTRAINT TRIGGER conflict AFTER INSERT ON _dynashift.runs DEFERRABLE INITIALLY DEFERRED \
-           FOR EACH ROW EXECUTE FUNCTION public.raise_conflict();",
-    );
+    server.exec("conflicts", redshift_on_pg::CONFLICTS_AT_COMMIT);
     let records = vec![
         record(1, insert("a", r#","n":{"N":"1"}"#, 1_764_000_000_000)),
         record(2, insert("b", "", 1_764_000_000_001)),

@@ -15,12 +15,12 @@ use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{control_tables, Layout, Param};
 
 use super::data_api_calls::{data_api_calls, inline, Call};
-use super::redshift::{S3Loading, MAX_REJECT_RAW};
+use super::redshift::{is_serialization_conflict, S3Loading};
 use super::registry::{self, Field, Query};
 use super::retry::Backoff;
 use super::s3_stage::S3Stager;
 use super::steps::STAGE;
-use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
+use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
 
 use crate::aws::{s3_client, sdk_config, AwsSettings};
 use crate::source::shards::sdk_message;
@@ -31,14 +31,6 @@ const DESCRIBE_ATTEMPTS: u32 = 8;
 const CALL_ATTEMPTS: u32 = 6;
 /// How long a cancelled statement may take to end.
 const CANCEL_WAIT: Duration = Duration::from_secs(120);
-
-/// Whether a failed statement's message is a serialization conflict (see
-/// `postgres::is_serialization_conflict`; the Data API gives the message only).
-fn is_conflict_message(message: &str) -> bool {
-    message.contains("1023")
-        || message.contains("Serializable isolation violation")
-        || message.contains("could not complete because of conflict with concurrent transaction")
-}
 
 /// Where the Data API runs statements, and as whom.
 #[derive(Debug, Clone)]
@@ -278,7 +270,7 @@ impl DataApiWarehouse {
                         .to_string();
                     // The call was one transaction, rolled back whole: a conflict may pass
                     // when it is sent again.
-                    if is_conflict_message(&message) {
+                    if is_serialization_conflict(&message) {
                         return Err(WarehouseError::Unavailable { context, message });
                     }
                     return Err(WarehouseError::Query { context, message });
@@ -317,13 +309,6 @@ impl DataApiWarehouse {
                 _ => return Ok(rows),
             }
         }
-    }
-
-    /// `rejects` with the records too large for a statement kept in S3 (see
-    /// `S3Loading::keep_large_rejects`); `kind` keeps the names of a batch's two lists apart.
-    fn keep_large_rejects(&self, kind: &str, rejects: &[Reject]) -> Result<Vec<Reject>, WarehouseError> {
-        let name = format!("{:08}-{kind}", self.batches);
-        self.runtime.block_on(self.loading.keep_large_rejects(&name, rejects))
     }
 
     /// Runs one call, sending it again while it fails for a passing reason (throttling, a
@@ -406,16 +391,8 @@ impl Warehouse for DataApiWarehouse {
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         self.batches += 1;
         let handle = self.runtime.handle().clone();
-        let mut staged = handle.block_on(self.loading.stage(batch, self.batches))?;
-        staged.rejects = self.keep_large_rejects("cut", &staged.rejects)?;
-        let kept;
-        let batch = if batch.rejects.iter().any(|r| r.raw.len() > MAX_REJECT_RAW) {
-            // Rare (a record over 20 KB that did not decode): the copy is worth its simplicity.
-            kept = Batch { rejects: self.keep_large_rejects("rejected", &batch.rejects)?, ..batch.clone() };
-            &kept
-        } else {
-            batch
-        };
+        let (staged, kept) = handle.block_on(self.loading.prepare(batch, self.batches))?;
+        let batch = kept.as_ref().unwrap_or(batch);
         let calls = data_api_calls(&Redshift, &self.layout, batch, &staged.rejects, |index, columns| {
             self.loading.copy_statement(&staged, index, STAGE, columns)
         });

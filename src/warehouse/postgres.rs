@@ -21,7 +21,7 @@ use super::pg_bind::{stage_type, Bound, Value};
 use super::pg_data_api::{apply_as_calls, DataApiOnPostgres};
 use super::pg_nul::storable;
 use super::redshift::{
-    temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch, MAX_REJECT_RAW,
+    is_serialization_conflict, temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch,
 };
 use super::registry::{self, Field, Query};
 use super::s3_stage::S3Stager;
@@ -97,7 +97,7 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {
         return true;
     }
-    if e.as_db_error().is_some_and(|db| is_serialization_conflict(db.code(), db.message())) {
+    if e.as_db_error().is_some_and(|db| is_serialization_conflict(db.message())) {
         return true;
     }
     match e.code() {
@@ -116,16 +116,6 @@ fn is_transient(e: &tokio_postgres::Error) -> bool {
         // No server error code: an I/O failure or a timeout on the way.
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) || is_timeout(e),
     }
-}
-
-/// Redshift's serialization conflicts, which a new attempt of the transaction may pass:
-/// "ERROR: 1023 … Serializable isolation violation on table" (SQLSTATE XX000), and, under
-/// snapshot isolation, "could not complete because of conflict with concurrent transaction".
-/// <https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>
-pub fn is_serialization_conflict(code: &SqlState, message: &str) -> bool {
-    let redshift = message.contains("1023") || message.contains("Serializable isolation violation");
-    (code == &SqlState::INTERNAL_ERROR && redshift)
-        || message.contains("could not complete because of conflict with concurrent transaction")
 }
 
 fn is_timeout(e: &tokio_postgres::Error) -> bool {
@@ -537,35 +527,14 @@ impl Warehouse for PostgresWarehouse {
         let layout = self.layout.clone();
         let dialect = self.dialect;
         self.batches += 1;
-        let n = self.batches;
-        let staged = match &self.loading {
-            Some(loading) => Some(handle.block_on(async {
-                let mut staged = loading.stage(batch, n).await?;
-                match loading.keep_large_rejects(&format!("{n:08}-cut"), &staged.rejects).await {
-                    Ok(kept) => staged.rejects = kept,
-                    Err(e) => {
-                        loading.clean_up(&staged).await;
-                        return Err(e);
-                    }
-                }
-                Ok(staged)
-            })?),
-            None => None,
-        };
-        // Records too large for a reject row are kept whole in S3 (see `MAX_REJECT_RAW`).
-        let kept;
-        let batch = match &self.loading {
-            Some(loading) if batch.rejects.iter().any(|r| r.raw.len() > MAX_REJECT_RAW) => {
-                let rejects =
-                    handle.block_on(loading.keep_large_rejects(&format!("{n:08}-rejected"), &batch.rejects));
-                if let (Err(_), Some(staged)) = (&rejects, &staged) {
-                    handle.block_on(loading.clean_up(staged));
-                }
-                kept = Batch { rejects: rejects?, ..batch.clone() };
-                &kept
+        let (staged, kept) = match &self.loading {
+            Some(loading) => {
+                let (staged, kept) = handle.block_on(loading.prepare(batch, self.batches))?;
+                (Some(staged), kept)
             }
-            _ => batch,
+            None => (None, None),
         };
+        let batch = kept.as_ref().unwrap_or(batch);
         let loading = self.loading.take();
         let s3 = loading.as_ref().zip(staged.as_ref());
         let mut data_api = self.data_api.take();

@@ -11,6 +11,20 @@ use super::s3_stage::{encode, Oversize, S3Location, S3Stager, Staged, StagedFix}
 use super::{Batch, Reject, WarehouseError};
 use crate::aws::AwsSettings;
 
+/// Redshift's serialization conflicts, which a new attempt of the transaction may pass:
+/// "ERROR: 1023 … Serializable isolation violation on table" (SQLSTATE XX000), and, under
+/// snapshot isolation, "could not complete because of conflict with concurrent transaction".
+/// The Data API reports the message alone, so the message decides; `1023` counts only as the
+/// message's code, never inside other text.
+/// <https://docs.aws.amazon.com/redshift/latest/dg/c_serial_isolation.html>
+pub fn is_serialization_conflict(message: &str) -> bool {
+    let text = message.trim_start();
+    let text = text.strip_prefix("ERROR:").unwrap_or(text).trim_start();
+    text.starts_with("1023")
+        || message.contains("Serializable isolation violation")
+        || message.contains("could not complete because of conflict with concurrent transaction")
+}
+
 /// How dynashift logs in to Redshift.
 #[derive(Debug, Clone)]
 pub enum RedshiftAuth {
@@ -201,9 +215,37 @@ impl S3Loading {
             .map_err(|e| WarehouseError::Open { what: "the Redshift COPY".into(), message: e.to_string() })
     }
 
+    /// Stages batch number `n` and keeps in S3 the records too large for a reject row, both
+    /// the values cut while staging and the batch's own rejects; the batch is copied only when
+    /// it has such a reject (rare: a record over 20 KB that did not decode). On failure, what
+    /// was staged is removed.
+    pub async fn prepare(
+        &self,
+        batch: &Batch,
+        n: u64,
+    ) -> Result<(StagedBatch, Option<Batch>), WarehouseError> {
+        let mut staged = self.stage(batch, n).await?;
+        let kept = async {
+            staged.rejects = self.keep_large_rejects(&format!("{n:08}-cut"), &staged.rejects).await?;
+            if !batch.rejects.iter().any(|r| r.raw.len() > MAX_REJECT_RAW) {
+                return Ok(None);
+            }
+            let rejects = self.keep_large_rejects(&format!("{n:08}-rejected"), &batch.rejects).await?;
+            Ok(Some(Batch { rejects, ..batch.clone() }))
+        }
+        .await;
+        match kept {
+            Ok(kept) => Ok((staged, kept)),
+            Err(e) => {
+                self.clean_up(&staged).await;
+                Err(e)
+            }
+        }
+    }
+
     /// `rejects`, with every record over `MAX_REJECT_RAW` bytes kept in S3 under a name
     /// starting with `name`, and a note naming the object in its place.
-    pub async fn keep_large_rejects(
+    async fn keep_large_rejects(
         &self,
         name: &str,
         rejects: &[Reject],
@@ -232,5 +274,23 @@ impl S3Loading {
         if let Err(e) = self.stager.remove(&staged.keys()).await {
             tracing::warn!("could not delete staged objects: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_serialization_conflict;
+
+    #[test]
+    fn conflicts_are_told_from_other_errors() {
+        assert!(is_serialization_conflict("1023"));
+        assert!(is_serialization_conflict(
+            "ERROR: 1023 DETAIL: Serializable isolation violation on table - 1"
+        ));
+        assert!(is_serialization_conflict(
+            "could not complete because of conflict with concurrent transaction"
+        ));
+        assert!(!is_serialization_conflict("duplicate key value 1023 violates a constraint"));
+        assert!(!is_serialization_conflict("ERROR: relation \"t\" does not exist"));
     }
 }

@@ -82,7 +82,8 @@ pub struct Encoded {
     pub oversize: Vec<Oversize>,
 }
 
-fn cut_at_char_boundary(s: &str, max: usize) -> &str {
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+pub fn cut_at_char_boundary(s: &str, max: usize) -> &str {
     let mut end = max.min(s.len());
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -9,6 +9,8 @@ use dynashift_core::sql::{
 
 use dynashift_core::value::hex_encode;
 
+use super::s3_stage::cut_at_char_boundary;
+
 use super::{Batch, Reject};
 
 /// Name of the per-table staging table (session-local).
@@ -148,14 +150,6 @@ pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reje
             bytes,
         ],
     )
-}
-
-fn cut_at_char_boundary(s: &str, max: usize) -> &str {
-    let mut end = max.min(s.len());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// The whole transaction as reviewable text.

@@ -22,6 +22,19 @@ use dynashift_core::schema::TableSchema;
 use dynashift_core::types::{text_form, ColumnMode, ColumnType};
 use dynashift_core::value::{item_to_plain_json, AttrValue, Item};
 
+/// `lines` as records of shard `s`, numbered from 1.
+pub fn records(lines: &[String]) -> Vec<dynashift::source::RawRecord> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| dynashift::source::RawRecord {
+            data: l.clone().into_bytes(),
+            position: dynashift_core::Position::new("s", (i + 1).to_string()),
+            problem: None,
+        })
+        .collect()
+}
+
 /// A stored value, as comparable across column layouts.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Logical {

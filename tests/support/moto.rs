@@ -40,6 +40,20 @@ impl MotoServer {
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// AWS settings that reach this server, one attempt per call (an unimplemented call
+    /// answers 500, which would otherwise be retried for seconds). The emulator accepts any
+    /// credentials; these keep the SDK from looking further.
+    pub fn aws_settings(&self) -> dynashift::aws::AwsSettings {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        dynashift::aws::AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(self.endpoint()),
+            profile: None,
+            max_attempts: Some(1),
+        }
+    }
 }
 
 impl Drop for MotoServer {

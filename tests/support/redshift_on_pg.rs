@@ -96,6 +96,22 @@ pub fn prepare(server: &super::pg::PgServer, db: &str) -> String {
     server.url(db).replace("user=postgres", &format!("user={REDSHIFT_LOGIN}"))
 }
 
+/// A test-only trigger raising Redshift's serialization error (`ERROR: 1023`, SQLSTATE
+/// XX000) at the commit of the first two batches (the insert into `_dynashift.runs`); run it
+/// after the control tables exist. `public.conflicts` counts the commits tried.
+pub const CONFLICTS_AT_COMMIT: &str = "CREATE SEQUENCE public.conflicts; \
+         GRANT USAGE ON SEQUENCE public.conflicts TO PUBLIC; \
+         CREATE FUNCTION public.raise_conflict() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$ \
+         BEGIN \
+           IF nextval('public.conflicts') <= 2 THEN \
+             RAISE EXCEPTION USING ERRCODE = 'XX000', MESSAGE = '1023', \
+               DETAIL = 'Serializable isolation violation on table - 100184, transactions forming the cycle are: 1, 2'; \
+           END IF; \
+           RETURN NULL; \
+         END $$; \
+         CREATE CONSTRAINT TRIGGER conflict AFTER INSERT ON _dynashift.runs DEFERRABLE INITIALLY DEFERRED \
+           FOR EACH ROW EXECUTE FUNCTION public.raise_conflict();";
+
 fn bind(p: &Param) -> Bind {
     match p {
         Param::Null => Bind::Null,
