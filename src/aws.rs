@@ -47,6 +47,15 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(profile) = &settings.profile {
         loader = loader.profile_name(profile);
     }
+    // The SDK sets no timeouts of its own: a call to a service that stops answering would
+    // wait forever and stall the shard (or the batch) behind it.
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .operation_attempt_timeout(std::time::Duration::from_secs(60))
+            .operation_timeout(std::time::Duration::from_secs(300))
+            .build(),
+    );
     if let Some(attempts) = settings.max_attempts {
         loader = loader.retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(attempts));
     }

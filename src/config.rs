@@ -49,11 +49,15 @@ pub struct StreamsSourceConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
-    /// `trim_horizon` or `latest` (DynamoDB Streams has no reading from a time).
+    /// `trim_horizon` or `latest` (DynamoDB Streams has no reading from a time). Applies to
+    /// a new reader's first listing only.
     #[serde(default = "default_start")]
     pub start: String,
     #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
+    /// Continue past committed positions that cannot be proved to exist.
+    #[serde(default)]
+    pub skip_trim_check: bool,
 }
 
 impl SourceConfig {
@@ -85,7 +89,8 @@ pub struct KinesisSourceConfig {
     /// Endpoint of the Kinesis API (a VPC endpoint, or a local emulator).
     pub endpoint_url: Option<String>,
     pub profile: Option<String>,
-    /// Where shards with no committed position start: `trim_horizon`, `latest` or an RFC 3339 time.
+    /// Where a new reader's shards start: `trim_horizon`, `latest` or an RFC 3339 time. Shards
+    /// found later (children of splits and merges) are read from their start.
     #[serde(default = "default_start")]
     pub start: String,
     /// Table for relayed Streams records that carry no table name.
@@ -93,6 +98,10 @@ pub struct KinesisSourceConfig {
     /// Longest wait, in milliseconds, before a partial batch is applied.
     #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
+    /// Continue when a committed record no longer comes back on resume (a shard known to
+    /// have been idle past the retention) instead of stopping.
+    #[serde(default)]
+    pub skip_trim_check: bool,
 }
 
 impl KinesisSourceConfig {

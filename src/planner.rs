@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use dynashift_core::change::compare_decimal;
+use dynashift_core::checkpoint::compare_checkpoint;
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
 use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::limits::Limits;
@@ -66,9 +66,10 @@ impl Decoded {
 }
 
 impl Decoder {
-    /// Decodes `records` on `threads` threads.
-    pub fn decode(&self, records: Vec<RawRecord>, threads: usize) -> Decoded {
-        let positions = furthest_positions(&records);
+    /// Decodes `records` on `threads` threads; `marks` are shard markers to commit with them.
+    pub fn decode(&self, records: Vec<RawRecord>, marks: Vec<Position>, threads: usize) -> Decoded {
+        let mut positions = furthest_positions(&records);
+        positions.extend(marks);
         let results = decode_all(&self.context, &records, threads);
         Decoded { records: records.len() as u64, positions, results }
     }
@@ -82,7 +83,7 @@ fn furthest_positions(records: &[RawRecord]) -> Vec<Position> {
     for record in records {
         let p = &record.position;
         match furthest.get_mut(&*p.shard) {
-            Some(best) if compare_decimal(&best.sequence, &p.sequence).is_ge() => {}
+            Some(best) if compare_checkpoint(&best.sequence, &p.sequence).is_ge() => {}
             Some(best) => *best = p,
             None => {
                 furthest.insert(&p.shard, p);
@@ -146,6 +147,11 @@ impl Planner {
         self.pending.records
     }
 
+    /// Whether anything waits to be committed: records, or positions and shard markers.
+    pub fn has_pending(&self) -> bool {
+        self.pending.records > 0 || !self.pending.checkpoints.is_empty()
+    }
+
     /// Whether the pending batch has reached `max_batch_records` or `max_batch_memory`.
     pub fn pending_full(&self) -> bool {
         self.pending.records >= self.config.max_batch_records() as u64
@@ -154,7 +160,7 @@ impl Planner {
 
     /// Decodes `records` on `threads` threads and folds them into the pending batch.
     pub fn ingest(&mut self, records: Vec<RawRecord>, threads: usize) {
-        let decoded = self.decoder.decode(records, threads);
+        let decoded = self.decoder.decode(records, Vec::new(), threads);
         self.fold(decoded);
     }
 
@@ -169,7 +175,7 @@ impl Planner {
         pending.records += decoded.records;
         for position in decoded.positions {
             match pending.checkpoints.get(&position.shard) {
-                Some(p) if compare_decimal(&p.sequence, &position.sequence).is_ge() => {}
+                Some(p) if compare_checkpoint(&p.sequence, &position.sequence).is_ge() => {}
                 _ => {
                     pending.checkpoints.insert(position.shard.clone(), position);
                 }

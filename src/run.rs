@@ -15,7 +15,7 @@ use crate::config::{
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
-use crate::source::shards::StartPosition;
+use crate::source::shards::{ReaderOptions, StartPosition};
 use crate::source::{RawRecord, Source};
 use crate::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
@@ -45,26 +45,26 @@ fn open_source(
         SourceConfig::File(file) => Source::File(FileSource::open(&file.path, options.follow, resume)?),
         SourceConfig::Kinesis(k) => {
             let aws = AwsSettings::from_config(&k.region, &k.endpoint_url, &k.profile);
-            let start = StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?;
-            let flush = std::time::Duration::from_millis(k.flush_interval_ms);
-            let kinesis =
-                crate::source::kinesis::open(&k.stream, &aws, start, resume, !options.follow, flush)?;
-            Source::Kinesis(kinesis)
+            let reader = ReaderOptions {
+                start: StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?,
+                once: !options.follow,
+                flush_interval: std::time::Duration::from_millis(k.flush_interval_ms),
+                skip_trim_check: k.skip_trim_check,
+            };
+            Source::Kinesis(crate::source::kinesis::open(&k.stream, &aws, reader, resume)?)
         }
         SourceConfig::DynamodbStreams(d) => {
             let aws = AwsSettings::from_config(&d.region, &d.endpoint_url, &d.profile);
-            let start = StartPosition::parse(&d.start).map_err(|e| anyhow::anyhow!(e))?;
-            let flush = std::time::Duration::from_millis(d.flush_interval_ms);
-            let reader = crate::source::dynamodb_streams::open(
-                &d.tables,
-                &d.stream_arns,
-                &aws,
-                start,
-                resume,
-                !options.follow,
-                flush,
-            )?;
-            Source::DynamodbStreams(reader)
+            let reader = ReaderOptions {
+                start: StartPosition::parse(&d.start).map_err(|e| anyhow::anyhow!(e))?,
+                once: !options.follow,
+                flush_interval: std::time::Duration::from_millis(d.flush_interval_ms),
+                skip_trim_check: d.skip_trim_check,
+            };
+            let tables = (&d.tables, &d.stream_arns);
+            Source::DynamodbStreams(crate::source::dynamodb_streams::open(
+                tables.0, tables.1, &aws, reader, resume,
+            )?)
         }
     })
 }
@@ -257,7 +257,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             // Plans what was read, if anything, and hands it to the applier, waiting for it if
             // busy. False when the applier has stopped on an error (reported below).
             let hand_over = |planner: &mut crate::planner::Planner| -> bool {
-                if planner.pending_records() == 0 {
+                if !planner.has_pending() {
                     return true;
                 }
                 let started = std::time::Instant::now();
@@ -292,6 +292,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
                 };
                 let Read { decoded, caught_up } = read?;
                 if decoded.is_empty() {
+                    // Nothing read, but shard markers may have come: they are committed too.
+                    planner.fold(decoded);
                     if !hand_over(&mut planner) {
                         return Ok(());
                     }
@@ -336,7 +338,7 @@ fn spawn_reading<'scope>(
     follow: bool,
     stop: Arc<AtomicBool>,
     over: &'scope AtomicBool,
-) -> Receiver<anyhow::Result<Vec<RawRecord>>> {
+) -> Receiver<anyhow::Result<SourceRead>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     scope.spawn(move || loop {
         // `over`: the run loop has ended (an error, `max_batches`), so nothing more is wanted.
@@ -344,9 +346,9 @@ fn spawn_reading<'scope>(
         if stop.load(Ordering::Relaxed) || over.load(Ordering::Relaxed) {
             break;
         }
-        let read = source.next_batch(batch_size);
+        let read = source.next_batch(batch_size).map(|records| (records, source.take_marks()));
         let done = match &read {
-            Ok(records) => records.is_empty() && !follow,
+            Ok((records, _)) => records.is_empty() && !follow,
             Err(_) => true,
         };
         // A closed channel means the run is over: stop reading.
@@ -361,7 +363,7 @@ fn spawn_reading<'scope>(
 /// while it applies (`decode_threads`).
 fn spawn_decoding<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
-    reads: Receiver<anyhow::Result<Vec<RawRecord>>>,
+    reads: Receiver<anyhow::Result<SourceRead>>,
     decoder: Decoder,
     batch_size: usize,
     applier_idle: Arc<AtomicBool>,
@@ -369,11 +371,11 @@ fn spawn_decoding<'scope>(
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     scope.spawn(move || {
         for read in reads {
-            let read = read.map(|records| {
+            let read = read.map(|(records, marks)| {
                 // A full read means the source has a backlog (see `run`).
                 let caught_up = records.len() < batch_size;
                 let idle = applier_idle.load(Ordering::Acquire);
-                Read { decoded: decoder.decode(records, decode_threads(idle)), caught_up }
+                Read { decoded: decoder.decode(records, marks, decode_threads(idle)), caught_up }
             });
             if tx.send(read).is_err() {
                 break;
@@ -382,6 +384,9 @@ fn spawn_decoding<'scope>(
     });
     rx
 }
+
+/// One read as the reading thread hands it on: records, and shard markers to commit with them.
+type SourceRead = (Vec<RawRecord>, Vec<dynashift_core::Position>);
 
 /// One read, decoded on the decoding thread.
 struct Read {

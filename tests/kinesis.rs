@@ -12,93 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
-use dynashift::aws::{sdk_config, AwsSettings};
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::workload::{generate, WorkloadSpec};
 use dynashift_core::types::ColumnMode;
-use support::kinesalite::Kinesalite;
+use support::kinesalite::{Kinesalite, KinesisStream as Stream};
 use support::pg::PgServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
 const STREAM: &str = "ddb-changes";
-
-struct Stream {
-    rt: tokio::runtime::Runtime,
-    client: aws_sdk_kinesis::Client,
-}
-
-impl Stream {
-    fn new(kinesalite: &Kinesalite) -> Stream {
-        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let settings = AwsSettings {
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(kinesalite.endpoint()),
-            profile: None,
-            max_attempts: Some(3),
-        };
-        let config = rt.block_on(sdk_config(&settings));
-        Stream { rt, client: aws_sdk_kinesis::Client::new(&config) }
-    }
-
-    fn create(&self, shards: i32) {
-        self.rt.block_on(self.client.create_stream().stream_name(STREAM).shard_count(shards).send()).unwrap();
-        self.wait_active();
-    }
-
-    fn wait_active(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let out =
-                self.rt.block_on(self.client.describe_stream_summary().stream_name(STREAM).send()).unwrap();
-            if out.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "stream did not become active");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn put(&self, lines: &[String], first: usize) {
-        for (c, chunk) in lines.chunks(400).enumerate() {
-            let entries = chunk
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    PutRecordsRequestEntry::builder()
-                        .data(Blob::new(l.as_bytes()))
-                        .partition_key(format!("pk-{}", first + c * 400 + i))
-                        .build()
-                        .unwrap()
-                })
-                .collect::<Vec<_>>();
-            let out = self
-                .rt
-                .block_on(self.client.put_records().stream_name(STREAM).set_records(Some(entries)).send())
-                .unwrap();
-            assert_eq!(out.failed_record_count(), Some(0));
-        }
-    }
-
-    /// (id, starting hash key, ending hash key) of the open shards.
-    fn open_shards(&self) -> Vec<(String, u128, u128)> {
-        let out = self.rt.block_on(self.client.list_shards().stream_name(STREAM).send()).unwrap();
-        out.shards()
-            .iter()
-            .filter(|s| s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_none()))
-            .map(|s| {
-                let r = s.hash_key_range().unwrap();
-                (
-                    s.shard_id().to_string(),
-                    r.starting_hash_key().parse().unwrap(),
-                    r.ending_hash_key().parse().unwrap(),
-                )
-            })
-            .collect()
-    }
-}
 
 fn start_run(config: &std::path::Path) -> Child {
     Command::new(BIN)
@@ -177,7 +98,7 @@ fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
     let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
     dynashift::warehouse::Warehouse::setup(&mut w).unwrap();
 
-    let stream = Stream::new(&kinesalite);
+    let stream = Stream::new(&kinesalite, STREAM);
     stream.create(2);
 
     let spec = WorkloadSpec {
@@ -256,9 +177,18 @@ fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
 
     assert_eq!(consumed(&server), lines.len(), "every record consumed exactly once");
     assert_model(&url, &model);
-    let shards =
-        server.query("kinesis", "SELECT CAST(COUNT(DISTINCT shard) AS TEXT) FROM _dynashift.checkpoints");
+    let shards = server.query(
+        "kinesis",
+        "SELECT CAST(COUNT(DISTINCT shard) AS TEXT) FROM _dynashift.checkpoints WHERE shard NOT LIKE '@%'",
+    );
     assert_eq!(shards[0].as_deref(), Some("5"), "two shards, two split children, one merged child");
+    let ended = server
+        .query("kinesis", "SELECT shard FROM _dynashift.checkpoints WHERE sequence = 'end' ORDER BY shard");
+    assert_eq!(
+        ended.len(),
+        3,
+        "the split parent and the merged pair are marked read to their end: {ended:?}"
+    );
 }
 
 #[test]
@@ -282,7 +212,7 @@ fn sync_once_reads_to_the_tip_and_rejects_aggregated_records() {
     let kinesalite = Kinesalite::start();
     let server = PgServer::start();
     let url = server.create_db("kinesis");
-    let stream = Stream::new(&kinesalite);
+    let stream = Stream::new(&kinesalite, STREAM);
     stream.create(2);
     let spec = WorkloadSpec {
         records: 1_500,
@@ -348,7 +278,7 @@ fn the_stream_service_restarting_is_ridden_out() {
     let (lines, model) = generate(&spec, true);
     let half = lines.len() / 2;
     {
-        let stream = Stream::new(&kinesalite);
+        let stream = Stream::new(&kinesalite, STREAM);
         stream.create(2);
         stream.put(&lines[..half], 0);
     }
@@ -361,7 +291,7 @@ fn the_stream_service_restarting_is_ridden_out() {
     // of backoff), which can otherwise bridge a short outage before the reader sees it.
     std::thread::sleep(Duration::from_secs(6));
     kinesalite.restart();
-    Stream::new(&kinesalite).put(&lines[half..], half);
+    Stream::new(&kinesalite, STREAM).put(&lines[half..], half);
     wait_consumed(&server, &mut run, lines.len());
     let log = interrupt(run, libc::SIGTERM);
     assert!(log.contains("retrying"), "the outage went unnoticed: {log}");

@@ -32,6 +32,7 @@ fn change(id: &str, attrs: Vec<(&str, AttrValue)>) -> Change {
         event: EventKind::Insert,
         version: Version::new(1_764_000_000_000_000, None),
         position: Position::new("s", "1"),
+        ids: Default::default(),
     }
 }
 

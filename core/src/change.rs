@@ -50,21 +50,24 @@ pub fn compare_decimal(a: &str, b: &str) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
-/// Width of the zero-padded stream sequence stored beside `_ddb_version`.
-pub const SEQUENCE_WIDTH: usize = 40;
+/// Width of the zero-padded stream sequence stored beside `_ddb_version`: DynamoDB Streams
+/// sequence numbers have up to 40 digits, Kinesis sequence numbers 56.
+pub const SEQUENCE_WIDTH: usize = 64;
 
-/// A change's place in its item's history: creation time in microseconds, then the DynamoDB
-/// Streams sequence number (zero for Kinesis-for-DynamoDB records, whose time is already
-/// unique per item). Later versions win; an equal version is the same change again.
+/// A change's place in its item's history: creation time in microseconds, then the record's
+/// place in its shard (the DynamoDB Streams sequence number, or the Kinesis sequence number
+/// for Kinesis-for-DynamoDB records, whose times tie at millisecond precision). Later
+/// versions win; an equal version is the same record again. The tie is decided the same way
+/// whichever batch each change arrives in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Version {
     pub micros: i64,
     /// Zero-padded to `SEQUENCE_WIDTH` digits so text order is numeric order. Borrowed from
-    /// a constant when zero, so Kinesis records (which have no sequence) allocate nothing.
+    /// a constant when zero, so records without a sequence (export lines) allocate nothing.
     pub sequence: Cow<'static, str>,
 }
 
-const ZERO_SEQUENCE: &str = "0000000000000000000000000000000000000000";
+const ZERO_SEQUENCE: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Version {
     pub fn new(micros: i64, sequence: Option<&str>) -> Version {
@@ -141,6 +144,65 @@ pub struct Change {
     pub event: EventKind,
     pub version: Version,
     pub position: Position,
+    pub ids: EventIds,
+}
+
+/// Longest `eventID` kept; real ones are 32 hex digits with dashes. A longer one is not an
+/// identity a duplicate can be recognised by, so it is not kept.
+pub const MAX_EVENT_ID: usize = 128;
+/// Most `eventID`s remembered for one item's newest time.
+pub const MAX_TIE_IDS: usize = 16;
+
+/// The stream's `eventID`s by which a re-delivered duplicate is recognised: the change's own,
+/// and those of the item's other changes with the same creation time already seen. Kinesis
+/// delivers duplicates later in the shard, so by sequence alone a duplicate of an earlier
+/// change would overwrite a different change of the same millisecond; a change whose own
+/// `eventID` was seen at its time is never newer than anything.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventIds {
+    pub own: Option<Box<str>>,
+    /// Other changes' ids at the same time, at most `MAX_TIE_IDS`.
+    pub others: Vec<Box<str>>,
+}
+
+impl EventIds {
+    /// The ids of a change with `id` (kept only when it is a plausible `eventID`).
+    pub fn of(id: Option<&str>) -> EventIds {
+        let own = id.filter(|i| !i.is_empty() && i.len() <= MAX_EVENT_ID && !i.contains(',')).map(Box::from);
+        EventIds { own, others: Vec::new() }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.own.as_deref() == Some(id) || self.others.iter().any(|o| &**o == id)
+    }
+
+    /// Remembers `other`'s ids as seen at the same time as this change.
+    pub fn absorb(&mut self, other: &EventIds) {
+        for id in other.own.iter().chain(&other.others) {
+            if self.others.len() < MAX_TIE_IDS && !self.contains(id) {
+                self.others.push(id.clone());
+            }
+        }
+    }
+
+    /// As stored in `_ddb_event_ids`: `,id,id,` (so `,id,` finds one), or `None` when no id
+    /// is known.
+    pub fn stored(&self) -> Option<String> {
+        if self.own.is_none() && self.others.is_empty() {
+            return None;
+        }
+        let mut out = String::from(",");
+        for id in self.own.iter().chain(&self.others) {
+            out.push_str(id);
+            out.push(',');
+        }
+        Some(out)
+    }
+
+    pub fn weight(&self) -> usize {
+        self.own.as_ref().map_or(0, |o| o.len())
+            + self.others.iter().map(|o| o.len() + std::mem::size_of::<Box<str>>()).sum::<usize>()
+    }
 }
 
 impl Change {

@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::change::{Change, EventKind, Op, Position, Version};
+use crate::change::{Change, EventIds, EventKind, Op, Position, Version};
 use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
 use crate::pack_json::{read_packed_bytes_holding, read_packed_item, PackScratch};
@@ -61,6 +61,7 @@ pub enum DecodeError {
 /// Strings are borrowed from the record when they hold no escapes (they never do in practice).
 #[derive(Default)]
 struct Envelope<'a> {
+    event_id: Option<Cow<'a, str>>,
     event_name: Option<Cow<'a, str>>,
     table_name: Option<Cow<'a, str>>,
     event_source_arn: Option<Cow<'a, str>>,
@@ -128,6 +129,7 @@ fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<
     let mut seen = Seen::default();
     r.object(|r, name| {
         match name.as_ref() {
+            "eventID" => env.event_id = seen.read(r, "eventID", Reader::string)?,
             "eventName" => env.event_name = seen.read(r, "eventName", Reader::string)?,
             "tableName" => env.table_name = seen.read(r, "tableName", Reader::string)?,
             "eventSourceARN" => env.event_source_arn = seen.read(r, "eventSourceARN", Reader::string)?,
@@ -229,7 +231,13 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     check_keys(&keys)?;
     let micros = creation_micros(rec.creation_time, rec.creation_time_precision.as_deref())
         .ok_or(DecodeError::MissingTime)?;
-    let version = Version::new(micros, rec.sequence_number.as_deref());
+    // A DynamoDB Streams record orders by its own sequence number and is never re-delivered.
+    // A Kinesis record orders by its place in the shard, and may be delivered again later
+    // in it: its `eventID` recognises the re-delivery.
+    let (version, ids) = match rec.sequence_number.as_deref() {
+        Some(sequence) => (Version::new(micros, Some(sequence)), EventIds::default()),
+        None => (Version::new(micros, Some(&position.sequence)), EventIds::of(env.event_id.as_deref())),
+    };
     let ttl = env.principal_id.is_some_and(|p| p == TTL_PRINCIPAL);
     let (event, new_image) = match op {
         Op::Insert | Op::Modify => {
@@ -259,7 +267,7 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
         write_key_text(&mut scratch.key_text, &keys);
         let new_image = new_image.then_some(scratch.new_image.as_slice());
         let old_image = old_image.as_ref().map(PackedItem::as_bytes);
-        let held = HeldChange::new(&scratch.keys, new_image, old_image, event, version, position);
+        let held = HeldChange::new(&scratch.keys, new_image, old_image, event, version, position, ids);
         Ok(Packed { table, key_text: scratch.key_text.as_str().to_owned(), held })
     })
 }
@@ -302,6 +310,7 @@ fn decode_export_line(
         EventKind::Load,
         Version::new(0, None),
         position,
+        EventIds::default(),
     );
     Ok(Packed { table: table.into(), key_text: key_text(&keys), held })
 }
@@ -373,7 +382,8 @@ mod tests {
         let c = dec(KINESIS).unwrap();
         assert_eq!(c.table, "Invoices");
         assert_eq!(c.event, EventKind::Modify);
-        assert_eq!(c.version, Version::new(1764000123456789, None));
+        assert_eq!(c.version, Version::new(1764000123456789, Some("1")), "ties by the record's place");
+        assert_eq!(c.ids.own.as_deref(), Some("7d0c"));
         assert_eq!(c.key_text, r#"{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"}}"#);
         assert_eq!(c.new_image.unwrap().len(), 4);
     }
@@ -468,7 +478,7 @@ mod tests {
     fn skipped_fields_need_only_be_valid_json() {
         let deep = "[".repeat(500) + &"]".repeat(500);
         let record = KINESIS
-            .replace(r#""eventID":"7d0c""#, &format!(r#""eventID":"\ud800","extra":{deep}"#))
+            .replace(r#""awsRegion":"eu-west-1""#, &format!(r#""awsRegion":"\ud800","extra":{deep}"#))
             .replace(r#""OldImage":{"accountId":{"S":"acc-42"}}"#, r#""OldImage":{"a":{"S":"\udc00"}}"#);
         assert!(record.contains("ud800") && record.contains("udc00") && record.contains(&deep));
         assert_eq!(dec(&record).unwrap().table, "Invoices");

@@ -1,6 +1,6 @@
 //! A change as a batch holds it until the batch is planned.
 
-use crate::change::{Change, EventKind, Position, Version};
+use crate::change::{Change, EventIds, EventKind, Position, Version};
 use crate::packed::{self, Corrupt, PackedItem};
 
 /// A change as a batch holds it while later reads fold in: its keys and images packed (a
@@ -16,6 +16,7 @@ pub struct HeldChange {
     pub(crate) event: EventKind,
     pub(crate) version: Version,
     pub(crate) position: Position,
+    pub(crate) ids: EventIds,
 }
 
 /// A packed change with the table and key it belongs to, ready for `Reducer::add`.
@@ -36,6 +37,7 @@ impl HeldChange {
         event: EventKind,
         version: Version,
         position: Position,
+        ids: EventIds,
     ) -> HeldChange {
         let (new_image, old_image) = (new_image.unwrap_or_default(), old_image.unwrap_or_default());
         let mut packed = Vec::with_capacity(keys.len() + new_image.len() + old_image.len());
@@ -49,6 +51,7 @@ impl HeldChange {
             event,
             version,
             position,
+            ids,
         }
     }
 
@@ -63,6 +66,7 @@ impl HeldChange {
             change.event,
             change.version,
             change.position,
+            change.ids,
         );
         Packed { table: change.table.into(), key_text: change.key_text, held }
     }
@@ -85,6 +89,7 @@ impl HeldChange {
             event: self.event,
             version: self.version,
             position: self.position,
+            ids: self.ids,
         })
     }
 
@@ -107,6 +112,7 @@ impl HeldChange {
             + self.packed.len()
             + self.version.sequence.len()
             + self.position.sequence.len()
+            + self.ids.weight()
     }
 
     pub(crate) fn order_key(&self) -> (&Version, &Position) {
@@ -131,6 +137,7 @@ mod tests {
             event: EventKind::Modify,
             version: Version::new(7, None),
             position: Position::new("s", "3"),
+            ids: EventIds::of(Some("e1")),
         };
         c.old_image = Some([("k", AttrValue::S("k1".into())), ("n", AttrValue::Null)].into());
         c.event = EventKind::Remove;

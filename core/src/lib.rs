@@ -2,6 +2,7 @@
 //! SQL text. No I/O, no async, no database driver: everything here is testable in memory.
 
 pub mod change;
+pub mod checkpoint;
 pub mod decode;
 pub mod dialect;
 pub mod held;

@@ -62,6 +62,9 @@ pub struct StagedRow {
     pub event: EventKind,
     pub op: RowOp,
     pub deleted: bool,
+    /// The change's own `eventID` and, stored form, those seen at its time (`EventIds`).
+    pub event_id: Option<Box<str>>,
+    pub event_ids: Option<String>,
     /// Aligned with `TablePlan::staged`.
     pub cells: Vec<Cell>,
 }
@@ -158,6 +161,8 @@ pub fn plan_rows(
             event: change.event,
             op,
             deleted,
+            event_ids: change.ids.stored(),
+            event_id: change.ids.own,
             cells: Vec::new(),
         };
         sparse.push((row, cells));
@@ -216,6 +221,7 @@ mod tests {
             event,
             version: Version::new(1, None),
             position: Position::new("s", "1"),
+            ids: Default::default(),
         }
     }
 

@@ -10,7 +10,9 @@ use crate::change::Change;
 use crate::held::{HeldChange, Packed};
 
 /// Groups changes by table and keeps, per key, the change with the greatest
-/// (version, position). Arrival order does not matter; duplicates collapse.
+/// (version, position). Arrival order does not matter; duplicates collapse: an equal version
+/// is the same record, and a change whose `eventID` was already seen at its time is a
+/// re-delivery (see `EventIds`).
 pub fn reduce(changes: impl IntoIterator<Item = Change>) -> BTreeMap<String, Vec<Change>> {
     let mut reducer = Reducer::default();
     for change in changes {
@@ -51,10 +53,19 @@ impl Reducer {
         };
         match keyed.get_mut(key_text.as_str()) {
             Some(slot) => {
-                if held.order_key() > slot.order_key() {
-                    self.weight = self.weight - slot.weight(&key_text) + held.weight(&key_text);
-                    *slot = held;
+                let before = slot.weight(&key_text);
+                match newer(&held, slot) {
+                    Verdict::Replaces => {
+                        let mut held = held;
+                        if held.version.micros == slot.version.micros {
+                            held.ids.absorb(&slot.ids);
+                        }
+                        *slot = held;
+                    }
+                    Verdict::SameTime => slot.ids.absorb(&held.ids),
+                    Verdict::Loses => {}
                 }
+                self.weight = self.weight - before + slot.weight(&key_text);
             }
             None => {
                 self.weight += held.weight(&key_text);
@@ -95,6 +106,30 @@ impl Reducer {
     }
 }
 
+enum Verdict {
+    /// The change is newer than the one held.
+    Replaces,
+    /// Older, but of the same time: its `eventID` is remembered.
+    SameTime,
+    /// Older, or a re-delivery.
+    Loses,
+}
+
+/// How `change` compares with `held`, the newest of its key so far.
+fn newer(change: &HeldChange, held: &HeldChange) -> Verdict {
+    if change.version.micros != held.version.micros {
+        return if change.version.micros > held.version.micros { Verdict::Replaces } else { Verdict::Loses };
+    }
+    if change.ids.own.as_deref().is_some_and(|id| held.ids.contains(id)) {
+        return Verdict::Loses;
+    }
+    if change.order_key() > held.order_key() {
+        Verdict::Replaces
+    } else {
+        Verdict::SameTime
+    }
+}
+
 /// Changes in key order, as `finish` returns them.
 pub fn sort_by_key_text(held: &mut [(String, HeldChange)]) {
     held.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -103,7 +138,7 @@ pub fn sort_by_key_text(held: &mut [(String, HeldChange)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::change::{EventKind, Position, Version};
+    use crate::change::{EventIds, EventKind, Position, Version};
     use crate::value::{key_text, AttrValue, Item};
 
     fn change(table: &str, key: &str, micros: i64, seq: u64) -> Change {
@@ -116,9 +151,35 @@ mod tests {
             keys,
             old_image: None,
             event: EventKind::Modify,
-            version: Version::new(micros, None),
+            version: Version::new(micros, Some(&seq.to_string())),
             position: Position::new("s", seq.to_string()),
+            ids: EventIds::of(Some(&format!("e{seq}"))),
         }
+    }
+
+    fn redelivered(c: &Change, seq: u64) -> Change {
+        let mut dup = c.clone();
+        dup.version = Version::new(c.version.micros, Some(&seq.to_string()));
+        dup.position = Position::new("s", seq.to_string());
+        dup
+    }
+
+    #[test]
+    fn a_redelivered_change_never_wins() {
+        let a = change("A", "x", 5, 10);
+        let mut b = change("A", "x", 5, 20);
+        b.new_image = None;
+        b.event = EventKind::Remove;
+        // A, then B of the same millisecond, then A again later in the shard: B stays.
+        let out = reduce(vec![a.clone(), b.clone(), redelivered(&a, 30)]);
+        assert_eq!(out["A"][0].event, EventKind::Remove);
+        assert_eq!(out["A"][0].ids.stored().as_deref(), Some(",e20,e10,"));
+        // A re-delivery of the newest is no change either.
+        let out = reduce(vec![a.clone(), redelivered(&a, 40)]);
+        assert_eq!(&*out["A"][0].position.sequence, "10");
+        // A newer time forgets the older time's ids.
+        let out = reduce(vec![a, change("A", "x", 6, 5)]);
+        assert_eq!(out["A"][0].ids.stored().as_deref(), Some(",e5,"));
     }
 
     #[test]

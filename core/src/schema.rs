@@ -10,13 +10,14 @@ use crate::types::{cell_for, text_form, Cell, ColumnMode, ColumnType};
 use crate::value::{item_to_plain_json, write_json_string, AttrValue, Item};
 
 /// Columns every replicated table has, in this order.
-pub const SYSTEM_COLUMNS: [(&str, SystemType); 6] = [
+pub const SYSTEM_COLUMNS: [(&str, SystemType); 7] = [
     ("_ddb_key", SystemType::Text),
     ("_ddb_version", SystemType::BigInt),
     ("_ddb_sequence", SystemType::Text),
     ("_ddb_event", SystemType::Text),
     ("_ddb_deleted", SystemType::Bool),
     ("_ddb_synced_at", SystemType::Timestamp),
+    ("_ddb_event_ids", SystemType::Text),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,8 +342,8 @@ mod tests {
 
     #[test]
     fn attributes_past_the_column_limit_share_the_overflow_column() {
-        // 6 system columns + 3 attribute columns + the overflow column = 10.
-        let limits = Limits { max_columns: 10, ..Limits::default() };
+        // 7 system columns + 3 attribute columns + the overflow column = 11.
+        let limits = Limits { max_columns: 11, ..Limits::default() };
         let mut s = TableSchema::new(
             "T",
             "t".into(),
@@ -358,7 +359,7 @@ mod tests {
         }
         image.insert("f".into(), AttrValue::S("x\"y".into()));
         let cells = s.cells_for_image(&image);
-        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10);
+        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 11);
         let overflow = s.overflow_column().unwrap();
         assert_eq!(s.columns[overflow].name, OVERFLOW_COLUMN);
         assert_eq!(s.columns[0].attribute.as_deref(), Some("z"), "the key takes its column first");
@@ -371,7 +372,7 @@ mod tests {
         let cells = s.cells_for_image(&next);
         assert_eq!(cells.len(), 3);
         assert_eq!(cells[2], (overflow, Cell::Text(r#"{"a":"text now"}"#.into())));
-        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 10, "the limit holds");
+        assert_eq!(s.columns.len() + SYSTEM_COLUMNS.len(), 11, "the limit holds");
     }
 
     #[test]

@@ -99,9 +99,11 @@ pub fn control_tables(d: &dyn Dialect, layout: &Layout) -> Vec<Statement> {
         )),
         Statement::new(format!(
             "CREATE TABLE IF NOT EXISTS {} (source_table {text} NOT NULL, item_key {text} NOT NULL, \
-             version {bigint} NOT NULL, sequence {text} NOT NULL, event {text} NOT NULL, deleted_at {ts} NOT NULL)",
+             version {bigint} NOT NULL, sequence {text} NOT NULL, event {text} NOT NULL, deleted_at {ts} NOT NULL, \
+             event_ids {text})",
             c("tombstones")
         )),
+        Statement::new(format!("CREATE TABLE IF NOT EXISTS {} (name {text} NOT NULL, value {text} NOT NULL)", c("meta"))),
         Statement::new(format!(
             "CREATE TABLE IF NOT EXISTS {} (source {text} NOT NULL, shard {text} NOT NULL, \
              sequence {text} NOT NULL, updated_at {ts} NOT NULL)",
@@ -197,7 +199,7 @@ pub fn schema_changes(
 }
 
 /// How many control columns lead every stage (see `stage_columns`).
-pub const STAGE_CONTROL_COLUMNS: usize = 6;
+pub const STAGE_CONTROL_COLUMNS: usize = 8;
 
 /// Staging columns: fixed control columns, then `c0, c1, …` for the staged data columns.
 pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) -> Vec<(String, &'static str)> {
@@ -208,6 +210,8 @@ pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) ->
         ("_ddb_event".into(), d.system_type(SystemType::Text)),
         ("_ddb_op".into(), d.system_type(SystemType::Text)),
         ("_ddb_deleted".into(), d.system_type(SystemType::Bool)),
+        ("_ddb_event_id".into(), d.system_type(SystemType::Text)),
+        ("_ddb_event_ids".into(), d.system_type(SystemType::Text)),
     ];
     for (i, &col) in plan.staged.iter().enumerate() {
         cols.push((format!("c{i}"), d.stage_type(schema.columns[col].ty)));
@@ -230,27 +234,32 @@ pub fn apply_statements(
     let q = |n: &str| d.quote(n);
     let tomb = d.qualified(&layout.control_schema, "tombstones");
     let src = || Param::Text(schema.source_table.clone());
-    let newer_or_same = |alias: &str, v: &str, seq: &str| {
+    // Not newer: an older time; or the same time and an earlier or equal place in the
+    // shard, or an `eventID` already applied at that time (a re-delivery, see `EventIds`).
+    let newer_or_same = |alias: &str, v: &str, seq: &str, ids: &str| {
         format!(
-            "({a}.{v} > {s}.{sv} OR ({a}.{v} = {s}.{sv} AND {a}.{seq} >= {s}.{ss}))",
+            "({a}.{v} > {s}.{sv} OR ({a}.{v} = {s}.{sv} AND ({a}.{seq} >= {s}.{ss} \
+             OR POSITION(',' || {s}.{id} || ',' IN {a}.{ids}) > 0)))",
             a = alias,
             v = q(v),
             seq = q(seq),
+            ids = q(ids),
             s = s,
             sv = q("_ddb_version"),
-            ss = q("_ddb_sequence")
+            ss = q("_ddb_sequence"),
+            id = q("_ddb_event_id"),
         )
     };
     let key = q("_ddb_key");
     // Changes not newer than the row they would replace, or than the key's tombstone, lose.
     let row_guard = format!(
         "EXISTS (SELECT 1 FROM {t} AS cur WHERE cur.{key} = {s}.{key} AND {})",
-        newer_or_same("cur", "_ddb_version", "_ddb_sequence")
+        newer_or_same("cur", "_ddb_version", "_ddb_sequence", "_ddb_event_ids")
     );
     let tomb_guard = format!(
         "EXISTS (SELECT 1 FROM {tomb} AS tomb WHERE tomb.source_table = {} AND tomb.item_key = {s}.{key} AND {})",
         d.param(1),
-        newer_or_same("tomb", "version", "sequence")
+        newer_or_same("tomb", "version", "sequence", "event_ids")
     );
     let mut out = if d.separate_guards() {
         vec![
@@ -260,6 +269,26 @@ pub fn apply_statements(
     } else {
         vec![Statement::with(format!("DELETE FROM {s} WHERE {row_guard} OR {tomb_guard}"), vec![src()])]
     };
+    // A winner of the same time as the row or tombstone it replaces keeps their `eventID`s
+    // too, so a later re-delivery of any of them is recognised (bounded: past 2,000
+    // characters only the batch's own are kept).
+    let ids = q("_ddb_event_ids");
+    let merge_ids = |from: &str, alias: &str, v: &str, a_ids: &str, extra: &str| {
+        format!(
+            "UPDATE {s} SET {ids} = {alias}.{a_ids} || {s}.{ids} FROM {from} AS {alias} \
+             WHERE {alias}.{k} = {s}.{key} AND {alias}.{v} = {s}.{sv} AND {alias}.{a_ids} IS NOT NULL \
+             AND {s}.{ids} IS NOT NULL AND LENGTH({alias}.{a_ids}) < 2000{extra}",
+            a_ids = q(a_ids),
+            v = q(v),
+            k = if alias == "cur" { key.clone() } else { q("item_key") },
+            sv = q("_ddb_version"),
+        )
+    };
+    out.push(Statement::new(merge_ids(&t, "cur", "_ddb_version", "_ddb_event_ids", "")));
+    out.push(Statement::with(
+        merge_ids(&tomb, "tomb", "version", "event_ids", &format!(" AND tomb.source_table = {}", d.param(1))),
+        vec![src()],
+    ));
     let soft = plan.options.deletes == DeleteMode::Soft;
     out.push(Statement::new(if soft {
         format!("DELETE FROM {t} WHERE {key} IN (SELECT {key} FROM {s} WHERE {} = 'U')", q("_ddb_op"))
@@ -273,7 +302,7 @@ pub fn apply_statements(
         .enumerate()
         .map(|(pos, &i)| d.cast_from_stage(&format!("{s}.{}", q(&format!("c{pos}"))), schema.columns[i].ty))
         .collect();
-    for sys in ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_deleted"] {
+    for sys in ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_deleted", "_ddb_event_ids"] {
         target_cols.push(q(sys));
         source_exprs.push(format!("{s}.{}", q(sys)));
     }
@@ -290,8 +319,8 @@ pub fn apply_statements(
     if soft {
         // No alias on the target: Redshift's UPDATE documents none ("UPDATE").
         out.push(Statement::new(format!(
-            "UPDATE {t} SET {del} = TRUE, {v} = {s}.{v}, {seq} = {s}.{seq}, {ev} = {s}.{ev}, {at} = {now} \
-             FROM {s} WHERE {t}.{key} = {s}.{key} AND {s}.{op} = 'D'",
+            "UPDATE {t} SET {del} = TRUE, {v} = {s}.{v}, {seq} = {s}.{seq}, {ev} = {s}.{ev}, {ids} = {s}.{ids}, \
+             {at} = {now} FROM {s} WHERE {t}.{key} = {s}.{key} AND {s}.{op} = 'D'",
             del = q("_ddb_deleted"),
             v = q("_ddb_version"),
             seq = q("_ddb_sequence"),
@@ -314,8 +343,8 @@ pub fn apply_statements(
     ));
     out.push(Statement::with(
         format!(
-            "INSERT INTO {tomb} (source_table, item_key, version, sequence, event, deleted_at) \
-             SELECT CAST({} AS {}), {key}, {v}, {seq}, {ev}, {} FROM {s} WHERE {s}.{del}",
+            "INSERT INTO {tomb} (source_table, item_key, version, sequence, event, deleted_at, event_ids) \
+             SELECT CAST({} AS {}), {key}, {v}, {seq}, {ev}, {}, {ids} FROM {s} WHERE {s}.{del}",
             d.param(1),
             d.text_cast(),
             d.now(),
@@ -431,6 +460,7 @@ mod tests {
             event: EventKind::Insert,
             version: Version::new(1, None),
             position: Position::new("f", "1"),
+            ids: Default::default(),
         };
         let opts = TableOptions { naming: crate::naming::NamingStyle::Preserve, ..Default::default() };
         let plan = plan_table(&mut cat, "Evil\"Table", vec![change], opts, Limits::default());
@@ -474,6 +504,7 @@ mod snapshot {
             event,
             version: Version::new(1_764_000_000_000_000, None),
             position: Position::new("f", "1"),
+            ids: Default::default(),
         }
     }
 

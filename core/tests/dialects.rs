@@ -36,6 +36,7 @@ fn change(id: &str, attrs: Vec<(&str, AttrValue)>, event: EventKind, micros: i64
         event,
         version: Version::new(micros, Some("12345678901234567890123")),
         position: Position::new("shard", "1"),
+        ids: Default::default(),
     }
 }
 

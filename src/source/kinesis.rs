@@ -1,14 +1,16 @@
 //! The `kinesis` source: Kinesis Data Streams for DynamoDB, through the shard reader.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_sdk_kinesis::operation::get_records::GetRecordsError;
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 
 use super::lineage::ShardInfo;
-use super::shards::{classify, ApiError, Page, Payload, ShardApi, ShardReader, SourceError, StartPosition};
+use super::shards::{
+    classify, ApiError, IteratorStart, Listing, Page, Payload, ReaderOptions, ShardApi, ShardReader,
+    SourceError,
+};
 use crate::aws::{sdk_config, AwsSettings};
 
 /// The four bytes that open a record aggregated by the Kinesis Producer Library.
@@ -25,46 +27,80 @@ impl ShardApi for KinesisApi {
         format!("Kinesis stream `{}`", self.stream)
     }
 
-    async fn list(&self) -> Result<Vec<ShardInfo>, ApiError> {
-        let mut listing = Vec::new();
+    async fn list(&self) -> Result<Listing, ApiError> {
+        let mut shards = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let request = match &token {
                 Some(t) => self.client.list_shards().next_token(t),
                 None => self.client.list_shards().stream_name(&self.stream),
             };
-            let out = request.send().await.map_err(|e| classify(&e, "ListShards"))?;
-            listing.extend(out.shards().iter().map(|s| ShardInfo {
-                id: s.shard_id().to_string(),
-                parent: s.parent_shard_id().map(str::to_string),
-                adjacent_parent: s.adjacent_parent_shard_id().map(str::to_string),
+            let out = match request.send().await.map_err(|e| classify(&e, "ListShards")) {
+                Ok(out) => out,
+                // A later page throttled: keep what was listed; the rest is asked for later.
+                Err(ApiError::Throttled(text)) if !shards.is_empty() => {
+                    tracing::warn!("{text}; using a partial shard listing");
+                    return Ok(Listing { shards, complete: false });
+                }
+                Err(e) => return Err(e),
+            };
+            shards.extend(out.shards().iter().map(|s| {
+                ShardInfo::new(
+                    s.shard_id().to_string(),
+                    s.parent_shard_id().map(str::to_string),
+                    s.adjacent_parent_shard_id().map(str::to_string),
+                    s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_some()),
+                )
             }));
             token = out.next_token().map(str::to_string);
             if token.is_none() {
-                return Ok(listing);
+                return Ok(Listing { shards, complete: true });
             }
         }
     }
 
-    async fn iterator(
-        &self,
-        shard: &str,
-        after: Option<&str>,
-        start: &StartPosition,
-    ) -> Result<Option<String>, ApiError> {
+    async fn children(&self, _shard: &str) -> Result<Listing, ApiError> {
+        self.list().await
+    }
+
+    async fn identity(&self) -> Result<Option<String>, ApiError> {
+        let out = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .map_err(|e| classify(&e, "DescribeStreamSummary"))?;
+        Ok(out
+            .stream_description_summary()
+            .map(|d| format!("{} created {}", d.stream_arn(), d.stream_creation_timestamp().secs())))
+    }
+
+    async fn iterator(&self, shard: &str, start: &IteratorStart) -> Result<Option<String>, ApiError> {
         let request = self.client.get_shard_iterator().stream_name(&self.stream).shard_id(shard);
-        let request = match (after, start) {
-            (Some(seq), _) => request
+        let request = match start {
+            IteratorStart::At(seq) => {
+                request.shard_iterator_type(ShardIteratorType::AtSequenceNumber).starting_sequence_number(seq)
+            }
+            IteratorStart::After(seq) => request
                 .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
                 .starting_sequence_number(seq),
-            (None, StartPosition::TrimHorizon) => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
-            (None, StartPosition::Latest) => request.shard_iterator_type(ShardIteratorType::Latest),
-            (None, StartPosition::At(secs)) => request
+            IteratorStart::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            IteratorStart::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+            IteratorStart::Timestamp(secs) => request
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(DateTime::from_secs_f64(*secs)),
         };
         let out = request.send().await.map_err(|e| classify(&e, &format!("GetShardIterator for {shard}")))?;
         Ok(out.shard_iterator().map(str::to_string))
+    }
+
+    fn verifies_resume(&self) -> bool {
+        true
+    }
+
+    fn has_timestamps(&self) -> bool {
+        true
     }
 
     async fn records(&self, _shard: &str, iterator: String, limit: usize) -> Result<Page, ApiError> {
@@ -88,10 +124,24 @@ impl ShardApi for KinesisApi {
                 Payload { sequence: r.sequence_number().to_string(), data, problem }
             })
             .collect();
+        let children = out
+            .child_shards()
+            .iter()
+            .map(|c| {
+                let parents = c.parent_shards();
+                ShardInfo::new(
+                    c.shard_id().to_string(),
+                    parents.first().cloned(),
+                    parents.get(1).cloned(),
+                    false,
+                )
+            })
+            .collect();
         Ok(Page {
             records,
             next: out.next_shard_iterator().map(str::to_string),
             behind_ms: out.millis_behind_latest(),
+            children,
         })
     }
 }
@@ -100,10 +150,8 @@ impl ShardApi for KinesisApi {
 pub fn open(
     stream: &str,
     aws: &AwsSettings,
-    start: StartPosition,
+    options: ReaderOptions,
     resume: HashMap<String, String>,
-    once: bool,
-    flush_interval: Duration,
 ) -> Result<ShardReader<KinesisApi>, SourceError> {
     let runtime = crate::runtime::background("dynashift-kinesis").map_err(|e| SourceError::Other {
         what: format!("Kinesis stream `{stream}`"),
@@ -113,5 +161,5 @@ pub fn open(
     // A full ARN names the stream too; the API takes the name.
     let name = stream.rsplit_once(":stream/").map_or(stream, |(_, n)| n).to_string();
     let api = KinesisApi { client: aws_sdk_kinesis::Client::new(&sdk), stream: name };
-    ShardReader::open(runtime, api, start, resume, once, flush_interval)
+    ShardReader::open(runtime, api, options, resume)
 }

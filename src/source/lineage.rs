@@ -1,7 +1,8 @@
 //! Shard lineage: which shards of a stream may be read now. A child is read only once its
 //! parents (both, after a merge) are drained, so an item's changes arrive parent-first.
 //! Parents that no longer appear in the listing have aged out of the stream: nothing is left
-//! to wait for.
+//! to wait for. Shards may also come in generations (a table's DynamoDB streams, oldest
+//! first): a shard is read only once every shard of an older generation is drained.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -10,6 +11,22 @@ pub struct ShardInfo {
     pub id: String,
     pub parent: Option<String>,
     pub adjacent_parent: Option<String>,
+    /// The shard has an ending sequence number: it takes no more records.
+    pub closed: bool,
+    /// (group, generation): within a group, older generations are drained first.
+    pub generation: Option<(String, u32)>,
+}
+
+impl ShardInfo {
+    /// A shard of a stream without generations.
+    pub fn new(
+        id: String,
+        parent: Option<String>,
+        adjacent_parent: Option<String>,
+        closed: bool,
+    ) -> ShardInfo {
+        ShardInfo { id, parent, adjacent_parent, closed, generation: None }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -19,11 +36,39 @@ pub struct Lineage {
 }
 
 impl Lineage {
-    /// Adds shards from a fresh listing (known shards keep their state).
-    pub fn update(&mut self, listing: impl IntoIterator<Item = ShardInfo>) {
+    /// Adds shards from a fresh listing; returns the ids not known before. Known shards keep
+    /// their state, except that a shard seen closed stays closed.
+    pub fn update(&mut self, listing: impl IntoIterator<Item = ShardInfo>) -> Vec<String> {
+        let mut new = Vec::new();
         for shard in listing {
-            self.shards.entry(shard.id.clone()).or_insert(shard);
+            match self.shards.get_mut(&shard.id) {
+                Some(known) => known.closed |= shard.closed,
+                None => {
+                    new.push(shard.id.clone());
+                    self.shards.insert(shard.id.clone(), shard);
+                }
+            }
         }
+        new
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.shards.contains_key(id)
+    }
+
+    pub fn is_closed(&self, id: &str) -> bool {
+        self.shards.get(id).is_some_and(|s| s.closed)
+    }
+
+    /// Forgets a shard (drained, and gone from the listing).
+    pub fn remove(&mut self, id: &str) {
+        self.shards.remove(id);
+        self.drained.remove(id);
+    }
+
+    /// Drained shards that `listing` (a complete one) no longer holds.
+    pub fn drained_and_unlisted(&self, listing: &HashSet<&str>) -> Vec<String> {
+        self.drained.iter().filter(|id| !listing.contains(id.as_str())).cloned().collect()
     }
 
     /// The shard ended (no next iterator): everything in it has been read.
@@ -39,12 +84,23 @@ impl Lineage {
         parent.as_ref().is_none_or(|p| !self.shards.contains_key(p) || self.drained.contains(p))
     }
 
-    /// Shards to read now, in id order: not drained, every listed parent drained.
+    /// Whether an undrained shard of an older generation of `shard`'s group remains.
+    fn older_generation_pending(&self, shard: &ShardInfo) -> bool {
+        let Some((group, generation)) = &shard.generation else { return false };
+        self.shards.values().any(|other| {
+            other.generation.as_ref().is_some_and(|(g, n)| g == group && n < generation)
+                && !self.drained.contains(&other.id)
+        })
+    }
+
+    /// Shards to read now, in id order: not drained, every listed parent drained, no older
+    /// generation left.
     pub fn readable(&self) -> Vec<String> {
         self.shards
             .values()
             .filter(|s| !self.drained.contains(&s.id))
             .filter(|s| self.parent_done(&s.parent) && self.parent_done(&s.adjacent_parent))
+            .filter(|s| !self.older_generation_pending(s))
             .map(|s| s.id.clone())
             .collect()
     }
@@ -55,7 +111,25 @@ mod tests {
     use super::*;
 
     fn shard(id: &str, parent: Option<&str>, adjacent: Option<&str>) -> ShardInfo {
-        ShardInfo { id: id.into(), parent: parent.map(Into::into), adjacent_parent: adjacent.map(Into::into) }
+        ShardInfo::new(id.into(), parent.map(Into::into), adjacent.map(Into::into), false)
+    }
+
+    #[test]
+    fn an_older_stream_is_drained_before_a_newer_one() {
+        let mut l = Lineage::default();
+        let of = |id: &str, generation: u32| ShardInfo {
+            generation: Some(("T".into(), generation)),
+            ..shard(id, None, None)
+        };
+        assert_eq!(l.update([of("old-a", 0), of("old-b", 0), of("new-a", 1)]).len(), 3);
+        assert_eq!(l.readable(), ["old-a", "old-b"]);
+        l.mark_drained("old-a");
+        l.mark_drained("old-b");
+        assert_eq!(l.readable(), ["new-a"]);
+        let listed: HashSet<&str> = ["old-b", "new-a"].into_iter().collect();
+        assert_eq!(l.drained_and_unlisted(&listed), ["old-a"]);
+        l.remove("old-a");
+        assert!(!l.contains("old-a"));
     }
 
     #[test]

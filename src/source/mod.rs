@@ -4,6 +4,7 @@ pub mod dynamodb_streams;
 pub mod file;
 pub mod kinesis;
 pub mod lineage;
+pub mod shard_api;
 pub mod shards;
 
 use dynashift_core::Position;
@@ -33,5 +34,15 @@ impl Source {
             Source::Kinesis(k) => k.next_batch(max)?,
             Source::DynamodbStreams(d) => d.next_batch(max)?,
         })
+    }
+
+    /// Shard markers (ends, prunes, the reader's start) to commit with the records last
+    /// returned (see `dynashift_core::checkpoint`).
+    pub fn take_marks(&mut self) -> Vec<Position> {
+        match self {
+            Source::File(_) => Vec::new(),
+            Source::Kinesis(k) => k.take_marks(),
+            Source::DynamodbStreams(d) => d.take_marks(),
+        }
     }
 }

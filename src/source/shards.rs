@@ -1,158 +1,64 @@
 //! Reading a sharded stream (Kinesis Data Streams, DynamoDB Streams) into batches.
 //!
 //! Every readable shard (see `lineage`) is polled with `GetRecords`, all of them at once,
-//! each no more than five times a second and about once a second while it is empty. A shard
-//! resumes after its committed position; a shard with none starts where the config says.
-//! Sequence numbers are positions, compared as numbers downstream. The service's API is
-//! behind `ShardApi`, one implementation per service.
+//! each no more than five times a second and about once a second while it is empty. Nothing
+//! is skipped silently:
+//!
+//! - the configured `start` applies to a new reader's first listing only; every shard found
+//!   later (a split's or merge's children, a new stream of a table, a shard that never gave a
+//!   record before a restart) starts at its trim horizon, or at the time the reader first
+//!   listed the stream;
+//! - where the service would quietly continue at the trim horizon from an expired position
+//!   (Kinesis), the reader resumes *at* the committed record and stops unless it comes back;
+//! - a shard read to its end commits an `end` marker, so a committed shard that is neither
+//!   listed nor ended at start-up is known to have been trimmed (a stop), and an ended shard
+//!   that left the listing is pruned.
+//!
+//! Markers and positions travel as positions (see `dynashift_core::checkpoint`), committed
+//! with the batch that holds the shard's records. The service's API is behind `ShardApi`.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::primitives::DateTime;
+use dynashift_core::checkpoint::{ENDED, PRUNED, START_KEY, STREAM_KEY};
 use dynashift_core::Position;
 
-use super::lineage::{Lineage, ShardInfo};
+use super::lineage::Lineage;
+pub use super::shard_api::{
+    classify, sdk_message, ApiError, IteratorStart, Listing, Page, Payload, ShardApi, SourceError,
+    StartPosition,
+};
 use super::RawRecord;
 use crate::warehouse::retry::Backoff;
 
 /// At most five GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
-/// How long an empty shard rests before it is asked again.
+/// How long an empty shard at the tip rests before it is asked again.
 const EMPTY_PAUSE: Duration = Duration::from_secs(1);
-/// How often the shard listing is refreshed to find the children of splits and merges.
-const LIST_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the whole listing is read again (children of ended shards are asked for when
+/// they end; this finds everything else, such as a table's new stream).
+const LIST_INTERVAL: Duration = Duration::from_secs(60);
+/// Listing calls are spaced at least this far apart (DynamoDB Streams allows 10
+/// DescribeStream calls a second, Kinesis 100 ListShards calls per second per stream).
+const MIN_LIST_SPACING: Duration = Duration::from_millis(250);
+/// A GetRecords call (with its iterator) that has not answered by then is asked again later,
+/// so one slow shard does not hold up the others.
+const CALL_LIMIT: Duration = Duration::from_secs(20);
+/// Bytes a round of calls across all shards may bring back, about.
+const ROUND_BYTES: usize = 64 << 20;
 
-/// An SDK error as one line: the service's code and message, or the transport's chain.
-pub fn sdk_message<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        SdkError::ServiceError(s) if s.err().code().is_some() => {
-            let err = s.err();
-            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
-        }
-        // No error code: the response could not be read (the reason is in the source chain).
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
-    }
-}
-
-/// Classifies an SDK error by its service code (Kinesis and DynamoDB Streams share them).
-pub fn classify<E, R>(e: &SdkError<E, R>, call: &str) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    let text = format!("{call}: {}", sdk_message(e));
-    match e.as_service_error().and_then(|s| s.code()) {
-        Some("ResourceNotFoundException") => ApiError::NotFound(text),
-        Some("AccessDeniedException") => ApiError::Denied(text),
-        Some("ExpiredIteratorException") => ApiError::Expired,
-        Some("ProvisionedThroughputExceededException")
-        | Some("LimitExceededException")
-        | Some("ThrottlingException") => ApiError::Throttled(text),
-        Some("TrimmedDataAccessException") => ApiError::Trimmed(text),
-        _ => ApiError::Transient(text),
-    }
-}
-
-/// Where a shard with no committed position starts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StartPosition {
-    TrimHorizon,
-    Latest,
-    /// Seconds since the epoch (with fraction).
-    At(f64),
-}
-
-impl StartPosition {
-    pub fn parse(text: &str) -> Result<StartPosition, String> {
-        match text {
-            "trim_horizon" => Ok(StartPosition::TrimHorizon),
-            "latest" => Ok(StartPosition::Latest),
-            t => DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
-                .map(|d| StartPosition::At(d.as_secs_f64()))
-                .map_err(|_| format!("`{t}` is not trim_horizon, latest, or an RFC 3339 time")),
-        }
-    }
-}
-
-/// One record as the service returned it.
-pub struct Payload {
-    pub sequence: String,
-    pub data: Vec<u8>,
-    /// Why the record cannot be decoded, when the service's side already knows.
-    pub problem: Option<String>,
-}
-
-/// One `GetRecords` answer.
-pub struct Page {
-    pub records: Vec<Payload>,
-    /// `None`: the shard is closed and fully read.
-    pub next: Option<String>,
-    /// How far behind the tip the shard is, where the service says.
-    pub behind_ms: Option<i64>,
-}
-
-#[derive(Debug)]
-pub enum ApiError {
-    NotFound(String),
-    Denied(String),
-    /// The iterator is too old; a fresh one is needed.
-    Expired,
-    /// The position is older than the stream keeps.
-    Trimmed(String),
-    Throttled(String),
-    Transient(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("{what} does not exist (or is not visible to these credentials): {message}")]
-    NotFound { what: String, message: String },
-    #[error("access to {what} was denied: {message}")]
-    Denied { what: String, message: String },
-    #[error(
-        "{what}: a committed position is older than the stream's retention, so changes were lost to \
-         dynashift: run a full load (backfill) of the affected tables, then start again ({message})"
-    )]
-    Trimmed { what: String, message: String },
-    #[error("{what}: {message}")]
-    Other { what: String, message: String },
-}
-
-/// A stream service's API, as the reader needs it.
-pub trait ShardApi: Clone + Send + Sync + 'static {
-    /// What is read, for messages: "Kinesis stream `x`".
-    fn describe(&self) -> String;
-    /// Every shard, with its parents.
-    fn list(&self) -> impl Future<Output = Result<Vec<ShardInfo>, ApiError>> + Send;
-    /// An iterator after `after`, or at `start` when the shard has no position.
-    fn iterator(
-        &self,
-        shard: &str,
-        after: Option<&str>,
-        start: &StartPosition,
-    ) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
-    fn records(
-        &self,
-        shard: &str,
-        iterator: String,
-        limit: usize,
-    ) -> impl Future<Output = Result<Page, ApiError>> + Send;
+/// How the reader behaves, from the configuration.
+#[derive(Debug, Clone)]
+pub struct ReaderOptions {
+    pub start: StartPosition,
+    /// Stop once every shard is caught up (`sync --once`) instead of waiting for more.
+    pub once: bool,
+    /// How long a partial batch may wait for more records.
+    pub flush_interval: Duration,
+    /// Continue when a committed position cannot be proved to exist (a shard known to have
+    /// been idle past the retention), instead of stopping.
+    pub skip_trim_check: bool,
 }
 
 #[derive(Default)]
@@ -160,51 +66,173 @@ struct ShardState {
     iterator: Option<String>,
     /// Newest sequence handed out (or committed), to resume after.
     last: Option<String>,
+    /// Where the first iterator starts when there is no `last`.
+    from: Option<IteratorStart>,
+    /// The committed sequence that must come back first (see `ShardApi::verifies_resume`).
+    verify: Option<String>,
     next_call: Option<Instant>,
     backoff: Option<Backoff>,
     /// The last call returned nothing and the shard is at the stream's tip.
     caught_up: bool,
 }
 
+impl ShardState {
+    fn start(&self) -> IteratorStart {
+        match (&self.verify, &self.last, &self.from) {
+            (Some(v), _, _) => IteratorStart::At(v.clone()),
+            (None, Some(last), _) => IteratorStart::After(last.clone()),
+            (None, None, Some(from)) => from.clone(),
+            (None, None, None) => IteratorStart::TrimHorizon,
+        }
+    }
+}
+
 pub struct ShardReader<A: ShardApi> {
     runtime: tokio::runtime::Runtime,
     api: A,
-    start: StartPosition,
+    options: ReaderOptions,
     lineage: Lineage,
     shards: HashMap<String, ShardState>,
+    /// When this reader (or the one whose positions it continues) first listed the stream,
+    /// µs since the epoch; `None` for positions kept by an earlier version.
+    started_micros: Option<i64>,
     listed_at: Option<Instant>,
-    /// Stop once every shard is caught up (`sync --once`) instead of waiting for more.
-    once: bool,
-    /// How long a partial batch may wait for more records.
-    flush_interval: Duration,
+    last_list_call: Option<Instant>,
+    /// Markers to commit with the next batch.
+    marks: Vec<Position>,
+    /// Average record size seen, to size calls by bytes.
+    record_bytes: usize,
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+fn mark(shard: &str, value: &str) -> Position {
+    Position::new(shard, value)
 }
 
 impl<A: ShardApi> ShardReader<A> {
-    /// `resume` maps shard id → committed sequence number.
+    /// `resume` maps shard id → committed value (a sequence or a marker, see
+    /// `dynashift_core::checkpoint`).
     pub fn open(
         runtime: tokio::runtime::Runtime,
         api: A,
-        start: StartPosition,
-        resume: HashMap<String, String>,
-        once: bool,
-        flush_interval: Duration,
+        options: ReaderOptions,
+        mut resume: HashMap<String, String>,
     ) -> Result<ShardReader<A>, SourceError> {
-        let shards = resume
-            .into_iter()
-            .map(|(id, seq)| (id, ShardState { last: Some(seq), ..ShardState::default() }))
-            .collect();
+        let what = api.describe();
+        let started_micros = resume.remove(START_KEY).and_then(|v| v.parse().ok());
+        let stored_identity = resume.remove(STREAM_KEY);
+        let new_reader = resume.is_empty() && started_micros.is_none();
         let mut reader = ShardReader {
             runtime,
             api,
-            start,
+            options,
             lineage: Lineage::default(),
-            shards,
+            shards: HashMap::new(),
+            started_micros,
             listed_at: None,
-            once,
-            flush_interval,
+            last_list_call: None,
+            marks: Vec::new(),
+            record_bytes: 1024,
         };
-        reader.list_shards()?;
+        let identity = reader.runtime.block_on(reader.api.identity()).map_err(|e| reader.fail(e))?;
+        match (identity, stored_identity) {
+            (Some(now), Some(then)) if now != then => {
+                return Err(SourceError::Other {
+                    what,
+                    message: format!(
+                        "the stream was re-created: its positions belong to `{then}`, the stream now is \
+                         `{now}`; to read the new stream from its start, delete this source's rows from \
+                         _dynashift.checkpoints"
+                    ),
+                })
+            }
+            (Some(now), None) => reader.marks.push(mark(STREAM_KEY, &now)),
+            _ => {}
+        }
+        if new_reader {
+            let now = now_micros();
+            reader.started_micros = Some(now);
+            reader.marks.push(mark(START_KEY, &now.to_string()));
+        }
+        let listing = reader.list_call(None).map_err(|e| reader.fail(e))?;
+        let listed: HashSet<String> = listing.shards.iter().map(|s| s.id.clone()).collect();
+        reader.lineage.update(listing.shards);
+        let verify = reader.api.verifies_resume();
+        let mut missing = Vec::new();
+        for (id, value) in resume {
+            if value == ENDED {
+                if listed.contains(&id) {
+                    reader.lineage.mark_drained(&id);
+                } else {
+                    reader.marks.push(mark(&id, PRUNED));
+                }
+                continue;
+            }
+            if listing.complete && !listed.contains(&id) {
+                missing.push(id.clone());
+                continue;
+            }
+            let state = reader.shards.entry(id).or_default();
+            if verify && !reader.options.skip_trim_check {
+                state.verify = Some(value.clone());
+            }
+            state.last = Some(value);
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            if !reader.options.skip_trim_check {
+                return Err(SourceError::Trimmed {
+                    what,
+                    message: format!(
+                        "shard(s) {} have committed positions but were not read to their end and are no \
+                         longer listed",
+                        missing.join(", ")
+                    ),
+                });
+            }
+            tracing::warn!(shards = %missing.join(", "), "positions of unlisted shards skipped (skip_trim_check)");
+        }
+        for id in listed {
+            let from = if new_reader { reader.first_start() } else { reader.later_start() };
+            reader.shards.entry(id).or_default().from.get_or_insert(from);
+        }
+        reader.listed_at = Some(Instant::now());
         Ok(reader)
+    }
+
+    /// Adds a marker to commit with the next batch.
+    pub fn push_mark(&mut self, position: Position) {
+        self.marks.push(position);
+    }
+
+    /// Markers to commit with the records last returned.
+    pub fn take_marks(&mut self) -> Vec<Position> {
+        std::mem::take(&mut self.marks)
+    }
+
+    /// Where a new reader's first listing starts: as configured.
+    fn first_start(&self) -> IteratorStart {
+        match self.options.start {
+            StartPosition::TrimHorizon => IteratorStart::TrimHorizon,
+            StartPosition::Latest => IteratorStart::Latest,
+            StartPosition::At(t) if self.api.has_timestamps() => IteratorStart::Timestamp(t),
+            StartPosition::At(_) => IteratorStart::TrimHorizon,
+        }
+    }
+
+    /// Where any other shard without a position starts: never at LATEST, which would skip
+    /// what the shard took before it was first read.
+    fn later_start(&self) -> IteratorStart {
+        let since = self.started_micros.map(|m| m as f64 / 1e6);
+        match (&self.options.start, since) {
+            (StartPosition::TrimHorizon, _) | (_, None) => IteratorStart::TrimHorizon,
+            _ if !self.api.has_timestamps() => IteratorStart::TrimHorizon,
+            (StartPosition::At(t), Some(s)) => IteratorStart::Timestamp(t.min(s)),
+            (StartPosition::Latest, Some(s)) => IteratorStart::Timestamp(s),
+        }
     }
 
     fn fail(&self, e: ApiError) -> SourceError {
@@ -214,29 +242,59 @@ impl<A: ShardApi> ShardReader<A> {
             ApiError::Denied(message) => SourceError::Denied { what, message },
             ApiError::Trimmed(message) => SourceError::Trimmed { what, message },
             ApiError::Expired => SourceError::Other { what, message: "iterator expired".into() },
-            ApiError::Throttled(message) | ApiError::Transient(message) => {
+            ApiError::Throttled(message) | ApiError::Transient(message) | ApiError::Permanent(message) => {
                 SourceError::Other { what, message }
             }
         }
     }
 
-    fn list_shards(&mut self) -> Result<(), SourceError> {
-        let listing = self.runtime.block_on(self.api.list()).map_err(|e| self.fail(e))?;
-        self.lineage.update(listing);
-        self.listed_at = Some(Instant::now());
-        Ok(())
+    /// One listing call (all shards, or the children of `ended`), spaced from the last.
+    fn list_call(&mut self, ended: Option<&str>) -> Result<Listing, ApiError> {
+        if let Some(wait) = self.last_list_call.map(|t| MIN_LIST_SPACING.saturating_sub(t.elapsed())) {
+            std::thread::sleep(wait);
+        }
+        self.last_list_call = Some(Instant::now());
+        match ended {
+            Some(shard) => self.runtime.block_on(self.api.children(shard)),
+            None => self.runtime.block_on(self.api.list()),
+        }
     }
 
-    /// Re-lists the shards while running: a missing stream or denied access stops the run,
-    /// anything else (the service unreachable, say) is retried at the next interval.
-    fn refresh_shards(&mut self) -> Result<(), SourceError> {
-        match self.list_shards() {
-            Err(SourceError::Other { message, .. }) => {
-                tracing::warn!("listing shards: {message}; retrying in {}s", LIST_INTERVAL.as_secs());
-                self.listed_at = Some(Instant::now());
+    /// Takes in a listing made while running: new shards start at `later_start`, ended
+    /// shards that left a complete listing are pruned.
+    fn take_listing(&mut self, listing: Listing) {
+        let listed: HashSet<String> = listing.shards.iter().map(|s| s.id.clone()).collect();
+        let complete = listing.complete;
+        for id in self.lineage.update(listing.shards) {
+            let from = self.later_start();
+            self.shards.entry(id).or_default().from.get_or_insert(from);
+        }
+        if complete {
+            let listed: HashSet<&str> = listed.iter().map(String::as_str).collect();
+            for id in self.lineage.drained_and_unlisted(&listed) {
+                self.lineage.remove(&id);
+                self.shards.remove(&id);
+                self.marks.push(mark(&id, PRUNED));
+            }
+        }
+    }
+
+    /// Re-lists while running: a missing stream, denied access or a permanent error stops
+    /// the run; anything else (the service unreachable, throttling) is retried later.
+    fn refresh(&mut self, ended: Option<&str>) -> Result<(), SourceError> {
+        if ended.is_none() {
+            self.listed_at = Some(Instant::now());
+        }
+        match self.list_call(ended) {
+            Ok(listing) => {
+                self.take_listing(listing);
                 Ok(())
             }
-            other => other,
+            Err(ApiError::Throttled(message) | ApiError::Transient(message)) => {
+                tracing::warn!("listing shards: {message}; retrying later");
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
         }
     }
 
@@ -247,10 +305,10 @@ impl<A: ShardApi> ShardReader<A> {
         let mut out: Vec<RawRecord> = Vec::new();
         loop {
             if self.listed_at.is_none_or(|t| t.elapsed() >= LIST_INTERVAL) {
-                self.refresh_shards()?;
+                self.refresh(None)?;
             }
             let readable = self.lineage.readable();
-            if readable.is_empty() && self.once {
+            if readable.is_empty() && self.options.once {
                 return Ok(out);
             }
             let now = Instant::now();
@@ -260,33 +318,23 @@ impl<A: ShardApi> ShardReader<A> {
                 .cloned()
                 .collect();
             let room = max.saturating_sub(out.len()).clamp(1, 10_000);
-            let mut ended = false;
-            for (id, result) in self.poll(&due, room) {
-                let state = self.shards.entry(id.clone()).or_default();
+            let by_bytes = ROUND_BYTES / due.len().max(1) / self.record_bytes.max(1);
+            let limit = room.min(by_bytes).max(1);
+            let mut ended: Vec<(String, Vec<super::lineage::ShardInfo>)> = Vec::new();
+            for (id, result) in self.poll(&due, limit) {
                 match result {
                     Ok(page) => {
-                        let empty = page.records.is_empty();
-                        let shard: Arc<str> = Arc::from(id.as_str());
-                        for p in page.records {
-                            state.last = Some(p.sequence.clone());
-                            out.push(RawRecord {
-                                data: p.data,
-                                position: Position::new(shard.clone(), p.sequence),
-                                problem: p.problem,
-                            });
-                        }
-                        state.backoff = None;
-                        state.caught_up = empty && page.behind_ms.is_none_or(|b| b == 0);
-                        state.next_call =
-                            Some(Instant::now() + if empty { EMPTY_PAUSE } else { MIN_CALL_INTERVAL });
-                        state.iterator = page.next;
-                        if state.iterator.is_none() {
-                            self.lineage.mark_drained(&id);
-                            ended = true;
+                        if let Some(children) = self.take_page(&id, page, &mut out)? {
+                            ended.push((id, children));
                         }
                     }
-                    Err(ApiError::Expired) => state.iterator = None,
+                    Err(ApiError::Expired) => {
+                        if let Some(s) = self.shards.get_mut(&id) {
+                            s.iterator = None;
+                        }
+                    }
                     Err(ApiError::Throttled(text) | ApiError::Transient(text)) => {
+                        let state = self.shards.entry(id.clone()).or_default();
                         let delay = state.backoff.get_or_insert_with(Backoff::default).next_delay();
                         tracing::warn!(shard = %id, "{text}; retrying in {:.1}s", delay.as_secs_f64());
                         state.next_call = Some(Instant::now() + delay);
@@ -294,17 +342,25 @@ impl<A: ShardApi> ShardReader<A> {
                     Err(fatal) => return Err(self.fail(fatal)),
                 }
             }
-            if ended {
-                // Children of a drained shard become readable; look for them now.
-                self.refresh_shards()?;
+            for (id, children) in ended {
+                // Children of a drained shard become readable: from the last page when the
+                // service names them, else by asking.
+                if children.is_empty() {
+                    self.refresh(Some(&id))?;
+                } else {
+                    self.take_listing(Listing { shards: children, complete: false });
+                }
             }
-            if out.len() >= max || (!out.is_empty() && started.elapsed() >= self.flush_interval) {
+            if out.len() >= max || (!out.is_empty() && started.elapsed() >= self.options.flush_interval) {
                 return Ok(out);
             }
+            // A closed shard is never caught up before its iterator ends.
             let caught_up =
-                self.lineage.readable().iter().all(|id| self.shards.get(id).is_some_and(|s| s.caught_up));
-            if (self.once && caught_up)
-                || (!self.once && out.is_empty() && started.elapsed() >= self.flush_interval)
+                self.lineage.readable().iter().all(|id| {
+                    !self.lineage.is_closed(id) && self.shards.get(id).is_some_and(|s| s.caught_up)
+                });
+            if (self.options.once && caught_up)
+                || (!self.options.once && out.is_empty() && started.elapsed() >= self.options.flush_interval)
             {
                 return Ok(out);
             }
@@ -320,34 +376,99 @@ impl<A: ShardApi> ShardReader<A> {
         }
     }
 
-    /// One `GetRecords` per due shard, all at once.
+    /// Takes one page of shard `id` into `out`. Returns the children named when the shard
+    /// ended (empty if the service names none), `None` while it goes on.
+    fn take_page(
+        &mut self,
+        id: &str,
+        mut page: Page,
+        out: &mut Vec<RawRecord>,
+    ) -> Result<Option<Vec<super::lineage::ShardInfo>>, SourceError> {
+        let state = self.shards.entry(id.to_string()).or_default();
+        if let Some(expected) = state.verify.take() {
+            let first = page.records.first().map(|r| r.sequence.clone());
+            match first {
+                Some(seq) if seq == expected => {
+                    page.records.remove(0);
+                }
+                // Something else came first, or the shard is at its tip or end without it:
+                // the committed record is gone, and what followed it may be too.
+                Some(_) => return Err(trimmed(&self.api, id, &expected)),
+                None if page.next.is_none() || page.behind_ms == Some(0) => {
+                    return Err(trimmed(&self.api, id, &expected))
+                }
+                None => state.verify = Some(expected),
+            }
+        }
+        let empty = page.records.is_empty();
+        let shard: Arc<str> = Arc::from(id);
+        let bytes: usize = page.records.iter().map(|p| p.data.len()).sum();
+        if !empty {
+            self.record_bytes = (self.record_bytes + bytes / page.records.len()) / 2;
+        }
+        for p in page.records {
+            state.last = Some(p.sequence.clone());
+            out.push(RawRecord {
+                data: p.data,
+                position: Position::new(shard.clone(), p.sequence),
+                problem: p.problem,
+            });
+        }
+        state.backoff = None;
+        let behind = page.behind_ms.unwrap_or(0);
+        // (A closed shard is never caught up before its iterator ends, see `next_batch`:
+        // DynamoDB Streams may answer empty pages before a closed shard's last records.)
+        state.caught_up = empty && behind == 0;
+        let pause = if empty && behind == 0 { EMPTY_PAUSE } else { MIN_CALL_INTERVAL };
+        state.next_call = Some(Instant::now() + pause);
+        state.iterator = page.next;
+        if state.iterator.is_some() {
+            return Ok(None);
+        }
+        self.lineage.mark_drained(id);
+        self.marks.push(mark(id, ENDED));
+        Ok(Some(page.children))
+    }
+
+    /// One `GetRecords` per due shard, all at once, each bounded by `CALL_LIMIT`.
     fn poll(&mut self, due: &[String], limit: usize) -> Vec<(String, Result<Page, ApiError>)> {
-        let work: Vec<(String, Option<String>, Option<String>)> = due
+        let work: Vec<(String, Option<String>, IteratorStart)> = due
             .iter()
             .map(|id| {
-                let s = self.shards.get(id);
-                (id.clone(), s.and_then(|s| s.iterator.clone()), s.and_then(|s| s.last.clone()))
+                let s = self.shards.entry(id.clone()).or_default();
+                (id.clone(), s.iterator.clone(), s.start())
             })
             .collect();
         let api = self.api.clone();
-        let start = self.start.clone();
         self.runtime.block_on(async move {
-            let calls = work.into_iter().map(|(id, iterator, last)| {
+            let calls = work.into_iter().map(|(id, iterator, start)| {
                 let api = api.clone();
-                let start = start.clone();
                 async move {
-                    let iterator = match iterator {
-                        Some(it) => it,
-                        None => match api.iterator(&id, last.as_deref(), &start).await {
-                            Ok(Some(it)) => it,
-                            Ok(None) => {
-                                return (id, Ok(Page { records: Vec::new(), next: None, behind_ms: None }))
-                            }
-                            Err(e) => return (id, Err(e)),
-                        },
+                    let call = async {
+                        let iterator = match iterator {
+                            Some(it) => it,
+                            None => match api.iterator(&id, &start).await? {
+                                Some(it) => it,
+                                None => {
+                                    return Ok(Page {
+                                        records: Vec::new(),
+                                        next: None,
+                                        behind_ms: None,
+                                        children: Vec::new(),
+                                    })
+                                }
+                            },
+                        };
+                        api.records(&id, iterator, limit).await
                     };
-                    let page = api.records(&id, iterator, limit).await;
-                    (id, page)
+                    let result = match tokio::time::timeout(CALL_LIMIT, call).await {
+                        Ok(result) => result,
+                        Err(_) => Err(ApiError::Transient(format!(
+                            "GetRecords for {id}: no answer within {}s",
+                            CALL_LIMIT.as_secs()
+                        ))),
+                    };
+                    (id, result)
                 }
             });
             futures_util::future::join_all(calls).await
@@ -355,15 +476,15 @@ impl<A: ShardApi> ShardReader<A> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn start_positions() {
-        assert_eq!(StartPosition::parse("trim_horizon"), Ok(StartPosition::TrimHorizon));
-        assert_eq!(StartPosition::parse("latest"), Ok(StartPosition::Latest));
-        assert_eq!(StartPosition::parse("2025-11-24T16:00:00Z"), Ok(StartPosition::At(1_764_000_000.0)));
-        assert!(StartPosition::parse("yesterday").is_err());
+fn trimmed<A: ShardApi>(api: &A, shard: &str, sequence: &str) -> SourceError {
+    SourceError::Trimmed {
+        what: api.describe(),
+        message: format!(
+            "shard {shard} no longer holds its committed record {sequence}; if the shard is known to have \
+             had no records since, set skip_trim_check = true in [source] to continue"
+        ),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -377,7 +377,7 @@ impl Warehouse for DataApiWarehouse {
         for chunk in sqls.chunks(super::data_api_calls::MAX_STATEMENTS) {
             self.run_call(chunk, &[])?;
         }
-        Ok(())
+        super::upgrade::upgrade_layout(self)
     }
 
     fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {

@@ -185,7 +185,7 @@ impl Warehouse for DuckDbWarehouse {
         for s in control_tables(&DuckDb, &self.layout) {
             self.run(&s)?;
         }
-        Ok(())
+        super::upgrade::upgrade_layout(self)
     }
 
     fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {

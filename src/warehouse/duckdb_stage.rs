@@ -54,6 +54,13 @@ pub fn record_batch(
         rows.iter().for_each(|r| b.append_value(r.deleted));
         Arc::new(b.finish())
     });
+    let optional_text = |f: &dyn Fn(&StagedRow) -> Option<&str>| {
+        let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * 8);
+        rows.iter().for_each(|r| b.append_option(f(r)));
+        Arc::new(b.finish()) as ArrayRef
+    };
+    arrays.push(optional_text(&|r| r.event_id.as_deref()));
+    arrays.push(optional_text(&|r| r.event_ids.as_deref()));
     for (index, (name, ty)) in columns.iter().skip(STAGE_CONTROL_COLUMNS).enumerate() {
         arrays.push(cell_column(rows, index, name, ty)?);
     }
@@ -135,13 +142,24 @@ mod tests {
             event: EventKind::Modify,
             op: RowOp::Upsert,
             deleted: false,
+            event_id: None,
+            event_ids: None,
             cells,
         }
     }
 
     fn columns(cells: &[&'static str]) -> Vec<(String, &'static str)> {
         let system = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN"];
-        let names = ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_op", "_ddb_deleted"];
+        let names = [
+            "_ddb_key",
+            "_ddb_version",
+            "_ddb_sequence",
+            "_ddb_event",
+            "_ddb_op",
+            "_ddb_deleted",
+            "_ddb_event_id",
+            "_ddb_event_ids",
+        ];
         let mut cols: Vec<(String, &'static str)> = names.iter().map(|n| n.to_string()).zip(system).collect();
         cols.extend(cells.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)));
         cols

@@ -15,6 +15,7 @@ pub mod registry;
 pub mod retry;
 pub mod s3_stage;
 pub mod steps;
+pub mod upgrade;
 
 use std::collections::HashMap;
 

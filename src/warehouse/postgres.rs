@@ -392,6 +392,8 @@ async fn load_stage(
         values.push(Bound(Value::Text(row.event.as_str())));
         values.push(Bound(Value::Text(row.op.code())));
         values.push(Bound(Value::Bool(row.deleted)));
+        values.push(row.event_id.as_deref().map_or(Bound(Value::Null), |id| Bound(Value::Text(id))));
+        values.push(row.event_ids.as_deref().map_or(Bound(Value::Null), |ids| Bound(Value::Text(ids))));
         for (cell, fixed) in row.cells.iter().zip(&replaced) {
             values.push(match fixed {
                 Some(text) => Bound(Value::Text(text)),
@@ -511,7 +513,8 @@ impl Warehouse for PostgresWarehouse {
                 run_sql(&tx, &s.sql, &s.params).await?;
             }
             tx.commit().await.map_err(|e| query_error("preparing the control tables", e))
-        })
+        })?;
+        super::upgrade::upgrade_layout(self)
     }
 
     fn load_catalog(&mut self) -> Result<Catalog, WarehouseError> {

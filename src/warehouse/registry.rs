@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use dynashift_core::change::compare_decimal;
+use dynashift_core::checkpoint::{compare_checkpoint, PRUNED};
 use dynashift_core::dialect::Dialect;
 use dynashift_core::naming::NamingStyle;
 use dynashift_core::schema::{Catalog, ColumnDef, TableSchema};
@@ -127,9 +127,11 @@ pub fn load_checkpoints(q: &mut dyn Query, source: &str) -> Result<HashMap<Strin
 /// whose commit was interrupted may have landed after all.
 pub fn positions_committed(committed: &HashMap<String, String>, positions: &[Position]) -> bool {
     !positions.is_empty()
-        && positions
-            .iter()
-            .all(|p| committed.get(p.shard.as_ref()).is_some_and(|c| compare_decimal(c, &p.sequence).is_ge()))
+        && positions.iter().all(|p| match committed.get(p.shard.as_ref()) {
+            Some(c) => compare_checkpoint(c, &p.sequence).is_ge(),
+            // A pruned shard's row is deleted.
+            None => &*p.sequence == PRUNED,
+        })
 }
 
 /// A version (µs since the epoch) as an RFC 3339 UTC time.

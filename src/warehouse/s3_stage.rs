@@ -117,6 +117,15 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
             row.op.code(),
             row.deleted
         ));
+        // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
+        for (name, value) in
+            [("_ddb_event_id", row.event_id.as_deref()), ("_ddb_event_ids", row.event_ids.as_deref())]
+        {
+            if let Some(v) = value {
+                line.push_str(&format!(",\"{name}\":"));
+                write_json_string(&mut line, v);
+            }
+        }
         for (i, cell) in row.cells.iter().enumerate() {
             line.push_str(&format!(",\"c{i}\":"));
             let text = match cell {
@@ -354,6 +363,7 @@ mod tests {
             event: EventKind::Insert,
             version: Version::new(1_764_000_000_123_456, None),
             position: Position::new("s", "1"),
+            ids: Default::default(),
         };
         let mut catalog = dynashift_core::schema::Catalog::default();
         let limits = dynashift_core::dialect::Redshift.limits();

@@ -72,6 +72,9 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
             ),
             key(),
         )));
+        if &*p.sequence == dynashift_core::checkpoint::PRUNED {
+            continue;
+        }
         let mut params = key();
         params.push(Param::Text(p.sequence.to_string()));
         steps.push(Step::Sql(Statement::with(

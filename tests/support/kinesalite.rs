@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use dynashift::aws::{sdk_config, AwsSettings};
+
 pub struct Kinesalite {
     child: Child,
     pub port: u16,
@@ -97,5 +101,88 @@ impl Drop for Kinesalite {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Kinesis stream on kinesalite, driven through the AWS SDK.
+pub struct KinesisStream {
+    pub name: String,
+    pub rt: tokio::runtime::Runtime,
+    pub client: aws_sdk_kinesis::Client,
+}
+
+impl KinesisStream {
+    pub fn new(kinesalite: &Kinesalite, name: &str) -> KinesisStream {
+        std::env::set_var("AWS_ACCESS_KEY_ID", "testing");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "testing");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let settings = AwsSettings {
+            region: Some("us-east-1".into()),
+            endpoint_url: Some(kinesalite.endpoint()),
+            profile: None,
+            max_attempts: Some(3),
+        };
+        let config = rt.block_on(sdk_config(&settings));
+        KinesisStream { name: name.to_string(), rt, client: aws_sdk_kinesis::Client::new(&config) }
+    }
+
+    pub fn create(&self, shards: i32) {
+        self.rt
+            .block_on(self.client.create_stream().stream_name(&self.name).shard_count(shards).send())
+            .unwrap();
+        self.wait_active();
+    }
+
+    pub fn wait_active(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self
+                .rt
+                .block_on(self.client.describe_stream_summary().stream_name(&self.name).send())
+                .unwrap();
+            if out.stream_description_summary().map(|s| s.stream_status()) == Some(&StreamStatus::Active) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "stream did not become active");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn put(&self, lines: &[String], first: usize) {
+        for (c, chunk) in lines.chunks(400).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    PutRecordsRequestEntry::builder()
+                        .data(Blob::new(l.as_bytes()))
+                        .partition_key(format!("pk-{}", first + c * 400 + i))
+                        .build()
+                        .unwrap()
+                })
+                .collect::<Vec<_>>();
+            let out = self
+                .rt
+                .block_on(self.client.put_records().stream_name(&self.name).set_records(Some(entries)).send())
+                .unwrap();
+            assert_eq!(out.failed_record_count(), Some(0));
+        }
+    }
+
+    /// (id, starting hash key, ending hash key) of the open shards.
+    pub fn open_shards(&self) -> Vec<(String, u128, u128)> {
+        let out = self.rt.block_on(self.client.list_shards().stream_name(&self.name).send()).unwrap();
+        out.shards()
+            .iter()
+            .filter(|s| s.sequence_number_range().is_some_and(|r| r.ending_sequence_number().is_none()))
+            .map(|s| {
+                let r = s.hash_key_range().unwrap();
+                (
+                    s.shard_id().to_string(),
+                    r.starting_hash_key().parse().unwrap(),
+                    r.ending_hash_key().parse().unwrap(),
+                )
+            })
+            .collect()
     }
 }
