@@ -194,6 +194,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     until_available("preparing the warehouse", &stop, || warehouse.setup())?;
     let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
     let resume = pipeline.checkpoints()?;
+    tracing::debug!(positions = resume.len(), "resuming from the committed positions");
     let mut source = open_source(config, options, resume)?;
     if options.dry_run {
         let records = source.next_batch(config.defaults.batch_size)?;

@@ -185,14 +185,12 @@ impl EventIds {
         }
     }
 
-    /// As stored in `_ddb_event_ids`: `,id,id,` (so `,id,` finds one), or `None` when no id
-    /// is known.
+    /// As stored in `_ddb_event_ids`: `,own,other,…,` (so `,id,` finds one, and the own id
+    /// is the first), or `None` when the change has no id of its own.
     pub fn stored(&self) -> Option<String> {
-        if self.own.is_none() && self.others.is_empty() {
-            return None;
-        }
-        let mut out = String::from(",");
-        for id in self.own.iter().chain(&self.others) {
+        let own = self.own.as_ref()?;
+        let mut out = format!(",{own},");
+        for id in &self.others {
             out.push_str(id);
             out.push(',');
         }

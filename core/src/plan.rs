@@ -62,8 +62,7 @@ pub struct StagedRow {
     pub event: EventKind,
     pub op: RowOp,
     pub deleted: bool,
-    /// The change's own `eventID` and, stored form, those seen at its time (`EventIds`).
-    pub event_id: Option<Box<str>>,
+    /// The change's own `eventID`, then those seen at its time, as stored (`EventIds`).
     pub event_ids: Option<String>,
     /// Aligned with `TablePlan::staged`.
     pub cells: Vec<Cell>,
@@ -162,7 +161,6 @@ pub fn plan_rows(
             op,
             deleted,
             event_ids: change.ids.stored(),
-            event_id: change.ids.own,
             cells: Vec::new(),
         };
         sparse.push((row, cells));

@@ -199,7 +199,7 @@ pub fn schema_changes(
 }
 
 /// How many control columns lead every stage (see `stage_columns`).
-pub const STAGE_CONTROL_COLUMNS: usize = 8;
+pub const STAGE_CONTROL_COLUMNS: usize = 7;
 
 /// Staging columns: fixed control columns, then `c0, c1, …` for the staged data columns.
 pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) -> Vec<(String, &'static str)> {
@@ -210,7 +210,6 @@ pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) ->
         ("_ddb_event".into(), d.system_type(SystemType::Text)),
         ("_ddb_op".into(), d.system_type(SystemType::Text)),
         ("_ddb_deleted".into(), d.system_type(SystemType::Bool)),
-        ("_ddb_event_id".into(), d.system_type(SystemType::Text)),
         ("_ddb_event_ids".into(), d.system_type(SystemType::Text)),
     ];
     for (i, &col) in plan.staged.iter().enumerate() {
@@ -235,11 +234,12 @@ pub fn apply_statements(
     let tomb = d.qualified(&layout.control_schema, "tombstones");
     let src = || Param::Text(schema.source_table.clone());
     // Not newer: an older time; or the same time and an earlier or equal place in the
-    // shard, or an `eventID` already applied at that time (a re-delivery, see `EventIds`).
+    // shard, or an `eventID` already applied at that time (a re-delivery, see `EventIds`;
+    // the stage's own id is the first of its `_ddb_event_ids`).
     let newer_or_same = |alias: &str, v: &str, seq: &str, ids: &str| {
         format!(
             "({a}.{v} > {s}.{sv} OR ({a}.{v} = {s}.{sv} AND ({a}.{seq} >= {s}.{ss} \
-             OR POSITION(',' || {s}.{id} || ',' IN {a}.{ids}) > 0)))",
+             OR POSITION(',' || NULLIF(SPLIT_PART({s}.{own}, ',', 2), '') || ',' IN {a}.{ids}) > 0)))",
             a = alias,
             v = q(v),
             seq = q(seq),
@@ -247,7 +247,7 @@ pub fn apply_statements(
             s = s,
             sv = q("_ddb_version"),
             ss = q("_ddb_sequence"),
-            id = q("_ddb_event_id"),
+            own = q("_ddb_event_ids"),
         )
     };
     let key = q("_ddb_key");

@@ -457,4 +457,9 @@ impl Query for DataApiWarehouse {
         let mut results = self.run_call(&[sql], &[0])?;
         Ok(results.pop().unwrap_or_default())
     }
+
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
+        self.run_call(&[sql.to_string()], &[])?;
+        Ok(())
+    }
 }

@@ -34,6 +34,8 @@ pub struct Call {
 struct Unit {
     sqls: Vec<String>,
     counts: Vec<(usize, String)>,
+    /// A position's DELETE and INSERT.
+    position: bool,
 }
 
 /// `s` with its values written in, within the Data API's size limit.
@@ -90,7 +92,7 @@ pub fn data_api_calls_within(
             Step::Schema(s) => schema.push(inline(&s)?),
             Step::LoadStage { index, columns } => {
                 let sqls = vec![d.create_stage(STAGE, &columns), copy(index, &columns)?];
-                open = Some(Unit { sqls, counts: Vec::new() });
+                open = Some(Unit { sqls, ..Unit::default() });
             }
             Step::CountApplied { index } => {
                 let plan = &batch.tables[index];
@@ -100,6 +102,11 @@ pub fn data_api_calls_within(
                 unit.sqls.push(inline(&update)?);
                 unit.counts.push((unit.sqls.len(), plan.source_table.clone()));
                 unit.sqls.push(applied_counts_query(d, STAGE));
+            }
+            Step::Together(statements) => {
+                push_table(&mut units, std::mem::take(&mut schema), Unit::default(), max_statements);
+                let sqls = statements.iter().map(inline).collect::<Result<Vec<_>, _>>()?;
+                units.push(Unit { sqls, counts: Vec::new(), position: true });
             }
             Step::Sql(s) => match open.as_mut() {
                 Some(unit) => {
@@ -111,7 +118,7 @@ pub fn data_api_calls_within(
                 }
                 None => {
                     push_table(&mut units, std::mem::take(&mut schema), Unit::default(), max_statements);
-                    units.push(Unit { sqls: vec![inline(&s)?], counts: Vec::new() });
+                    units.push(Unit { sqls: vec![inline(&s)?], ..Unit::default() });
                 }
             },
         }
@@ -130,14 +137,14 @@ pub fn data_api_calls_within(
             ),
         });
     }
-    // Cut values are recorded after the last table's data, before the positions.
-    let at = units.iter().rposition(|u| u.sqls.len() > 1).map_or(0, |i| i + 1);
+    // Cut values are recorded after the tables' data, before the positions.
+    let at = units.iter().position(|u| u.position).unwrap_or(units.len());
     let cut: Vec<Unit> = extra_rejects
         .iter()
         .map(|r| {
             Ok(Unit {
                 sqls: vec![inline(&reject_statement(d, layout, &batch.source, r))?],
-                counts: Vec::new(),
+                ..Unit::default()
             })
         })
         .collect::<Result<_, WarehouseError>>()?;
@@ -154,10 +161,10 @@ fn push_table(units: &mut Vec<Unit>, schema: Vec<String>, data: Unit, max_statem
         let mut sqls = ddl;
         sqls.extend(data.sqls);
         let counts = data.counts.into_iter().map(|(i, t)| (i + shift, t)).collect();
-        units.push(Unit { sqls, counts });
+        units.push(Unit { sqls, counts, position: false });
         return;
     }
-    units.push(Unit { sqls: ddl, counts: Vec::new() });
+    units.push(Unit { sqls: ddl, counts: Vec::new(), position: false });
     units.push(data);
 }
 

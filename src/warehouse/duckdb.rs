@@ -130,6 +130,11 @@ impl DuckDbWarehouse {
                     self.run(&s)?;
                     tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short(&s.sql), "statement");
                 }
+                Step::Together(statements) => {
+                    for s in statements {
+                        self.run(&s)?;
+                    }
+                }
                 Step::LoadStage { index, columns } => {
                     let t = std::time::Instant::now();
                     self.load_stage(batch, index, &columns)?;
@@ -259,5 +264,9 @@ impl Query for DuckDbWarehouse {
             out.push(fields);
         }
         Ok(out)
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
+        self.conn.execute_batch(sql).map_err(query_err(&short(sql)))
     }
 }

@@ -59,7 +59,6 @@ pub fn record_batch(
         rows.iter().for_each(|r| b.append_option(f(r)));
         Arc::new(b.finish()) as ArrayRef
     };
-    arrays.push(optional_text(&|r| r.event_id.as_deref()));
     arrays.push(optional_text(&|r| r.event_ids.as_deref()));
     for (index, (name, ty)) in columns.iter().skip(STAGE_CONTROL_COLUMNS).enumerate() {
         arrays.push(cell_column(rows, index, name, ty)?);
@@ -142,14 +141,13 @@ mod tests {
             event: EventKind::Modify,
             op: RowOp::Upsert,
             deleted: false,
-            event_id: None,
             event_ids: None,
             cells,
         }
     }
 
     fn columns(cells: &[&'static str]) -> Vec<(String, &'static str)> {
-        let system = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN"];
+        let system = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN", "VARCHAR"];
         let names = [
             "_ddb_key",
             "_ddb_version",
@@ -157,7 +155,6 @@ mod tests {
             "_ddb_event",
             "_ddb_op",
             "_ddb_deleted",
-            "_ddb_event_id",
             "_ddb_event_ids",
         ];
         let mut cols: Vec<(String, &'static str)> = names.iter().map(|n| n.to_string()).zip(system).collect();
@@ -172,12 +169,13 @@ mod tests {
             row(vec![Cell::Null, Cell::Null, Cell::Null]),
         ];
         let batch = record_batch(&rows, &columns(&["VARCHAR", "BIGINT", "BLOB"])).unwrap();
-        assert_eq!((batch.num_rows(), batch.num_columns()), (2, 9));
+        assert_eq!((batch.num_rows(), batch.num_columns()), (2, 10));
         assert_eq!(batch.column(1).as_primitive::<Int64Type>().value(0), 7);
-        assert_eq!(batch.column(6).as_string::<i64>().value(0), "a");
-        assert_eq!(batch.column(7).as_primitive::<Int64Type>().value(0), 5);
-        assert_eq!(batch.column(8).data_type(), &DataType::LargeBinary);
-        assert!((6..9).all(|c| batch.column(c).is_null(1)));
+        assert!(batch.column(6).is_null(0), "no eventIDs");
+        assert_eq!(batch.column(7).as_string::<i64>().value(0), "a");
+        assert_eq!(batch.column(8).as_primitive::<Int64Type>().value(0), 5);
+        assert_eq!(batch.column(9).data_type(), &DataType::LargeBinary);
+        assert!((7..10).all(|c| batch.column(c).is_null(1)));
     }
 
     #[test]

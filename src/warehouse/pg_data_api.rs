@@ -48,7 +48,6 @@ fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String
                 redshift_literal(&Param::Text(row.event.as_str().into())),
                 redshift_literal(&Param::Text(row.op.code().into())),
                 if row.deleted { "TRUE".into() } else { "FALSE".into() },
-                row.event_id.as_deref().map_or("NULL".into(), |id| redshift_literal(&Param::Text(id.into()))),
                 row.event_ids
                     .as_deref()
                     .map_or("NULL".into(), |ids| redshift_literal(&Param::Text(ids.into()))),

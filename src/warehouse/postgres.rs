@@ -392,7 +392,6 @@ async fn load_stage(
         values.push(Bound(Value::Text(row.event.as_str())));
         values.push(Bound(Value::Text(row.op.code())));
         values.push(Bound(Value::Bool(row.deleted)));
-        values.push(row.event_id.as_deref().map_or(Bound(Value::Null), |id| Bound(Value::Text(id))));
         values.push(row.event_ids.as_deref().map_or(Bound(Value::Null), |ids| Bound(Value::Text(ids))));
         for (cell, fixed) in row.cells.iter().zip(&replaced) {
             values.push(match fixed {
@@ -421,6 +420,11 @@ async fn apply_batch(
         match step {
             Step::Sql(s) | Step::Schema(s) => {
                 run_sql(&tx, &s.sql, &s.params).await?;
+            }
+            Step::Together(statements) => {
+                for s in statements {
+                    run_sql(&tx, &s.sql, &s.params).await?;
+                }
             }
             Step::LoadStage { index, columns } => match s3 {
                 Some((loading, staged)) => {
@@ -488,6 +492,13 @@ impl Query for PostgresWarehouse {
             .map(|r| (0..r.len()).map(|i| field(r, i)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| query_error(short(sql), e))
+    }
+
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
+        let runtime_handle = self.runtime.handle().clone();
+        let client = self.client()?;
+        runtime_handle.block_on(client.execute(sql, &[])).map_err(|e| query_error(short(sql), e))?;
+        Ok(())
     }
 }
 

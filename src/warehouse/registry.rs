@@ -28,6 +28,8 @@ pub trait Query {
     fn layout(&self) -> &Layout;
     /// Runs `sql` with bound `params`; every row's fields in select order.
     fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Field>>, WarehouseError>;
+    /// Runs a statement that returns no rows (DDL, an UPDATE).
+    fn execute(&mut self, sql: &str) -> Result<(), WarehouseError>;
 }
 
 fn corrupt(what: &str) -> WarehouseError {

@@ -118,13 +118,9 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
             row.deleted
         ));
         // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
-        for (name, value) in
-            [("_ddb_event_id", row.event_id.as_deref()), ("_ddb_event_ids", row.event_ids.as_deref())]
-        {
-            if let Some(v) = value {
-                line.push_str(&format!(",\"{name}\":"));
-                write_json_string(&mut line, v);
-            }
+        if let Some(ids) = row.event_ids.as_deref() {
+            line.push_str(",\"_ddb_event_ids\":");
+            write_json_string(&mut line, ids);
         }
         for (i, cell) in row.cells.iter().enumerate() {
             line.push_str(&format!(",\"c{i}\":"));

@@ -18,6 +18,9 @@ pub const STAGE: &str = "_dynashift_stage";
 
 pub enum Step {
     Sql(Statement),
+    /// Statements that must commit together even where a batch spans several transactions
+    /// (the Data API's calls): a position's DELETE and INSERT.
+    Together(Vec<Statement>),
     /// DDL and the registry rows describing it: they must commit together.
     Schema(Statement),
     /// Create the stage for table plan `index` and bulk-load its rows.
@@ -63,7 +66,7 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     }
     for p in &batch.checkpoints {
         let key = || vec![Param::Text(batch.source.clone()), Param::Text(p.shard.to_string())];
-        steps.push(Step::Sql(Statement::with(
+        let mut together = vec![Statement::with(
             format!(
                 "DELETE FROM {} WHERE source = {} AND shard = {}",
                 control("checkpoints"),
@@ -71,21 +74,22 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
                 d.param(2)
             ),
             key(),
-        )));
-        if &*p.sequence == dynashift_core::checkpoint::PRUNED {
-            continue;
+        )];
+        // A pruned shard's row is only deleted.
+        if &*p.sequence != dynashift_core::checkpoint::PRUNED {
+            let mut params = key();
+            params.push(Param::Text(p.sequence.to_string()));
+            together.push(Statement::with(
+                format!(
+                    "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {})",
+                    control("checkpoints"),
+                    d.params(1, 3),
+                    d.now()
+                ),
+                params,
+            ));
         }
-        let mut params = key();
-        params.push(Param::Text(p.sequence.to_string()));
-        steps.push(Step::Sql(Statement::with(
-            format!(
-                "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {})",
-                control("checkpoints"),
-                d.params(1, 3),
-                d.now()
-            ),
-            params,
-        )));
+        steps.push(Step::Together(together));
     }
     steps.push(Step::Sql(Statement::with(
         format!(
@@ -169,6 +173,9 @@ pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> 
         .into_iter()
         .map(|step| match step {
             Step::Sql(s) | Step::Schema(s) => s.to_string(),
+            Step::Together(statements) => {
+                statements.iter().map(|s| s.to_string()).collect::<Vec<_>>().join("\n")
+            }
             Step::LoadStage { index, columns } => {
                 let cols: Vec<(String, &'static str)> = columns;
                 format!(

@@ -61,11 +61,91 @@ pub fn upgrade_layout(q: &mut dyn Query) -> Result<(), WarehouseError> {
         );
         let has = q.rows(&probe, &[Param::Text(schema), Param::Text(name), Param::Text(ids.into())])?;
         if has.is_empty() {
-            q.rows(&add, &[])?;
+            q.execute(&add)?;
         }
-        q.rows(&widen, &[])?;
+        q.execute(&widen)?;
     }
-    q.rows(&format!("DELETE FROM {meta} WHERE name = 'layout'"), &[])?;
-    q.rows(&format!("INSERT INTO {meta} (name, value) VALUES ('layout', '{LAYOUT}')"), &[])?;
+    q.execute(&format!("DELETE FROM {meta} WHERE name = 'layout'"))?;
+    q.execute(&format!("INSERT INTO {meta} (name, value) VALUES ('layout', '{LAYOUT}')"))?;
     Ok(())
+}
+
+#[cfg(all(test, feature = "duckdb"))]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::pipeline::Pipeline;
+    use crate::source::RawRecord;
+    use crate::warehouse::duckdb::DuckDbWarehouse;
+    use crate::warehouse::Warehouse;
+
+    fn record(id: &str, ms: i64, event_id: &str) -> String {
+        format!(
+            r#"{{"eventID":"{event_id}","eventName":"MODIFY","tableName":"T","dynamodb":{{"ApproximateCreationDateTime":{ms},"Keys":{{"id":{{"S":"{id}"}}}},"NewImage":{{"id":{{"S":"{id}"}}}}}}}}"#
+        )
+    }
+
+    fn texts(w: &mut DuckDbWarehouse, sql: &str) -> Vec<String> {
+        w.rows(sql, &[])
+            .unwrap()
+            .into_iter()
+            .map(|r| match &r[0] {
+                Field::Text(t) => t.clone(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_layout_1_warehouse_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.duckdb");
+        let config = Config::parse(
+            &format!(
+                "[source]\nkind = \"file\"\npath = \"x\"\n[target]\nkind = \"duckdb\"\npath = \"{}\"\n",
+                path.display()
+            ),
+            std::path::Path::new("c.toml"),
+        )
+        .unwrap();
+        let w = DuckDbWarehouse::open(&path, "dynamodb").unwrap();
+        let mut pipeline = Pipeline::new(config.clone(), w).unwrap();
+        let records = vec![RawRecord {
+            data: record("a", 1_764_000_000_000, "e1").into_bytes(),
+            position: dynashift_core::Position::new("f", "7"),
+            problem: None,
+        }];
+        pipeline.process(records).unwrap();
+        let (_, mut w, _) = pipeline.into_parts();
+        // As an earlier version left it: 40-digit sequences, no eventID columns, no layout.
+        for sql in [
+            "ALTER TABLE dynamodb.t DROP COLUMN _ddb_event_ids",
+            "UPDATE dynamodb.t SET _ddb_sequence = RIGHT(_ddb_sequence, 40)",
+            "ALTER TABLE _dynashift.tombstones DROP COLUMN event_ids",
+            "DELETE FROM _dynashift.meta",
+        ] {
+            w.execute(sql).unwrap();
+        }
+        assert_eq!(texts(&mut w, "SELECT _ddb_sequence FROM dynamodb.t")[0].len(), 40);
+        w.setup().unwrap();
+        assert_eq!(texts(&mut w, "SELECT _ddb_sequence FROM dynamodb.t"), ["0".repeat(63) + "7"]);
+        assert_eq!(texts(&mut w, "SELECT value FROM _dynashift.meta WHERE name = 'layout'"), [LAYOUT]);
+        assert_eq!(
+            texts(&mut w, "SELECT CAST(COUNT(event_ids) AS VARCHAR) FROM _dynashift.tombstones"),
+            ["0"]
+        );
+        // The same change again is recognised as not newer; a later one of the same time wins.
+        let mut pipeline = Pipeline::new(config, w).unwrap();
+        let again = |seq: &str, id: &str| RawRecord {
+            data: record("a", 1_764_000_000_000, id).into_bytes(),
+            position: dynashift_core::Position::new("f", seq),
+            problem: None,
+        };
+        let outcome = pipeline.process(vec![again("7", "e1")]).unwrap();
+        assert_eq!(outcome.applied.get("T").copied().unwrap_or(0), 0, "the same record again");
+        let outcome = pipeline.process(vec![again("9", "e2")]).unwrap();
+        assert_eq!(outcome.applied.get("T"), Some(&1));
+        let (_, mut w, _) = pipeline.into_parts();
+        assert_eq!(texts(&mut w, "SELECT _ddb_event_ids FROM dynamodb.t"), [",e2,"]);
+    }
 }

@@ -131,6 +131,9 @@ pub fn wire_statements(layout: &Layout, batch: &Batch) -> Vec<(String, Vec<Bind>
     for step in batch_steps(d, layout, batch) {
         match step {
             Step::Sql(s) | Step::Schema(s) => out.push((s.sql.clone(), s.params.iter().map(bind).collect())),
+            Step::Together(statements) => {
+                out.extend(statements.iter().map(|s| (s.sql.clone(), s.params.iter().map(bind).collect())))
+            }
             Step::LoadStage { columns, .. } => {
                 out.push((d.create_stage(STAGE, &columns), Vec::new()));
                 let copy = copy_from_manifest(STAGE, &columns, MANIFEST, COPY_ROLE, None).expect("COPY text");
