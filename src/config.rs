@@ -102,6 +102,12 @@ pub struct KinesisSourceConfig {
     /// have been idle past the retention) instead of stopping.
     #[serde(default)]
     pub skip_trim_check: bool,
+    /// DynamoDB tables whose changes the stream carries, for `check` to read their streaming
+    /// destination's settings.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Endpoint of the DynamoDB API for `check`, when `endpoint_url` (Kinesis) is not it.
+    pub dynamodb_endpoint_url: Option<String>,
 }
 
 impl KinesisSourceConfig {

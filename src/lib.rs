@@ -4,6 +4,7 @@
 //! adapters around it: configuration, sources, warehouses and the run loop.
 
 pub mod aws;
+pub mod check;
 pub mod config;
 pub mod pipeline;
 pub mod planner;

@@ -65,7 +65,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Check the configuration and that the target can be opened.
+    /// Check the configuration, that the target can be opened, and the source's settings.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -156,6 +156,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             w.setup()?;
             w.load_catalog()?;
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
+            for line in dynashift::check::source_lines(&config) {
+                println!("{line}");
+            }
             Ok(())
         }
         Command::Bench { records, keys, batch_size, dir, decode_only, postgres_url, kinesis_endpoint } => {
