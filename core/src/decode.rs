@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::change::{Change, EventIds, EventKind, Op, Position, Version};
+use crate::change::{Change, EventIds, EventKind, Op, Position, Version, SEQUENCE_WIDTH};
 use crate::held::{HeldChange, Packed};
 use crate::json::{JsonResult, Reader};
 use crate::pack_json::{read_packed_bytes_holding, read_packed_item, PackScratch};
@@ -51,6 +51,8 @@ pub enum DecodeError {
     MissingNewImage(&'static str),
     #[error("record has no usable `ApproximateCreationDateTime`")]
     MissingTime,
+    #[error("sequence number has more than {SEQUENCE_WIDTH} digits, so it cannot be ordered: {0}…")]
+    SequenceTooLong(String),
     #[error("export line for table `{0}` cannot be keyed: set `keys` for it in the configuration")]
     UnknownKeys(String),
     #[error("export line lacks key attribute `{0}`")]
@@ -234,6 +236,10 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     // A DynamoDB Streams record orders by its own sequence number and is never re-delivered.
     // A Kinesis record orders by its place in the shard, and may be delivered again later
     // in it: its `eventID` recognises the re-delivery.
+    let sequence = rec.sequence_number.as_deref().unwrap_or(&position.sequence);
+    if sequence.trim_start_matches('0').len() > SEQUENCE_WIDTH {
+        return Err(DecodeError::SequenceTooLong(sequence.chars().take(SEQUENCE_WIDTH).collect()));
+    }
     let (version, ids) = match rec.sequence_number.as_deref() {
         Some(sequence) => (Version::new(micros, Some(sequence)), EventIds::default()),
         None => (Version::new(micros, Some(&position.sequence)), EventIds::of(env.event_id.as_deref())),
@@ -386,6 +392,13 @@ mod tests {
         assert_eq!(c.ids.own.as_deref(), Some("7d0c"));
         assert_eq!(c.key_text, r#"{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"}}"#);
         assert_eq!(c.new_image.unwrap().len(), 4);
+    }
+
+    #[test]
+    fn sequences_past_the_stored_width_are_rejected() {
+        let long = "1".repeat(SEQUENCE_WIDTH + 1);
+        let e = decode(KINESIS.as_bytes(), Position::new("s", long.as_str()), &DecodeContext::default());
+        assert!(matches!(e, Err(DecodeError::SequenceTooLong(_))), "{e:?}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ impl StreamsApi {
                     .map_err(|e| classify(&e, "ListStreams"))?;
                 arns.extend(out.streams().iter().filter_map(|s| s.stream_arn().map(str::to_string)));
                 last = out.last_evaluated_stream_arn().map(str::to_string);
+                // ListStreams allows 5 calls a second.
+                tokio::time::sleep(std::time::Duration::from_millis(220)).await;
                 if last.is_none() {
                     break;
                 }
@@ -86,12 +88,12 @@ impl StreamsApi {
     async fn describe(
         &self,
         arn: &str,
-        generation: u32,
         filter: Option<&str>,
         out: &mut Vec<ShardInfo>,
     ) -> Result<bool, ApiError> {
         let key = stream_key(arn).unwrap_or_default();
-        let table = key.split('/').next().unwrap_or_default().to_string();
+        let (table, label) =
+            key.split_once('/').map(|(t, l)| (t.to_string(), l.to_string())).unwrap_or_default();
         let mut last: Option<String> = None;
         loop {
             let mut request =
@@ -126,13 +128,14 @@ impl StreamsApi {
                     parent: s.parent_shard_id().map(|p| format!("{key}/{p}")),
                     adjacent_parent: None,
                     closed,
-                    generation: Some((table.clone(), generation)),
+                    generation: Some((table.clone(), label.clone())),
                 })
             }));
             last = d.last_evaluated_shard_id().map(str::to_string);
             if last.is_none() {
                 return Ok(true);
             }
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
         }
     }
 }
@@ -148,28 +151,18 @@ impl ShardApi for StreamsApi {
         let streams = self.streams().await?;
         let mut shards = Vec::new();
         let mut complete = true;
-        let mut generation: HashMap<String, u32> = HashMap::new();
         for arn in &streams {
-            let table = dynashift_core::decode::table_from_arn(arn).unwrap_or_default();
-            let n = generation.entry(table).or_insert(0);
-            complete &= self.describe(arn, *n, None, &mut shards).await?;
-            *n += 1;
+            // DescribeStream allows 10 calls a second: pages of several streams are spaced.
+            tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+            complete &= self.describe(arn, None, &mut shards).await?;
         }
         Ok(Listing { shards, complete })
     }
 
     async fn children(&self, shard: &str) -> Result<Listing, ApiError> {
         let (arn, id) = self.stream_of(shard)?;
-        // The generation of a child is its parent's: take it from a full listing's order.
-        let streams = self.streams().await?;
-        let table = dynashift_core::decode::table_from_arn(&arn).unwrap_or_default();
-        let generation = streams
-            .iter()
-            .filter(|a| dynashift_core::decode::table_from_arn(a).as_deref() == Some(table.as_str()))
-            .position(|a| *a == arn)
-            .unwrap_or(0) as u32;
         let mut shards = Vec::new();
-        self.describe(&arn, generation, Some(id), &mut shards).await?;
+        self.describe(&arn, Some(id), &mut shards).await?;
         Ok(Listing { shards, complete: false })
     }
 

@@ -13,8 +13,9 @@ pub struct ShardInfo {
     pub adjacent_parent: Option<String>,
     /// The shard has an ending sequence number: it takes no more records.
     pub closed: bool,
-    /// (group, generation): within a group, older generations are drained first.
-    pub generation: Option<(String, u32)>,
+    /// (group, generation): within a group, earlier generations (in text order: a DynamoDB
+    /// stream's label is its creation time) are drained first.
+    pub generation: Option<(String, String)>,
 }
 
 impl ShardInfo {
@@ -118,7 +119,7 @@ mod tests {
     fn an_older_stream_is_drained_before_a_newer_one() {
         let mut l = Lineage::default();
         let of = |id: &str, generation: u32| ShardInfo {
-            generation: Some(("T".into(), generation)),
+            generation: Some(("T".into(), format!("2026-01-0{}T00:00:00.000", generation + 1))),
             ..shard(id, None, None)
         };
         assert_eq!(l.update([of("old-a", 0), of("old-b", 0), of("new-a", 1)]).len(), 3);

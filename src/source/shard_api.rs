@@ -62,8 +62,7 @@ pub fn classify_code(code: Option<&str>, text: String) -> ApiError {
             | "KMSDisabledException"
             | "KMSInvalidStateException"
             | "KMSNotFoundException"
-            | "KMSOptInRequired"
-            | "ResourceInUseException",
+            | "KMSOptInRequired",
         ) => ApiError::Permanent(text),
         _ => ApiError::Transient(text),
     }
@@ -217,5 +216,7 @@ mod tests {
             assert!(matches!(c(code), ApiError::Throttled(_)), "{code}");
         }
         assert!(matches!(classify_code(None, "timeout".into()), ApiError::Transient(_)));
+        // A stream being updated is a passing state.
+        assert!(matches!(c("ResourceInUseException"), ApiError::Transient(_)));
     }
 }

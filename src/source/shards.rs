@@ -40,13 +40,21 @@ const EMPTY_PAUSE: Duration = Duration::from_secs(1);
 /// they end; this finds everything else, such as a table's new stream).
 const LIST_INTERVAL: Duration = Duration::from_secs(60);
 /// Listing calls are spaced at least this far apart (DynamoDB Streams allows 10
-/// DescribeStream calls a second, Kinesis 100 ListShards calls per second per stream).
+/// DescribeStream calls a second; Kinesis allows more ListShards calls).
 const MIN_LIST_SPACING: Duration = Duration::from_millis(250);
 /// A GetRecords call (with its iterator) that has not answered by then is asked again later,
 /// so one slow shard does not hold up the others.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
 /// Bytes a round of calls across all shards may bring back, about.
 const ROUND_BYTES: usize = 64 << 20;
+/// Taken off a start time given to AT_TIMESTAMP: the service compares it with its own arrival
+/// times, and this host's clock may run ahead. Reading a little earlier only reads again.
+const CLOCK_MARGIN_SECS: f64 = 60.0;
+/// Empty pages in a row after which a shard whose service does not say how far behind it is
+/// (DynamoDB Streams) counts as caught up: an empty page may come before later records.
+const EMPTY_PAGES_AT_TIP: u32 = 3;
+/// Attempts at the first listing when the service throttles or cannot be reached.
+const OPEN_ATTEMPTS: u32 = 6;
 
 /// How the reader behaves, from the configuration.
 #[derive(Debug, Clone)]
@@ -74,6 +82,8 @@ struct ShardState {
     backoff: Option<Backoff>,
     /// The last call returned nothing and the shard is at the stream's tip.
     caught_up: bool,
+    /// Empty pages in a row.
+    empty_pages: u32,
 }
 
 impl ShardState {
@@ -137,7 +147,7 @@ impl<A: ShardApi> ShardReader<A> {
             marks: Vec::new(),
             record_bytes: 1024,
         };
-        let identity = reader.runtime.block_on(reader.api.identity()).map_err(|e| reader.fail(e))?;
+        let identity = reader.with_retries(|r| r.runtime.block_on(r.api.identity()))?;
         match (identity, stored_identity) {
             (Some(now), Some(then)) if now != then => {
                 return Err(SourceError::Other {
@@ -157,7 +167,7 @@ impl<A: ShardApi> ShardReader<A> {
             reader.started_micros = Some(now);
             reader.marks.push(mark(START_KEY, &now.to_string()));
         }
-        let listing = reader.list_call(None).map_err(|e| reader.fail(e))?;
+        let listing = reader.with_retries(|r| r.list_call(None))?;
         let listed: HashSet<String> = listing.shards.iter().map(|s| s.id.clone()).collect();
         reader.lineage.update(listing.shards);
         let verify = reader.api.verifies_resume();
@@ -203,6 +213,26 @@ impl<A: ShardApi> ShardReader<A> {
         Ok(reader)
     }
 
+    /// `call`, tried again with backoff while the service throttles or cannot be reached.
+    fn with_retries<T>(
+        &mut self,
+        mut call: impl FnMut(&mut Self) -> Result<T, ApiError>,
+    ) -> Result<T, SourceError> {
+        let mut backoff = Backoff::default();
+        let mut attempt = 1;
+        loop {
+            match call(self) {
+                Err(ApiError::Throttled(text) | ApiError::Transient(text)) if attempt < OPEN_ATTEMPTS => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!("{text}; retrying in {:.1}s", delay.as_secs_f64());
+                    std::thread::sleep(delay);
+                    attempt += 1;
+                }
+                other => return other.map_err(|e| self.fail(e)),
+            }
+        }
+    }
+
     /// Adds a marker to commit with the next batch.
     pub fn push_mark(&mut self, position: Position) {
         self.marks.push(position);
@@ -226,7 +256,7 @@ impl<A: ShardApi> ShardReader<A> {
     /// Where any other shard without a position starts: never at LATEST, which would skip
     /// what the shard took before it was first read.
     fn later_start(&self) -> IteratorStart {
-        let since = self.started_micros.map(|m| m as f64 / 1e6);
+        let since = self.started_micros.map(|m| m as f64 / 1e6 - CLOCK_MARGIN_SECS);
         match (&self.options.start, since) {
             (StartPosition::TrimHorizon, _) | (_, None) => IteratorStart::TrimHorizon,
             _ if !self.api.has_timestamps() => IteratorStart::TrimHorizon,
@@ -415,11 +445,15 @@ impl<A: ShardApi> ShardReader<A> {
             });
         }
         state.backoff = None;
-        let behind = page.behind_ms.unwrap_or(0);
-        // (A closed shard is never caught up before its iterator ends, see `next_batch`:
-        // DynamoDB Streams may answer empty pages before a closed shard's last records.)
-        state.caught_up = empty && behind == 0;
-        let pause = if empty && behind == 0 { EMPTY_PAUSE } else { MIN_CALL_INTERVAL };
+        state.empty_pages = if empty { state.empty_pages + 1 } else { 0 };
+        // At the tip: the service says so, or (where it does not) several empty pages in a
+        // row. A closed shard is never caught up before its iterator ends (see `next_batch`).
+        let at_tip = match page.behind_ms {
+            Some(behind) => behind == 0,
+            None => state.empty_pages >= EMPTY_PAGES_AT_TIP,
+        };
+        state.caught_up = empty && at_tip;
+        let pause = if empty && at_tip { EMPTY_PAUSE } else { MIN_CALL_INTERVAL };
         state.next_call = Some(Instant::now() + pause);
         state.iterator = page.next;
         if state.iterator.is_some() {
@@ -432,11 +466,23 @@ impl<A: ShardApi> ShardReader<A> {
 
     /// One `GetRecords` per due shard, all at once, each bounded by `CALL_LIMIT`.
     fn poll(&mut self, due: &[String], limit: usize) -> Vec<(String, Result<Page, ApiError>)> {
+        // A shard opened at LATEST that loses its iterator (iterators expire after minutes)
+        // before its first record must not be opened at LATEST again: it continues from a
+        // little before now (Kinesis) or its trim horizon.
+        let reopen = if self.api.has_timestamps() {
+            IteratorStart::Timestamp(now_micros() as f64 / 1e6 - CLOCK_MARGIN_SECS)
+        } else {
+            IteratorStart::TrimHorizon
+        };
         let work: Vec<(String, Option<String>, IteratorStart)> = due
             .iter()
             .map(|id| {
                 let s = self.shards.entry(id.clone()).or_default();
-                (id.clone(), s.iterator.clone(), s.start())
+                let start = s.start();
+                if s.iterator.is_none() && start == IteratorStart::Latest {
+                    s.from = Some(reopen.clone());
+                }
+                (id.clone(), s.iterator.clone(), start)
             })
             .collect();
         let api = self.api.clone();
@@ -447,17 +493,19 @@ impl<A: ShardApi> ShardReader<A> {
                     let call = async {
                         let iterator = match iterator {
                             Some(it) => it,
-                            None => match api.iterator(&id, &start).await? {
-                                Some(it) => it,
-                                None => {
-                                    return Ok(Page {
-                                        records: Vec::new(),
-                                        next: None,
-                                        behind_ms: None,
-                                        children: Vec::new(),
-                                    })
+                            None => {
+                                match api.iterator(&id, &start).await.map_err(|e| at_position(e, &start))? {
+                                    Some(it) => it,
+                                    None => {
+                                        return Ok(Page {
+                                            records: Vec::new(),
+                                            next: None,
+                                            behind_ms: None,
+                                            children: Vec::new(),
+                                        })
+                                    }
                                 }
-                            },
+                            }
                         };
                         api.records(&id, iterator, limit).await
                     };
@@ -473,6 +521,19 @@ impl<A: ShardApi> ShardReader<A> {
             });
             futures_util::future::join_all(calls).await
         })
+    }
+}
+
+/// Kinesis may answer a position older than the retention with InvalidArgumentException
+/// naming the starting sequence number: that is a trimmed position, not a bad request.
+fn at_position(e: ApiError, start: &IteratorStart) -> ApiError {
+    match (e, start) {
+        (ApiError::Permanent(text), IteratorStart::At(_) | IteratorStart::After(_))
+            if text.contains("InvalidArgumentException") && text.contains("equence") =>
+        {
+            ApiError::Trimmed(text)
+        }
+        (e, _) => e,
     }
 }
 

@@ -185,7 +185,7 @@ fn a_restarted_reader_is_not_new_and_never_starts_a_shard_at_latest() {
     let api = Scripted::default();
     let started = now() - 10_000_000;
     // A shard that gave no record before the restart, then took two.
-    api.shard("s0", None, &[(1, started - 1_000_000), (2, started + 1_000_000), (3, started + 2_000_000)]);
+    api.shard("s0", None, &[(1, started - 120_000_000), (2, started + 1_000_000), (3, started + 2_000_000)]);
     let mut reader = open(&api, StartPosition::Latest, &[(START_KEY, &started.to_string())]).unwrap();
     assert!(reader.take_marks().iter().all(|m| &*m.shard != START_KEY));
     assert_eq!(sequences(&reader.next_batch(100).unwrap()), ["s0@2", "s0@3"]);
@@ -263,4 +263,24 @@ fn throttling_is_waited_out_and_permanent_errors_stop() {
     });
     let err = reader.next_batch(100).unwrap_err();
     assert!(err.to_string().contains("KMSDisabledException"), "{err}");
+}
+
+#[test]
+fn an_iterator_expiring_before_the_first_record_is_not_renewed_at_latest() {
+    let api = Scripted::default();
+    api.shard("s0", None, &[]);
+    let mut reader = open(&api, StartPosition::Latest, &[]).unwrap();
+    assert!(reader.next_batch(100).unwrap().is_empty());
+    // Records arrive, then the iterator expires before they are read.
+    api.with(|s| s.shards.get_mut("s0").unwrap().records.extend([(1, now()), (2, now())]));
+    api.with(|s| s.failures.push(ApiError::Expired));
+    let mut read = Vec::new();
+    for _ in 0..10 {
+        read.extend(sequences(&reader.next_batch(100).unwrap()));
+        if read.len() == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(read, ["s0@1", "s0@2"]);
 }
