@@ -116,6 +116,15 @@ impl Dynamo {
     }
 
     fn create(&self, table: &str, keys: &[(&str, ScalarAttributeType, KeyType)]) {
+        self.create_with_view(table, keys, StreamViewType::NewAndOldImages)
+    }
+
+    fn create_with_view(
+        &self,
+        table: &str,
+        keys: &[(&str, ScalarAttributeType, KeyType)],
+        view: StreamViewType,
+    ) {
         let mut request = self
             .client
             .create_table()
@@ -128,11 +137,7 @@ impl Dynamo {
                     .unwrap(),
             )
             .stream_specification(
-                StreamSpecification::builder()
-                    .stream_enabled(true)
-                    .stream_view_type(StreamViewType::NewAndOldImages)
-                    .build()
-                    .unwrap(),
+                StreamSpecification::builder().stream_enabled(true).stream_view_type(view).build().unwrap(),
             );
         for (name, ty, kind) in keys {
             request = request
@@ -301,4 +306,44 @@ fn tables_written_through_the_api_replicate_cell_for_cell() {
     let changes = server.query("streams", "SELECT CAST(SUM(records) AS TEXT) FROM _dynashift.runs");
     // Nine writes before the first pass, three after: one stream record each.
     assert_eq!(changes[0].as_deref(), Some("12"), "every stream record read once");
+    // Positions are kept per stream: `<table>/<stream label>/<shard id>`.
+    let keys = server.query("streams", "SELECT shard FROM _dynashift.checkpoints WHERE shard NOT LIKE '@%'");
+    assert!(!keys.is_empty());
+    for key in keys.iter().flatten() {
+        assert_eq!(key.split('/').count(), 3, "{key}");
+    }
+}
+
+/// A stream whose records carry no new image cannot be replicated: one line says so, before
+/// anything is read.
+#[test]
+fn a_keys_only_stream_is_refused_in_one_line() {
+    let moto = MotoServer::start();
+    let server = PgServer::start();
+    let url = server.create_db("keys_only");
+    let db = Dynamo::new(&moto);
+    db.create_with_view("Events", &[("id", ScalarAttributeType::S, KeyType::Hash)], StreamViewType::KeysOnly);
+    db.put("Events", vec![("id", s("e-1"))]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("streams.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"Events\"]\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{}\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["sync", "--once", "--config"])
+        .arg(&config)
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("KEYS_ONLY") && message.contains("NEW_AND_OLD_IMAGES"), "{message}");
 }

@@ -86,6 +86,10 @@ fn put_keyed(stream: &KinesisStream, records: &[(String, String)]) {
 
 /// `id → v` as replicated.
 fn values(server: &PgServer, db: &str) -> std::collections::BTreeMap<String, String> {
+    let exists = server.query(db, "SELECT CAST(to_regclass('dynamodb.items') AS TEXT)");
+    if exists.first().cloned().flatten().is_none() {
+        return Default::default();
+    }
     let rows = server.query(db, "SELECT CAST(id AS TEXT) || '=' || v FROM dynamodb.items");
     rows.into_iter()
         .flatten()
