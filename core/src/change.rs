@@ -1,6 +1,5 @@
 //! The change model: what one source record means, independent of its envelope.
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -59,28 +58,60 @@ pub const SEQUENCE_WIDTH: usize = 64;
 /// for Kinesis-for-DynamoDB records, whose times tie at millisecond precision). Later
 /// versions win; an equal version is the same record again. The tie is decided the same way
 /// whichever batch each change arrives in.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version {
     pub micros: i64,
-    /// Zero-padded to `SEQUENCE_WIDTH` digits so text order is numeric order. Borrowed from
-    /// a constant when zero, so records without a sequence (export lines) allocate nothing.
-    pub sequence: Cow<'static, str>,
+    /// The sequence's digits without leading zeros (empty for none): held inline when short
+    /// (a byte offset), so most records' versions allocate nothing. Stored zero-padded to
+    /// `SEQUENCE_WIDTH` digits (`padded`), so that text order is numeric order.
+    digits: crate::value::Text,
 }
-
-const ZERO_SEQUENCE: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl Version {
     pub fn new(micros: i64, sequence: Option<&str>) -> Version {
         let digits = sequence.map(|s| s.trim_start_matches('0')).unwrap_or("");
-        if digits.is_empty() {
-            return Version { micros, sequence: Cow::Borrowed(ZERO_SEQUENCE) };
+        Version { micros, digits: digits.into() }
+    }
+
+    /// The sequence as stored: zero-padded to `SEQUENCE_WIDTH` digits.
+    pub fn padded(&self) -> PaddedSequence<'_> {
+        PaddedSequence(&self.digits)
+    }
+
+    /// Bytes held beyond the struct itself.
+    pub fn heap_bytes(&self) -> usize {
+        if self.digits.is_heap_allocated() {
+            self.digits.len()
+        } else {
+            0
         }
-        let mut padded = String::with_capacity(SEQUENCE_WIDTH);
-        for _ in digits.len()..SEQUENCE_WIDTH {
-            padded.push('0');
+    }
+}
+
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.micros
+            .cmp(&other.micros)
+            .then_with(|| self.digits.len().cmp(&other.digits.len()))
+            .then_with(|| self.digits.as_bytes().cmp(other.digits.as_bytes()))
+    }
+}
+
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A version's sequence as stored, written without an intermediate string.
+pub struct PaddedSequence<'a>(&'a str);
+
+impl fmt::Display for PaddedSequence<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for _ in self.0.len()..SEQUENCE_WIDTH {
+            f.write_str("0")?;
         }
-        padded.push_str(digits);
-        Version { micros, sequence: Cow::Owned(padded) }
+        f.write_str(self.0)
     }
 }
 
@@ -147,9 +178,6 @@ pub struct Change {
     pub ids: EventIds,
 }
 
-/// Longest `eventID` kept; real ones are 32 hex digits with dashes. A longer one is not an
-/// identity a duplicate can be recognised by, so it is not kept.
-pub const MAX_EVENT_ID: usize = 128;
 /// Most `eventID`s remembered for one item's newest time.
 pub const MAX_TIE_IDS: usize = 16;
 
@@ -157,49 +185,54 @@ pub const MAX_TIE_IDS: usize = 16;
 /// and those of the item's other changes with the same creation time already seen. Kinesis
 /// delivers duplicates later in the shard, so by sequence alone a duplicate of an earlier
 /// change would overwrite a different change of the same millisecond; a change whose own
-/// `eventID` was seen at its time is never newer than anything.
+/// `eventID` was seen at its time is never newer than anything. Ids are kept as 64-bit
+/// FNV-1a hashes (stable across processes, as they are stored): no allocation per record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventIds {
-    pub own: Option<Box<str>>,
+    pub own: Option<u64>,
     /// Other changes' ids at the same time, at most `MAX_TIE_IDS`.
-    pub others: Vec<Box<str>>,
+    others: Box<[u64]>,
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl EventIds {
-    /// The ids of a change with `id` (kept only when it is a plausible `eventID`).
+    /// The ids of a change with `id`.
     pub fn of(id: Option<&str>) -> EventIds {
-        let own = id.filter(|i| !i.is_empty() && i.len() <= MAX_EVENT_ID && !i.contains(',')).map(Box::from);
-        EventIds { own, others: Vec::new() }
+        EventIds { own: id.filter(|i| !i.is_empty()).map(fnv1a), others: Box::default() }
     }
 
-    pub fn contains(&self, id: &str) -> bool {
-        self.own.as_deref() == Some(id) || self.others.iter().any(|o| &**o == id)
+    pub fn contains(&self, id: u64) -> bool {
+        self.own == Some(id) || self.others.contains(&id)
     }
 
     /// Remembers `other`'s ids as seen at the same time as this change.
     pub fn absorb(&mut self, other: &EventIds) {
-        for id in other.own.iter().chain(&other.others) {
-            if self.others.len() < MAX_TIE_IDS && !self.contains(id) {
-                self.others.push(id.clone());
+        let mut others = self.others.to_vec();
+        for id in other.own.iter().chain(other.others.iter()) {
+            if others.len() < MAX_TIE_IDS && !self.contains(*id) && !others.contains(id) {
+                others.push(*id);
             }
         }
+        self.others = others.into_boxed_slice();
     }
 
-    /// As stored in `_ddb_event_ids`: `,own,other,…,` (so `,id,` finds one, and the own id
-    /// is the first), or `None` when the change has no id of its own.
+    /// As stored in `_ddb_event_ids`: `,own,other,…,` in hex (so `,id,` finds one, and the own
+    /// id is the first), or `None` when the change has no id of its own.
     pub fn stored(&self) -> Option<String> {
-        let own = self.own.as_ref()?;
-        let mut out = format!(",{own},");
-        for id in &self.others {
-            out.push_str(id);
-            out.push(',');
+        let own = self.own?;
+        let mut out = format!(",{own:016x},");
+        for id in self.others.iter() {
+            out.push_str(&format!("{id:016x},"));
         }
         Some(out)
     }
 
     pub fn weight(&self) -> usize {
-        self.own.as_ref().map_or(0, |o| o.len())
-            + self.others.iter().map(|o| o.len() + std::mem::size_of::<Box<str>>()).sum::<usize>()
+        self.others.len() * std::mem::size_of::<u64>()
     }
 }
 
@@ -230,7 +263,8 @@ mod tests {
         assert!(b < a, "a 21-digit sequence is smaller than a 24-digit one");
         assert!(Version::new(2, None) > Version::new(1, Some("9")));
         assert_eq!(Version::new(5, Some("0")), Version::new(5, None));
-        assert_eq!(ZERO_SEQUENCE.len(), SEQUENCE_WIDTH);
-        assert_eq!(Version::new(5, Some("7")).sequence.len(), SEQUENCE_WIDTH);
+        assert_eq!(Version::new(5, None).padded().to_string(), "0".repeat(SEQUENCE_WIDTH));
+        assert_eq!(Version::new(5, Some("007")).padded().to_string(), "0".repeat(SEQUENCE_WIDTH - 1) + "7");
+        assert_eq!(Version::new(5, Some("7")).heap_bytes(), 0, "short sequences are held inline");
     }
 }

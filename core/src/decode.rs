@@ -389,7 +389,8 @@ mod tests {
         assert_eq!(c.table, "Invoices");
         assert_eq!(c.event, EventKind::Modify);
         assert_eq!(c.version, Version::new(1764000123456789, Some("1")), "ties by the record's place");
-        assert_eq!(c.ids.own.as_deref(), Some("7d0c"));
+        assert_eq!(c.ids, EventIds::of(Some("7d0c")));
+        assert!(c.ids.own.is_some());
         assert_eq!(c.key_text, r#"{"accountId":{"S":"acc-42"},"invoiceNo":{"N":"1007"}}"#);
         assert_eq!(c.new_image.unwrap().len(), 4);
     }

@@ -110,7 +110,7 @@ impl HeldChange {
         std::mem::size_of::<(Box<str>, HeldChange)>()
             + key_text.len()
             + self.packed.len()
-            + self.version.sequence.len()
+            + self.version.heap_bytes()
             + self.position.sequence.len()
             + self.ids.weight()
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder};
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
+use dynashift_core::change::SEQUENCE_WIDTH;
 use dynashift_core::plan::StagedRow;
 use dynashift_core::sql::STAGE_CONTROL_COLUMNS;
 use dynashift_core::types::Cell;
@@ -46,7 +47,16 @@ pub fn record_batch(
         rows.iter().for_each(|r| b.append_value(r.version.micros));
         Arc::new(b.finish())
     });
-    arrays.push(text(&|r| &r.version.sequence));
+    arrays.push({
+        use std::fmt::Write as _;
+        let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * SEQUENCE_WIDTH);
+        for r in rows {
+            // Written straight into the column's buffer; the empty append ends the value.
+            let _ = write!(b, "{}", r.version.padded());
+            b.append_value("");
+        }
+        Arc::new(b.finish()) as ArrayRef
+    });
     arrays.push(text(&|r| r.event.as_str()));
     arrays.push(text(&|r| r.op.code()));
     arrays.push({

@@ -44,7 +44,7 @@ fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String
             let mut values = vec![
                 redshift_literal(&Param::Text(row.key_text.clone())),
                 row.version.micros.to_string(),
-                redshift_literal(&Param::Text(row.version.sequence.to_string())),
+                redshift_literal(&Param::Text(row.version.padded().to_string())),
                 redshift_literal(&Param::Text(row.event.as_str().into())),
                 redshift_literal(&Param::Text(row.op.code().into())),
                 if row.deleted { "TRUE".into() } else { "FALSE".into() },

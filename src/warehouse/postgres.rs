@@ -385,10 +385,11 @@ async fn load_stage(
                 });
             }
         }
+        let sequence = row.version.padded().to_string();
         let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
         values.push(Bound(Value::Text(&row.key_text)));
         values.push(Bound(Value::Int(row.version.micros)));
-        values.push(Bound(Value::Text(&row.version.sequence)));
+        values.push(Bound(Value::Text(&sequence)));
         values.push(Bound(Value::Text(row.event.as_str())));
         values.push(Bound(Value::Text(row.op.code())));
         values.push(Bound(Value::Bool(row.deleted)));

@@ -112,7 +112,7 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
         line.push_str(&format!(
             ",\"_ddb_version\":\"{}\",\"_ddb_sequence\":\"{}\",\"_ddb_event\":\"{}\",\"_ddb_op\":\"{}\",\"_ddb_deleted\":{}",
             row.version.micros,
-            row.version.sequence,
+            row.version.padded(),
             row.event.as_str(),
             row.op.code(),
             row.deleted
