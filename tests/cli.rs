@@ -247,3 +247,52 @@ fn export_lines_and_hostile_names_load() {
         conn.query_row("SELECT _ddb_event FROM dynamodb.weird_table_", [], |r| r.get(0)).unwrap();
     assert_eq!(event, "LOAD");
 }
+
+/// Records past DynamoDB's limits, as a malformed producer or a merging relay could send:
+/// 20,000 levels of nesting, a 3 MB string, 20,000 attributes, a 70 KB attribute name. None
+/// may crash the run or exhaust memory; each is loaded or rejected with its reason, and the
+/// valid record beside them lands.
+#[test]
+fn records_past_dynamodbs_limits_are_loaded_or_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |i: usize, image: &str| {
+        format!(
+            r#"{{"eventID":"e{i}","eventName":"INSERT","tableName":"Hostile","dynamodb":{{"ApproximateCreationDateTime":{},"Keys":{{"id":{{"S":"h{i}"}}}},"NewImage":{{"id":{{"S":"h{i}"}}{image}}}}}}}"#,
+            1_764_000_000_000u64 + i as u64
+        )
+    };
+    let deep = format!("{}{{\"S\":\"x\"}}{}", "{\"L\":[".repeat(20_000), "]}".repeat(20_000));
+    let wide: String = (0..20_000).map(|i| format!(r#","a{i}":{{"N":"{i}"}}"#)).collect();
+    let lines = [
+        record(1, &format!(r#","deep":{deep}"#)),
+        record(2, &format!(r#","big":{{"S":"{}"}}"#, "y".repeat(3_000_000))),
+        record(3, &wide),
+        record(4, &format!(r#","{}":{{"S":"long name"}}"#, "n".repeat(70_000))),
+        record(5, r#","ok":{"S":"fine"}"#),
+    ];
+    std::fs::write(dir.path().join("hostile.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("hostile.toml"),
+        "[source]\nkind = \"file\"\npath = \"hostile.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"hostile.duckdb\"\n",
+    )
+    .unwrap();
+    let out = dynashift(dir.path(), &["sync", "--once", "--config", "hostile.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("5 records in 1 batches; 1 rejected"), "{}", text(&out));
+    let db = duckdb::Connection::open(dir.path().join("hostile.duckdb")).unwrap();
+    let one = |sql: &str| -> String { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let reason = one("SELECT reason FROM _dynashift.rejects");
+    assert!(reason.contains("nest") || reason.contains("deep"), "{reason}");
+    assert_eq!(one("SELECT CAST(COUNT(*) AS VARCHAR) FROM dynamodb.hostile"), "4");
+    assert_eq!(one("SELECT CAST(LENGTH(big) AS VARCHAR) FROM dynamodb.hostile WHERE id = 'h2'"), "3000000");
+    let columns =
+        one("SELECT CAST(COUNT(*) AS VARCHAR) FROM information_schema.columns WHERE table_name = 'hostile'");
+    assert_eq!(columns, "1600", "a table stops at the column limit");
+    // The wide item's attributes past the limit, and later new attributes, are kept whole.
+    let overflow = one("SELECT CAST(_ddb_overflow AS VARCHAR) FROM dynamodb.hostile WHERE id = 'h3'");
+    let kept: serde_json::Value = serde_json::from_str(&overflow).unwrap();
+    // 1,600 columns: 7 system columns, the overflow column, `id`, `big`, and 1,590 of its own.
+    assert_eq!(kept.as_object().unwrap().len(), 20_000 - 1_590);
+    let ok = one("SELECT CAST(_ddb_overflow AS VARCHAR) FROM dynamodb.hostile WHERE id = 'h5'");
+    assert_eq!(ok, r#"{"ok":"fine"}"#);
+}
