@@ -296,3 +296,36 @@ fn records_past_dynamodbs_limits_are_loaded_or_rejected() {
     let ok = one("SELECT CAST(_ddb_overflow AS VARCHAR) FROM dynamodb.hostile WHERE id = 'h5'");
     assert_eq!(ok, r#"{"ok":"fine"}"#);
 }
+
+/// Items near DynamoDB's 400 KB limit: a batch of them that does not fit DuckDB's memory
+/// limit is applied in smaller parts, never failed over and over (the limit is shrunk so
+/// that a few megabytes exceed it).
+#[test]
+fn large_items_beyond_duckdbs_memory_limit_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                r#"{{"eventID":"e{i}","eventName":"INSERT","tableName":"Large","dynamodb":{{"ApproximateCreationDateTime":{},"Keys":{{"id":{{"S":"k{i}"}}}},"NewImage":{{"id":{{"S":"k{i}"}},"body":{{"S":"{}"}}}}}}}}"#,
+                1_764_000_000_000u64 + i as u64,
+                char::from(b'a' + (i % 26) as u8).to_string().repeat(350_000)
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("large.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("large.toml"),
+        "[source]\nkind = \"file\"\npath = \"large.jsonl\"\n\
+         [target]\nkind = \"duckdb\"\npath = \"large.duckdb\"\nmemory_limit = \"48MB\"\n",
+    )
+    .unwrap();
+    let out = dynashift(dir.path(), &["sync", "--once", "--config", "large.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let db = duckdb::Connection::open(dir.path().join("large.duckdb")).unwrap();
+    let (rows, bytes): (i64, i64) = db
+        .query_row("SELECT COUNT(*), SUM(LENGTH(body)) FROM dynamodb.large", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((rows, bytes), (200, 200 * 350_000));
+}

@@ -15,6 +15,10 @@ use dynashift_core::Position;
 
 use super::RawRecord;
 
+/// Bytes one read takes in, about: reads of large records are bounded by size, not count
+/// (25,000 records of 350 KB would be 8.75 GB).
+pub const READ_BYTES: usize = 32 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum FileSourceError {
     #[error("no file matches `{0}`")]
@@ -91,12 +95,14 @@ impl FileSource {
         Ok(files)
     }
 
-    /// Reads up to `max` records. An empty result means the input is exhausted (or, when
-    /// following, that nothing new arrived within about a second).
+    /// Reads up to `max` records, and stops past `READ_BYTES` (a record larger than that is
+    /// still read, alone). An empty result means the input is exhausted (or, when following,
+    /// that nothing new arrived within about a second).
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, FileSourceError> {
         let mut out = Vec::new();
+        let mut bytes = 0usize;
         let mut waited = false;
-        while out.len() < max {
+        while out.len() < max && bytes < READ_BYTES {
             if self.input.is_none() && !self.open_next(&mut out)? {
                 if !self.follow || waited || !out.is_empty() {
                     break;
@@ -123,6 +129,7 @@ impl FileSource {
             }
             *offset += line.read as u64;
             let Some(data) = line.data else { continue };
+            bytes += data.len();
             // Formatted in a reused buffer: one allocation for the sequence, not two.
             self.sequence.clear();
             write!(self.sequence, "{offset}").expect("writing to a String cannot fail");

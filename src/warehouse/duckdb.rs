@@ -11,6 +11,7 @@ use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
 };
+use dynashift_core::types::Cell;
 
 use super::duckdb_stage::{record_batch, ROWS_PER_RECORD_BATCH};
 use super::registry::{self, Field, Query};
@@ -23,6 +24,38 @@ const CHECKPOINT_THRESHOLD: &str = "64MB";
 pub struct DuckDbWarehouse {
     conn: Connection,
     layout: Layout,
+    /// Set once a batch has not fit the memory limit: checkpoints are then taken often.
+    small_checkpoints: bool,
+}
+
+/// The checkpoint threshold once a batch has not fit the memory limit. Data appended since the
+/// last checkpoint is held in memory, and the checkpoint itself pins it: with large values a
+/// 64 MB threshold left no room under a 128 MB limit.
+const SMALL_CHECKPOINT_THRESHOLD: &str = "8MB";
+/// Rows larger than this on average (items near DynamoDB's 400 KB) take small checkpoints
+/// from their first batch: a checkpoint that fails for memory after a commit leaves the
+/// database unusable until it is reopened.
+const LARGE_ROW_BYTES: usize = 16 * 1024;
+
+/// The average staged bytes per row of `batch` (text and binary cells).
+fn average_row_bytes(batch: &Batch) -> usize {
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    for plan in &batch.tables {
+        rows += plan.rows.len();
+        for row in &plan.rows {
+            bytes += row.key_text.len();
+            bytes += row
+                .cells
+                .iter()
+                .map(|c| match c {
+                    Cell::Text(t) => t.len(),
+                    Cell::Bytes(b) => b.len(),
+                    _ => 8,
+                })
+                .sum::<usize>();
+        }
+    }
+    bytes / rows.max(1)
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
@@ -81,7 +114,37 @@ impl DuckDbWarehouse {
         conn.execute_batch(&format!("SET threads = {threads}"))
             .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), message: one_line(e) })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
-        Ok(DuckDbWarehouse { conn, layout })
+        Ok(DuckDbWarehouse { conn, layout, small_checkpoints: false })
+    }
+
+    fn use_small_checkpoints(&mut self) -> Result<(), WarehouseError> {
+        if !self.small_checkpoints {
+            self.small_checkpoints = true;
+            tracing::info!("large values: DuckDB checkpoints every {SMALL_CHECKPOINT_THRESHOLD} from now on");
+            self.conn
+                .execute_batch(&format!("SET checkpoint_threshold = '{SMALL_CHECKPOINT_THRESHOLD}'"))
+                .map_err(query_err("lowering the checkpoint threshold"))?;
+        }
+        Ok(())
+    }
+
+    fn apply_whole(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
+        self.conn.execute_batch("BEGIN TRANSACTION").map_err(query_err("starting a transaction"))?;
+        match self.apply_in_transaction(batch) {
+            Ok(outcome) => {
+                let t = std::time::Instant::now();
+                if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(query_err("committing the batch")(e));
+                }
+                tracing::trace!(ms = t.elapsed().as_millis() as u64, "committed");
+                Ok(outcome)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
     }
 
     pub fn connection(&self) -> &Connection {
@@ -201,22 +264,32 @@ impl Warehouse for DuckDbWarehouse {
         registry::load_checkpoints(self, source)
     }
 
+    /// A batch DuckDB cannot hold within its memory limit (large values: every staged value
+    /// and row of a transaction is pinned) is applied again as two halves, each in its own
+    /// transaction, down to single rows: the first half carries the schema changes, the
+    /// second the positions, so a stop between them only re-reads changes that the version
+    /// guard then finds applied.
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
-        self.conn.execute_batch("BEGIN TRANSACTION").map_err(query_err("starting a transaction"))?;
-        match self.apply_in_transaction(batch) {
-            Ok(outcome) => {
-                let t = std::time::Instant::now();
-                self.conn.execute_batch("COMMIT").map_err(query_err("committing the batch"))?;
-                tracing::trace!(ms = t.elapsed().as_millis() as u64, "committed");
+        if average_row_bytes(batch) > LARGE_ROW_BYTES {
+            self.use_small_checkpoints()?;
+        }
+        match self.apply_whole(batch) {
+            Err(e) if super::split::is_out_of_memory(&e.to_string()) => {
+                self.use_small_checkpoints()?;
+                // What earlier batches left in memory is written out first.
+                self.conn.execute_batch("CHECKPOINT").map_err(query_err("checkpointing"))?;
+                let Some((first, second)) = super::split::split_batch(batch) else { return Err(e) };
+                let rows: usize = batch.tables.iter().map(|t| t.rows.len()).sum();
+                tracing::warn!(rows, "a batch did not fit DuckDB's memory limit; applying it in halves");
+                let mut outcome = self.apply(&first)?;
+                for (table, n) in self.apply(&second)?.applied {
+                    *outcome.applied.entry(table).or_default() += n;
+                }
                 Ok(outcome)
             }
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e)
-            }
+            other => other,
         }
     }
-
     fn describe(&self, batch: &Batch) -> Vec<String> {
         describe_transaction(&DuckDb, &self.layout, batch)
     }

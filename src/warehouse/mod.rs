@@ -14,6 +14,7 @@ pub mod redshift;
 pub mod registry;
 pub mod retry;
 pub mod s3_stage;
+pub mod split;
 pub mod steps;
 pub mod upgrade;
 
