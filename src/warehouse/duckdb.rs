@@ -26,6 +26,8 @@ pub struct DuckDbWarehouse {
     layout: Layout,
     /// Set once a batch has not fit the memory limit: checkpoints are then taken often.
     small_checkpoints: bool,
+    /// How it was opened, to open it again after DuckDB invalidated the instance.
+    opened: (std::path::PathBuf, String, Option<String>),
 }
 
 /// The checkpoint threshold once a batch has not fit the memory limit. Data appended since the
@@ -114,7 +116,22 @@ impl DuckDbWarehouse {
         conn.execute_batch(&format!("SET threads = {threads}"))
             .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), message: one_line(e) })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
-        Ok(DuckDbWarehouse { conn, layout, small_checkpoints: false })
+        let opened = (path.to_path_buf(), target_schema.to_string(), memory_limit.map(str::to_string));
+        Ok(DuckDbWarehouse { conn, layout, small_checkpoints: false, opened })
+    }
+
+    /// Opens the database again (its write-ahead log is replayed), with the same settings.
+    fn reopen(&mut self) -> Result<(), WarehouseError> {
+        let (path, schema, limit) = self.opened.clone();
+        // The old instance must be gone before the file is opened again.
+        self.conn = Connection::open_in_memory()
+            .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), message: one_line(e) })?;
+        let small = self.small_checkpoints;
+        *self = DuckDbWarehouse::open_with_limit(&path, &schema, limit.as_deref())?;
+        if small {
+            self.use_small_checkpoints()?;
+        }
+        Ok(())
     }
 
     fn use_small_checkpoints(&mut self) -> Result<(), WarehouseError> {
@@ -134,6 +151,16 @@ impl DuckDbWarehouse {
             Ok(outcome) => {
                 let t = std::time::Instant::now();
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
+                    let message = one_line(&e);
+                    // The data is in; only DuckDB's automatic checkpoint failed, and the instance
+                    // must be opened again before it can be used.
+                    if message.contains("COMMIT succeeded and is durable") {
+                        tracing::warn!(
+                            "DuckDB's checkpoint after a commit failed ({message}); reopening the database"
+                        );
+                        self.reopen()?;
+                        return Ok(outcome);
+                    }
                     let _ = self.conn.execute_batch("ROLLBACK");
                     return Err(query_err("committing the batch")(e));
                 }
@@ -276,8 +303,6 @@ impl Warehouse for DuckDbWarehouse {
         match self.apply_whole(batch) {
             Err(e) if super::split::is_out_of_memory(&e.to_string()) => {
                 self.use_small_checkpoints()?;
-                // What earlier batches left in memory is written out first.
-                self.conn.execute_batch("CHECKPOINT").map_err(query_err("checkpointing"))?;
                 let Some((first, second)) = super::split::split_batch(batch) else { return Err(e) };
                 let rows: usize = batch.tables.iter().map(|t| t.rows.len()).sum();
                 tracing::warn!(rows, "a batch did not fit DuckDB's memory limit; applying it in halves");
