@@ -197,20 +197,39 @@ fn s(s: &str) -> Av {
     Av::S(s.into())
 }
 
-fn sync(config: &std::path::Path) {
-    let out = Command::new(BIN)
+fn sync_output(config: &std::path::Path) -> std::process::Output {
+    Command::new(BIN)
         .args(["sync", "--once", "--config"])
         .arg(config)
         .env("AWS_ACCESS_KEY_ID", "testing")
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn sync(config: &std::path::Path) {
+    let out = sync_output(config);
     assert!(
         out.status.success(),
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// A config reading `tables`' streams on `moto` into PostgreSQL at `url`.
+fn write_config(dir: &std::path::Path, moto: &MotoServer, tables: &str, url: &str) -> std::path::PathBuf {
+    let config = dir.join("streams.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"dynamodb-streams\"\ntables = [{tables}]\nregion = \"us-east-1\"\n\
+             endpoint_url = \"{}\"\nflush_interval_ms = 200\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    config
 }
 
 fn assert_equal_to_scans(url: &str, db: &Dynamo) {
@@ -279,16 +298,7 @@ fn tables_written_through_the_api_replicate_cell_for_cell() {
     db.update("Users", vec![("id", s("u-2"))], "SET userAge = :a", vec![(":a", n("40"))]);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("streams.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"Orders\", \"Users\"]\nregion = \"us-east-1\"\n\
-             endpoint_url = \"{}\"\nflush_interval_ms = 200\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), &moto, r#""Orders", "Users""#, &url);
     sync(&config);
     assert_equal_to_scans(&url, &db);
 
@@ -325,23 +335,7 @@ fn a_keys_only_stream_is_refused_in_one_line() {
     db.create_with_view("Events", &[("id", ScalarAttributeType::S, KeyType::Hash)], StreamViewType::KeysOnly);
     db.put("Events", vec![("id", s("e-1"))]);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("streams.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"Events\"]\nregion = \"us-east-1\"\n\
-             endpoint_url = \"{}\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n",
-            moto.endpoint()
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["sync", "--once", "--config"])
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .output()
-        .unwrap();
+    let out = sync_output(&write_config(dir.path(), &moto, r#""Events""#, &url));
     assert!(!out.status.success());
     let message = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(message.trim().lines().count(), 1, "{message}");

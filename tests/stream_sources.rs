@@ -9,8 +9,6 @@ mod support;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use support::kinesalite::{Kinesalite, KinesisStream};
 use support::pg::PgServer;
 
@@ -64,26 +62,6 @@ fn record(id: usize, v: &str, ms: i64, event_id: &str) -> String {
     .to_string()
 }
 
-fn put_keyed(stream: &KinesisStream, records: &[(String, String)]) {
-    for chunk in records.chunks(200) {
-        let entries = chunk
-            .iter()
-            .map(|(key, data)| {
-                PutRecordsRequestEntry::builder()
-                    .data(Blob::new(data.as_bytes()))
-                    .partition_key(key)
-                    .build()
-                    .unwrap()
-            })
-            .collect::<Vec<_>>();
-        let out = stream
-            .rt
-            .block_on(stream.client.put_records().stream_name(&stream.name).set_records(Some(entries)).send())
-            .unwrap();
-        assert_eq!(out.failed_record_count(), Some(0));
-    }
-}
-
 /// `id → v` as replicated.
 fn values(server: &PgServer, db: &str) -> std::collections::BTreeMap<String, String> {
     let exists = server.query(db, "SELECT CAST(to_regclass('dynamodb.items') AS TEXT)");
@@ -135,7 +113,7 @@ fn latest_does_not_skip_the_first_records_of_a_splits_children() {
     // Before the reader starts: not wanted with `latest`.
     let before: Vec<(String, String)> =
         (0..50).map(|i| (format!("k{i}"), record(i, "before", ms, &format!("b{i}")))).collect();
-    put_keyed(&stream, &before);
+    stream.put_keyed(&before);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &kinesalite, "latest-split", &url, "start = \"latest\"");
     let mut run = command(&["run"], &cfg).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
@@ -146,7 +124,7 @@ fn latest_does_not_skip_the_first_records_of_a_splits_children() {
     std::thread::sleep(Duration::from_millis(500));
     let first: Vec<(String, String)> =
         (0..300).map(|i| (format!("k{i}"), record(i, "first", ms + 1, &format!("f{i}")))).collect();
-    put_keyed(&stream, &first);
+    stream.put_keyed(&first);
     let (id, lo, hi) = stream.open_shards()[0].clone();
     stream
         .rt
@@ -164,7 +142,7 @@ fn latest_does_not_skip_the_first_records_of_a_splits_children() {
     // Straight into the children, before the reader has seen them.
     let second: Vec<(String, String)> =
         (0..300).map(|i| (format!("k{i}"), record(i, "second", ms + 2, &format!("s{i}")))).collect();
-    put_keyed(&stream, &second);
+    stream.put_keyed(&second);
     wait_for("every item at its second value", &mut run, || {
         let v = values(&server, "latest");
         v.len() == 300 && v.values().all(|x| x == "second")
@@ -193,7 +171,7 @@ fn ties_within_a_millisecond_end_the_same_whatever_the_batches_and_duplicates_ne
     for i in 0..items {
         records.push((format!("item-{i}"), record(i, "a", ms + i as i64, &format!("e{i}-0"))));
     }
-    put_keyed(&stream, &records);
+    stream.put_keyed(&records);
     for (db, batch) in [("one_batch", 1_000), ("one_per_batch", 1)] {
         let url = server.create_db(db);
         let dir = tempfile::tempdir().unwrap();

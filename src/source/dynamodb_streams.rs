@@ -85,7 +85,7 @@ impl StreamsApi {
     }
 
     /// The shards of one stream (`filter`: only the children of a shard).
-    async fn describe(
+    async fn stream_shards(
         &self,
         arn: &str,
         filter: Option<&str>,
@@ -154,7 +154,7 @@ impl ShardApi for StreamsApi {
         for arn in &streams {
             // DescribeStream allows 10 calls a second: pages of several streams are spaced.
             tokio::time::sleep(std::time::Duration::from_millis(120)).await;
-            complete &= self.describe(arn, None, &mut shards).await?;
+            complete &= self.stream_shards(arn, None, &mut shards).await?;
         }
         Ok(Listing { shards, complete })
     }
@@ -162,7 +162,7 @@ impl ShardApi for StreamsApi {
     async fn children(&self, shard: &str) -> Result<Listing, ApiError> {
         let (arn, id) = self.stream_of(shard)?;
         let mut shards = Vec::new();
-        self.describe(&arn, Some(id), &mut shards).await?;
+        self.stream_shards(&arn, Some(id), &mut shards).await?;
         Ok(Listing { shards, complete: false })
     }
 

@@ -297,7 +297,7 @@ impl Warehouse for DuckDbWarehouse {
     /// second the positions, so a stop between them only re-reads changes that the version
     /// guard then finds applied.
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
-        if average_row_bytes(batch) > LARGE_ROW_BYTES {
+        if !self.small_checkpoints && average_row_bytes(batch) > LARGE_ROW_BYTES {
             self.use_small_checkpoints()?;
         }
         match self.apply_whole(batch) {

@@ -148,15 +148,22 @@ impl KinesisStream {
         }
     }
 
+    /// Puts `lines`, the n-th (counting from `first`) with partition key `pk-n`.
     pub fn put(&self, lines: &[String], first: usize) {
-        for (c, chunk) in lines.chunks(400).enumerate() {
+        let keyed: Vec<(String, String)> =
+            lines.iter().enumerate().map(|(i, l)| (format!("pk-{}", first + i), l.clone())).collect();
+        self.put_keyed(&keyed);
+    }
+
+    /// Puts (partition key, data) records in order.
+    pub fn put_keyed(&self, records: &[(String, String)]) {
+        for chunk in records.chunks(400) {
             let entries = chunk
                 .iter()
-                .enumerate()
-                .map(|(i, l)| {
+                .map(|(key, data)| {
                     PutRecordsRequestEntry::builder()
-                        .data(Blob::new(l.as_bytes()))
-                        .partition_key(format!("pk-{}", first + c * 400 + i))
+                        .data(Blob::new(data.as_bytes()))
+                        .partition_key(key)
                         .build()
                         .unwrap()
                 })
