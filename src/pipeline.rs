@@ -59,6 +59,11 @@ impl<W: Warehouse> Pipeline<W> {
     /// Sets up the warehouse's control tables and reads its registry.
     pub fn new(config: Config, mut warehouse: W) -> Result<Pipeline<W>, WarehouseError> {
         warehouse.setup()?;
+        Pipeline::set_up(config, warehouse)
+    }
+
+    /// `new` for a warehouse whose control tables are already set up.
+    pub fn set_up(config: Config, mut warehouse: W) -> Result<Pipeline<W>, WarehouseError> {
         let catalog = warehouse.load_catalog()?;
         let planner = Planner::new(config, catalog, warehouse.dialect().limits());
         Ok(Pipeline { planner, warehouse, summary: Summary::default() })

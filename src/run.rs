@@ -192,7 +192,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let mut warehouse = open_warehouse(config)?;
     // A warehouse that is down at start is waited for, not given up on.
     until_available("preparing the warehouse", &stop, || warehouse.setup())?;
-    let mut pipeline = Pipeline::new(config.clone(), warehouse).context("preparing the warehouse")?;
+    // Set up once: the control tables and the layout upgrade ran just above.
+    let mut pipeline = Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?;
     let resume = pipeline.checkpoints()?;
     tracing::debug!(positions = resume.len(), "resuming from the committed positions");
     let mut source = open_source(config, options, resume)?;
