@@ -40,6 +40,9 @@ export DYNASHIFT_NODE_MODULES="$node_dir/node_modules"
 echo "kinesalite $(node -e "console.log(require('$node_dir/node_modules/kinesalite/package.json').version)")"
 
 echo "== tests"
+# Property tests: 256 cases each (tests against a server run a sixteenth of that); a longer,
+# nightly-style run sets more, e.g. PROPTEST_CASES=4096.
+export PROPTEST_CASES="${PROPTEST_CASES:-256}"
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest not found; installing it" >&2
   cargo install --locked cargo-nextest

@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use dynashift_core::schema::Catalog;
+
 use crate::config::Config;
 use crate::planner::{Planner, Prepared};
 use crate::source::RawRecord;
@@ -60,6 +62,13 @@ impl<W: Warehouse> Pipeline<W> {
     pub fn new(config: Config, mut warehouse: W) -> Result<Pipeline<W>, WarehouseError> {
         warehouse.setup()?;
         Pipeline::set_up(config, warehouse)
+    }
+
+    /// A pipeline over a warehouse never set up (nothing replicated yet), for planning
+    /// without writing anything: the catalog is empty.
+    pub fn unset(config: Config, warehouse: W) -> Pipeline<W> {
+        let planner = Planner::new(config, Catalog::default(), warehouse.dialect().limits());
+        Pipeline { planner, warehouse, summary: Summary::default() }
     }
 
     /// `new` for a warehouse whose control tables are already set up.

@@ -1,6 +1,7 @@
 //! The `run` loop: read the source in batches and apply each, until the input is consumed
 //! (or, with `--follow`, until stopped).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
 use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::s3_stage::S3Location;
 use crate::warehouse::{Status, Warehouse};
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -154,6 +154,9 @@ impl Warehouse for Box<dyn Warehouse> {
     fn setup(&mut self) -> Result<(), crate::warehouse::WarehouseError> {
         (**self).setup()
     }
+    fn is_set_up(&mut self) -> Result<bool, crate::warehouse::WarehouseError> {
+        (**self).is_set_up()
+    }
     fn load_catalog(&mut self) -> Result<dynashift_core::schema::Catalog, crate::warehouse::WarehouseError> {
         (**self).load_catalog()
     }
@@ -191,10 +194,20 @@ impl Warehouse for Box<dyn Warehouse> {
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let mut warehouse = open_warehouse(config)?;
     // A warehouse that is down at start is waited for, not given up on.
-    until_available("preparing the warehouse", &stop, || warehouse.setup())?;
+    let set_up = if options.dry_run {
+        // A plan writes nothing: a warehouse never set up is planned from an empty catalog.
+        until_available("reading the warehouse", &stop, || warehouse.is_set_up())?
+    } else {
+        until_available("preparing the warehouse", &stop, || warehouse.setup())?;
+        true
+    };
     // Set up once: the control tables and the layout upgrade ran just above.
-    let mut pipeline = Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?;
-    let resume = pipeline.checkpoints()?;
+    let mut pipeline = if set_up {
+        Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?
+    } else {
+        Pipeline::unset(config.clone(), warehouse)
+    };
+    let resume = if set_up { pipeline.checkpoints()? } else { HashMap::new() };
     tracing::debug!(positions = resume.len(), "resuming from the committed positions");
     let mut source = open_source(config, options, resume)?;
     if options.dry_run {

@@ -119,6 +119,8 @@ pub struct Model {
     pub tables: BTreeMap<String, BTreeMap<String, Item>>,
     /// Items whose last change was a TTL expiry (for `ttl_deletes = "keep"` checks).
     pub expired: BTreeMap<String, BTreeMap<String, Item>>,
+    /// The time (µs) and kind of each item's last change.
+    pub last_change: BTreeMap<String, BTreeMap<String, (i64, EventKindGen)>>,
 }
 
 impl Model {
@@ -126,6 +128,10 @@ impl Model {
     pub fn apply(&mut self, event: &Event) {
         let table = self.tables.entry(event.table.clone()).or_default();
         let key = key_text(&event.keys);
+        self.last_change
+            .entry(event.table.clone())
+            .or_default()
+            .insert(key.clone(), (event.micros, event.kind));
         match event.kind {
             EventKindGen::Insert | EventKindGen::Modify => {
                 if let Some(image) = &event.image {
@@ -272,6 +278,14 @@ fn image_for(rng: &mut Rng, keys: &Item, version: u64) -> Item {
 /// Generates a workload: the records in arrival order (duplicated and shuffled) and the
 /// model of the final state.
 pub fn generate(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<String>, Model) {
+    let (events, model) = generate_events(spec, micros_precision);
+    let lines = events.iter().map(|(e, id)| kinesis_record(e, micros_precision, *id)).collect();
+    (lines, model)
+}
+
+/// The events of a workload in arrival order, each with its event id (a duplicate carries
+/// its original's), and the model of the final state.
+pub fn generate_events(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<(Event, u64)>, Model) {
     let mut rng = Rng::new(spec.seed);
     let mut live: Vec<Option<Item>> = vec![None; spec.keys];
     let mut model = Model::default();
@@ -279,9 +293,9 @@ pub fn generate(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<String>, Mo
     // Millisecond records must still order one item's changes (DynamoDB bumps equal times),
     // so without microsecond precision every change gets its own millisecond.
     let (step, spread) = if micros_precision { (1, 2_000) } else { (1_000, 2) };
-    let mut with_dups: Vec<String> = Vec::with_capacity(spec.records);
+    let mut delivered: Vec<(Event, u64)> = Vec::with_capacity(spec.records);
     let mut version = 0u64;
-    while with_dups.len() < spec.records {
+    while delivered.len() < spec.records {
         micros += step * (1 + rng.below(spread) as i64);
         let roll = rng.below(100);
         let key = rng.below(spec.keys as u64);
@@ -301,17 +315,17 @@ pub fn generate(spec: &WorkloadSpec, micros_precision: bool) -> (Vec<String>, Mo
         *slot = image.clone();
         let event = Event { table: TABLES[table_index].into(), keys, kind, image, old_image: old, micros };
         model.apply(&event);
-        with_dups.push(kinesis_record(&event, micros_precision, version));
+        delivered.push((event, version));
         version += 1;
         // Duplicates: re-deliveries of a recent record.
-        if with_dups.len() < spec.records && rng.chance(spec.duplicate_percent) {
-            let back = rng.below(with_dups.len().min(spec.shuffle_window.max(1)) as u64) as usize;
-            let dup = with_dups[with_dups.len() - 1 - back].clone();
-            with_dups.push(dup);
+        if delivered.len() < spec.records && rng.chance(spec.duplicate_percent) {
+            let back = rng.below(delivered.len().min(spec.shuffle_window.max(1)) as u64) as usize;
+            let dup = delivered[delivered.len() - 1 - back].clone();
+            delivered.push(dup);
         }
     }
-    shuffle_within_windows(&mut with_dups, spec.shuffle_window, &mut rng);
-    (with_dups, model)
+    shuffle_within_windows(&mut delivered, spec.shuffle_window, &mut rng);
+    (delivered, model)
 }
 
 /// Fisher–Yates inside consecutive windows: records arrive out of order, but not far.

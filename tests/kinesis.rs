@@ -7,30 +7,33 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
-use dynashift::workload::{generate, WorkloadSpec};
-use dynashift_core::types::ColumnMode;
+use dynashift::workload::WorkloadSpec;
+use support::generate;
 use support::kinesalite::{Kinesalite, KinesisStream as Stream};
 use support::pg::PgServer;
+use support::Watched;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
 const STREAM: &str = "ddb-changes";
 
-fn start_run(config: &std::path::Path) -> Child {
-    Command::new(BIN)
+fn run_command(config: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
         .args(["run", "--config"])
         .arg(config)
         .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    command
+}
+
+/// `run`, its committed batches watched.
+fn start_run(config: &std::path::Path) -> Watched {
+    Watched::start(run_command(config))
 }
 
 fn write_config(
@@ -45,7 +48,8 @@ fn write_config(
         format!(
             "[source]\nkind = \"kinesis\"\nstream = \"{stream}\"\nregion = \"us-east-1\"\n\
              endpoint_url = \"{}\"\nflush_interval_ms = 300\n\
-             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 700\n",
+             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 700\n\
+             max_batch_records = 700\n",
             kinesalite.endpoint()
         ),
     )
@@ -53,11 +57,11 @@ fn write_config(
     config
 }
 
-fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
+fn wait_consumed(server: &PgServer, run: &mut Watched, total: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while consumed(server) < total {
-        if let Ok(Some(status)) = run.try_wait() {
-            panic!("run ended early ({status})");
+        if let Ok(Some(status)) = run.child.try_wait() {
+            panic!("run ended early ({status}): {}", run.log());
         }
         assert!(Instant::now() < deadline, "only {} of {total} records consumed", consumed(server));
         std::thread::sleep(Duration::from_millis(200));
@@ -65,22 +69,37 @@ fn wait_consumed(server: &PgServer, run: &mut Child, total: usize) {
 }
 
 /// Stops `run` with `signal` (SIGINT or SIGTERM); returns what it logged.
-fn interrupt(mut run: Child, signal: i32) -> String {
-    support::wait_until_signals_are_caught(&mut run);
+fn interrupt(mut run: Watched, signal: i32) -> String {
+    support::wait_until_signals_are_caught(&mut run.child);
     // SAFETY: kill sends a signal to our own child process.
-    unsafe { libc::kill(run.id() as i32, signal) };
+    unsafe { libc::kill(run.child.id() as i32, signal) };
     let stopping = Instant::now();
-    let out = run.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, log) = run.wait();
+    assert!(status.success(), "{log}");
     assert!(stopping.elapsed() < Duration::from_secs(10), "SIGINT took {:?}", stopping.elapsed());
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    log
+}
+
+/// Waits for committed batches until more than `past` records are consumed, then SIGKILLs
+/// the run; returns the records consumed, which must fall short of `short_of`: the kill
+/// landed in the work, after progress since the kill before.
+fn kill_past(server: &PgServer, mut run: Watched, past: usize, short_of: usize) -> usize {
+    while consumed(server) <= past {
+        assert!(run.wait_commits(1), "the run ended: {}", run.log());
+    }
+    assert!(run.kill_or_check_ended(0), "the run ended by itself: {}", run.log());
+    let now = consumed(server);
+    assert!(
+        now > past && now < short_of,
+        "the kill landed outside the work: {now} records consumed, not between {past} and {short_of}"
+    );
+    now
 }
 
 fn assert_model(url: &str, model: &dynashift::workload::Model) {
     let mut w = PostgresWarehouse::open(PgSettings::parse(url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
     let actual = support::read_back(&mut w);
-    let expected =
-        support::normalized(&mut w, support::expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()));
+    let expected = support::expected_model(model);
     support::assert_tables_equal(&actual, &expected);
 }
 
@@ -117,12 +136,9 @@ fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
     let config = write_config(dir.path(), &kinesalite, &arn, &url);
 
     stream.put(&lines[..third], 0);
-    let mut run = start_run(&config);
-    std::thread::sleep(Duration::from_millis(1500));
-    // First crash: while the parents are being read.
-    run.kill().unwrap();
-    run.wait().unwrap();
-    run = start_run(&config);
+    // First crash: while the parents are being read (batches of at most 700 records).
+    let progress = kill_past(&server, start_run(&config), 0, third);
+    let run = start_run(&config);
 
     // Split the first shard while the run reads; the children must wait for their parent.
     let (id, lo, hi) = stream.open_shards()[0].clone();
@@ -142,11 +158,10 @@ fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
     stream.wait_active();
     stream.put(&lines[third..2 * third], third);
 
-    // Second crash, after the split: the restarted run resumes from the committed positions.
-    std::thread::sleep(Duration::from_millis(700));
-    run.kill().unwrap();
-    run.wait().unwrap();
-    run = start_run(&config);
+    // Second crash, while the records put after the split are read: the restarted run
+    // resumes from the committed positions.
+    let progress = kill_past(&server, run, progress.max(third), 2 * third);
+    let run = start_run(&config);
 
     // Merge the split's two children.
     let mut open = stream.open_shards();
@@ -166,11 +181,9 @@ fn split_and_merged_stream_with_three_crashes_ends_at_the_model() {
         .unwrap();
     stream.wait_active();
     stream.put(&lines[2 * third..], 2 * third);
-    // Third crash: while the merged child is being read.
-    std::thread::sleep(Duration::from_millis(400));
-    run.kill().unwrap();
-    run.wait().unwrap();
-    run = start_run(&config);
+    // Third crash: while the records put after the merge are read.
+    kill_past(&server, run, progress.max(2 * third), lines.len());
+    let mut run = start_run(&config);
 
     wait_consumed(&server, &mut run, lines.len());
     interrupt(run, libc::SIGINT);
@@ -198,7 +211,7 @@ fn a_missing_stream_is_one_clear_line() {
     let url = server.create_db("kinesis");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &kinesalite, "no-such-stream", &url);
-    let out = start_run(&config).wait_with_output().unwrap();
+    let out = run_command(&config).output().unwrap();
     assert!(!out.status.success());
     let message = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(message.trim().lines().count(), 1, "{message}");

@@ -84,6 +84,19 @@ pub struct TablePlan {
     pub expired_kept: u64,
 }
 
+impl TablePlan {
+    /// Whether a key has more than one row: changes of one time that a change placed later
+    /// superseded (see `Reducer`), of which the warehouse keeps one.
+    pub fn has_repeated_keys(&self) -> bool {
+        if self.rows.is_sorted_by(|a, b| a.key_text <= b.key_text) {
+            self.rows.windows(2).any(|w| w[0].key_text == w[1].key_text)
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            !self.rows.iter().all(|r| seen.insert(r.key_text.as_str()))
+        }
+    }
+}
+
 /// Plans one table's reduced changes, evolving `catalog` (the caller keeps the evolved
 /// catalog only once the batch commits).
 pub fn plan_table(

@@ -34,12 +34,17 @@ pub fn reduce(changes: impl IntoIterator<Item = Change>) -> BTreeMap<String, Vec
 /// bound it too.
 pub struct Reducer {
     newest: HashMap<String, HashMap<Box<str>, HeldChange>>,
+    /// Per key, the changes of the newest's time (each with an `eventID` of its own) that a
+    /// change placed later replaced. That later one may be a re-delivery of a change an
+    /// earlier batch applied, which the warehouse then drops: the newest of these must win
+    /// instead, so they are staged too (and the warehouse keeps one change per key).
+    superseded: HashMap<String, HashMap<Box<str>, Vec<HeldChange>>>,
     weight: usize,
 }
 
 impl Default for Reducer {
     fn default() -> Reducer {
-        Reducer { newest: HashMap::new(), weight: 0 }
+        Reducer { newest: HashMap::new(), superseded: HashMap::new(), weight: 0 }
     }
 }
 
@@ -49,7 +54,7 @@ impl Reducer {
         let Packed { table, key_text, held } = change;
         let keyed = match self.newest.get_mut(table.as_str()) {
             Some(t) => t,
-            None => self.newest.entry(table.into_string()).or_default(),
+            None => self.newest.entry(table.to_string()).or_default(),
         };
         match keyed.get_mut(key_text.as_str()) {
             Some(slot) => {
@@ -57,12 +62,41 @@ impl Reducer {
                 match newer(&held, slot) {
                     Verdict::Replaces => {
                         let mut held = held;
-                        if held.version.micros == slot.version.micros {
+                        let same_time = held.version.micros == slot.version.micros;
+                        if same_time {
                             held.ids.absorb(&slot.ids);
                         }
-                        *slot = held;
+                        let replaced = std::mem::replace(slot, held);
+                        if same_time {
+                            let newest = slot.version.clone();
+                            keep_superseded(
+                                &mut self.superseded,
+                                &mut self.weight,
+                                &table,
+                                &key_text,
+                                &newest,
+                                replaced,
+                            );
+                        } else if let Some(kept) =
+                            self.superseded.get_mut(table.as_str()).and_then(|t| t.remove(key_text.as_str()))
+                        {
+                            // A newer time: whatever the key's earlier time held is older.
+                            self.weight -= kept.iter().map(|h| h.weight(&key_text)).sum::<usize>();
+                        }
                     }
-                    Verdict::SameTime => slot.ids.absorb(&held.ids),
+                    Verdict::SameTime => {
+                        slot.ids.absorb(&held.ids);
+                        // Placed earlier than the newest, but the newest may be a re-delivery.
+                        let newest = slot.version.clone();
+                        keep_superseded(
+                            &mut self.superseded,
+                            &mut self.weight,
+                            &table,
+                            &key_text,
+                            &newest,
+                            held,
+                        );
+                    }
                     Verdict::Loses => {}
                 }
                 self.weight = self.weight - before + slot.weight(&key_text);
@@ -98,11 +132,49 @@ impl Reducer {
 
     /// `finish` without the sort, for a caller that sorts each table's changes on a thread
     /// of its own.
-    pub fn finish_unordered(self) -> BTreeMap<String, Vec<(String, HeldChange)>> {
+    /// A key may come more than once: its superseded changes of the same time (see
+    /// `Reducer::superseded`) come with it.
+    pub fn finish_unordered(mut self) -> BTreeMap<String, Vec<(String, HeldChange)>> {
         self.newest
             .into_iter()
-            .map(|(table, keyed)| (table, keyed.into_iter().map(|(k, h)| (k.into_string(), h)).collect()))
+            .map(|(table, keyed)| {
+                let superseded = self.superseded.remove(&table).unwrap_or_default();
+                let mut held: Vec<(String, HeldChange)> =
+                    keyed.into_iter().map(|(k, h)| (k.into_string(), h)).collect();
+                for (key, changes) in superseded {
+                    held.extend(changes.into_iter().map(|h| (key.to_string(), h)));
+                }
+                (table, held)
+            })
             .collect()
+    }
+}
+
+/// Keeps `change`, of the same time as its key's newest but placed earlier, for the warehouse
+/// to choose from should the newest be a re-delivery (see `Reducer::superseded`). Only a
+/// change with an `eventID` of its own can be told from a re-delivery; one of the very same
+/// version as the newest (another shard, the same place) could not be told apart from it.
+fn keep_superseded(
+    superseded: &mut HashMap<String, HashMap<Box<str>, Vec<HeldChange>>>,
+    weight: &mut usize,
+    table: &str,
+    key_text: &str,
+    newest: &crate::change::Version,
+    change: HeldChange,
+) {
+    if change.ids.own.is_none() || change.version == *newest {
+        return;
+    }
+    *weight += change.weight(key_text);
+    let keyed = match superseded.get_mut(table) {
+        Some(t) => t,
+        None => superseded.entry(table.to_string()).or_default(),
+    };
+    match keyed.get_mut(key_text) {
+        Some(kept) => kept.push(change),
+        None => {
+            keyed.insert(key_text.into(), vec![change]);
+        }
     }
 }
 
@@ -170,18 +242,60 @@ mod tests {
         let mut b = change("A", "x", 5, 20);
         b.new_image = None;
         b.event = EventKind::Remove;
-        // A, then B of the same millisecond, then A again later in the shard: B stays.
+        // A, then B of the same millisecond, then A again later in the shard: B stays (with
+        // A kept beside it, superseded, for the warehouse to drop).
         let out = reduce(vec![a.clone(), b.clone(), redelivered(&a, 30)]);
-        assert_eq!(out["A"][0].event, EventKind::Remove);
+        let newest = out["A"].iter().find(|c| &*c.position.sequence == "20").expect("B");
+        assert_eq!(newest.event, EventKind::Remove);
         let (e20, e10) = (EventIds::of(Some("e20")), EventIds::of(Some("e10")));
         let expected = format!(",{:016x},{:016x},", e20.own.unwrap(), e10.own.unwrap());
-        assert_eq!(out["A"][0].ids.stored(), Some(expected));
+        assert_eq!(newest.ids.stored(), Some(expected));
+        assert_eq!(out["A"].len(), 2);
         // A re-delivery of the newest is no change either.
         let out = reduce(vec![a.clone(), redelivered(&a, 40)]);
         assert_eq!(&*out["A"][0].position.sequence, "10");
         // A newer time forgets the older time's ids.
         let out = reduce(vec![a, change("A", "x", 6, 5)]);
         assert_eq!(out["A"][0].ids, EventIds::of(Some("e5")));
+    }
+
+    #[test]
+    fn same_time_changes_a_later_placed_one_replaced_are_kept_too() {
+        // B, then a change of the same millisecond placed later: a re-delivery of A, which
+        // an earlier batch applied. The warehouse drops that one, and B must then win.
+        let a = change("A", "x", 5, 3);
+        let b = change("A", "x", 5, 8);
+        for arrival in [vec![b.clone(), redelivered(&a, 10)], vec![redelivered(&a, 10), b.clone()]] {
+            let out = reduce(arrival);
+            let mut places: Vec<&str> = out["A"].iter().map(|c| &*c.position.sequence).collect();
+            places.sort_unstable();
+            assert_eq!(places, ["10", "8"], "whatever the arrival order");
+        }
+        // The very same version from elsewhere (another file at the same offset) is not kept.
+        let mut twin = redelivered(&b, 8);
+        twin.position = Position::new("other", "8");
+        twin.ids = EventIds::of(Some("another"));
+        assert_eq!(reduce(vec![b.clone(), twin])["A"].len(), 1);
+        // A newer time makes them all older.
+        let out = reduce(vec![b.clone(), redelivered(&a, 10), change("A", "x", 6, 11)]);
+        assert_eq!(out["A"].len(), 1);
+        // DynamoDB Streams records (no `eventID` kept: ordered by sequence number, never
+        // re-delivered) keep only the newest.
+        let (mut c, mut d) = (change("A", "y", 5, 1), change("A", "y", 5, 2));
+        (c.ids, d.ids) = (EventIds::default(), EventIds::default());
+        assert_eq!(reduce(vec![c, d])["A"].len(), 1);
+        // The superseded are weighed, and forgotten with their weight.
+        let mut r = Reducer::default();
+        r.add(HeldChange::pack(b));
+        let one = r.weight();
+        r.add(HeldChange::pack(redelivered(&a, 10)));
+        assert!(r.weight() > one + one / 2, "{} for two changes of {one}", r.weight());
+        let mut newer = change("A", "x", 6, 11);
+        newer.new_image = None;
+        r.add(HeldChange::pack(newer.clone()));
+        let mut alone = Reducer::default();
+        alone.add(HeldChange::pack(newer));
+        assert_eq!(r.weight(), alone.weight());
     }
 
     #[test]

@@ -269,6 +269,16 @@ pub fn apply_statements(
     } else {
         vec![Statement::with(format!("DELETE FROM {s} WHERE {row_guard} OR {tomb_guard}"), vec![src()])]
     };
+    if plan.has_repeated_keys() {
+        // Of one key's staged changes of one time (see `Reducer`), the one placed last among
+        // those the guards kept wins: the last placed may have been a re-delivery.
+        out.push(Statement::new(format!(
+            "DELETE FROM {s} WHERE EXISTS (SELECT 1 FROM {s} AS later WHERE later.{key} = {s}.{key} \
+             AND (later.{v} > {s}.{v} OR (later.{v} = {s}.{v} AND later.{seq} > {s}.{seq})))",
+            v = q("_ddb_version"),
+            seq = q("_ddb_sequence"),
+        )));
+    }
     // A winner of the same time as the row or tombstone it replaces keeps their `eventID`s
     // too, so a later re-delivery of any of them is recognised (bounded: past 2,000
     // characters only the batch's own are kept).

@@ -371,6 +371,10 @@ impl Warehouse for DataApiWarehouse {
         &Redshift
     }
 
+    fn is_set_up(&mut self) -> Result<bool, WarehouseError> {
+        super::registry::control_tables_exist(self)
+    }
+
     fn setup(&mut self) -> Result<(), WarehouseError> {
         let sqls =
             control_tables(&Redshift, &self.layout).iter().map(inline).collect::<Result<Vec<_>, _>>()?;

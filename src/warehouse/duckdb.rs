@@ -276,6 +276,10 @@ impl Warehouse for DuckDbWarehouse {
         &DuckDb
     }
 
+    fn is_set_up(&mut self) -> Result<bool, WarehouseError> {
+        super::registry::control_tables_exist(self)
+    }
+
     fn setup(&mut self) -> Result<(), WarehouseError> {
         for s in control_tables(&DuckDb, &self.layout) {
             self.run(&s)?;

@@ -99,6 +99,9 @@ pub trait Warehouse: Send {
     fn dialect(&self) -> &dyn Dialect;
     /// Creates the control tables if missing.
     fn setup(&mut self) -> Result<(), WarehouseError>;
+    /// Whether the control tables exist, found without creating anything (a plan writes
+    /// nothing).
+    fn is_set_up(&mut self) -> Result<bool, WarehouseError>;
     /// The registry of target tables and columns.
     fn load_catalog(&mut self) -> Result<Catalog, WarehouseError>;
     /// Committed positions of one source: shard → sequence.

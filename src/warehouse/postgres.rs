@@ -508,6 +508,10 @@ impl Warehouse for PostgresWarehouse {
         self.dialect
     }
 
+    fn is_set_up(&mut self) -> Result<bool, WarehouseError> {
+        super::registry::control_tables_exist(self)
+    }
+
     fn setup(&mut self) -> Result<(), WarehouseError> {
         let statements = dynashift_core::sql::control_tables(self.dialect, &self.layout);
         let dialect = self.dialect;

@@ -32,6 +32,19 @@ pub trait Query {
     fn execute(&mut self, sql: &str) -> Result<(), WarehouseError>;
 }
 
+/// Whether the control tables exist (their `meta` table, created last), asked of the
+/// information schema, which DuckDB, PostgreSQL and Redshift all have.
+pub fn control_tables_exist(q: &mut dyn Query) -> Result<bool, WarehouseError> {
+    let d = q.dialect();
+    let sql = format!(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = {} AND table_name = {}",
+        d.param(1),
+        d.param(2)
+    );
+    let schema = Param::Text(q.layout().control_schema.clone());
+    Ok(!q.rows(&sql, &[schema, Param::Text("meta".into())])?.is_empty())
+}
+
 fn corrupt(what: &str) -> WarehouseError {
     WarehouseError::Corrupt(what.to_string())
 }

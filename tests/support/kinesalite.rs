@@ -29,22 +29,12 @@ fn node_modules() -> PathBuf {
 
 impl Kinesalite {
     pub fn start() -> Kinesalite {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("port")
-            .port();
-        Kinesalite::spawn(port, None)
+        Kinesalite::spawn(super::listening_socket(0), None)
     }
 
     /// A server keeping its data in `path`, so that it can be stopped and started again.
     pub fn start_persistent(path: &std::path::Path) -> Kinesalite {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("port")
-            .port();
-        Kinesalite::spawn(port, Some(path.to_path_buf()))
+        Kinesalite::spawn(super::listening_socket(0), Some(path.to_path_buf()))
     }
 
     /// Stops the server (its port stays reserved for `restart`).
@@ -55,10 +45,12 @@ impl Kinesalite {
 
     /// Starts a stopped server again on the same port and data.
     pub fn restart(&mut self) {
-        *self = Kinesalite::spawn(self.port, self.path.clone());
+        *self = Kinesalite::spawn(super::listening_socket(self.port), self.path.clone());
     }
 
-    fn spawn(port: u16, path: Option<PathBuf>) -> Kinesalite {
+    /// Starts kinesalite serving `listener`, which it takes over as file descriptor 3.
+    fn spawn(listener: std::net::TcpListener, path: Option<PathBuf>) -> Kinesalite {
+        let port = listener.local_addr().expect("port").port();
         let modules = node_modules();
         assert!(
             modules.join("kinesalite").exists(),
@@ -69,17 +61,19 @@ impl Kinesalite {
             path.as_ref().map_or(String::new(), |p| format!("path: {:?}, ", p.display().to_string()));
         let script = format!(
             "require('kinesalite')({{{path_option}createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, \
-             shardLimit: 100}}).listen({port}, '127.0.0.1', function (err) {{ if (err) {{ console.error(err); \
+             shardLimit: 100}}).listen({{fd: 3}}, function (err) {{ if (err) {{ console.error(err); \
              process.exit(1); }} }});"
         );
-        let child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg("-e")
             .arg(script)
             .env("NODE_PATH", &modules)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+            .stderr(Stdio::inherit());
+        super::pass_as_fd3(&mut command, &listener);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start node for kinesalite: {e}"));
+        drop(listener);
         let mut server = Kinesalite { child, port, path };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 pub mod data_api;
 pub mod kinesalite;
 pub mod moto;
+pub mod oracle;
 pub mod pg;
 pub mod redshift_on_pg;
 pub mod redshift_rules;
@@ -16,11 +17,36 @@ use dynashift::warehouse::duckdb::DuckDbWarehouse;
 use dynashift::warehouse::postgres::PostgresWarehouse;
 use dynashift::warehouse::Warehouse;
 use dynashift_core::dialect::{Dialect, DuckDb, Postgres};
-use dynashift_core::number::Number;
 use dynashift_core::schema::Catalog;
 use dynashift_core::schema::TableSchema;
-use dynashift_core::types::{text_form, ColumnMode, ColumnType};
-use dynashift_core::value::{item_to_plain_json, AttrValue, Item};
+use dynashift_core::types::{ColumnMode, ColumnType};
+use dynashift_core::value::{AttrValue, Item};
+use oracle::{parse_json, Decimal, Json};
+
+/// A loopback port bound and listening here, handed to a service as its file descriptor 3:
+/// no other process can take the port between choosing it and the service using it.
+pub fn listening_socket(port: u16) -> std::net::TcpListener {
+    std::net::TcpListener::bind(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot listen on 127.0.0.1:{port}: {e}"))
+}
+
+/// Makes `listener` the child's file descriptor 3 (the parent's copy may be dropped once
+/// the child is spawned).
+pub fn pass_as_fd3(command: &mut std::process::Command, listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::process::CommandExt as _;
+    let fd = listener.as_raw_fd();
+    // SAFETY: between fork and exec only async-signal-safe calls (dup2, fcntl) are made.
+    unsafe {
+        command.pre_exec(move || {
+            let done = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if done < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
 
 /// `lines` as records of shard `s`, numbered from 1.
 pub fn records(lines: &[String]) -> Vec<dynashift::source::RawRecord> {
@@ -39,17 +65,92 @@ pub fn records(lines: &[String]) -> Vec<dynashift::source::RawRecord> {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Logical {
     S(String),
-    N(String),
+    N(Decimal),
     B(Vec<u8>),
     Bool(bool),
-    Json(String),
+    Json(Json),
+    /// A `varchar`-mode cell: compared as text, or as JSON where a document is expected.
     Text(String),
 }
 
-/// table → key text → attribute (or `item` in document mode) → value.
-pub type Tables = BTreeMap<String, BTreeMap<String, BTreeMap<String, Logical>>>;
+impl Logical {
+    /// Whether the stored `self` holds what `expected` says.
+    fn holds(&self, expected: &Logical) -> bool {
+        match (self, expected) {
+            (Logical::Text(t), Logical::Json(j)) => parse_json(t).as_ref() == Some(j),
+            _ => self == expected,
+        }
+    }
+}
 
-/// What the warehouse must hold for `model` in `mode`.
+/// One row: its cells by attribute (`\0item` for the document column) and its system
+/// columns. In an expected row, `None` means "not checked".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub cells: BTreeMap<String, Logical>,
+    pub deleted: bool,
+    pub event: Option<String>,
+    pub version: Option<i64>,
+    /// The `_ddb_sequence` values (digits, no padding) the row may hold: every copy of the
+    /// winning record was read at a place of its own, and any of them may be the one kept.
+    pub sequences: Option<Vec<String>>,
+}
+
+impl Row {
+    pub fn live(cells: BTreeMap<String, Logical>) -> Row {
+        Row { cells, deleted: false, event: None, version: None, sequences: None }
+    }
+}
+
+/// table → key (as `oracle::key_name` renders it) → row.
+pub type Tables = BTreeMap<String, BTreeMap<String, Row>>;
+
+/// The cells the warehouse must hold for `item` in `mode` (`keys`: the key attribute names,
+/// which document mode keeps as columns).
+pub fn expected_cells(item: &Item, mode: ColumnMode, keys: &[String]) -> BTreeMap<String, Logical> {
+    let mut row = BTreeMap::new();
+    for (attr, v) in item {
+        if matches!(v, AttrValue::Null) {
+            continue;
+        }
+        match mode {
+            ColumnMode::Typed => {
+                row.insert(attr.to_string(), typed_logical(v));
+            }
+            ColumnMode::Varchar => {
+                row.insert(attr.to_string(), varchar_logical(v));
+            }
+            ColumnMode::Document => {
+                if keys.iter().any(|n| n == attr) {
+                    row.insert(attr.to_string(), typed_logical(v));
+                }
+            }
+        }
+    }
+    if mode == ColumnMode::Document {
+        row.insert("\u{0}item".into(), Logical::Json(oracle::item_json(item)));
+    }
+    row
+}
+
+/// The row name of a model item: from its key attributes when their names are known,
+/// else from the model's own key text.
+pub fn row_name(model_key: &str, item: &Item, keys: Option<&Vec<String>>) -> String {
+    let from_model = oracle::stored_key_name(model_key);
+    if let Some(names) = keys {
+        let key: Item = item
+            .iter()
+            .filter(|(k, _)| names.iter().any(|n| n == k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let named = oracle::key_name(&key);
+        assert_eq!(named, from_model, "the model's key text and its key attributes disagree");
+    }
+    from_model
+}
+
+/// What the warehouse must hold for `model` in `mode`: every row live; system columns not
+/// checked (see `Row`).
 pub fn expected(
     model: &BTreeMap<String, BTreeMap<String, Item>>,
     mode: ColumnMode,
@@ -57,44 +158,75 @@ pub fn expected(
 ) -> Tables {
     let mut out = Tables::new();
     for (table, items) in model {
+        let names = keys.get(table);
         let rows = out.entry(table.clone()).or_default();
         for (key, item) in items {
-            let mut row = BTreeMap::new();
-            for (attr, v) in item {
-                if matches!(v, AttrValue::Null) {
-                    continue;
-                }
-                match mode {
-                    ColumnMode::Typed => {
-                        row.insert(attr.to_string(), typed_logical(v));
-                    }
-                    ColumnMode::Varchar => {
-                        row.insert(attr.to_string(), Logical::Text(text_form(v).to_string()));
-                    }
-                    ColumnMode::Document => {
-                        if keys.get(table).is_some_and(|k| k.iter().any(|n| n == attr)) {
-                            row.insert(attr.to_string(), typed_logical(v));
-                        }
-                    }
-                }
-            }
-            if mode == ColumnMode::Document {
-                row.insert("\u{0}item".into(), Logical::Json(item_to_plain_json(item)));
-            }
-            rows.insert(key.clone(), row);
+            let cells = expected_cells(item, mode, names.map_or(&[][..], |n| &n[..]));
+            rows.insert(row_name(key, item, names), Row::live(cells));
         }
     }
     out.retain(|_, rows| !rows.is_empty());
     out
 }
 
+/// A generated workload (`dynashift::workload`), its records written by the tests' own
+/// writer in varied spellings (a re-delivery re-spelled, with its original's `eventID`).
+pub fn generate(
+    spec: &dynashift::workload::WorkloadSpec,
+    micros_precision: bool,
+) -> (Vec<String>, dynashift::workload::Model) {
+    let (events, model) = dynashift::workload::generate_events(spec, micros_precision);
+    let mut rng = dynashift::workload::Rng::new(spec.seed ^ 0x5eed);
+    let lines = events
+        .iter()
+        .map(|(event, id)| {
+            oracle::RecordWriter { rng: &mut rng }.kinesis_record(event, micros_precision, *id)
+        })
+        .collect();
+    (lines, model)
+}
+
+/// What the warehouse must hold for a generated workload's model (hard deletes, typed
+/// columns): its items, each with the time and kind of its last change.
+pub fn expected_model(model: &dynashift::workload::Model) -> Tables {
+    with_last_changes(expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()), model)
+}
+
+/// `expected` rows of a generated workload, given the time and kind of each item's last
+/// change.
+pub fn with_last_changes(mut out: Tables, model: &dynashift::workload::Model) -> Tables {
+    for (table, rows) in &mut out {
+        let last: BTreeMap<String, _> =
+            model.last_change[table].iter().map(|(k, last)| (oracle::stored_key_name(k), *last)).collect();
+        for (key, row) in rows.iter_mut() {
+            let (micros, kind) =
+                *last.get(key).unwrap_or_else(|| panic!("{table}: no last change for {key}"));
+            row.version = Some(micros);
+            row.event = Some(oracle::stored_event(kind).to_string());
+        }
+    }
+    out
+}
+
 fn typed_logical(v: &AttrValue) -> Logical {
     match v {
         AttrValue::S(s) => Logical::S(s.to_string()),
-        AttrValue::N(n) => Logical::N(n.to_string()),
+        AttrValue::N(n) => Logical::N(Decimal::of(n)),
         AttrValue::B(b) => Logical::B(b.clone()),
         AttrValue::Bool(b) => Logical::Bool(*b),
-        other => Logical::Json(other.to_plain_json()),
+        other => Logical::Json(oracle::plain_json(other)),
+    }
+}
+
+/// `varchar` mode: strings as they are, numbers in their documented text form, booleans as
+/// `true`/`false`, binary as base64, documents as plain JSON.
+fn varchar_logical(v: &AttrValue) -> Logical {
+    match v {
+        AttrValue::S(s) => Logical::Text(s.to_string()),
+        AttrValue::N(n) => Logical::Text(Decimal::of(n).canonical()),
+        AttrValue::B(b) => Logical::Text(base64::engine::general_purpose::STANDARD.encode(b)),
+        AttrValue::Bool(b) => Logical::Text(b.to_string()),
+        other => Logical::Json(oracle::plain_json(other)),
     }
 }
 
@@ -107,10 +239,6 @@ pub trait ReadBack {
     fn base64(&self, column: &str) -> String;
     /// Every row of `sql`, every column as text.
     fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>>;
-    /// The warehouse's own text form of a JSON value (PostgreSQL's jsonb reorders keys).
-    fn json_text(&mut self, json: &str) -> String {
-        json.to_string()
-    }
 }
 
 impl ReadBack for DuckDbWarehouse {
@@ -156,14 +284,10 @@ impl ReadBack for PostgresWarehouse {
     fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
         self.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
-    fn json_text(&mut self, json: &str) -> String {
-        let literal = json.replace('\'', "''");
-        let rows = self.text_rows(&format!("SELECT CAST(CAST('{literal}' AS JSONB) AS TEXT)"));
-        rows[0][0].clone().expect("json text")
-    }
 }
 
-/// Reads every replicated table of `warehouse` back (live rows only).
+/// Reads every row of every replicated table of `warehouse` back, soft-deleted ones too,
+/// with their system columns.
 pub fn read_back(warehouse: &mut dyn ReadBack) -> Tables {
     let catalog = warehouse.catalog();
     let mut out = Tables::new();
@@ -176,48 +300,49 @@ pub fn read_back(warehouse: &mut dyn ReadBack) -> Tables {
     out
 }
 
-/// `expected`, with its JSON values in the warehouse's own text form.
-pub fn normalized(warehouse: &mut dyn ReadBack, mut tables: Tables) -> Tables {
-    for rows in tables.values_mut() {
-        for row in rows.values_mut() {
-            for v in row.values_mut() {
-                if let Logical::Json(j) = v {
-                    *j = warehouse.json_text(j);
-                }
-            }
-        }
-    }
-    tables
-}
+/// The system columns read back, before the attribute columns.
+const SYSTEM: [&str; 5] = ["_ddb_key", "_ddb_deleted", "_ddb_event", "_ddb_version", "_ddb_sequence"];
 
-fn read_table(w: &mut dyn ReadBack, table: &TableSchema) -> BTreeMap<String, BTreeMap<String, Logical>> {
+fn read_table(w: &mut dyn ReadBack, table: &TableSchema) -> BTreeMap<String, Row> {
     let d = w.dialect();
-    let exprs: Vec<String> = table
-        .columns
+    let exprs: Vec<String> = SYSTEM
         .iter()
-        .map(|c| match c.ty {
+        .map(|c| format!("CAST({} AS VARCHAR)", d.quote(c)))
+        .chain(table.columns.iter().map(|c| match c.ty {
             ColumnType::Blob => w.base64(&d.quote(&c.name)),
             _ => format!("CAST({} AS VARCHAR)", d.quote(&c.name)),
-        })
+        }))
         .collect();
-    let sql = format!(
-        "SELECT \"_ddb_key\"{}{} FROM {} WHERE NOT \"_ddb_deleted\"",
-        if exprs.is_empty() { "" } else { ", " },
-        exprs.join(", "),
-        d.qualified(&w.target_schema(), &table.name)
-    );
+    let sql = format!("SELECT {} FROM {}", exprs.join(", "), d.qualified(&w.target_schema(), &table.name));
     let mut out = BTreeMap::new();
-    for mut vals in w.text_rows(&sql) {
-        let key = vals.remove(0).expect("key");
-        let mut row = BTreeMap::new();
-        for (c, v) in table.columns.iter().zip(vals) {
-            let Some(v) = v else { continue };
+    for vals in w.text_rows(&sql) {
+        let (system, cells) = vals.split_at(SYSTEM.len());
+        let text =
+            |i: usize| system[i].clone().unwrap_or_else(|| panic!("{} is NULL in {}", SYSTEM[i], table.name));
+        let key = oracle::stored_key_name(&text(0));
+        let deleted = match text(1).as_str() {
+            "true" => true,
+            "false" => false,
+            other => panic!("_ddb_deleted is {other:?}"),
+        };
+        let version = text(3).parse::<i64>().unwrap_or_else(|e| panic!("_ddb_version {}: {e}", text(3)));
+        let sequence = text(4);
+        let digits = sequence.trim_start_matches('0');
+        let mut row = Row {
+            cells: BTreeMap::new(),
+            deleted,
+            event: Some(text(2)),
+            version: Some(version),
+            sequences: Some(vec![if digits.is_empty() { "0".into() } else { digits.into() }]),
+        };
+        for (c, v) in table.columns.iter().zip(cells) {
+            let Some(v) = v.clone() else { continue };
             let (attr, logical) = match &c.attribute {
-                None => ("\u{0}item".to_string(), Logical::Json(v)),
+                None => ("\u{0}item".to_string(), Logical::Json(json_cell(&v))),
                 Some(a) if table.mode == ColumnMode::Varchar => (a.clone(), Logical::Text(v)),
                 Some(a) => (a.clone(), stored_logical(c.ty, &v)),
             };
-            let previous = row.insert(attr.clone(), logical);
+            let previous = row.cells.insert(attr.clone(), logical);
             assert!(previous.is_none(), "attribute {attr:?} of {key} stored in two columns");
         }
         assert!(out.insert(key.clone(), row).is_none(), "key {key} appears twice in {}", table.name);
@@ -225,15 +350,23 @@ fn read_table(w: &mut dyn ReadBack, table: &TableSchema) -> BTreeMap<String, BTr
     out
 }
 
+fn json_cell(v: &str) -> Json {
+    parse_json(v).unwrap_or_else(|| panic!("stored JSON {v:?} does not parse"))
+}
+
 fn stored_logical(ty: ColumnType, v: &str) -> Logical {
     match ty {
         ColumnType::Text => Logical::S(v.to_string()),
         ColumnType::BigInt | ColumnType::Decimal(_) | ColumnType::NumberText => {
-            Logical::N(Number::parse(v).unwrap_or_else(|e| panic!("stored number {v}: {e}")).to_string())
+            Logical::N(Decimal::parse(v).unwrap_or_else(|| panic!("stored number {v:?} is not a number")))
         }
-        ColumnType::Bool => Logical::Bool(v == "true"),
+        ColumnType::Bool => Logical::Bool(match v {
+            "true" => true,
+            "false" => false,
+            other => panic!("stored boolean {other:?}"),
+        }),
         ColumnType::Blob => Logical::B(base64::engine::general_purpose::STANDARD.decode(v).expect("base64")),
-        ColumnType::Json => Logical::Json(v.to_string()),
+        ColumnType::Json => Logical::Json(json_cell(v)),
     }
 }
 
@@ -242,12 +375,28 @@ pub fn assert_tables_equal(actual: &Tables, expected: &Tables) {
     for (table, rows) in expected {
         let got = actual.get(table).cloned().unwrap_or_default();
         for (key, row) in rows {
-            match got.get(key) {
-                None => panic!("{table}: row {key} missing; expected {row:?}"),
-                Some(g) if g != row => {
-                    panic!("{table}: row {key} differs\n  got      {g:?}\n  expected {row:?}")
+            let Some(g) = got.get(key) else { panic!("{table}: row {key} missing; expected {row:?}") };
+            let differs = |what: &str| -> ! {
+                panic!("{table}: row {key} differs in {what}\n  got      {g:?}\n  expected {row:?}")
+            };
+            if g.cells.len() != row.cells.len()
+                || row.cells.iter().any(|(attr, e)| g.cells.get(attr).is_none_or(|a| !a.holds(e)))
+            {
+                differs("its cells");
+            }
+            if g.deleted != row.deleted {
+                differs("_ddb_deleted");
+            }
+            if row.event.is_some() && g.event != row.event {
+                differs("_ddb_event");
+            }
+            if row.version.is_some() && g.version != row.version {
+                differs("_ddb_version");
+            }
+            if let (Some(allowed), Some([stored])) = (&row.sequences, g.sequences.as_deref()) {
+                if !allowed.contains(stored) {
+                    differs("_ddb_sequence");
                 }
-                _ => {}
             }
         }
         for key in got.keys() {
@@ -259,50 +408,173 @@ pub fn assert_tables_equal(actual: &Tables, expected: &Tables) {
     }
 }
 
-/// Starts `dynashift run --config config` `rounds` times, SIGKILLing each run that is still
-/// going after a random 100 ms + up to `spread_ms`; a run that ends by itself must succeed.
-/// Returns how many runs were killed mid-run.
+/// The whole number just before the first `word` in `text` (`count_before("12 records",
+/// " records") == Some(12)`; a bare substring check would take "12 records" for "2 records").
+pub fn count_before(text: &str, word: &str) -> Option<u64> {
+    let at = text.find(word)?;
+    let digits: String = text[..at]
+        .chars()
+        .rev()
+        .take_while(char::is_ascii_digit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    digits.parse().ok()
+}
+
+/// A `dynashift` process whose debug log is watched for committed batches.
+pub struct Watched {
+    pub child: std::process::Child,
+    commits: std::sync::mpsc::Receiver<()>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Watched {
+    /// Starts `command` with debug logging and its standard error read line by line.
+    pub fn start(mut command: std::process::Command) -> Watched {
+        use std::io::BufRead as _;
+        use std::process::Stdio;
+        let mut child = command
+            .env("DYNASHIFT_LOG", "warn,dynashift::run=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting dynashift");
+        let stderr = child.stderr.take().expect("piped standard error");
+        let mut stdout = child.stdout.take().expect("piped standard output");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let printed = out.clone();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+            printed.lock().unwrap_or_else(|p| p.into_inner()).push_str(&text);
+        });
+        let (tx, commits) = std::sync::mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("batch committed") {
+                    let _ = tx.send(());
+                }
+                let mut log = kept.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Watched { child, commits, log, out }
+    }
+
+    /// Waits until the process has logged `n` more committed batches: false if it ended
+    /// first. Gives up after two minutes.
+    pub fn wait_commits(&mut self, n: usize) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        for _ in 0..n {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.commits.recv_timeout(left) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return false,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("no batch committed within two minutes:\n{}", self.log())
+                }
+            }
+        }
+        true
+    }
+
+    /// SIGKILL, and the exit status (a run that ended before the signal keeps its own).
+    pub fn kill(&mut self) -> std::process::ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("reaping dynashift")
+    }
+
+    /// SIGKILLs the process if it is still running (true), or checks that it ended by
+    /// itself with success (false): a run that failed on its own is never taken for a kill.
+    pub fn kill_or_check_ended(&mut self, round: usize) -> bool {
+        use std::os::unix::process::ExitStatusExt as _;
+        if self.child.try_wait().expect("polling dynashift").is_none() {
+            let status = self.kill();
+            if status.signal() == Some(libc::SIGKILL) {
+                return true;
+            }
+            assert!(status.success(), "round {round}: {status}\n{}", self.log());
+            return false;
+        }
+        let (status, log) = self.wait();
+        assert!(status.success(), "round {round}: {status}\n{log}");
+        false
+    }
+
+    /// Waits for the process to end by itself: its status and its log.
+    pub fn wait(&mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().expect("waiting for dynashift");
+        // The reader thread ends with the pipe; give it a moment to take the last lines.
+        for _ in 0..100 {
+            if self.commits.recv_timeout(std::time::Duration::from_millis(10))
+                == Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+            {
+                break;
+            }
+        }
+        (status, self.log())
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What the process printed on standard output (complete once it has ended and been
+    /// waited for).
+    pub fn stdout(&self) -> String {
+        for _ in 0..100 {
+            if std::sync::Arc::strong_count(&self.out) == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.out.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Starts `dynashift run --config config` `rounds` times and SIGKILLs each run a random
+/// 0–20 ms after it logged its first committed batch; a run that ends by itself must
+/// succeed. After each round, `progress` reads the committed progress (records consumed,
+/// out of `total`). Returns how many kills landed in the work: progress strictly between
+/// none and all, and moved since the round before.
 pub fn kill_and_restart(
     bin: &str,
     config: &std::path::Path,
     rounds: usize,
-    spread_ms: u64,
     seed: u64,
+    total: usize,
+    progress: &mut dyn FnMut() -> usize,
 ) -> usize {
-    use std::process::{Command, Stdio};
-    use std::time::{Duration, Instant};
     let mut rng = dynashift::workload::Rng::new(seed);
-    let mut killed_mid_run = 0;
+    let mut landed = 0;
+    let mut before = progress();
     for round in 0..rounds {
-        let mut child = Command::new(bin)
-            .args(["run", "--config"])
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting dynashift");
-        let deadline = Instant::now() + Duration::from_millis(100 + rng.below(spread_ms));
-        let mut finished = None;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait().expect("polling dynashift") {
-                finished = Some(status);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let mut command = std::process::Command::new(bin);
+        command.args(["run", "--config"]).arg(config);
+        let mut run = Watched::start(command);
+        let killed = if run.wait_commits(1) {
+            std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
+            run.kill_or_check_ended(round)
+        } else {
+            let (status, log) = run.wait();
+            assert!(status.success(), "round {round}: {log}");
+            false
+        };
+        let now = progress();
+        assert!(now >= before, "round {round}: committed progress went back from {before} to {now}");
+        assert!(now <= total, "round {round}: {now} records consumed of {total}");
+        if killed && now > before && now < total {
+            landed += 1;
         }
-        match finished {
-            Some(status) => {
-                let out = child.wait_with_output().expect("dynashift output");
-                assert!(status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            None => {
-                child.kill().expect("SIGKILL");
-                child.wait().expect("reaping dynashift");
-                killed_mid_run += 1;
-            }
-        }
+        before = now;
     }
-    killed_mid_run
+    landed
 }
 
 /// Waits until `child` catches SIGINT and SIGTERM (its handlers are installed), so that a

@@ -11,25 +11,30 @@ pub struct MotoServer {
 }
 
 impl MotoServer {
+    /// Starts moto's server application (what `moto_server` runs) on a socket bound here and
+    /// handed over, so no other process can take its port meanwhile.
     pub fn start() -> MotoServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("port")
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}): install it with `pip install 'moto[server]'` (scripts/test.sh does)")
-            });
+        let listener = super::listening_socket(0);
+        let port = listener.local_addr().expect("port").port();
+        let script = "import os, sys\n\
+             os.environ.setdefault('MOTO_PORT', sys.argv[1])\n\
+             from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app\n\
+             from werkzeug.serving import make_server\n\
+             app = DomainDispatcherApplication(create_backend_app)\n\
+             make_server('127.0.0.1', int(sys.argv[1]), app, threaded=True, fd=3).serve_forever()\n";
+        let mut command = Command::new("python3");
+        command.args(["-c", script, &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null());
+        super::pass_as_fd3(&mut command, &listener);
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start python3 for moto ({e})"));
+        drop(listener);
         let mut server = MotoServer { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("moto_server exited at start: {status}");
+                panic!(
+                    "moto's server exited at start ({status}): is it installed for python3? \
+                     `python3 -m pip install 'moto[server]'` (scripts/test.sh does)"
+                );
             }
             assert!(Instant::now() < deadline, "moto_server did not listen on 127.0.0.1:{port} within 30 s");
             std::thread::sleep(Duration::from_millis(100));

@@ -120,9 +120,17 @@ impl PgServer {
         check("copying the template cluster", out);
         let options = options(dir.path());
         chown_to_postgres(dir.path());
-        let server = PgServer { dir, port: free_port(), bin, options };
-        server.start_again();
-        server
+        let mut server = PgServer { dir, port: free_port(), bin, options };
+        // PostgreSQL binds its port itself: when another process took the chosen port
+        // meanwhile, start again on another.
+        for _ in 0..5 {
+            match server.try_start() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") => server.port = free_port(),
+                Err(log) => panic!("PostgreSQL did not start:\n{log}"),
+            }
+        }
+        panic!("PostgreSQL found its port taken five times in a row");
     }
 
     /// The server's own directory (socket, log, files written by `start_with`).
@@ -136,6 +144,13 @@ impl PgServer {
 
     /// Starts the (stopped) server again on the same port.
     pub fn start_again(&self) {
+        if let Err(log) = self.try_start() {
+            panic!("PostgreSQL did not start:\n{log}");
+        }
+    }
+
+    /// Starts the server on its port; the error holds pg_ctl's message and the server log.
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=50 -c shared_buffers=128MB {}",
@@ -151,10 +166,13 @@ impl PgServer {
             .args(["-w", "-t", "60", "-o", &options, "start"])
             .output()
             .expect("running pg_ctl start");
-        if !out.status.success() {
-            let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-            panic!("PostgreSQL did not start: {}\n{log}", String::from_utf8_lossy(&out.stderr));
+        if out.status.success() {
+            return Ok(());
         }
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        // The next attempt appends to the same log: start it afresh.
+        let _ = std::fs::remove_file(self.dir.path().join("server.log"));
+        Err(format!("{}\n{log}", String::from_utf8_lossy(&out.stderr)))
     }
 
     /// Stops the server at once (in-flight sessions are cut).

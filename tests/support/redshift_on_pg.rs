@@ -196,6 +196,10 @@ impl<W: Warehouse> Warehouse for CheckedRedshift<W> {
     fn dialect(&self) -> &dyn Dialect {
         self.inner.dialect()
     }
+    fn is_set_up(&mut self) -> Result<bool, WarehouseError> {
+        self.inner.is_set_up()
+    }
+
     fn setup(&mut self) -> Result<(), WarehouseError> {
         let mut violations = Vec::new();
         for s in control_tables(&Redshift, &self.layout) {
