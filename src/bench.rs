@@ -28,6 +28,9 @@ pub struct BenchOptions {
     pub postgres_url: Option<String>,
     /// Read the workload from a four-shard stream at this Kinesis endpoint (kinesalite).
     pub kinesis_endpoint: Option<String>,
+    /// Also replicate four times the records over four times the keys, and report how the
+    /// rate and peak memory hold up as the tables grow.
+    pub growth: bool,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -99,6 +102,39 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         return Ok(report);
     }
 
+    let (secs, peak_mb) = end_to_end(exe, options, &spec, &dir, &file, &mut report)?;
+    if options.growth {
+        let grown = WorkloadSpec { records: spec.records * 4, keys: spec.keys * 4, ..spec.clone() };
+        eprintln!("generating {} records over {} keys …", grown.records, grown.keys);
+        let grown_file = workload_file(&dir, &grown)?;
+        let (grown_secs, grown_peak) = end_to_end(exe, options, &grown, &dir, &grown_file, &mut report)?;
+        let rate = |records: usize, secs: f64| records as f64 / secs;
+        report.push_str(&format!(
+            "growth: 4x the records and keys at {:.0}% of the rate; peak {} → {} MB\n",
+            100.0 * rate(grown.records, grown_secs) / rate(spec.records, secs),
+            peak_mb.map_or("?".into(), |m| m.to_string()),
+            grown_peak.map_or("?".into(), |m| m.to_string()),
+        ));
+    }
+    if let Some(url) = &options.postgres_url {
+        let (rows, secs) = postgres_baseline::copy_final_rows(url)?;
+        report.push_str(&format!(
+            "baseline: raw binary COPY of the {rows} final rows into empty tables: {secs:.2} s = {:.0} rows/s\n",
+            rows as f64 / secs
+        ));
+    }
+    Ok(report)
+}
+
+/// One timed `dynashift sync --once` of `file` into a fresh target; its seconds and peak MB.
+fn end_to_end(
+    exe: &Path,
+    options: &BenchOptions,
+    spec: &WorkloadSpec,
+    dir: &Path,
+    file: &Path,
+    report: &mut String,
+) -> anyhow::Result<(f64, Option<u64>)> {
     // End to end: a separate `dynashift run` process into a fresh DuckDB file or database.
     let config = dir.join("bench.toml");
     let target = match &options.postgres_url {
@@ -116,7 +152,7 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
     let source = match &options.kinesis_endpoint {
         Some(endpoint) => {
             let stream = format!("w1-{}-{}", spec.records, std::process::id());
-            let put_secs = kinesis_load::load_stream(endpoint, &stream, &file)?;
+            let put_secs = kinesis_load::load_stream(endpoint, &stream, file)?;
             report.push_str(&format!(
                 "put into a {}-shard stream: {} records in {put_secs:.1} s (not counted below)\n",
                 kinesis_load::SHARDS,
@@ -166,12 +202,5 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         Some(mb) => report.push_str(&format!("peak RSS of the replicating process: {mb} MB\n")),
         None => report.push_str("peak RSS of the replicating process: not reported (no /proc)\n"),
     }
-    if let Some(url) = &options.postgres_url {
-        let (rows, secs) = postgres_baseline::copy_final_rows(url)?;
-        report.push_str(&format!(
-            "baseline: raw binary COPY of the {rows} final rows into empty tables: {secs:.2} s = {:.0} rows/s\n",
-            rows as f64 / secs
-        ));
-    }
-    Ok(report)
+    Ok((secs, peak_mb))
 }

@@ -143,13 +143,14 @@ pub enum TargetConfig {
 }
 
 impl TargetConfig {
-    /// `max_batch_memory` when unset: the embedded DuckDB's own buffers share the process, so
-    /// it gets less; with a server warehouse the process holds only batches, and larger ones
-    /// fold more changes to a key into one row.
-    pub fn default_batch_memory(&self) -> &'static str {
+    /// The share of the memory budget that held changes get when `max_batch_memory` is
+    /// unset: the embedded DuckDB's own buffers share the process, so it gets a quarter;
+    /// with a server warehouse the process holds only batches, which get half (larger ones
+    /// fold more changes to a key into one row).
+    pub fn batch_memory_divisor(&self) -> u64 {
         match self {
-            TargetConfig::Duckdb(_) => "128MB",
-            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => "256MB",
+            TargetConfig::Duckdb(_) => 4,
+            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => 2,
         }
     }
 
@@ -325,16 +326,16 @@ pub struct DuckDbTargetConfig {
     pub path: PathBuf,
     #[serde(default = "default_schema")]
     pub schema: String,
-    /// DuckDB's own memory budget (`SET memory_limit`), e.g. "256MB" or "2GB".
-    #[serde(default = "default_memory_limit")]
-    pub memory_limit: String,
+    /// DuckDB's own memory budget (`SET memory_limit`), e.g. "256MB" or "2GB". Unset, a
+    /// quarter of `defaults.memory` (see `Config::duckdb_memory_limit`).
+    #[serde(default)]
+    pub memory_limit: Option<String>,
 }
 
-/// DuckDB keeps pages it no longer needs up to its limit: at 128MB a W1 run peaked 60–70 MB
-/// lower than at 256MB, in the same time.
-fn default_memory_limit() -> String {
-    "128MB".into()
-}
+/// The memory budget when `defaults.memory` is unset.
+const DEFAULT_MEMORY: u64 = 512_000_000;
+/// Less leaves the parts too small to hold a batch worth its overhead.
+const MIN_MEMORY: u64 = 64_000_000;
 
 fn default_schema() -> String {
     "dynamodb".into()
@@ -360,9 +361,13 @@ pub struct Defaults {
     #[serde(default)]
     pub max_batch_records: Option<usize>,
     /// ... and up to about this much memory of held changes (a size such as "64MB"). Unset,
-    /// it depends on the target (`Config::max_batch_memory_bytes`).
+    /// a share of `memory` (`Config::max_batch_memory_bytes`).
     #[serde(default)]
     pub max_batch_memory: Option<String>,
+    /// The process's memory budget, from which the parts left unset are sized: held
+    /// changes, DuckDB's own memory, reads (see `Config::memory_budget_bytes`).
+    #[serde(default)]
+    pub memory: Option<String>,
     /// Glob patterns of DynamoDB table names to replicate (all when empty).
     #[serde(default)]
     pub include: Vec<String>,
@@ -385,6 +390,7 @@ impl Default for Defaults {
             batch_size: default_batch_size(),
             max_batch_records: None,
             max_batch_memory: None,
+            memory: None,
             include: Vec::new(),
             exclude: Vec::new(),
         }
@@ -428,11 +434,41 @@ impl Config {
         self.defaults.max_batch_records.unwrap_or(default).max(self.defaults.batch_size)
     }
 
-    /// `defaults.max_batch_memory` in bytes, or the target's default when unset (validated
-    /// when the config was loaded).
+    /// `defaults.memory` in bytes (validated when the config was loaded): 512 MB unless set.
+    /// Its parts, when not set themselves: held changes a quarter with DuckDB, half with a
+    /// server warehouse; DuckDB's own memory a quarter; each file read a sixteenth; each round
+    /// of stream reads an eighth. The rest is the planned batch being applied, its staging,
+    /// and the process itself.
+    pub fn memory_budget_bytes(&self) -> u64 {
+        self.defaults.memory.as_deref().and_then(parse_size).unwrap_or(DEFAULT_MEMORY)
+    }
+
+    /// `defaults.max_batch_memory` in bytes, or its share of the memory budget when unset.
     pub fn max_batch_memory_bytes(&self) -> usize {
-        let size = self.defaults.max_batch_memory.as_deref().unwrap_or(self.target.default_batch_memory());
-        parse_size(size).map_or(usize::MAX, |b| b.min(usize::MAX as u64) as usize)
+        let bytes = match self.defaults.max_batch_memory.as_deref() {
+            Some(size) => parse_size(size).unwrap_or(u64::MAX),
+            None => self.memory_budget_bytes() / self.target.batch_memory_divisor(),
+        };
+        bytes.min(usize::MAX as u64) as usize
+    }
+
+    /// DuckDB's `memory_limit`: as set, or a quarter of the memory budget (in KB, as DuckDB
+    /// reads sizes: 512MB gives 128000KB, DuckDB's 128MB).
+    pub fn duckdb_memory_limit(&self) -> String {
+        match &self.target {
+            TargetConfig::Duckdb(DuckDbTargetConfig { memory_limit: Some(limit), .. }) => limit.clone(),
+            _ => format!("{}KB", self.memory_budget_bytes() / 4 / 1000),
+        }
+    }
+
+    /// Bytes a file read stops at (a record larger than that is still read, alone).
+    pub fn read_bytes(&self) -> usize {
+        (self.memory_budget_bytes() / 16).min(usize::MAX as u64) as usize
+    }
+
+    /// Bytes one round of stream reads (all shards together) aims at.
+    pub fn round_bytes(&self) -> usize {
+        (self.memory_budget_bytes() / 8).min(usize::MAX as u64) as usize
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -442,17 +478,23 @@ impl Config {
         if let Some(size) = self.defaults.max_batch_memory.as_deref().filter(|s| !valid_size(s)) {
             return Err(format!("defaults.max_batch_memory `{size}` is not a size such as \"64MB\""));
         }
+        if let Some(size) = self.defaults.memory.as_deref() {
+            if parse_size(size).is_none_or(|b| b < MIN_MEMORY) {
+                return Err(format!(
+                    "defaults.memory `{size}` is not a size of at least 64MB, such as \"512MB\""
+                ));
+            }
+        }
         for (key, patterns) in [("include", &self.defaults.include), ("exclude", &self.defaults.exclude)] {
             for p in patterns {
                 glob::Pattern::new(p).map_err(|e| format!("defaults.{key}: bad pattern `{p}`: {e}"))?;
             }
         }
         match &self.target {
-            TargetConfig::Duckdb(t) if !valid_size(&t.memory_limit) => {
-                return Err(format!(
-                    "target.memory_limit `{}` is not a size such as \"256MB\"",
-                    t.memory_limit
-                ));
+            TargetConfig::Duckdb(DuckDbTargetConfig { memory_limit: Some(limit), .. })
+                if !valid_size(limit) =>
+            {
+                return Err(format!("target.memory_limit `{limit}` is not a size such as \"256MB\""));
             }
             TargetConfig::Postgres(t) => {
                 crate::warehouse::postgres::PgSettings::parse(&t.url, &t.password_env, &t.schema)
@@ -570,6 +612,19 @@ mod tests {
             MIN.replace("kind = \"duckdb\"\npath = \"q.duckdb\"", "kind = \"postgres\"\nurl = \"host=db\"");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 256_000_000);
         assert_eq!(parse(&pg).unwrap().max_batch_records(), 500_000);
+        // One memory budget sizes every part left unset: by default the figures above, and
+        // DuckDB's own 128MB, 32 MB file reads, 64 MB rounds of stream reads.
+        let c = parse(MIN).unwrap();
+        assert_eq!(c.duckdb_memory_limit(), "128000KB");
+        assert_eq!((c.read_bytes(), c.round_bytes()), (32_000_000, 64_000_000));
+        let c = parse(&format!("{MIN}[defaults]\nmemory = \"2GB\"\n")).unwrap();
+        assert_eq!((c.max_batch_memory_bytes(), c.duckdb_memory_limit()), (500_000_000, "500000KB".into()));
+        let pinned = MIN.replace("q.duckdb\"", "q.duckdb\"\nmemory_limit = \"1GB\"");
+        let c =
+            parse(&format!("{pinned}[defaults]\nmemory = \"2GB\"\nmax_batch_memory = \"64MB\"\n")).unwrap();
+        assert_eq!((c.max_batch_memory_bytes(), c.duckdb_memory_limit()), (64_000_000, "1GB".into()));
+        let e = parse(&format!("{MIN}[defaults]\nmemory = \"16MB\"\n")).unwrap_err();
+        assert!(e.contains("defaults.memory") && e.contains("at least 64MB"), "{e}");
         let pg = format!("{pg}[defaults]\nmax_batch_memory = \"32MB\"\n");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 32_000_000);
     }

@@ -92,6 +92,10 @@ enum Command {
         /// kinesalite) and read it from there.
         #[arg(long)]
         kinesis_endpoint: Option<String>,
+        /// Also replicate 4x the records over 4x the keys (W1 at 4,000,000 / 800,000) and
+        /// report the rate and peak memory as the tables grow.
+        #[arg(long)]
+        growth: bool,
     },
 }
 
@@ -161,7 +165,16 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { records, keys, batch_size, dir, decode_only, postgres_url, kinesis_endpoint } => {
+        Command::Bench {
+            records,
+            keys,
+            batch_size,
+            dir,
+            decode_only,
+            postgres_url,
+            kinesis_endpoint,
+            growth,
+        } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
             let options = bench::BenchOptions {
                 records,
@@ -171,6 +184,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 decode_only,
                 postgres_url,
                 kinesis_endpoint,
+                growth,
             };
             let report = bench::bench(&exe, &options)?;
             print!("{report}");

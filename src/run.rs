@@ -42,7 +42,10 @@ fn open_source(
     resume: HashMap<String, String>,
 ) -> anyhow::Result<Source> {
     Ok(match &config.source {
-        SourceConfig::File(file) => Source::File(FileSource::open(&file.path, options.follow, resume)?),
+        SourceConfig::File(file) => {
+            let source = FileSource::open(&file.path, options.follow, resume)?;
+            Source::File(source.with_read_bytes(config.read_bytes()))
+        }
         SourceConfig::Kinesis(k) => {
             let aws = AwsSettings::from_config(&k.region, &k.endpoint_url, &k.profile);
             let reader = ReaderOptions {
@@ -50,6 +53,7 @@ fn open_source(
                 once: !options.follow,
                 flush_interval: std::time::Duration::from_millis(k.flush_interval_ms),
                 skip_trim_check: k.skip_trim_check,
+                round_bytes: config.round_bytes(),
             };
             Source::Kinesis(crate::source::kinesis::open(&k.stream, &aws, reader, resume)?)
         }
@@ -60,6 +64,7 @@ fn open_source(
                 once: !options.follow,
                 flush_interval: std::time::Duration::from_millis(d.flush_interval_ms),
                 skip_trim_check: d.skip_trim_check,
+                round_bytes: config.round_bytes(),
             };
             let tables = (&d.tables, &d.stream_arns);
             Source::DynamodbStreams(crate::source::dynamodb_streams::open(
@@ -77,7 +82,7 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
             let w = crate::warehouse::duckdb::DuckDbWarehouse::open_with_limit(
                 &t.path,
                 &t.schema,
-                Some(&t.memory_limit),
+                Some(&config.duckdb_memory_limit()),
             )?;
             Ok(Box::new(w))
         }
@@ -237,13 +242,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             stop.clone(),
             &reading_over,
         );
-        let decoded_rx = spawn_decoding(
-            scope,
-            read_rx,
-            planner.decoder(),
-            config.defaults.batch_size,
-            applier_idle.clone(),
-        );
+        let decoded_rx = spawn_decoding(scope, read_rx, planner.decoder(), applier_idle.clone());
         let applier = scope.spawn(move || -> anyhow::Result<Summary> {
             let mut summary = Summary::default();
             loop {
@@ -361,9 +360,14 @@ fn spawn_reading<'scope>(
         if stop.load(Ordering::Relaxed) || over.load(Ordering::Relaxed) {
             break;
         }
-        let read = source.next_batch(batch_size).map(|records| (records, source.take_marks()));
+        let read = source.next_batch(batch_size).map(|records| {
+            // A full read (of `batch_size` records, or cut at its size in bytes) means the
+            // source has a backlog (see `run`).
+            let full = records.len() >= batch_size || source.read_was_cut();
+            (records, source.take_marks(), full)
+        });
         let done = match &read {
-            Ok((records, _)) => records.is_empty() && !follow,
+            Ok((records, _, _)) => records.is_empty() && !follow,
             Err(_) => true,
         };
         // A closed channel means the run is over: stop reading.
@@ -380,15 +384,13 @@ fn spawn_decoding<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     reads: Receiver<anyhow::Result<SourceRead>>,
     decoder: Decoder,
-    batch_size: usize,
     applier_idle: Arc<AtomicBool>,
 ) -> Receiver<anyhow::Result<Read>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(0);
     scope.spawn(move || {
         for read in reads {
-            let read = read.map(|(records, marks)| {
-                // A full read means the source has a backlog (see `run`).
-                let caught_up = records.len() < batch_size;
+            let read = read.map(|(records, marks, full)| {
+                let caught_up = !full;
                 let idle = applier_idle.load(Ordering::Acquire);
                 Read { decoded: decoder.decode(records, marks, decode_threads(idle)), caught_up }
             });
@@ -401,7 +403,8 @@ fn spawn_decoding<'scope>(
 }
 
 /// One read as the reading thread hands it on: records, and shard markers to commit with them.
-type SourceRead = (Vec<RawRecord>, Vec<dynashift_core::Position>);
+/// Records read, shard marks, and whether the read was full (the source has a backlog).
+type SourceRead = (Vec<RawRecord>, Vec<dynashift_core::Position>, bool);
 
 /// One read, decoded on the decoding thread.
 struct Read {

@@ -15,8 +15,9 @@ use dynashift_core::Position;
 
 use super::RawRecord;
 
-/// Bytes one read takes in, about: reads of large records are bounded by size, not count
-/// (25,000 records of 350 KB would be 8.75 GB).
+/// Bytes one read takes in, about, unless set from the memory budget (`with_read_bytes`):
+/// reads of large records are bounded by size, not count (25,000 records of 350 KB would be
+/// 8.75 GB).
 pub const READ_BYTES: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +45,23 @@ pub struct FileSource {
     input: Option<(Arc<str>, Input, u64)>,
     line: Vec<u8>,
     sequence: String,
+    read_bytes: usize,
+    /// The last read stopped at `read_bytes`.
+    cut: bool,
 }
 
 impl FileSource {
+    /// Whether the last read stopped at its size in bytes.
+    pub fn read_was_cut(&self) -> bool {
+        self.cut
+    }
+
+    /// Reads stop past `bytes` (a record larger than that is still read, alone).
+    pub fn with_read_bytes(mut self, bytes: usize) -> FileSource {
+        self.read_bytes = bytes.max(1);
+        self
+    }
+
     /// `pattern` is a path, a glob or `-`; `resume` maps shard → committed byte offset.
     pub fn open(
         pattern: &str,
@@ -62,6 +77,8 @@ impl FileSource {
             input: None,
             line: Vec::with_capacity(4096),
             sequence: String::new(),
+            read_bytes: READ_BYTES,
+            cut: false,
         };
         if pattern != "-" {
             source.files = source.expand()?;
@@ -95,14 +112,14 @@ impl FileSource {
         Ok(files)
     }
 
-    /// Reads up to `max` records, and stops past `READ_BYTES` (a record larger than that is
+    /// Reads up to `max` records, and stops past its read bytes (a record larger than that is
     /// still read, alone). An empty result means the input is exhausted (or, when following,
     /// that nothing new arrived within about a second).
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, FileSourceError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut waited = false;
-        while out.len() < max && bytes < READ_BYTES {
+        while out.len() < max && bytes < self.read_bytes {
             if self.input.is_none() && !self.open_next(&mut out)? {
                 if !self.follow || waited || !out.is_empty() {
                     break;
@@ -139,6 +156,7 @@ impl FileSource {
                 problem: None,
             });
         }
+        self.cut = out.len() < max && bytes >= self.read_bytes;
         Ok(out)
     }
 

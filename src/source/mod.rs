@@ -38,6 +38,15 @@ impl Source {
 
     /// Shard markers (ends, prunes, the reader's start) to commit with the records last
     /// returned (see `dynashift_core::checkpoint`).
+    /// Whether the last read stopped at its size in bytes rather than at the records asked
+    /// for or the end of the input: more is waiting.
+    pub fn read_was_cut(&self) -> bool {
+        match self {
+            Source::File(f) => f.read_was_cut(),
+            _ => false,
+        }
+    }
+
     pub fn take_marks(&mut self) -> Vec<Position> {
         match self {
             Source::File(_) => Vec::new(),

@@ -45,8 +45,6 @@ const MIN_LIST_SPACING: Duration = Duration::from_millis(250);
 /// A GetRecords call (with its iterator) that has not answered by then is asked again later,
 /// so one slow shard does not hold up the others.
 const CALL_LIMIT: Duration = Duration::from_secs(20);
-/// Bytes a round of calls across all shards may bring back, about.
-const ROUND_BYTES: usize = 64 << 20;
 /// Taken off a start time given to AT_TIMESTAMP: the service compares it with its own arrival
 /// times, and this host's clock may run ahead. Reading a little earlier only reads again.
 const CLOCK_MARGIN_SECS: f64 = 60.0;
@@ -67,6 +65,8 @@ pub struct ReaderOptions {
     /// Continue when a committed position cannot be proved to exist (a shard known to have
     /// been idle past the retention), instead of stopping.
     pub skip_trim_check: bool,
+    /// Bytes one round of reads over all shards aims at (a share of the memory budget).
+    pub round_bytes: usize,
 }
 
 #[derive(Default)]
@@ -348,7 +348,7 @@ impl<A: ShardApi> ShardReader<A> {
                 .cloned()
                 .collect();
             let room = max.saturating_sub(out.len()).clamp(1, 10_000);
-            let by_bytes = ROUND_BYTES / due.len().max(1) / self.record_bytes.max(1);
+            let by_bytes = self.options.round_bytes / due.len().max(1) / self.record_bytes.max(1);
             let limit = room.min(by_bytes).max(1);
             let mut ended: Vec<(String, Vec<super::lineage::ShardInfo>)> = Vec::new();
             for (id, result) in self.poll(&due, limit) {

@@ -134,7 +134,13 @@ impl ShardApi for Scripted {
 }
 
 fn options(start: StartPosition) -> ReaderOptions {
-    ReaderOptions { start, once: true, flush_interval: Duration::from_millis(50), skip_trim_check: false }
+    ReaderOptions {
+        start,
+        once: true,
+        flush_interval: Duration::from_millis(50),
+        skip_trim_check: false,
+        round_bytes: 64 << 20,
+    }
 }
 
 fn open(
