@@ -334,8 +334,9 @@ pub struct DuckDbTargetConfig {
 
 /// The memory budget when `defaults.memory` is unset.
 const DEFAULT_MEMORY: u64 = 512_000_000;
-/// Less leaves the parts too small to hold a batch worth its overhead.
-const MIN_MEMORY: u64 = 64_000_000;
+/// Less leaves the parts too small: DuckDB's quarter of 64MB could not commit a batch of
+/// 350 KB items ("failed to pin block").
+const MIN_MEMORY: u64 = 256_000_000;
 
 fn default_schema() -> String {
     "dynamodb".into()
@@ -481,7 +482,7 @@ impl Config {
         if let Some(size) = self.defaults.memory.as_deref() {
             if parse_size(size).is_none_or(|b| b < MIN_MEMORY) {
                 return Err(format!(
-                    "defaults.memory `{size}` is not a size of at least 64MB, such as \"512MB\""
+                    "defaults.memory `{size}` is not a size of at least 256MB, such as \"512MB\""
                 ));
             }
         }
@@ -624,7 +625,7 @@ mod tests {
             parse(&format!("{pinned}[defaults]\nmemory = \"2GB\"\nmax_batch_memory = \"64MB\"\n")).unwrap();
         assert_eq!((c.max_batch_memory_bytes(), c.duckdb_memory_limit()), (64_000_000, "1GB".into()));
         let e = parse(&format!("{MIN}[defaults]\nmemory = \"16MB\"\n")).unwrap_err();
-        assert!(e.contains("defaults.memory") && e.contains("at least 64MB"), "{e}");
+        assert!(e.contains("defaults.memory") && e.contains("at least 256MB"), "{e}");
         let pg = format!("{pg}[defaults]\nmax_batch_memory = \"32MB\"\n");
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 32_000_000);
     }

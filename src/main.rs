@@ -147,18 +147,23 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Plan { config } => {
             replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop)
         }
+        // `status` and `check` only read: a warehouse never set up stays untouched.
         Command::Status { config } => {
             let config = load(&config)?;
             let mut w = open_warehouse(&config)?;
-            w.setup()?;
-            print!("{}", format_status(&w.status()?));
+            if w.is_set_up()? {
+                print!("{}", format_status(&w.status()?));
+            } else {
+                println!("nothing replicated yet: the target has no `_dynashift` control tables");
+            }
             Ok(())
         }
         Command::Check { config } => {
             let config = load(&config)?;
             let mut w = open_warehouse(&config)?;
-            w.setup()?;
-            w.load_catalog()?;
+            if w.is_set_up()? {
+                w.load_catalog()?;
+            }
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
             for line in dynashift::check::source_lines(&config) {
                 println!("{line}");

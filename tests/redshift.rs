@@ -243,9 +243,9 @@ fn data_api_unreadable_answers_say_why() {
     assert!(err.is_transient(), "{text}");
 }
 
-/// `check` through the Data API when the service refuses the batch call: one line naming the
-/// call and the cluster, non-zero exit. (The emulator has no `BatchExecuteStatement`; a live
-/// Redshift runs it.)
+/// `check` through the Data API when the service's answer cannot be used: one line naming
+/// the call and the cluster, non-zero exit. (`check` only reads, so its first call is an
+/// `ExecuteStatement`, whose answer the emulator writes with timestamps the API does not use.)
 #[test]
 fn data_api_refusals_are_one_clear_line() {
     let moto = MotoServer::start();
@@ -257,5 +257,5 @@ fn data_api_refusals_are_one_clear_line() {
              region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
             moto.endpoint()
         ));
-    assert!(message.contains("BatchExecuteStatement on Redshift cluster analytics (Data API)"), "{message}");
+    assert!(message.contains("ExecuteStatement on Redshift cluster analytics (Data API)"), "{message}");
 }

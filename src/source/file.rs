@@ -289,6 +289,36 @@ mod tests {
         }
     }
 
+    /// A read stopped by its size in bytes says so: the source has more (a backlog), which
+    /// a read that ran out of input, or gave the records asked for, does not claim.
+    #[test]
+    fn a_read_cut_at_its_size_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let line = format!("{{\"v\":\"{}\"}}\n", "x".repeat(90));
+        std::fs::write(&path, line.repeat(10)).unwrap();
+        let mut src = FileSource::open(&path.display().to_string(), false, HashMap::new())
+            .unwrap()
+            .with_read_bytes(250);
+        let first = src.next_batch(100).unwrap();
+        assert_eq!((first.len(), src.read_was_cut()), (3, true), "stops past 250 bytes");
+        let asked = src.next_batch(2).unwrap();
+        assert_eq!((asked.len(), src.read_was_cut()), (2, false), "the records asked for");
+        let mut rest = 0;
+        loop {
+            let read = src.next_batch(100).unwrap();
+            if read.is_empty() {
+                break;
+            }
+            rest += read.len();
+        }
+        assert_eq!((rest, src.read_was_cut()), (5, false), "the end of the input");
+        // One record larger than the bound is still read, alone.
+        let mut big =
+            FileSource::open(&path.display().to_string(), false, HashMap::new()).unwrap().with_read_bytes(10);
+        assert_eq!(big.next_batch(100).unwrap().len(), 1);
+    }
+
     #[test]
     fn reads_lines_and_resumes_by_offset() {
         let dir = tempfile::tempdir().unwrap();
