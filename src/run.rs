@@ -207,12 +207,13 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         true
     };
     // Set up once: the control tables and the layout upgrade ran just above.
-    let mut pipeline = if set_up {
-        Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?
+    let (mut pipeline, resume) = if set_up {
+        let mut pipeline = Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?;
+        let resume = pipeline.checkpoints()?;
+        (pipeline, resume)
     } else {
-        Pipeline::unset(config.clone(), warehouse)
+        (Pipeline::unset(config.clone(), warehouse), HashMap::new())
     };
-    let resume = if set_up { pipeline.checkpoints()? } else { HashMap::new() };
     tracing::debug!(positions = resume.len(), "resuming from the committed positions");
     let mut source = open_source(config, options, resume)?;
     if options.dry_run {

@@ -34,17 +34,17 @@ pub fn reduce(changes: impl IntoIterator<Item = Change>) -> BTreeMap<String, Vec
 /// bound it too.
 pub struct Reducer {
     newest: HashMap<String, HashMap<Box<str>, HeldChange>>,
-    /// Per key, the changes of the newest's time (each with an `eventID` of its own) that a
-    /// change placed later replaced. That later one may be a re-delivery of a change an
+    /// Per key, the changes of the newest's time (each with an `eventID` of its own) placed
+    /// earlier than it. That later one may be a re-delivery of a change an
     /// earlier batch applied, which the warehouse then drops: the newest of these must win
     /// instead, so they are staged too (and the warehouse keeps one change per key).
-    superseded: HashMap<String, HashMap<Box<str>, Vec<HeldChange>>>,
+    superseded: Superseded,
     weight: usize,
 }
 
 impl Default for Reducer {
     fn default() -> Reducer {
-        Reducer { newest: HashMap::new(), superseded: HashMap::new(), weight: 0 }
+        Reducer { newest: HashMap::new(), superseded: Superseded::default(), weight: 0 }
     }
 }
 
@@ -68,34 +68,16 @@ impl Reducer {
                         }
                         let replaced = std::mem::replace(slot, held);
                         if same_time {
-                            let newest = slot.version.clone();
-                            keep_superseded(
-                                &mut self.superseded,
-                                &mut self.weight,
-                                &table,
-                                &key_text,
-                                &newest,
-                                replaced,
-                            );
-                        } else if let Some(kept) =
-                            self.superseded.get_mut(table.as_str()).and_then(|t| t.remove(key_text.as_str()))
-                        {
+                            self.weight += self.superseded.keep(&table, &key_text, &slot.version, replaced);
+                        } else {
                             // A newer time: whatever the key's earlier time held is older.
-                            self.weight -= kept.iter().map(|h| h.weight(&key_text)).sum::<usize>();
+                            self.weight -= self.superseded.forget(&table, &key_text);
                         }
                     }
                     Verdict::SameTime => {
                         slot.ids.absorb(&held.ids);
                         // Placed earlier than the newest, but the newest may be a re-delivery.
-                        let newest = slot.version.clone();
-                        keep_superseded(
-                            &mut self.superseded,
-                            &mut self.weight,
-                            &table,
-                            &key_text,
-                            &newest,
-                            held,
-                        );
+                        self.weight += self.superseded.keep(&table, &key_text, &slot.version, held);
                     }
                     Verdict::Loses => {}
                 }
@@ -138,7 +120,7 @@ impl Reducer {
         self.newest
             .into_iter()
             .map(|(table, keyed)| {
-                let superseded = self.superseded.remove(&table).unwrap_or_default();
+                let superseded = self.superseded.by_table.remove(&table).unwrap_or_default();
                 let mut held: Vec<(String, HeldChange)> =
                     keyed.into_iter().map(|(k, h)| (k.into_string(), h)).collect();
                 for (key, changes) in superseded {
@@ -150,30 +132,42 @@ impl Reducer {
     }
 }
 
-/// Keeps `change`, of the same time as its key's newest but placed earlier, for the warehouse
-/// to choose from should the newest be a re-delivery (see `Reducer::superseded`). Only a
-/// change with an `eventID` of its own can be told from a re-delivery; one of the very same
-/// version as the newest (another shard, the same place) could not be told apart from it.
-fn keep_superseded(
-    superseded: &mut HashMap<String, HashMap<Box<str>, Vec<HeldChange>>>,
-    weight: &mut usize,
-    table: &str,
-    key_text: &str,
-    newest: &crate::change::Version,
-    change: HeldChange,
-) {
-    if change.ids.own.is_none() || change.version == *newest {
-        return;
+/// Per table and key, changes of the same time as the key's newest (see `Reducer::superseded`).
+#[derive(Default)]
+struct Superseded {
+    by_table: HashMap<String, HashMap<Box<str>, Vec<HeldChange>>>,
+}
+
+impl Superseded {
+    /// Keeps `change`, of the same time as its key's `newest` but placed earlier, for the
+    /// warehouse to choose from should the newest be a re-delivery; returns the weight
+    /// added. Only a change with an `eventID` of its own can be told from a re-delivery; one
+    /// of the very same version as the newest (another shard, the same place) could not be
+    /// told apart from it.
+    fn keep(
+        &mut self,
+        table: &str,
+        key_text: &str,
+        newest: &crate::change::Version,
+        change: HeldChange,
+    ) -> usize {
+        if change.ids.own.is_none() || change.version == *newest {
+            return 0;
+        }
+        let weight = change.weight(key_text);
+        let keyed = match self.by_table.get_mut(table) {
+            Some(t) => t,
+            None => self.by_table.entry(table.to_string()).or_default(),
+        };
+        keyed.entry(key_text.into()).or_default().push(change);
+        weight
     }
-    *weight += change.weight(key_text);
-    let keyed = match superseded.get_mut(table) {
-        Some(t) => t,
-        None => superseded.entry(table.to_string()).or_default(),
-    };
-    match keyed.get_mut(key_text) {
-        Some(kept) => kept.push(change),
-        None => {
-            keyed.insert(key_text.into(), vec![change]);
+
+    /// Drops the key's kept changes (a newer time came); returns the weight they had.
+    fn forget(&mut self, table: &str, key_text: &str) -> usize {
+        match self.by_table.get_mut(table).and_then(|t| t.remove(key_text)) {
+            Some(kept) => kept.iter().map(|h| h.weight(key_text)).sum(),
+            None => 0,
         }
     }
 }
