@@ -437,7 +437,7 @@ impl Config {
 
     /// `defaults.memory` in bytes (validated when the config was loaded): 512 MB unless set.
     /// Its parts, when not set themselves: held changes a quarter with DuckDB, half with a
-    /// server warehouse; DuckDB's own memory a quarter; each file read a sixteenth; each round
+    /// server warehouse; DuckDB's own memory a quarter; each file read a thirty-second; each round
     /// of stream reads an eighth. The rest is the planned batch being applied, its staging,
     /// and the process itself.
     pub fn memory_budget_bytes(&self) -> u64 {
@@ -453,6 +453,24 @@ impl Config {
         bytes.min(usize::MAX as u64) as usize
     }
 
+    /// The bounds of the run loop (`flow::Flow`). The batch being gathered and the batch
+    /// being applied (as planned rows, about 1.5 times its held changes) share half the
+    /// budget with DuckDB, three quarters with a server warehouse, and never less than one
+    /// batch's held changes.
+    pub fn flow_limits(&self, max_batches: Option<u64>) -> crate::flow::FlowLimits {
+        let batch_bytes = self.max_batch_memory_bytes();
+        let share = match self.target {
+            TargetConfig::Duckdb(_) => self.memory_budget_bytes() / 2,
+            TargetConfig::Postgres(_) | TargetConfig::Redshift(_) => self.memory_budget_bytes() / 4 * 3,
+        };
+        crate::flow::FlowLimits {
+            batch_records: self.max_batch_records() as u64,
+            batch_bytes,
+            total_bytes: (share.min(usize::MAX as u64) as usize).max(batch_bytes),
+            max_batches,
+        }
+    }
+
     /// DuckDB's `memory_limit`: as set, or a quarter of the memory budget (in KB, as DuckDB
     /// reads sizes: 512MB gives 128000KB, DuckDB's 128MB).
     pub fn duckdb_memory_limit(&self) -> String {
@@ -464,7 +482,7 @@ impl Config {
 
     /// Bytes a file read stops at (a record larger than that is still read, alone).
     pub fn read_bytes(&self) -> usize {
-        (self.memory_budget_bytes() / 16).min(usize::MAX as u64) as usize
+        (self.memory_budget_bytes() / 32).min(usize::MAX as u64) as usize
     }
 
     /// Bytes one round of stream reads (all shards together) aims at.
@@ -614,10 +632,15 @@ mod tests {
         assert_eq!(parse(&pg).unwrap().max_batch_memory_bytes(), 256_000_000);
         assert_eq!(parse(&pg).unwrap().max_batch_records(), 500_000);
         // One memory budget sizes every part left unset: by default the figures above, and
-        // DuckDB's own 128MB, 32 MB file reads, 64 MB rounds of stream reads.
+        // DuckDB's own 128MB, 16 MB file reads, 64 MB rounds of stream reads; the batch being
+        // gathered and the one being applied share half the budget (three quarters with a
+        // server warehouse).
         let c = parse(MIN).unwrap();
         assert_eq!(c.duckdb_memory_limit(), "128000KB");
-        assert_eq!((c.read_bytes(), c.round_bytes()), (32_000_000, 64_000_000));
+        assert_eq!((c.read_bytes(), c.round_bytes()), (16_000_000, 64_000_000));
+        assert_eq!(c.flow_limits(Some(3)).total_bytes, 256_000_000);
+        assert_eq!(c.flow_limits(Some(3)).max_batches, Some(3));
+        assert_eq!(parse(&pg).unwrap().flow_limits(None).total_bytes, 384_000_000);
         let c = parse(&format!("{MIN}[defaults]\nmemory = \"2GB\"\n")).unwrap();
         assert_eq!((c.max_batch_memory_bytes(), c.duckdb_memory_limit()), (500_000_000, "500000KB".into()));
         let pinned = MIN.replace("q.duckdb\"", "q.duckdb\"\nmemory_limit = \"1GB\"");

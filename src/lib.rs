@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod check;
 pub mod config;
+pub mod flow;
 pub mod pipeline;
 pub mod planner;
 pub mod run;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use dynashift_core::schema::Catalog;
 
 use crate::config::Config;
+use crate::flow::{Flow, Step};
 use crate::planner::{Planner, Prepared};
 use crate::source::RawRecord;
 use crate::warehouse::{Outcome, Warehouse, WarehouseError};
@@ -51,10 +52,18 @@ impl Summary {
     }
 }
 
+/// The engine in one thread: the planner folds reads into the batch being gathered, the
+/// warehouse applies batches, and the run loop's state machine (`Flow`) decides between them
+/// exactly as in `run`, where reading and applying have threads of their own. Here the
+/// warehouse finishes a batch when the caller says so (`settle`) or when the flow waits for
+/// it, so tests choose which reads arrive while a batch is being applied.
 pub struct Pipeline<W: Warehouse> {
     pub planner: Planner,
     warehouse: W,
     pub summary: Summary,
+    flow: Flow,
+    /// The batch handed to the warehouse and not yet applied.
+    in_flight: Option<Prepared>,
 }
 
 impl<W: Warehouse> Pipeline<W> {
@@ -64,18 +73,23 @@ impl<W: Warehouse> Pipeline<W> {
         Pipeline::set_up(config, warehouse)
     }
 
+    fn with_planner(config: Config, planner: Planner, warehouse: W) -> Pipeline<W> {
+        let flow = Flow::new(config.flow_limits(None));
+        Pipeline { planner, warehouse, summary: Summary::default(), flow, in_flight: None }
+    }
+
     /// A pipeline over a warehouse never set up (nothing replicated yet), for planning
     /// without writing anything: the catalog is empty.
     pub fn unset(config: Config, warehouse: W) -> Pipeline<W> {
-        let planner = Planner::new(config, Catalog::default(), warehouse.dialect().limits());
-        Pipeline { planner, warehouse, summary: Summary::default() }
+        let planner = Planner::new(config.clone(), Catalog::default(), warehouse.dialect().limits());
+        Pipeline::with_planner(config, planner, warehouse)
     }
 
     /// `new` for a warehouse whose control tables are already set up.
     pub fn set_up(config: Config, mut warehouse: W) -> Result<Pipeline<W>, WarehouseError> {
         let catalog = warehouse.load_catalog()?;
-        let planner = Planner::new(config, catalog, warehouse.dialect().limits());
-        Ok(Pipeline { planner, warehouse, summary: Summary::default() })
+        let planner = Planner::new(config.clone(), catalog, warehouse.dialect().limits());
+        Ok(Pipeline::with_planner(config, planner, warehouse))
     }
 
     pub fn warehouse(&mut self) -> &mut W {
@@ -91,17 +105,88 @@ impl<W: Warehouse> Pipeline<W> {
         self.warehouse.load_checkpoints(&source)
     }
 
-    /// Prepares and commits one batch of records.
-    pub fn process(&mut self, records: Vec<RawRecord>) -> Result<Outcome, WarehouseError> {
-        let prepared = self.planner.prepare(records);
-        let outcome = self.warehouse.apply(&prepared.batch)?;
-        self.summary.add(&prepared, &outcome);
+    /// Batches handed to the warehouse so far: the records of a read join batch number
+    /// `batches_handed_over()` as it was when they were read.
+    pub fn batches_handed_over(&self) -> u64 {
+        self.flow.batches_handed_over()
+    }
+
+    /// One read, as the run loop receives it; `caught_up`: the read was short (the source
+    /// has no backlog). Returns what batches the flow had applied meanwhile.
+    pub fn read(&mut self, records: Vec<RawRecord>, caught_up: bool) -> Result<Outcome, WarehouseError> {
+        self.planner.ingest(records, 2);
+        self.flow.read(self.planner.gathered(), caught_up);
+        self.steps()
+    }
+
+    /// The warehouse finishes the batch it is applying; the flow goes on.
+    pub fn settle(&mut self) -> Result<Outcome, WarehouseError> {
+        let mut outcome = self.apply_in_flight()?;
+        add(&mut outcome, self.steps()?);
         Ok(outcome)
+    }
+
+    /// The input is consumed: everything gathered is applied.
+    pub fn finish(&mut self) -> Result<Outcome, WarehouseError> {
+        self.flow.input_over();
+        let mut outcome = self.steps()?;
+        add(&mut outcome, self.apply_in_flight()?);
+        Ok(outcome)
+    }
+
+    /// Reads `records` as one short read and applies them (with whatever was gathered).
+    pub fn process(&mut self, records: Vec<RawRecord>) -> Result<Outcome, WarehouseError> {
+        let mut outcome = self.settle()?;
+        add(&mut outcome, self.read(records, true)?);
+        add(&mut outcome, self.settle()?);
+        Ok(outcome)
+    }
+
+    /// Takes the flow's steps until it wants the next read.
+    fn steps(&mut self) -> Result<Outcome, WarehouseError> {
+        let mut outcome = Outcome::default();
+        loop {
+            match self.flow.next_step() {
+                Step::Read => return Ok(outcome),
+                Step::HandOver => {
+                    let prepared = self.planner.flush();
+                    let planned = prepared.batch.tables.iter().map(|t| t.weight()).sum();
+                    self.in_flight = Some(prepared);
+                    self.flow.handed_over(planned);
+                }
+                Step::AwaitWarehouse => add(&mut outcome, self.apply_in_flight()?),
+                Step::Finish => {
+                    add(&mut outcome, self.apply_in_flight()?);
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+
+    fn apply_in_flight(&mut self) -> Result<Outcome, WarehouseError> {
+        let Some(prepared) = self.in_flight.take() else { return Ok(Outcome::default()) };
+        match self.warehouse.apply(&prepared.batch) {
+            Ok(outcome) => {
+                self.summary.add(&prepared, &outcome);
+                self.flow.applied();
+                Ok(outcome)
+            }
+            Err(e) => {
+                self.flow.failed();
+                Err(e)
+            }
+        }
     }
 
     /// The statements the batch of `records` would run.
     pub fn describe(&mut self, records: Vec<RawRecord>) -> Vec<String> {
         let prepared = self.planner.prepare(records);
         self.warehouse.describe(&prepared.batch)
+    }
+}
+
+fn add(total: &mut Outcome, more: Outcome) {
+    for (table, n) in more.applied {
+        *total.applied.entry(table).or_default() += n;
     }
 }

@@ -152,6 +152,15 @@ impl Planner {
         self.pending.records > 0 || !self.pending.checkpoints.is_empty()
     }
 
+    /// What the pending batch holds, for the run loop's decisions.
+    pub fn gathered(&self) -> crate::flow::Gathered {
+        crate::flow::Gathered {
+            records: self.pending.records,
+            bytes: self.pending.newest.weight(),
+            marks: !self.pending.checkpoints.is_empty(),
+        }
+    }
+
     /// Whether the pending batch has reached `max_batch_records` or `max_batch_memory`.
     pub fn pending_full(&self) -> bool {
         self.pending.records >= self.config.max_batch_records() as u64

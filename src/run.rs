@@ -1,9 +1,9 @@
 //! The `run` loop: read the source in batches and apply each, until the input is consumed
 //! (or, with `--follow`, until stopped).
 
+use crossbeam_channel::{Receiver, RecvError, Sender};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,6 +13,7 @@ use crate::aws::AwsSettings;
 use crate::config::{
     Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
 };
+use crate::flow::{Flow, Step};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
@@ -83,7 +84,8 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
                 &t.path,
                 &t.schema,
                 Some(&config.duckdb_memory_limit()),
-            )?;
+            )?
+            .with_checkpoint_ceiling(config.memory_budget_bytes());
             Ok(Box::new(w))
         }
         #[cfg(not(feature = "duckdb"))]
@@ -191,11 +193,10 @@ impl Warehouse for Box<dyn Warehouse> {
 /// Runs the pipeline over the configured source. Returns the run's figures; with
 /// `dry_run`, the statements of the next batch instead.
 ///
-/// Four threads, each handing on to the next: one reads records, one decodes them (on a pool
-/// while the applier waits), this one reduces and plans them into batches, and one applies
-/// batches. Reads made while the applier is busy fold into the next batch (up to
-/// `max_batch_records` / `max_batch_memory`), which is handed over as soon as the applier is
-/// free; at most one batch is applied while the next one is gathered.
+/// Three threads besides this one: one reads records, one decodes them (on a pool while the
+/// warehouse waits), one applies batches. This thread folds reads into the batch being
+/// gathered and does what the run loop's state machine (`flow::Flow`) decides: read on,
+/// hand the batch over, wait for the warehouse, or finish.
 pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let mut warehouse = open_warehouse(config)?;
     // A warehouse that is down at start is waited for, not given up on.
@@ -220,20 +221,16 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         let records = source.next_batch(config.defaults.batch_size)?;
         return Ok(RunResult::Plan(if records.is_empty() { Vec::new() } else { pipeline.describe(records) }));
     }
-    let (mut planner, mut warehouse, _) = pipeline.into_parts();
+    let (mut planner, warehouse, _) = pipeline.into_parts();
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Prepared>(0);
-    // Set while the applier waits for work: the reader then hands over what it has at once;
-    // while the applier is busy, the reader keeps folding reads into the next batch.
+    // Set while the warehouse waits for work: decoding then takes every core.
     let applier_idle = Arc::new(AtomicBool::new(true));
-    let idle = applier_idle.clone();
-    let applier_bar = bar.clone();
-    let applier_stop = stop.clone();
     let reading_over = AtomicBool::new(false);
+    let mut flow = Flow::new(config.flow_limits(options.max_batches));
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
         let read_rx = spawn_reading(
             scope,
@@ -244,102 +241,141 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             &reading_over,
         );
         let decoded_rx = spawn_decoding(scope, read_rx, planner.decoder(), applier_idle.clone());
-        let applier = scope.spawn(move || -> anyhow::Result<Summary> {
-            let mut summary = Summary::default();
-            loop {
-                idle.store(true, Ordering::Release);
-                let Ok(prepared) = rx.recv() else { break };
-                idle.store(false, Ordering::Release);
-                let started = std::time::Instant::now();
-                let outcome = apply_with_retry(&mut warehouse, &prepared.batch, &applier_stop)
-                    .context("applying a batch")?;
-                summary.add(&prepared, &outcome);
-                tracing::debug!(
-                    records = prepared.batch.records,
-                    apply_ms = started.elapsed().as_millis() as u64,
-                    "batch committed"
-                );
-                applier_bar.set_message(format!(
-                    "{} records, {} batches, {} rejects",
-                    summary.records, summary.batches, summary.rejects
-                ));
-                applier_bar.tick();
-            }
-            Ok(summary)
-        });
-        let reading = (|| -> anyhow::Result<()> {
-            let batches = std::cell::Cell::new(0u64);
-            // Plans what was read, if anything, and hands it to the applier, waiting for it if
-            // busy. False when the applier has stopped on an error (reported below).
-            let hand_over = |planner: &mut crate::planner::Planner| -> bool {
-                if !planner.has_pending() {
-                    return true;
-                }
-                let started = std::time::Instant::now();
-                let prepared: Prepared = planner.flush();
-                tracing::debug!(
-                    records = prepared.batch.records,
-                    prepare_ms = started.elapsed().as_millis() as u64,
-                    "batch planned"
-                );
-                batches.set(batches.get() + 1);
-                tx.send(prepared).is_ok()
-            };
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    tracing::info!("stop requested; finishing the batch in flight");
-                    break;
-                }
-                if options.max_batches.is_some_and(|m| batches.get() >= m) {
-                    return Ok(());
-                }
-                if applier.is_finished() {
-                    // The applier stopped on an error (reported below): read no further.
-                    return Ok(());
-                }
-                let Ok(read) = decoded_rx.recv() else {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    // Not a stop: the reading or decoding thread died (its panic is raised when
-                    // the threads are joined), so nothing more is handed over.
-                    anyhow::bail!("reading stopped unexpectedly");
-                };
-                let Read { decoded, caught_up } = read?;
-                if decoded.is_empty() {
-                    // Nothing read, but shard markers may have come: they are committed too.
-                    planner.fold(decoded);
-                    if !hand_over(&mut planner) {
-                        return Ok(());
-                    }
-                    if options.follow {
-                        continue;
-                    }
-                    return Ok(());
-                }
-                // A full read means the source has a backlog: folding more of it into the
-                // batch costs the warehouse fewer rows (W1 wrote 850,000 rows for 1,000,000
-                // records when every idle moment took whatever had been read). Once the source
-                // is caught up, an idle applier gets what there is at once.
-                let idle = applier_idle.load(Ordering::Acquire);
-                planner.fold(decoded);
-                let due = planner.pending_full() || (idle && caught_up);
-                if due && !hand_over(&mut planner) {
-                    return Ok(());
-                }
-            }
-            hand_over(&mut planner);
-            Ok(())
-        })();
+        let (batch_tx, done_rx, applier) =
+            spawn_applying(scope, warehouse, applier_idle.clone(), stop.clone(), bar.clone());
+        let driven = drive(&mut flow, &mut planner, &decoded_rx, &batch_tx, &done_rx, options, &stop);
         reading_over.store(true, Ordering::Relaxed);
-        drop(tx);
+        drop(batch_tx);
         drop(decoded_rx);
         let summary = applier.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
-        reading?;
+        driven?;
         Ok(summary)
     })?;
+    if flow.memory_waits() > 0 {
+        tracing::debug!(
+            waits = flow.memory_waits(),
+            "reading waited for the warehouse to stay within memory"
+        );
+    }
     bar.finish_and_clear();
     Ok(RunResult::Done(summary))
+}
+
+/// This thread's part of `run`: takes the flow's steps until it finishes.
+fn drive(
+    flow: &mut Flow,
+    planner: &mut crate::planner::Planner,
+    decoded: &Receiver<anyhow::Result<Read>>,
+    batches: &Sender<Prepared>,
+    done: &Receiver<bool>,
+    options: &RunOptions,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    // The warehouse's word on its batch: committed, or failed (its error comes when it is joined).
+    let heard = |flow: &mut Flow, word: Result<bool, RecvError>| match word {
+        Ok(true) => flow.applied(),
+        Ok(false) | Err(RecvError) => flow.failed(),
+    };
+    let mut stop_noted = false;
+    loop {
+        if !stop_noted && stop.load(Ordering::Relaxed) {
+            stop_noted = true;
+            tracing::info!("stop requested; finishing the batch in flight");
+            flow.stop();
+        }
+        match flow.next_step() {
+            Step::Read => crossbeam_channel::select! {
+                recv(decoded) -> read => match read {
+                    Ok(read) => {
+                        let Read { decoded, caught_up } = read?;
+                        let consumed = decoded.is_empty() && !options.follow;
+                        planner.fold(decoded);
+                        flow.read(planner.gathered(), caught_up);
+                        if consumed {
+                            flow.input_over();
+                        }
+                    }
+                    // The reading thread ends on a stop; otherwise it died, and its panic is
+                    // raised when the threads are joined.
+                    Err(RecvError) if stop.load(Ordering::Relaxed) => flow.stop(),
+                    Err(RecvError) => anyhow::bail!("reading stopped unexpectedly"),
+                },
+                recv(done) -> word => heard(flow, word),
+            },
+            Step::HandOver => {
+                let started = std::time::Instant::now();
+                let held_mb = planner.gathered().bytes >> 20;
+                let before_mb = resident_mb();
+                let prepared: Prepared = planner.flush();
+                let planned: usize = prepared.batch.tables.iter().map(|t| t.weight()).sum();
+                tracing::debug!(
+                    records = prepared.batch.records,
+                    held_mb,
+                    planned_mb = planned >> 20,
+                    prepare_ms = started.elapsed().as_millis() as u64,
+                    before_mb,
+                    resident_mb = resident_mb(),
+                    "batch planned"
+                );
+                if batches.send(prepared).is_err() {
+                    // The warehouse has stopped on an error (reported when it is joined).
+                    flow.failed();
+                } else {
+                    flow.handed_over(planned);
+                }
+            }
+            Step::AwaitWarehouse => heard(flow, done.recv()),
+            Step::Finish => return Ok(()),
+        }
+    }
+}
+
+/// Applies each batch handed over on a thread of its own, telling the run loop after each
+/// whether it committed. Returns the run's figures when the batches stop coming, or the
+/// error a batch failed with.
+fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    mut warehouse: W,
+    idle: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    bar: ProgressBar,
+) -> (Sender<Prepared>, Receiver<bool>, std::thread::ScopedJoinHandle<'scope, anyhow::Result<Summary>>) {
+    // The flow hands over only to a free warehouse, so one place is enough.
+    let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Prepared>(1);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<bool>(1);
+    let applier = scope.spawn(move || -> anyhow::Result<Summary> {
+        let mut summary = Summary::default();
+        for prepared in batch_rx {
+            idle.store(false, Ordering::Release);
+            let started = std::time::Instant::now();
+            let outcome =
+                apply_with_retry(&mut warehouse, &prepared.batch, &stop).context("applying a batch");
+            idle.store(true, Ordering::Release);
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let _ = done_tx.send(false);
+                    return Err(e);
+                }
+            };
+            summary.add(&prepared, &outcome);
+            tracing::debug!(
+                records = prepared.batch.records,
+                apply_ms = started.elapsed().as_millis() as u64,
+                resident_mb = resident_mb(),
+                "batch committed"
+            );
+            bar.set_message(format!(
+                "{} records, {} batches, {} rejects",
+                summary.records, summary.batches, summary.rejects
+            ));
+            bar.tick();
+            // The run loop may have finished already and gone: the batch is committed anyway.
+            let _ = done_tx.send(true);
+        }
+        Ok(summary)
+    });
+    (batch_tx, done_rx, applier)
 }
 
 /// Reads `batch_size` records at a time on a thread of its own, until the input is consumed
@@ -354,7 +390,7 @@ fn spawn_reading<'scope>(
     stop: Arc<AtomicBool>,
     over: &'scope AtomicBool,
 ) -> Receiver<anyhow::Result<SourceRead>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let (tx, rx) = crossbeam_channel::bounded(0);
     scope.spawn(move || loop {
         // `over`: the run loop has ended (an error, `max_batches`), so nothing more is wanted.
         // A read already under way (stdin waiting for input, say) still finishes first.
@@ -387,7 +423,7 @@ fn spawn_decoding<'scope>(
     decoder: Decoder,
     applier_idle: Arc<AtomicBool>,
 ) -> Receiver<anyhow::Result<Read>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(0);
+    let (tx, rx) = crossbeam_channel::bounded(0);
     scope.spawn(move || {
         for read in reads {
             let read = read.map(|(records, marks, full)| {
@@ -417,6 +453,13 @@ struct Read {
 pub enum RunResult {
     Done(Summary),
     Plan(Vec<String>),
+}
+
+/// This process's resident memory now (`VmRSS`, Linux), in MiB, for debug logs.
+pub fn resident_mb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) >> 10
 }
 
 /// This process's peak resident memory so far (`VmHWM`, Linux), in KiB.

@@ -342,15 +342,7 @@ fn records_past_dynamodbs_limits_are_loaded_or_rejected() {
 #[test]
 fn large_items_beyond_duckdbs_memory_limit_all_land() {
     let dir = tempfile::tempdir().unwrap();
-    let lines: Vec<String> = (0..200)
-        .map(|i| {
-            format!(
-                r#"{{"eventID":"e{i}","eventName":"INSERT","tableName":"Large","dynamodb":{{"ApproximateCreationDateTime":{},"Keys":{{"id":{{"S":"k{i}"}}}},"NewImage":{{"id":{{"S":"k{i}"}},"body":{{"S":"{}"}}}}}}}}"#,
-                1_764_000_000_000u64 + i as u64,
-                char::from(b'a' + (i % 26) as u8).to_string().repeat(350_000)
-            )
-        })
-        .collect();
+    let lines = support::large_item_lines(200, 350_000);
     std::fs::write(dir.path().join("large.jsonl"), lines.join("\n") + "\n").unwrap();
     std::fs::write(
         dir.path().join("large.toml"),
@@ -367,4 +359,33 @@ fn large_items_beyond_duckdbs_memory_limit_all_land() {
         })
         .unwrap();
     assert_eq!((rows, bytes), (200, 200 * 350_000));
+}
+
+/// 300 items of 350 KB (105 MB of changes) against the smallest memory budget: the held
+/// changes' share (64 MB) cuts them into batches, DuckDB gets 64 MB, and the whole run stays
+/// within the budget plus the documented constant.
+#[test]
+fn large_items_stay_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("large.jsonl"), support::large_item_lines(300, 350_000).join("\n") + "\n")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("large.toml"),
+        "[source]\nkind = \"file\"\npath = \"large.jsonl\"\n\
+         [target]\nkind = \"duckdb\"\npath = \"large.duckdb\"\n[defaults]\nmemory = \"256MB\"\n",
+    )
+    .unwrap();
+    let out = dynashift(dir.path(), &["sync", "--once", "--config", "large.toml"]);
+    let summary = text(&out);
+    assert!(out.status.success(), "{summary}");
+    assert!(support::count_before(&summary, " batches").unwrap() >= 2, "{summary}");
+    let peak = support::peak_memory_mb(&summary);
+    assert!(peak <= 256 + support::MEMORY_PAST_BUDGET_MB, "peak {peak} MB: {summary}");
+    let db = duckdb::Connection::open(dir.path().join("large.duckdb")).unwrap();
+    let (rows, bytes): (i64, i64) = db
+        .query_row("SELECT COUNT(*), SUM(LENGTH(body)) FROM dynamodb.large", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((rows, bytes), (300, 300 * 350_000));
 }

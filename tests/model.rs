@@ -182,35 +182,49 @@ fn key_names() -> BTreeMap<String, Vec<String>> {
     .into()
 }
 
-/// Feeds `lines` through the pipeline in reads cut at `cuts`; returns the warehouse. A read
-/// whose length is a multiple of three is only taken in, to be folded into the next batch,
-/// as the run loop does while the warehouse is busy.
-fn replicate_into<W: Warehouse>(warehouse: W, config: Config, lines: &[String], cuts: &[usize]) -> W {
+/// Feeds `lines` through the pipeline in reads cut at `cuts`, as the run loop receives them,
+/// its state machine deciding what becomes a batch: a read whose length is a multiple of
+/// three arrives while the warehouse still applies the batch before (the others once it has
+/// finished), and one whose length is a multiple of four is full (the source has a backlog,
+/// so it is folded into the next batch). Returns the warehouse and the batch each record
+/// joined.
+fn replicate_into<W: Warehouse>(
+    warehouse: W,
+    config: Config,
+    lines: &[String],
+    cuts: &[usize],
+) -> (W, Vec<usize>) {
     let mut pipeline = Pipeline::new(config, warehouse).unwrap();
     let records = support::records(lines);
+    let mut batch_of = Vec::with_capacity(records.len());
     let mut start = 0;
     let mut cut = cuts.iter().cycle();
     while start < records.len() {
         let n = (*cut.next().unwrap_or(&1)).max(1);
         let end = (start + n).min(records.len());
-        if n.is_multiple_of(3) {
-            pipeline.planner.ingest(records[start..end].to_vec(), 2);
-        } else {
-            pipeline.process(records[start..end].to_vec()).unwrap();
+        if !n.is_multiple_of(3) {
+            pipeline.settle().unwrap();
         }
+        // What is read now joins the batch handed over next.
+        batch_of.resize(end, pipeline.batches_handed_over() as usize);
+        pipeline.read(records[start..end].to_vec(), !n.is_multiple_of(4)).unwrap();
         start = end;
     }
-    if pipeline.planner.pending_records() > 0 {
-        pipeline.process(Vec::new()).unwrap();
-    }
+    pipeline.finish().unwrap();
     assert_eq!(pipeline.summary.rejects, 0);
-    pipeline.into_parts().1
+    assert_eq!(pipeline.summary.records, records.len() as u64, "every record was applied");
+    (pipeline.into_parts().1, batch_of)
 }
 
-fn replicate(lines: &[String], cuts: &[usize], mode: ColumnMode, deletes: &str) -> support::Tables {
+fn replicate(
+    lines: &[String],
+    cuts: &[usize],
+    mode: ColumnMode,
+    deletes: &str,
+) -> (support::Tables, Vec<usize>) {
     let warehouse = DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap();
-    let mut warehouse = replicate_into(warehouse, config(mode, deletes), lines, cuts);
-    support::read_back(&mut warehouse)
+    let (mut warehouse, batch_of) = replicate_into(warehouse, config(mode, deletes), lines, cuts);
+    (support::read_back(&mut warehouse), batch_of)
 }
 
 /// Records in the order they arrive, and which event each one carries.
@@ -331,9 +345,8 @@ struct Seen {
 }
 
 impl Seen {
-    /// Counts the cases in `delivery` cut into batches as `replicate_into` cuts it.
-    fn count(&self, events: &[Event], delivery: &Delivery, cuts: &[usize]) {
-        let batch = batch_of_each(delivery.lines.len(), cuts);
+    /// Counts the cases in `delivery` as it was cut into batches (`batch`: each record's).
+    fn count(&self, events: &[Event], delivery: &Delivery, batch: &[usize]) {
         let first = delivery.first_arrivals();
         for (&a, &pa) in &first {
             for (&b, &pb) in &first {
@@ -358,22 +371,6 @@ impl Seen {
         assert!(d > 0, "no delete was ever read a batch before an older change of its item");
         assert!(t > 0, "no two changes of one time were ever read in different batches");
     }
-}
-
-/// The batch each record lands in when `replicate_into` cuts `len` records at `cuts`.
-fn batch_of_each(len: usize, cuts: &[usize]) -> Vec<usize> {
-    let mut batch = Vec::with_capacity(len);
-    let mut current = 0;
-    let mut cut = cuts.iter().cycle();
-    while batch.len() < len {
-        let n = (*cut.next().unwrap_or(&1)).max(1);
-        let end = (batch.len() + n).min(len);
-        batch.resize(end, current);
-        if !n.is_multiple_of(3) {
-            current += 1;
-        }
-    }
-    batch
 }
 
 fn cases(default: u32) -> u32 {
@@ -423,8 +420,8 @@ fn warehouse_equals_model(mode: ColumnMode, deletes: &str) {
     run_cases(cases(256), 200, case(), |(steps, seed, window, cuts)| {
         let events = history(&steps);
         let delivery = delivered(&events, seed, window);
-        seen.count(&events, &delivery, &cuts);
-        let actual = replicate(&delivery.lines, &cuts, mode, deletes);
+        let (actual, batch_of) = replicate(&delivery.lines, &cuts, mode, deletes);
+        seen.count(&events, &delivery, &batch_of);
         support::assert_tables_equal(&actual, &final_kinesis_rows(&events, &delivery, mode, deletes));
         Ok(())
     });
@@ -470,7 +467,7 @@ fn streams_records_order_by_sequence_number() {
         let replay: Vec<String> =
             lines.iter().take(rng.below(lines.len() as u64 + 1) as usize).cloned().collect();
         lines.extend(replay);
-        let actual = replicate(&lines, &cuts, ColumnMode::Typed, "hard");
+        let (actual, _) = replicate(&lines, &cuts, ColumnMode::Typed, "hard");
         let expected = final_rows(
             &events,
             ColumnMode::Typed,
@@ -519,7 +516,7 @@ fn postgres_equals_model() {
             }
             let mut warehouse = if redshift {
                 // Every batch's Redshift statements are checked against Redshift's rules.
-                let checked_warehouse = replicate_into(
+                let (checked_warehouse, _) = replicate_into(
                     CheckedRedshift::new(warehouse, "dynamodb"),
                     config(mode, deletes),
                     &delivery.lines,
@@ -528,7 +525,7 @@ fn postgres_equals_model() {
                 checked.set(checked.get() + checked_warehouse.checked());
                 checked_warehouse.inner
             } else {
-                replicate_into(warehouse, config(mode, deletes), &delivery.lines, &cuts)
+                replicate_into(warehouse, config(mode, deletes), &delivery.lines, &cuts).0
             };
             let actual = support::read_back(&mut warehouse);
             support::assert_tables_equal(&actual, &final_kinesis_rows(&events, &delivery, mode, deletes));

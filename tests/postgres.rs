@@ -412,3 +412,25 @@ fn nul_characters_are_replaced_and_recorded() {
         "two values recorded; the string's bytes kept with its NUL"
     );
 }
+
+/// 450 items of 350 KB (158 MB of changes) into PostgreSQL against the smallest memory
+/// budget, whose share for held changes is 128 MB: every row lands whole, in more than one
+/// batch, and the run stays within the
+/// budget plus the documented constant.
+#[test]
+fn large_items_stay_within_the_memory_budget() {
+    let server = PgServer::start();
+    let url = server.create_db("large");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("large.jsonl");
+    write_lines(&input, &support::large_item_lines(450, 350_000));
+    let config = write_config(dir.path(), &input, &url, "[defaults]\nmemory = \"256MB\"\n");
+    let out = Command::new(BIN).args(["sync", "--once", "--config"]).arg(&config).output().unwrap();
+    let summary = text(&out);
+    assert!(out.status.success(), "{summary}");
+    assert!(support::count_before(&summary, " batches").unwrap() >= 2, "{summary}");
+    let peak = support::peak_memory_mb(&summary);
+    assert!(peak <= 256 + support::MEMORY_PAST_BUDGET_MB, "peak {peak} MB: {summary}");
+    assert_eq!(count(&server, "large", "SELECT COUNT(*) FROM dynamodb.large"), 450);
+    assert_eq!(count(&server, "large", "SELECT SUM(LENGTH(body)) FROM dynamodb.large"), 450 * 350_000);
+}

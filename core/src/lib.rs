@@ -1,6 +1,7 @@
 //! dynashift's pure core: the change model, decoding, reduction, naming, typing, plans and
 //! SQL text. No I/O, no async, no database driver: everything here is testable in memory.
 
+pub mod cells;
 pub mod change;
 pub mod checkpoint;
 pub mod decode;

@@ -2,11 +2,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cells::{Cells, SparseCells};
 use crate::change::{Change, EventKind, Version};
 use crate::limits::Limits;
 use crate::naming::NamingStyle;
 use crate::schema::{Catalog, ColumnDef, TableSchema};
-use crate::types::{Cell, ColumnMode};
+use crate::types::ColumnMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +66,7 @@ pub struct StagedRow {
     /// The change's own `eventID`, then those seen at its time, as stored (`EventIds`).
     pub event_ids: Option<String>,
     /// Aligned with `TablePlan::staged`.
-    pub cells: Vec<Cell>,
+    pub cells: Cells,
 }
 
 /// What a batch does to one table.
@@ -84,7 +85,23 @@ pub struct TablePlan {
     pub expired_kept: u64,
 }
 
+impl StagedRow {
+    /// Approximate memory this row holds, with its slot in the plan's vector.
+    pub fn weight(&self) -> usize {
+        std::mem::size_of::<StagedRow>()
+            + self.key_text.capacity()
+            + self.version.heap_bytes()
+            + self.event_ids.as_ref().map_or(0, String::capacity)
+            + self.cells.heap_bytes()
+    }
+}
+
 impl TablePlan {
+    /// Approximate memory of the planned rows.
+    pub fn weight(&self) -> usize {
+        self.rows.iter().map(StagedRow::weight).sum()
+    }
+
     /// Whether a key has more than one row: changes of one time that a change placed later
     /// superseded (see `Reducer`), of which the warehouse keeps one.
     pub fn has_repeated_keys(&self) -> bool {
@@ -147,7 +164,9 @@ pub fn plan_rows(
     let known = if create { 0 } else { schema.columns.len() };
     let source_table = schema.source_table.clone();
     let mut expired_kept = 0;
-    let mut sparse: Vec<(StagedRow, Vec<(usize, Cell)>)> = Vec::with_capacity(changes.len());
+    let mut sparse: Vec<(StagedRow, SparseCells)> = Vec::with_capacity(changes.len());
+    // Columns some row has a cell for; the schema grows as rows bring new attributes.
+    let mut used: Vec<bool> = Vec::new();
     for change in changes {
         let keep_expired = change.event == EventKind::Expire && options.ttl_deletes == TtlMode::Keep;
         if keep_expired && change.old_image.is_none() {
@@ -167,6 +186,13 @@ pub fn plan_rows(
             _ => (RowOp::Delete, true, &change.keys),
         };
         let cells = schema.cells_for_image(image);
+        for (i, _) in &cells {
+            if *i >= used.len() {
+                used.resize(i + 1, false);
+            }
+            used[*i] = true;
+        }
+        let cells = SparseCells::new(cells);
         let row = StagedRow {
             key_text: change.key_text,
             version: change.version,
@@ -174,17 +200,11 @@ pub fn plan_rows(
             op,
             deleted,
             event_ids: change.ids.stored(),
-            cells: Vec::new(),
+            cells: Cells::default(),
         };
         sparse.push((row, cells));
     }
-    let mut used = vec![false; schema.columns.len()];
-    for (_, cells) in &sparse {
-        for (i, _) in cells {
-            used[*i] = true;
-        }
-    }
-    let staged: Vec<usize> = (0..schema.columns.len()).filter(|&i| used[i]).collect();
+    let staged: Vec<usize> = (0..schema.columns.len()).filter(|&i| used.get(i) == Some(&true)).collect();
     let mut slot = vec![usize::MAX; schema.columns.len()];
     for (pos, &i) in staged.iter().enumerate() {
         slot[i] = pos;
@@ -192,10 +212,7 @@ pub fn plan_rows(
     let rows = sparse
         .into_iter()
         .map(|(mut row, cells)| {
-            row.cells = vec![Cell::Null; staged.len()];
-            for (i, cell) in cells {
-                row.cells[slot[i]] = cell;
-            }
+            row.cells = Cells::place(&cells, &slot, staged.len());
             row
         })
         .collect();

@@ -139,6 +139,17 @@ pub enum Cell {
     Bytes(Vec<u8>),
 }
 
+impl Cell {
+    /// Heap memory the cell holds (none for inline text and numbers).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Cell::Text(t) => crate::item::text_heap_bytes(t),
+            Cell::Bytes(b) => b.capacity(),
+            Cell::Null | Cell::Int(_) => 0,
+        }
+    }
+}
+
 /// The staged form of `value` for a column of type `ty` (which must accept it).
 pub fn cell_for(ty: ColumnType, value: &AttrValue) -> Cell {
     match (ty, value) {

@@ -11,9 +11,8 @@ use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
     applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
 };
-use dynashift_core::types::Cell;
 
-use super::duckdb_stage::{record_batch, ROWS_PER_RECORD_BATCH};
+use super::duckdb_stage::{record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
@@ -28,6 +27,10 @@ pub struct DuckDbWarehouse {
     small_checkpoints: bool,
     /// How it was opened, to open it again after DuckDB invalidated the instance.
     opened: (std::path::PathBuf, String, Option<String>),
+    /// DuckDB's memory limit in bytes, when one was set.
+    limit_bytes: Option<u64>,
+    /// See `with_checkpoint_ceiling`.
+    checkpoint_ceiling: Option<u64>,
 }
 
 /// The checkpoint threshold once a batch has not fit the memory limit. Data appended since the
@@ -39,26 +42,22 @@ const SMALL_CHECKPOINT_THRESHOLD: &str = "8MB";
 /// database unusable until it is reopened.
 const LARGE_ROW_BYTES: usize = 16 * 1024;
 
-/// The average staged bytes per row of `batch` (text and binary cells).
-fn average_row_bytes(batch: &Batch) -> usize {
+/// The rows of `batch` and their staged bytes (keys and cells).
+fn staged_size(batch: &Batch) -> (usize, usize) {
     let (mut rows, mut bytes) = (0usize, 0usize);
     for plan in &batch.tables {
         rows += plan.rows.len();
         for row in &plan.rows {
-            bytes += row.key_text.len();
-            bytes += row
-                .cells
-                .iter()
-                .map(|c| match c {
-                    Cell::Text(t) => t.len(),
-                    Cell::Bytes(b) => b.len(),
-                    _ => 8,
-                })
-                .sum::<usize>();
+            bytes += row.key_text.len() + row.cells.heap_bytes();
         }
     }
-    bytes / rows.max(1)
+    (rows, bytes)
 }
+
+/// The staged bytes one transaction takes at most, of DuckDB's memory limit: a transaction
+/// pins its stage and the rows it inserts, and its checkpoint reads them again, so a third
+/// of the limit leaves room for the rest.
+const STAGED_SHARE_OF_LIMIT: u64 = 3;
 
 fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
@@ -117,7 +116,15 @@ impl DuckDbWarehouse {
             .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), message: one_line(e) })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         let opened = (path.to_path_buf(), target_schema.to_string(), memory_limit.map(str::to_string));
-        Ok(DuckDbWarehouse { conn, layout, small_checkpoints: false, opened })
+        let limit_bytes = memory_limit.and_then(crate::size::parse_size);
+        Ok(DuckDbWarehouse {
+            conn,
+            layout,
+            small_checkpoints: false,
+            opened,
+            limit_bytes,
+            checkpoint_ceiling: None,
+        })
     }
 
     /// Opens the database again (its write-ahead log is replayed), with the same settings.
@@ -126,8 +133,9 @@ impl DuckDbWarehouse {
         // The old instance must be gone before the file is opened again.
         self.conn = Connection::open_in_memory()
             .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), message: one_line(e) })?;
-        let small = self.small_checkpoints;
+        let (small, ceiling) = (self.small_checkpoints, self.checkpoint_ceiling);
         *self = DuckDbWarehouse::open_with_limit(&path, &schema, limit.as_deref())?;
+        self.checkpoint_ceiling = ceiling;
         if small {
             self.use_small_checkpoints()?;
         }
@@ -145,6 +153,43 @@ impl DuckDbWarehouse {
         Ok(())
     }
 
+    /// The memory DuckDB may take for a checkpoint that failed within its own limit: the
+    /// whole memory budget, since nothing else of the run works meanwhile.
+    pub fn with_checkpoint_ceiling(mut self, bytes: u64) -> DuckDbWarehouse {
+        self.checkpoint_ceiling = Some(bytes);
+        self
+    }
+
+    /// After a checkpoint failed for memory: checkpoints once with the limit raised to the
+    /// ceiling, then sets it back. DuckDB 1.2 rewrites a row group whose rows were replaced,
+    /// pinning its values, so a table of large items updated in place can need more than the
+    /// limit; without the checkpoint the log, replayed into memory on every open, only grows.
+    fn checkpoint_with_more_memory(&mut self) -> Result<(), WarehouseError> {
+        let (Some(ceiling), Some(limit)) = (self.checkpoint_ceiling, self.limit_bytes) else { return Ok(()) };
+        if ceiling <= limit {
+            return Ok(());
+        }
+        tracing::warn!(
+            limit_mb = limit / 1_000_000,
+            ceiling_mb = ceiling / 1_000_000,
+            "DuckDB checkpoints once with its memory limit raised to the memory budget"
+        );
+        let set = |bytes: u64| format!("SET memory_limit = '{}KB'", bytes / 1000);
+        let result = self.conn.execute_batch(&format!("{}; CHECKPOINT;", set(ceiling)));
+        self.conn.execute_batch(&set(limit)).map_err(query_err("setting the memory limit back"))?;
+        result.map_err(query_err("checkpointing with the memory budget"))
+    }
+
+    /// Applies the two parts of a split batch in turn, adding up what each applied.
+    fn apply_halves(&mut self, (first, second): (Batch, Batch)) -> Result<Outcome, WarehouseError> {
+        let mut outcome = self.apply(&first)?;
+        drop(first);
+        for (table, n) in self.apply(&second)?.applied {
+            *outcome.applied.entry(table).or_default() += n;
+        }
+        Ok(outcome)
+    }
+
     fn apply_whole(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         self.conn.execute_batch("BEGIN TRANSACTION").map_err(query_err("starting a transaction"))?;
         match self.apply_in_transaction(batch) {
@@ -159,12 +204,17 @@ impl DuckDbWarehouse {
                             "DuckDB's checkpoint after a commit failed ({message}); reopening the database"
                         );
                         self.reopen()?;
+                        self.checkpoint_with_more_memory()?;
                         return Ok(outcome);
                     }
                     let _ = self.conn.execute_batch("ROLLBACK");
                     return Err(query_err("committing the batch")(e));
                 }
-                tracing::trace!(ms = t.elapsed().as_millis() as u64, "committed");
+                tracing::trace!(
+                    ms = t.elapsed().as_millis() as u64,
+                    resident_mb = crate::run::resident_mb(),
+                    "committed"
+                );
                 Ok(outcome)
             }
             Err(e) => {
@@ -200,7 +250,7 @@ impl DuckDbWarehouse {
             .conn
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
-        for rows in plan.rows.chunks(ROWS_PER_RECORD_BATCH) {
+        for rows in record_batch_chunks(&plan.rows) {
             let batch = record_batch(rows, columns).map_err(|e| WarehouseError::Query {
                 context: "staging rows".into(),
                 message: e.to_string(),
@@ -231,6 +281,7 @@ impl DuckDbWarehouse {
                     tracing::trace!(
                         ms = t.elapsed().as_millis() as u64,
                         rows = batch.tables[index].rows.len(),
+                        resident_mb = crate::run::resident_mb(),
                         "stage loaded"
                     );
                 }
@@ -300,25 +351,37 @@ impl Warehouse for DuckDbWarehouse {
     /// transaction, down to single rows: the first half carries the schema changes, the
     /// second the positions, so a stop between them only re-reads changes that the version
     /// guard then finds applied.
+    ///
+    /// A batch whose staged bytes pass a third of the memory limit is split the same way
+    /// before it is tried: a transaction that fails for memory has cost its whole work, and a
+    /// checkpoint that fails for memory after a commit closes the database until reopened.
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
-        if !self.small_checkpoints && average_row_bytes(batch) > LARGE_ROW_BYTES {
+        let (rows, bytes) = staged_size(batch);
+        if !self.small_checkpoints && bytes / rows.max(1) > LARGE_ROW_BYTES {
             self.use_small_checkpoints()?;
+        }
+        let too_large = self.limit_bytes.is_some_and(|limit| bytes as u64 > limit / STAGED_SHARE_OF_LIMIT);
+        if too_large {
+            if let Some(halves) = super::split::split_batch(batch) {
+                tracing::debug!(
+                    rows,
+                    bytes,
+                    "a batch larger than a third of DuckDB's memory limit; applying it in halves"
+                );
+                return self.apply_halves(halves);
+            }
         }
         match self.apply_whole(batch) {
             Err(e) if super::split::is_out_of_memory(&e.to_string()) => {
                 self.use_small_checkpoints()?;
-                let Some((first, second)) = super::split::split_batch(batch) else { return Err(e) };
-                let rows: usize = batch.tables.iter().map(|t| t.rows.len()).sum();
+                let Some(halves) = super::split::split_batch(batch) else { return Err(e) };
                 tracing::warn!(rows, "a batch did not fit DuckDB's memory limit; applying it in halves");
-                let mut outcome = self.apply(&first)?;
-                for (table, n) in self.apply(&second)?.applied {
-                    *outcome.applied.entry(table).or_default() += n;
-                }
-                Ok(outcome)
+                self.apply_halves(halves)
             }
             other => other,
         }
     }
+
     fn describe(&self, batch: &Batch) -> Vec<String> {
         describe_transaction(&DuckDb, &self.layout, batch)
     }

@@ -6,15 +6,40 @@ use std::sync::Arc;
 use duckdb::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder};
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
+use dynashift_core::cells::CellRef;
 use dynashift_core::change::SEQUENCE_WIDTH;
 use dynashift_core::plan::StagedRow;
 use dynashift_core::sql::STAGE_CONTROL_COLUMNS;
-use dynashift_core::types::Cell;
 
 /// Rows per record batch: large enough to amortise each call, small enough that the copy
 /// stays a fraction of the batch's own memory. Text and binary columns use 64-bit offsets, so
 /// no size of value or batch overflows them.
 pub const ROWS_PER_RECORD_BATCH: usize = 16 * 1024;
+
+/// Bytes of cells per record batch: items near DynamoDB's 400 KB made a batch of 16K rows
+/// gigabytes, copied whole next to the rows it came from.
+pub const BYTES_PER_RECORD_BATCH: usize = 8 * 1024 * 1024;
+
+/// `rows` cut into record batches of at most `ROWS_PER_RECORD_BATCH` rows and, past its first
+/// row, `BYTES_PER_RECORD_BATCH` bytes of keys and cells.
+pub fn record_batch_chunks(rows: &[StagedRow]) -> impl Iterator<Item = &[StagedRow]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut end = 0;
+        while end < rest.len() && end < ROWS_PER_RECORD_BATCH && (end == 0 || bytes < BYTES_PER_RECORD_BATCH)
+        {
+            bytes += rest[end].key_text.len() + rest[end].cells.heap_bytes();
+            end += 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -70,70 +95,66 @@ pub fn record_batch(
         Arc::new(b.finish()) as ArrayRef
     };
     arrays.push(optional_text(&|r| r.event_ids.as_deref()));
-    for (index, (name, ty)) in columns.iter().skip(STAGE_CONTROL_COLUMNS).enumerate() {
-        arrays.push(cell_column(rows, index, name, ty)?);
-    }
+    arrays.extend(cell_columns(rows, &columns[STAGE_CONTROL_COLUMNS.min(columns.len())..])?);
     for ((name, _), array) in columns.iter().zip(&arrays) {
         fields.push(Field::new(name, array.data_type().clone(), true));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| StageError::Arrow(e.to_string()))
 }
 
-fn cell_column(
-    rows: &[StagedRow],
-    index: usize,
-    name: &str,
-    ty: &'static str,
-) -> Result<ArrayRef, StageError> {
-    let mismatch = |cell: Option<&Cell>| match cell {
-        None => StageError::MissingCell(name.to_string()),
-        Some(cell) => StageError::CellMismatch {
-            column: name.to_string(),
-            ty,
-            cell: match cell {
-                Cell::Null => "NULL",
-                Cell::Text(_) => "text",
-                Cell::Int(_) => "an integer",
-                Cell::Bytes(_) => "binary data",
-            },
-        },
-    };
-    let cells = rows.iter().map(|r| r.cells.get(index));
-    Ok(match ty {
-        "BIGINT" => {
-            let mut b = Int64Builder::with_capacity(rows.len());
-            for c in cells {
-                match c {
-                    Some(Cell::Int(v)) => b.append_value(*v),
-                    Some(Cell::Null) => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
+/// A column being built from the rows' cells.
+enum CellBuilder {
+    Int(Int64Builder),
+    Blob(LargeBinaryBuilder),
+    Text(LargeStringBuilder),
+}
+
+impl CellBuilder {
+    fn new(ty: &str, rows: usize) -> CellBuilder {
+        match ty {
+            "BIGINT" => CellBuilder::Int(Int64Builder::with_capacity(rows)),
+            "BLOB" => CellBuilder::Blob(LargeBinaryBuilder::with_capacity(rows, rows * 8)),
+            _ => CellBuilder::Text(LargeStringBuilder::with_capacity(rows, rows * 16)),
         }
-        "BLOB" => {
-            let mut b = LargeBinaryBuilder::with_capacity(rows.len(), rows.len() * 8);
-            for c in cells {
-                match c {
-                    Some(Cell::Bytes(v)) => b.append_value(v),
-                    Some(Cell::Null) => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
+    }
+
+    /// Appends `cell`; false when the column cannot hold it.
+    fn append(&mut self, cell: CellRef<'_>) -> bool {
+        match (self, cell) {
+            (CellBuilder::Int(b), CellRef::Int(v)) => b.append_value(v),
+            (CellBuilder::Int(b), CellRef::Null) => b.append_null(),
+            (CellBuilder::Blob(b), CellRef::Bytes(v)) => b.append_value(v),
+            (CellBuilder::Blob(b), CellRef::Null) => b.append_null(),
+            (CellBuilder::Text(b), CellRef::Text(v)) => b.append_value(v),
+            (CellBuilder::Text(b), CellRef::Null) => b.append_null(),
+            _ => return false,
         }
-        _ => {
-            let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * 16);
-            for c in cells {
-                match c {
-                    Some(Cell::Text(v)) => b.append_value(v),
-                    Some(Cell::Null) => b.append_null(),
-                    other => return Err(mismatch(other)),
-                }
-            }
-            Arc::new(b.finish())
+        true
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            CellBuilder::Int(mut b) => Arc::new(b.finish()),
+            CellBuilder::Blob(mut b) => Arc::new(b.finish()),
+            CellBuilder::Text(mut b) => Arc::new(b.finish()),
         }
-    })
+    }
+}
+
+/// The staged cells as one array per stage column, each row's packed cells walked once.
+fn cell_columns(rows: &[StagedRow], columns: &[(String, &'static str)]) -> Result<Vec<ArrayRef>, StageError> {
+    let mut builders: Vec<CellBuilder> =
+        columns.iter().map(|(_, ty)| CellBuilder::new(ty, rows.len())).collect();
+    for row in rows {
+        let mut cells = row.cells.iter();
+        for (builder, (name, ty)) in builders.iter_mut().zip(columns) {
+            let cell = cells.next().ok_or_else(|| StageError::MissingCell(name.clone()))?;
+            if !builder.append(cell) {
+                return Err(StageError::CellMismatch { column: name.clone(), ty, cell: cell.kind() });
+            }
+        }
+    }
+    Ok(builders.into_iter().map(CellBuilder::finish).collect())
 }
 
 #[cfg(test)]
@@ -143,8 +164,10 @@ mod tests {
     use duckdb::arrow::datatypes::{DataType, Int64Type};
     use dynashift_core::change::{EventKind, Version};
     use dynashift_core::plan::RowOp;
+    use dynashift_core::types::Cell;
 
     fn row(cells: Vec<Cell>) -> StagedRow {
+        let cells = cells.into_iter().collect();
         StagedRow {
             key_text: "k".into(),
             version: Version::new(7, None),
@@ -186,6 +209,19 @@ mod tests {
         assert_eq!(batch.column(8).as_primitive::<Int64Type>().value(0), 5);
         assert_eq!(batch.column(9).data_type(), &DataType::LargeBinary);
         assert!((7..10).all(|c| batch.column(c).is_null(1)));
+    }
+
+    #[test]
+    fn record_batches_are_bounded_in_rows_and_bytes() {
+        let small: Vec<StagedRow> = (0..40_000).map(|_| row(vec![Cell::Int(1)])).collect();
+        let sizes: Vec<usize> = record_batch_chunks(&small).map(<[StagedRow]>::len).collect();
+        assert_eq!(sizes, [ROWS_PER_RECORD_BATCH, ROWS_PER_RECORD_BATCH, 40_000 - 2 * ROWS_PER_RECORD_BATCH]);
+        let large: Vec<StagedRow> =
+            (0..30).map(|_| row(vec![Cell::Text("x".repeat(3 * 1024 * 1024).into())])).collect();
+        let sizes: Vec<usize> = record_batch_chunks(&large).map(<[StagedRow]>::len).collect();
+        assert_eq!(sizes, [3; 10], "8 MB reached at the third row of 3 MB");
+        let huge = vec![row(vec![Cell::Text("x".repeat(20 * 1024 * 1024).into())])];
+        assert_eq!(record_batch_chunks(&huge).count(), 1, "a row larger than the bound goes alone");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! to the type the server expects in that place.
 
 use bytes::BytesMut;
+use dynashift_core::cells::CellRef;
 use dynashift_core::sql::Param;
-use dynashift_core::types::Cell;
 use dynashift_core::value::hex_encode;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
@@ -36,13 +36,13 @@ impl<'a> From<&'a Param> for Bound<'a> {
     }
 }
 
-impl<'a> From<&'a Cell> for Bound<'a> {
-    fn from(c: &'a Cell) -> Bound<'a> {
+impl<'a> From<CellRef<'a>> for Bound<'a> {
+    fn from(c: CellRef<'a>) -> Bound<'a> {
         Bound(match c {
-            Cell::Null => Value::Null,
-            Cell::Text(s) => Value::Text(s),
-            Cell::Int(n) => Value::Int(*n),
-            Cell::Bytes(b) => Value::Bytes(b),
+            CellRef::Null => Value::Null,
+            CellRef::Text(s) => Value::Text(s),
+            CellRef::Int(n) => Value::Int(n),
+            CellRef::Bytes(b) => Value::Bytes(b),
         })
     }
 }

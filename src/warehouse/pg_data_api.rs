@@ -3,10 +3,10 @@
 //! the tests run the very statements and call boundaries the Data API would send — and stop
 //! between two calls, as a crash would — against a real server.
 
+use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::Dialect;
 use dynashift_core::literal::redshift_literal;
 use dynashift_core::sql::{Layout, Param};
-use dynashift_core::types::Cell;
 use dynashift_core::value::hex_encode;
 use tokio_postgres::Client;
 
@@ -53,10 +53,10 @@ fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String
                     .map_or("NULL".into(), |ids| redshift_literal(&Param::Text(ids.into()))),
             ];
             values.extend(row.cells.iter().map(|c| match c {
-                Cell::Null => "NULL".to_string(),
-                Cell::Int(i) => i.to_string(),
-                Cell::Text(s) => redshift_literal(&Param::Text(s.to_string())),
-                Cell::Bytes(b) => redshift_literal(&Param::Text(hex_encode(b))),
+                CellRef::Null => "NULL".to_string(),
+                CellRef::Int(i) => i.to_string(),
+                CellRef::Text(s) => redshift_literal(&Param::Text(s.to_string())),
+                CellRef::Bytes(b) => redshift_literal(&Param::Text(hex_encode(b))),
             }));
             format!("({})", values.join(", "))
         })

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
-use dynashift_core::types::{Cell, ColumnType};
+use dynashift_core::types::ColumnType;
 use dynashift_core::Position;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -366,12 +367,12 @@ async fn load_stage(
             .iter()
             .enumerate()
             .map(|(i, c)| match c {
-                Cell::Text(s) => storable(s, is_json[i]),
+                CellRef::Text(s) => storable(s, is_json[i]),
                 _ => None,
             })
             .collect();
-        for (i, fixed) in replaced.iter().enumerate() {
-            if let (Some(_), Cell::Text(original)) = (fixed, &row.cells[i]) {
+        for ((i, fixed), cell) in replaced.iter().enumerate().zip(row.cells.iter()) {
+            if let (Some(_), CellRef::Text(original)) = (fixed, cell) {
                 let name = column(i).map_or("?", |c| c.name.as_str());
                 rejects.push(Reject {
                     position: Position::new("(unstorable value)", "0"),

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::MAX_VARCHAR_BYTES;
 use dynashift_core::plan::TablePlan;
-use dynashift_core::types::{Cell, ColumnType};
+use dynashift_core::types::ColumnType;
 use dynashift_core::value::{hex_encode, write_json_string};
 use flate2::write::GzEncoder;
 
@@ -125,16 +126,16 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
         for (i, cell) in row.cells.iter().enumerate() {
             line.push_str(&format!(",\"c{i}\":"));
             let text = match cell {
-                Cell::Null => {
+                CellRef::Null => {
                     line.push_str("null");
                     continue;
                 }
-                Cell::Int(n) => {
+                CellRef::Int(n) => {
                     line.push_str(&format!("\"{n}\""));
                     continue;
                 }
-                Cell::Bytes(b) => hex_encode(b),
-                Cell::Text(s) => {
+                CellRef::Bytes(b) => hex_encode(b),
+                CellRef::Text(s) => {
                     let json = matches!(types.get(i), Some(ColumnType::Json));
                     match storable(s, json) {
                         Some(replaced) => {
@@ -156,7 +157,7 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
                 continue;
             }
             let cuttable = matches!(types.get(i), Some(ColumnType::Text | ColumnType::NumberText))
-                && !matches!(cell, Cell::Bytes(_));
+                && !matches!(cell, CellRef::Bytes(_));
             if cuttable {
                 write_json_string(&mut line, cut_at_char_boundary(&text, MAX_VARCHAR_BYTES));
             } else {

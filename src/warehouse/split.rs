@@ -79,7 +79,7 @@ mod tests {
                     op: RowOp::Upsert,
                     deleted: false,
                     event_ids: None,
-                    cells: Vec::new(),
+                    cells: Default::default(),
                 })
                 .collect(),
             options: TableOptions::default(),

@@ -410,6 +410,33 @@ pub fn assert_tables_equal(actual: &Tables, expected: &Tables) {
 
 /// The whole number just before the first `word` in `text` (`count_before("12 records",
 /// " records") == Some(12)`; a bare substring check would take "12 records" for "2 records").
+/// Memory a run may take past its configured budget (`defaults.memory`), as documented in
+/// docs/configuration.md: the process itself, and DuckDB's working memory past its limit.
+pub const MEMORY_PAST_BUDGET_MB: u64 = 160;
+
+/// `count` inserts of items of `bytes` bytes each (one string attribute), as change lines.
+pub fn large_item_lines(count: usize, bytes: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"eventID":"e{i}","eventName":"INSERT","tableName":"Large","dynamodb":{{"ApproximateCreationDateTime":{},"Keys":{{"id":{{"S":"k{i}"}}}},"NewImage":{{"id":{{"S":"k{i}"}},"body":{{"S":"{}"}}}}}}}}"#,
+                1_764_000_000_000u64 + i as u64,
+                char::from(b'a' + (i % 26) as u8).to_string().repeat(bytes)
+            )
+        })
+        .collect()
+}
+
+/// The peak memory a run printed (`peak memory N MB`).
+pub fn peak_memory_mb(output: &str) -> u64 {
+    output
+        .split("peak memory ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|mb| mb.parse().ok())
+        .unwrap_or_else(|| panic!("the run printed no peak memory: {output}"))
+}
+
 pub fn count_before(text: &str, word: &str) -> Option<u64> {
     let at = text.find(word)?;
     let digits: String = text[..at]
