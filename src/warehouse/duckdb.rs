@@ -63,8 +63,22 @@ fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A DuckDB error as a warehouse error, sorted once here: DuckDB reports running out of
+/// memory only in its message ("Out of Memory Error", "failed to allocate", "failed to pin
+/// block"), through the C API's generic error state.
+fn duckdb_error(context: String, e: duckdb::Error) -> WarehouseError {
+    let message = one_line(e);
+    let out_of_memory =
+        ["Out of Memory", "failed to allocate", "failed to pin block"].iter().any(|m| message.contains(m));
+    if out_of_memory {
+        WarehouseError::OutOfMemory { context, message }
+    } else {
+        WarehouseError::Query { context, message }
+    }
+}
+
 fn query_err(context: &str) -> impl Fn(duckdb::Error) -> WarehouseError + '_ {
-    move |e| WarehouseError::Query { context: context.to_string(), message: one_line(e) }
+    move |e| duckdb_error(context.to_string(), e)
 }
 
 fn param_value(p: &Param) -> Value {
@@ -235,7 +249,7 @@ impl DuckDbWarehouse {
     fn run(&self, s: &Statement) -> Result<usize, WarehouseError> {
         self.conn
             .execute(&s.sql, params_from_iter(s.params.iter().map(param_value)))
-            .map_err(|e| WarehouseError::Query { context: short(&s.sql), message: one_line(e) })
+            .map_err(|e| duckdb_error(short(&s.sql), e))
     }
 
     fn load_stage(
@@ -372,7 +386,7 @@ impl Warehouse for DuckDbWarehouse {
             }
         }
         match self.apply_whole(batch) {
-            Err(e) if super::split::is_out_of_memory(&e.to_string()) => {
+            Err(e @ WarehouseError::OutOfMemory { .. }) => {
                 self.use_small_checkpoints()?;
                 let Some(halves) = super::split::split_batch(batch) else { return Err(e) };
                 tracing::warn!(rows, "a batch did not fit DuckDB's memory limit; applying it in halves");
@@ -433,5 +447,24 @@ impl Query for DuckDbWarehouse {
 
     fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
         self.conn.execute_batch(sql).map_err(query_err(&short(sql)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_memory_is_its_own_kind_of_error() {
+        let db = Connection::open_in_memory().unwrap();
+        db.execute_batch("SET memory_limit = '1MB'").unwrap();
+        let e = db
+            .execute_batch("CREATE TABLE t AS SELECT repeat('x', 1000) || i AS v FROM range(100000) r(i)")
+            .unwrap_err();
+        let e = duckdb_error("filling t".into(), e);
+        assert!(matches!(e, WarehouseError::OutOfMemory { .. }), "{e}");
+        assert!(e.to_string().starts_with("filling t: "), "{e}");
+        let e = duckdb_error("reading".into(), db.execute_batch("SELECT * FROM missing").unwrap_err());
+        assert!(matches!(e, WarehouseError::Query { .. }), "{e}");
     }
 }

@@ -91,6 +91,9 @@ pub enum WarehouseError {
     /// The connection was lost or cannot be made now; a new attempt may succeed.
     #[error("{context}: {message}")]
     Unavailable { context: String, message: String },
+    /// The work did not fit the warehouse's memory; the same work in smaller parts may.
+    #[error("{context}: {message}")]
+    OutOfMemory { context: String, message: String },
     #[error("the warehouse's control tables are inconsistent: {0}")]
     Corrupt(String),
 }

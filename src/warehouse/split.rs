@@ -51,12 +51,6 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
     Some((first, second))
 }
 
-/// Whether a warehouse error says it ran out of memory (DuckDB: "Out of Memory Error",
-/// "failed to allocate", "failed to pin block").
-pub fn is_out_of_memory(message: &str) -> bool {
-    ["Out of Memory", "failed to allocate", "failed to pin block"].iter().any(|m| message.contains(m))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +101,5 @@ mod tests {
         assert_eq!(first.tables[0].expired_kept + second.tables[0].expired_kept, 3);
         let one = Batch { tables: vec![plan("A", 1)], ..batch };
         assert!(split_batch(&one).is_none());
-        assert!(is_out_of_memory("Out of Memory Error: failed to pin block of size 344.0 KiB"));
     }
 }
