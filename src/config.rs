@@ -273,14 +273,26 @@ impl RedshiftTargetConfig {
         if self.part_rows == 0 {
             return Err("target.part_rows must be at least 1".into());
         }
-        match self.auth {
-            RedshiftAuthKind::Cluster if self.cluster_identifier.is_none() || self.db_user.is_none() => {
+        self.wire_auth().map(|_| ())
+    }
+
+    /// How a wire connection logs in, each kind with exactly the fields it needs.
+    pub fn wire_auth(&self) -> Result<crate::warehouse::redshift::RedshiftAuth, String> {
+        use crate::warehouse::redshift::RedshiftAuth;
+        match (self.auth, &self.cluster_identifier, &self.db_user, &self.workgroup) {
+            (RedshiftAuthKind::Password, ..) => Ok(RedshiftAuth::Password),
+            (RedshiftAuthKind::Cluster, Some(cluster), Some(user), _) => Ok(RedshiftAuth::Cluster {
+                cluster_identifier: cluster.clone(),
+                db_user: user.clone(),
+                auto_create: self.auto_create_user,
+            }),
+            (RedshiftAuthKind::Cluster, ..) => {
                 Err("target.auth = \"cluster\" needs cluster_identifier and db_user".into())
             }
-            RedshiftAuthKind::Serverless if self.workgroup.is_none() => {
-                Err("target.auth = \"serverless\" needs workgroup".into())
+            (RedshiftAuthKind::Serverless, _, _, Some(workgroup)) => {
+                Ok(RedshiftAuth::Serverless { workgroup: workgroup.clone() })
             }
-            _ => Ok(()),
+            (RedshiftAuthKind::Serverless, ..) => Err("target.auth = \"serverless\" needs workgroup".into()),
         }
     }
 }
@@ -665,6 +677,21 @@ mod tests {
         assert_eq!((t.auth, t.part_rows), (RedshiftAuthKind::Password, 100_000));
         let e = parse(&format!("{rs}\nauth = \"cluster\"")).unwrap_err();
         assert!(e.contains("cluster_identifier"), "{e}");
+        // Each login kind carries exactly its fields, taken from the config once.
+        use crate::warehouse::redshift::RedshiftAuth;
+        let c = parse(&format!("{rs}\nauth = \"cluster\"\ncluster_identifier = \"c1\"\ndb_user = \"app\""))
+            .unwrap();
+        let TargetConfig::Redshift(t) = &c.target else { panic!("not redshift") };
+        assert!(matches!(
+            t.wire_auth(),
+            Ok(RedshiftAuth::Cluster { cluster_identifier, db_user, auto_create: false })
+                if cluster_identifier == "c1" && db_user == "app"
+        ));
+        let c = parse(&format!("{rs}\nauth = \"serverless\"\nworkgroup = \"w\"")).unwrap();
+        let TargetConfig::Redshift(t) = &c.target else { panic!("not redshift") };
+        assert!(matches!(t.wire_auth(), Ok(RedshiftAuth::Serverless { workgroup }) if workgroup == "w"));
+        let e = parse(&format!("{rs}\nauth = \"serverless\"")).unwrap_err();
+        assert!(e.contains("workgroup"), "{e}");
         let e = parse(&rs.replace("s3://stage-bucket/dynashift/", "stage-bucket")).unwrap_err();
         assert!(e.contains("target.s3_staging"), "{e}");
         let e = parse(&rs.replace("arn:aws:iam::1:role/copy", "role\\\\x")).unwrap_err();

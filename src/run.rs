@@ -10,9 +10,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::aws::AwsSettings;
-use crate::config::{
-    Config, RedshiftAuthKind, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig,
-};
+use crate::config::{Config, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Step};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
@@ -21,7 +19,7 @@ use crate::source::shards::{ReaderOptions, StartPosition};
 use crate::source::{RawRecord, Source};
 use crate::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
 use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
-use crate::warehouse::redshift::{RedshiftAuth, RedshiftOptions};
+use crate::warehouse::redshift::RedshiftOptions;
 use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::s3_stage::S3Location;
 use crate::warehouse::{Status, Warehouse};
@@ -110,17 +108,7 @@ fn open_redshift(t: &RedshiftTargetConfig) -> anyhow::Result<PostgresWarehouse> 
         PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
     settings.ca_file = t.ca_file.clone();
     let aws = AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile);
-    let auth = match t.auth {
-        RedshiftAuthKind::Password => RedshiftAuth::Password,
-        RedshiftAuthKind::Cluster => RedshiftAuth::Cluster {
-            cluster_identifier: t.cluster_identifier.clone().unwrap_or_default(),
-            db_user: t.db_user.clone().unwrap_or_default(),
-            auto_create: t.auto_create_user,
-        },
-        RedshiftAuthKind::Serverless => {
-            RedshiftAuth::Serverless { workgroup: t.workgroup.clone().unwrap_or_default() }
-        }
-    };
+    let auth = t.wire_auth().map_err(|e| anyhow::anyhow!(e))?;
     let options = RedshiftOptions {
         auth,
         aws,
