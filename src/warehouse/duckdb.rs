@@ -63,14 +63,24 @@ fn one_line(e: impl std::fmt::Display) -> String {
     e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// What DuckDB's out-of-memory errors say, in lower case. They print as "Out of Memory
+/// Error: …", but a commit's error may wrap one without that prefix.
+/// <https://duckdb.org/docs/stable/guides/troubleshooting/oom_errors>
+const OUT_OF_MEMORY: [&str; 6] = [
+    "out of memory",
+    "failed to pin block",
+    "failed to allocate",
+    "could not allocate block",
+    "failed to offload data block",
+    "failed to change memory limit",
+];
+
 /// A DuckDB error as a warehouse error, sorted once here: DuckDB reports running out of
-/// memory only in its message ("Out of Memory Error", "failed to allocate", "failed to pin
-/// block"), through the C API's generic error state.
+/// memory only in its message, through the C API's generic error state.
 fn duckdb_error(context: String, e: duckdb::Error) -> WarehouseError {
     let message = one_line(e);
-    let out_of_memory =
-        ["Out of Memory", "failed to allocate", "failed to pin block"].iter().any(|m| message.contains(m));
-    if out_of_memory {
+    let lower = message.to_lowercase();
+    if OUT_OF_MEMORY.iter().any(|m| lower.contains(m)) {
         WarehouseError::OutOfMemory { context, message }
     } else {
         WarehouseError::Query { context, message }
@@ -102,21 +112,23 @@ impl DuckDbWarehouse {
         target_schema: &str,
         memory_limit: Option<&str>,
     ) -> Result<DuckDbWarehouse, WarehouseError> {
+        // The limit is given at open, so replaying a write-ahead log stays within it too.
+        let mut settings = duckdb::Config::default();
+        if let Some(limit) = memory_limit {
+            settings = settings.max_memory(limit).map_err(|e| WarehouseError::Open {
+                what: "DuckDB memory limit".into(),
+                message: one_line(e),
+            })?;
+        }
         let conn = if path.as_os_str() == ":memory:" {
-            Connection::open_in_memory()
+            Connection::open_in_memory_with_flags(settings)
         } else {
-            Connection::open(path)
+            Connection::open_with_flags(path, settings)
         }
         .map_err(|e| WarehouseError::Open {
             what: format!("DuckDB file {}", path.display()),
             message: one_line(e),
         })?;
-        if let Some(limit) = memory_limit {
-            let literal = limit.replace('\'', "''");
-            conn.execute_batch(&format!("SET memory_limit = '{literal}'")).map_err(|e| {
-                WarehouseError::Open { what: "DuckDB memory limit".into(), message: one_line(e) }
-            })?;
-        }
         // DuckDB checkpoints whenever its WAL passes 16 MB, which with batches of tens of
         // MB meant a checkpoint (a rewrite of touched row groups) at almost every commit.
         // 64 MB quarters that work for ~50 MB more memory (W1: commits 8.9 s → 4.7 s).
@@ -175,9 +187,11 @@ impl DuckDbWarehouse {
     }
 
     /// After a checkpoint failed for memory: checkpoints once with the limit raised to the
-    /// ceiling, then sets it back. DuckDB 1.2 rewrites a row group whose rows were replaced,
-    /// pinning its values, so a table of large items updated in place can need more than the
-    /// limit; without the checkpoint the log, replayed into memory on every open, only grows.
+    /// ceiling, then sets it back. DuckDB pins large strings a vector (2,048 rows) at a time
+    /// while it checkpoints, and they cannot be spilled, so a table of items near 400 KB can
+    /// need several times a small limit; without the checkpoint the log, replayed into memory
+    /// on every open, only grows. A checkpoint that fails again invalidates the instance: it
+    /// is reopened and that failure returned.
     fn checkpoint_with_more_memory(&mut self) -> Result<(), WarehouseError> {
         let (Some(ceiling), Some(limit)) = (self.checkpoint_ceiling, self.limit_bytes) else { return Ok(()) };
         if ceiling <= limit {
@@ -189,9 +203,12 @@ impl DuckDbWarehouse {
             "DuckDB checkpoints once with its memory limit raised to the memory budget"
         );
         let set = |bytes: u64| format!("SET memory_limit = '{}KB'", bytes / 1000);
-        let result = self.conn.execute_batch(&format!("{}; CHECKPOINT;", set(ceiling)));
-        self.conn.execute_batch(&set(limit)).map_err(query_err("setting the memory limit back"))?;
-        result.map_err(query_err("checkpointing with the memory budget"))
+        if let Err(e) = self.conn.execute_batch(&format!("{}; CHECKPOINT;", set(ceiling))) {
+            let failure = duckdb_error("checkpointing with the memory budget".into(), e);
+            self.reopen()?;
+            return Err(failure);
+        }
+        self.conn.execute_batch(&set(limit)).map_err(query_err("setting the memory limit back"))
     }
 
     /// Applies the two parts of a split batch in turn, adding up what each applied.
@@ -218,7 +235,11 @@ impl DuckDbWarehouse {
                             "DuckDB's checkpoint after a commit failed ({message}); reopening the database"
                         );
                         self.reopen()?;
-                        self.checkpoint_with_more_memory()?;
+                        // The batch is durable either way; a checkpoint that still fails is
+                        // tried again after the next commit.
+                        if let Err(e) = self.checkpoint_with_more_memory() {
+                            tracing::warn!("{e}");
+                        }
                         return Ok(outcome);
                     }
                     let _ = self.conn.execute_batch("ROLLBACK");
