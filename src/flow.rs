@@ -121,10 +121,6 @@ impl Flow {
         self.memory_waits
     }
 
-    pub fn is_applying(&self) -> bool {
-        self.applying.is_some()
-    }
-
     /// Whether the gathered batch has reached its record or memory bound.
     fn full(&self) -> bool {
         self.gathered.records >= self.limits.batch_records || self.gathered.bytes >= self.limits.batch_bytes

@@ -122,7 +122,7 @@ impl<W: Warehouse> Pipeline<W> {
     /// The warehouse finishes the batch it is applying; the flow goes on.
     pub fn settle(&mut self) -> Result<Outcome, WarehouseError> {
         let mut outcome = self.apply_in_flight()?;
-        add(&mut outcome, self.steps()?);
+        outcome.add(self.steps()?);
         Ok(outcome)
     }
 
@@ -130,15 +130,15 @@ impl<W: Warehouse> Pipeline<W> {
     pub fn finish(&mut self) -> Result<Outcome, WarehouseError> {
         self.flow.input_over();
         let mut outcome = self.steps()?;
-        add(&mut outcome, self.apply_in_flight()?);
+        outcome.add(self.apply_in_flight()?);
         Ok(outcome)
     }
 
     /// Reads `records` as one short read and applies them (with whatever was gathered).
     pub fn process(&mut self, records: Vec<RawRecord>) -> Result<Outcome, WarehouseError> {
         let mut outcome = self.settle()?;
-        add(&mut outcome, self.read(records, true)?);
-        add(&mut outcome, self.settle()?);
+        outcome.add(self.read(records, true)?);
+        outcome.add(self.settle()?);
         Ok(outcome)
     }
 
@@ -150,13 +150,13 @@ impl<W: Warehouse> Pipeline<W> {
                 Step::Read => return Ok(outcome),
                 Step::HandOver => {
                     let prepared = self.planner.flush();
-                    let planned = prepared.batch.tables.iter().map(|t| t.weight()).sum();
+                    let planned = prepared.batch.planned_weight();
                     self.in_flight = Some(prepared);
                     self.flow.handed_over(planned);
                 }
-                Step::AwaitWarehouse => add(&mut outcome, self.apply_in_flight()?),
+                Step::AwaitWarehouse => outcome.add(self.apply_in_flight()?),
                 Step::Finish => {
-                    add(&mut outcome, self.apply_in_flight()?);
+                    outcome.add(self.apply_in_flight()?);
                     return Ok(outcome);
                 }
             }
@@ -182,11 +182,5 @@ impl<W: Warehouse> Pipeline<W> {
     pub fn describe(&mut self, records: Vec<RawRecord>) -> Vec<String> {
         let prepared = self.planner.prepare(records);
         self.warehouse.describe(&prepared.batch)
-    }
-}
-
-fn add(total: &mut Outcome, more: Outcome) {
-    for (table, n) in more.applied {
-        *total.applied.entry(table).or_default() += n;
     }
 }

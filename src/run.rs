@@ -293,15 +293,13 @@ fn drive(
             Step::HandOver => {
                 let started = std::time::Instant::now();
                 let held_mb = planner.gathered().bytes >> 20;
-                let before_mb = resident_mb();
                 let prepared: Prepared = planner.flush();
-                let planned: usize = prepared.batch.tables.iter().map(|t| t.weight()).sum();
+                let planned = prepared.batch.planned_weight();
                 tracing::debug!(
                     records = prepared.batch.records,
                     held_mb,
                     planned_mb = planned >> 20,
                     prepare_ms = started.elapsed().as_millis() as u64,
-                    before_mb,
                     resident_mb = resident_mb(),
                     "batch planned"
                 );

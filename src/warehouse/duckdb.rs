@@ -215,9 +215,7 @@ impl DuckDbWarehouse {
     fn apply_halves(&mut self, (first, second): (Batch, Batch)) -> Result<Outcome, WarehouseError> {
         let mut outcome = self.apply(&first)?;
         drop(first);
-        for (table, n) in self.apply(&second)?.applied {
-            *outcome.applied.entry(table).or_default() += n;
-        }
+        outcome.add(self.apply(&second)?);
         Ok(outcome)
     }
 

@@ -55,6 +55,22 @@ pub struct Outcome {
     pub applied: HashMap<String, u64>,
 }
 
+impl Outcome {
+    /// Adds what `more` applied (a later part or batch) to this outcome.
+    pub fn add(&mut self, more: Outcome) {
+        for (table, n) in more.applied {
+            *self.applied.entry(table).or_default() += n;
+        }
+    }
+}
+
+impl Batch {
+    /// Approximate memory of the planned rows.
+    pub fn planned_weight(&self) -> usize {
+        self.tables.iter().map(TablePlan::weight).sum()
+    }
+}
+
 /// One row of `status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableStatus {
