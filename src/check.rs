@@ -1,7 +1,7 @@
 //! `check`: what can be verified about the source before a run, one line each. Nothing is
 //! written anywhere.
 
-use crate::aws::{sdk_config, AwsSettings};
+use crate::aws::sdk_config;
 use crate::config::{Config, SourceConfig};
 use crate::source::shards::sdk_message;
 
@@ -37,9 +37,7 @@ pub fn source_lines(config: &Config) -> Vec<String> {
         Ok(r) => r,
         Err(e) => return vec![format!("source: cannot start the AWS client: {e}")],
     };
-    let endpoint = k.dynamodb_endpoint_url.clone().or_else(|| k.endpoint_url.clone());
-    let aws = AwsSettings::from_config(&k.region, &endpoint, &k.profile);
-    let client = aws_sdk_dynamodb::Client::new(&runtime.block_on(sdk_config(&aws)));
+    let client = aws_sdk_dynamodb::Client::new(&runtime.block_on(sdk_config(&k.dynamodb_aws)));
     k.tables
         .iter()
         .map(|table| {

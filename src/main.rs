@@ -137,7 +137,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { config, follow, dry_run } => {
             let config = load(&config)?;
             // A stream has no end: `run` follows it (use `sync --once` for one pass).
-            let follow = follow || !matches!(config.source, dynashift::config::SourceConfig::File(_));
+            let follow = follow || !config.source.is_file();
             replicate(&config, RunOptions { follow, dry_run, max_batches: None }, stop)
         }
         Command::Sync { config, once } => {

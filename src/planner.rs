@@ -38,8 +38,6 @@ pub struct Planner {
     catalog: Catalog,
     decoder: Decoder,
     source_name: String,
-    include: Vec<glob::Pattern>,
-    exclude: Vec<glob::Pattern>,
     limits: Limits,
     pending: Pending,
 }
@@ -109,24 +107,14 @@ impl Planner {
     pub fn new(config: Config, catalog: Catalog, limits: Limits) -> Planner {
         let context = DecodeContext {
             default_table: config.source.default_table(),
-            key_attributes: config
-                .tables
-                .iter()
-                .filter_map(|(t, o)| o.keys.clone().map(|k| (t.clone(), k)))
-                .collect(),
+            key_attributes: config.key_attributes(),
         };
-        // Patterns were validated when the config was loaded.
-        let compile = |ps: &[String]| ps.iter().filter_map(|p| glob::Pattern::new(p).ok()).collect();
-        let include = compile(&config.defaults.include);
-        let exclude = compile(&config.defaults.exclude);
         let source_name = config.source.checkpoint_name();
         Planner {
             config,
             catalog,
             decoder: Decoder { context },
             source_name,
-            include,
-            exclude,
             limits,
             pending: Pending::default(),
         }
@@ -178,7 +166,7 @@ impl Planner {
             match result {
                 Ok(packed) => {
                     let table = packed.table.as_str();
-                    if !included(&self.include, &self.exclude, table) {
+                    if !self.config.includes(table) {
                         pending.skipped += 1;
                         continue;
                     }
@@ -227,12 +215,6 @@ impl Planner {
         };
         Prepared { batch, seen: pending.seen, skipped: pending.skipped }
     }
-}
-
-/// Whether `table` is replicated by the include/exclude patterns.
-fn included(include: &[glob::Pattern], exclude: &[glob::Pattern], table: &str) -> bool {
-    (include.is_empty() || include.iter().any(|p| p.matches(table)))
-        && !exclude.iter().any(|p| p.matches(table))
 }
 
 /// One table's part of a batch, once the table is registered in the catalog.

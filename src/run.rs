@@ -9,19 +9,15 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::aws::AwsSettings;
-use crate::config::{Config, RedshiftConnection, RedshiftTargetConfig, SourceConfig, TargetConfig};
+use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Step};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
-use crate::source::shards::{ReaderOptions, StartPosition};
 use crate::source::{RawRecord, Source};
-use crate::warehouse::data_api::{DataApiOptions, DataApiTarget, DataApiWarehouse};
-use crate::warehouse::postgres::{PgSettings, PostgresWarehouse};
-use crate::warehouse::redshift::RedshiftOptions;
+use crate::warehouse::data_api::DataApiWarehouse;
+use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::retry::{apply_with_retry, until_available};
-use crate::warehouse::s3_stage::S3Location;
 use crate::warehouse::{Status, Warehouse};
 
 #[derive(Debug, Clone, Default)]
@@ -40,34 +36,24 @@ fn open_source(
     options: &RunOptions,
     resume: HashMap<String, String>,
 ) -> anyhow::Result<Source> {
+    let once = !options.follow;
     Ok(match &config.source {
         SourceConfig::File(file) => {
             let source = FileSource::open(&file.path, options.follow, resume)?;
             Source::File(source.with_read_bytes(config.read_bytes()))
         }
         SourceConfig::Kinesis(k) => {
-            let aws = AwsSettings::from_config(&k.region, &k.endpoint_url, &k.profile);
-            let reader = ReaderOptions {
-                start: StartPosition::parse(&k.start).map_err(|e| anyhow::anyhow!(e))?,
-                once: !options.follow,
-                flush_interval: std::time::Duration::from_millis(k.flush_interval_ms),
-                skip_trim_check: k.skip_trim_check,
-                round_bytes: config.round_bytes(),
-            };
-            Source::Kinesis(crate::source::kinesis::open(&k.stream, &aws, reader, resume)?)
+            let reader = k.reading.reader_options(once, config.round_bytes());
+            Source::Kinesis(crate::source::kinesis::open(&k.stream, &k.aws, reader, resume)?)
         }
         SourceConfig::DynamodbStreams(d) => {
-            let aws = AwsSettings::from_config(&d.region, &d.endpoint_url, &d.profile);
-            let reader = ReaderOptions {
-                start: StartPosition::parse(&d.start).map_err(|e| anyhow::anyhow!(e))?,
-                once: !options.follow,
-                flush_interval: std::time::Duration::from_millis(d.flush_interval_ms),
-                skip_trim_check: d.skip_trim_check,
-                round_bytes: config.round_bytes(),
-            };
-            let tables = (&d.tables, &d.stream_arns);
+            let reader = d.reading.reader_options(once, config.round_bytes());
             Source::DynamodbStreams(crate::source::dynamodb_streams::open(
-                tables.0, tables.1, &aws, reader, resume,
+                &d.tables,
+                &d.stream_arns,
+                &d.aws,
+                reader,
+                resume,
             )?)
         }
     })
@@ -90,56 +76,14 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
         TargetConfig::Duckdb(_) => {
             anyhow::bail!("this build of dynashift has no DuckDB support (feature `duckdb`)")
         }
-        TargetConfig::Postgres(t) => {
-            let mut settings =
-                PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
-            settings.ca_file = t.ca_file.clone();
-            Ok(Box::new(PostgresWarehouse::open(settings)?))
-        }
-        TargetConfig::Redshift(t) if t.connection == RedshiftConnection::DataApi => {
-            Ok(Box::new(open_redshift_data_api(t)?))
-        }
-        TargetConfig::Redshift(t) => Ok(Box::new(open_redshift(t)?)),
+        TargetConfig::Postgres(settings) => Ok(Box::new(PostgresWarehouse::open(settings.clone())?)),
+        TargetConfig::Redshift(t) => match t.as_ref() {
+            RedshiftTargetConfig::Wire { settings, options } => {
+                Ok(Box::new(PostgresWarehouse::open_redshift(settings.clone(), options.clone())?))
+            }
+            RedshiftTargetConfig::DataApi(options) => Ok(Box::new(DataApiWarehouse::open(options.clone())?)),
+        },
     }
-}
-
-fn open_redshift(t: &RedshiftTargetConfig) -> anyhow::Result<PostgresWarehouse> {
-    let mut settings =
-        PgSettings::parse(&t.url, &t.password_env, &t.schema).map_err(|e| anyhow::anyhow!(e))?;
-    settings.ca_file = t.ca_file.clone();
-    let aws = AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile);
-    let auth = t.wire_auth().map_err(|e| anyhow::anyhow!(e))?;
-    let options = RedshiftOptions {
-        auth,
-        aws,
-        staging: S3Location::parse(&t.s3_staging).map_err(|e| anyhow::anyhow!(e))?,
-        copy_role: t.copy_role.clone(),
-        s3_region: t.s3_region.clone(),
-        part_rows: t.part_rows,
-    };
-    Ok(PostgresWarehouse::open_redshift(settings, options)?)
-}
-
-fn open_redshift_data_api(t: &RedshiftTargetConfig) -> anyhow::Result<DataApiWarehouse> {
-    let target = DataApiTarget {
-        database: t.database.clone().unwrap_or_default(),
-        cluster_identifier: t.cluster_identifier.clone(),
-        workgroup: t.workgroup.clone(),
-        db_user: t.db_user.clone(),
-        secret_arn: t.secret_arn.clone(),
-        schema: t.schema.clone(),
-        statement_timeout: std::time::Duration::from_secs(t.statement_timeout_secs.max(1)),
-    };
-    let options = DataApiOptions {
-        target,
-        aws: AwsSettings::from_config(&t.region, &t.endpoint_url, &t.profile),
-        data_api_endpoint_url: t.data_api_endpoint_url.clone(),
-        staging: S3Location::parse(&t.s3_staging).map_err(|e| anyhow::anyhow!(e))?,
-        copy_role: t.copy_role.clone(),
-        s3_region: t.s3_region.clone(),
-        part_rows: t.part_rows,
-    };
-    Ok(DataApiWarehouse::open(options)?)
 }
 
 impl Warehouse for Box<dyn Warehouse> {

@@ -125,6 +125,8 @@ fn setup_errors_are_one_line_and_fail() {
         m.starts_with("error: cannot read config file nope.toml") && m.trim().lines().count() == 1,
         "{m}"
     );
+    // Each cause once.
+    assert_eq!(m.matches("os error 2").count(), 1, "{m}");
 
     std::fs::write(
         dir.path().join("bad.toml"),

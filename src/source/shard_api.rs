@@ -77,14 +77,19 @@ pub enum StartPosition {
     At(f64),
 }
 
+/// A start position that is none of the three forms.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{0}` is not trim_horizon, latest, or an RFC 3339 time")]
+pub struct InvalidStartPosition(pub String);
+
 impl StartPosition {
-    pub fn parse(text: &str) -> Result<StartPosition, String> {
+    pub fn parse(text: &str) -> Result<StartPosition, InvalidStartPosition> {
         match text {
             "trim_horizon" => Ok(StartPosition::TrimHorizon),
             "latest" => Ok(StartPosition::Latest),
             t => DateTime::from_str(t, aws_smithy_types::date_time::Format::DateTime)
                 .map(|d| StartPosition::At(d.as_secs_f64()))
-                .map_err(|_| format!("`{t}` is not trim_horizon, latest, or an RFC 3339 time")),
+                .map_err(|_| InvalidStartPosition(t.to_string())),
         }
     }
 }

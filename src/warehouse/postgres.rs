@@ -31,7 +31,7 @@ use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
 use crate::aws::{s3_client, sdk_config};
 
 /// Where and how to connect; built from the `[target]` section.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PgSettings {
     pub config: tokio_postgres::Config,
     /// Extra trusted root certificates (PEM), beside the system's.
@@ -39,12 +39,16 @@ pub struct PgSettings {
     pub schema: String,
 }
 
+/// A connection string that neither URL nor `key=value` parsing accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("not a PostgreSQL connection string")]
+pub struct InvalidConnectionString(#[source] pub tokio_postgres::Error);
+
 impl PgSettings {
     /// Parses a `postgres://…` URL or a libpq `key=value` string. A password missing from
     /// it is taken from the environment variable `password_env`, if set.
-    pub fn parse(url: &str, password_env: &str, schema: &str) -> Result<PgSettings, String> {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e| format!("not a PostgreSQL connection string: {e}"))?;
+    pub fn parse(url: &str, password_env: &str, schema: &str) -> Result<PgSettings, InvalidConnectionString> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(InvalidConnectionString)?;
         if config.get_password().is_none() {
             if let Ok(password) = std::env::var(password_env) {
                 config.password(password);

@@ -31,17 +31,28 @@ pub struct S3Location {
     pub prefix: String,
 }
 
+/// Why a text is not an `s3://bucket/prefix/` location dynashift can stage in.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidS3Location {
+    #[error("`{0}` is not an s3:// URL")]
+    NotS3(String),
+    #[error("`{0}` is not an S3 bucket name")]
+    Bucket(String),
+    #[error("the S3 prefix `{0}` holds quotes, backslashes or control characters")]
+    Prefix(String),
+}
+
 impl S3Location {
-    pub fn parse(url: &str) -> Result<S3Location, String> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| format!("`{url}` is not an s3:// URL"))?;
+    pub fn parse(url: &str) -> Result<S3Location, InvalidS3Location> {
+        let rest = url.strip_prefix("s3://").ok_or_else(|| InvalidS3Location::NotS3(url.to_string()))?;
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let valid = (3..=63).contains(&bucket.len())
             && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !valid {
-            return Err(format!("`{bucket}` is not an S3 bucket name"));
+            return Err(InvalidS3Location::Bucket(bucket.to_string()));
         }
         if prefix.bytes().any(|b| b.is_ascii_control() || b == b'\'' || b == b'\\') {
-            return Err(format!("the S3 prefix `{prefix}` holds quotes, backslashes or control characters"));
+            return Err(InvalidS3Location::Prefix(prefix.to_string()));
         }
         let mut prefix = prefix.to_string();
         if !prefix.is_empty() && !prefix.ends_with('/') {

@@ -1,0 +1,260 @@
+//! The configuration file exactly as TOML gives it: every key, its default, nothing checked
+//! beyond its TOML type. `TryFrom` in the sibling modules turns these into typed settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use dynashift_core::naming::NamingStyle;
+use dynashift_core::plan::{DeleteMode, TtlMode};
+use dynashift_core::types::ColumnMode;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub source: RawSource,
+    pub target: RawTarget,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub tables: BTreeMap<String, TableOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawSource {
+    File(RawFileSource),
+    Kinesis(RawKinesisSource),
+    DynamodbStreams(RawStreamsSource),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSource {
+    /// A path, a glob, or `-` for standard input.
+    pub path: String,
+    /// Table for records that name none (export lines, relayed Streams records).
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKinesisSource {
+    /// Stream name or ARN.
+    pub stream: String,
+    pub region: Option<String>,
+    /// Endpoint of the Kinesis API (a VPC endpoint, or a local emulator).
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// `trim_horizon`, `latest` or an RFC 3339 time.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Table for relayed Streams records that carry no table name.
+    pub table: Option<String>,
+    /// Longest wait, in milliseconds, before a partial batch is applied.
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default)]
+    pub skip_trim_check: bool,
+    /// DynamoDB tables whose changes the stream carries (for `check`).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Endpoint of the DynamoDB API for `check`, when `endpoint_url` (Kinesis) is not it.
+    pub dynamodb_endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStreamsSource {
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub stream_arns: Vec<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    #[serde(default = "default_start")]
+    pub start: String,
+    #[serde(default = "default_flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default)]
+    pub skip_trim_check: bool,
+}
+
+fn default_start() -> String {
+    "trim_horizon".into()
+}
+
+fn default_flush_interval_ms() -> u64 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RawTarget {
+    Duckdb(RawDuckDbTarget),
+    #[serde(alias = "postgresql")]
+    Postgres(RawPostgresTarget),
+    Redshift(Box<RawRedshiftTarget>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDuckDbTarget {
+    pub path: PathBuf,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// DuckDB's own memory budget, e.g. "256MB" (unset: a quarter of `defaults.memory`).
+    pub memory_limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresTarget {
+    /// `postgres://user@host:port/dbname?sslmode=…` or libpq's `host=… port=… user=… dbname=…`.
+    pub url: String,
+    /// Environment variable holding the password when the URL has none.
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// PEM file of root certificates to trust besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// How dynashift reaches Redshift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RawRedshiftConnection {
+    /// The PostgreSQL wire protocol to the cluster's endpoint.
+    #[default]
+    Wire,
+    /// The Redshift Data API over HTTPS (`BatchExecuteStatement`).
+    DataApi,
+}
+
+/// How a wire connection logs in to Redshift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawRedshiftAuth {
+    /// User and password from `url` / `password_env`.
+    #[default]
+    Password,
+    /// Temporary credentials from `GetClusterCredentials` (provisioned clusters).
+    Cluster,
+    /// Temporary credentials from Redshift Serverless `GetCredentials`.
+    Serverless,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedshiftTarget {
+    #[serde(default)]
+    pub connection: RawRedshiftConnection,
+    /// Wire: connection string as for PostgreSQL.
+    #[serde(default)]
+    pub url: String,
+    /// Data API: the database to connect to.
+    pub database: Option<String>,
+    /// Data API: a Secrets Manager secret holding the login.
+    pub secret_arn: Option<String>,
+    /// Data API: seconds one call may run before it is cancelled and retried.
+    #[serde(default = "default_statement_timeout")]
+    pub statement_timeout_secs: u64,
+    #[serde(default = "default_password_env")]
+    pub password_env: String,
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    pub ca_file: Option<PathBuf>,
+    /// `s3://bucket/prefix/` where batches are staged for COPY.
+    pub s3_staging: String,
+    /// IAM role Redshift assumes to read the staged objects.
+    pub copy_role: String,
+    /// Region of the staging bucket when it differs from the cluster's.
+    pub s3_region: Option<String>,
+    #[serde(default)]
+    pub auth: RawRedshiftAuth,
+    pub cluster_identifier: Option<String>,
+    pub db_user: Option<String>,
+    #[serde(default)]
+    pub auto_create_user: bool,
+    pub workgroup: Option<String>,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub data_api_endpoint_url: Option<String>,
+    pub profile: Option<String>,
+    /// Rows per staged S3 part.
+    #[serde(default = "default_part_rows")]
+    pub part_rows: usize,
+}
+
+fn default_part_rows() -> usize {
+    100_000
+}
+
+fn default_statement_timeout() -> u64 {
+    900
+}
+
+fn default_password_env() -> String {
+    "PGPASSWORD".into()
+}
+
+fn default_schema() -> String {
+    "dynamodb".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    #[serde(default)]
+    pub columns: ColumnMode,
+    #[serde(default)]
+    pub naming: NamingStyle,
+    #[serde(default)]
+    pub deletes: DeleteMode,
+    #[serde(default)]
+    pub ttl_deletes: TtlMode,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    pub max_batch_records: Option<usize>,
+    pub max_batch_memory: Option<String>,
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+fn default_batch_size() -> usize {
+    25_000
+}
+
+impl Default for RawDefaults {
+    fn default() -> RawDefaults {
+        RawDefaults {
+            columns: ColumnMode::default(),
+            naming: NamingStyle::default(),
+            deletes: DeleteMode::default(),
+            ttl_deletes: TtlMode::default(),
+            batch_size: default_batch_size(),
+            max_batch_records: None,
+            max_batch_memory: None,
+            memory: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+        }
+    }
+}
+
+/// Per-table settings; unset fields fall back to `[defaults]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableOverride {
+    pub columns: Option<ColumnMode>,
+    pub naming: Option<NamingStyle>,
+    pub deletes: Option<DeleteMode>,
+    pub ttl_deletes: Option<TtlMode>,
+    /// Key attribute names, needed to load DynamoDB export lines.
+    pub keys: Option<Vec<String>>,
+}

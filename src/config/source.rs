@@ -1,0 +1,183 @@
+//! `[source]`: where changes are read, as typed settings.
+
+use std::time::Duration;
+
+use super::raw::{RawFileSource, RawKinesisSource, RawSource, RawStreamsSource};
+use super::InvalidSetting;
+use crate::aws::AwsSettings;
+use crate::source::shards::{ReaderOptions, StartPosition};
+
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    File(FileSourceConfig),
+    Kinesis(KinesisSourceConfig),
+    DynamodbStreams(StreamsSourceConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSourceConfig {
+    /// A path, a glob, or `-` for standard input.
+    pub path: String,
+    /// Table for records that name none (export lines, relayed Streams records).
+    pub table: Option<String>,
+}
+
+/// How a stream's shards are read, common to both stream sources.
+#[derive(Debug, Clone)]
+pub struct StreamReading {
+    /// Where a new reader's shards start (shards found later are read from their start).
+    pub start: StartPosition,
+    /// Longest wait before a partial batch is applied.
+    pub flush_interval: Duration,
+    /// Continue past committed positions that cannot be proved to exist.
+    pub skip_trim_check: bool,
+}
+
+impl StreamReading {
+    /// The shard reader's options for one run.
+    pub fn reader_options(&self, once: bool, round_bytes: usize) -> ReaderOptions {
+        ReaderOptions {
+            start: self.start.clone(),
+            once,
+            flush_interval: self.flush_interval,
+            skip_trim_check: self.skip_trim_check,
+            round_bytes,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct KinesisSourceConfig {
+    /// Stream name or ARN.
+    pub stream: String,
+    pub aws: AwsSettings,
+    pub reading: StreamReading,
+    /// Table for relayed Streams records that carry no table name.
+    pub table: Option<String>,
+    /// DynamoDB tables whose changes the stream carries, for `check` to read their streaming
+    /// destination's settings.
+    pub tables: Vec<String>,
+    /// Where `check` calls the DynamoDB API.
+    pub dynamodb_aws: AwsSettings,
+}
+
+impl KinesisSourceConfig {
+    pub fn stream_name(&self) -> &str {
+        self.stream.rsplit_once(":stream/").map_or(self.stream.as_str(), |(_, n)| n)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamsSourceConfig {
+    /// Tables whose latest stream is read.
+    pub tables: Vec<String>,
+    /// Streams read by ARN (besides `tables`).
+    pub stream_arns: Vec<String>,
+    pub aws: AwsSettings,
+    pub reading: StreamReading,
+}
+
+impl SourceConfig {
+    /// The name the source's positions are committed under.
+    pub fn checkpoint_name(&self) -> String {
+        match self {
+            SourceConfig::File(_) => "file".into(),
+            SourceConfig::Kinesis(k) => format!("kinesis:{}", k.stream_name()),
+            SourceConfig::DynamodbStreams(_) => "dynamodb-streams".into(),
+        }
+    }
+
+    /// Table for records that name none.
+    pub fn default_table(&self) -> Option<String> {
+        match self {
+            SourceConfig::File(f) => f.table.clone(),
+            SourceConfig::Kinesis(k) => k.table.clone(),
+            SourceConfig::DynamodbStreams(_) => None,
+        }
+    }
+
+    /// Whether the input ends (a file), rather than being followed (a stream).
+    pub fn is_file(&self) -> bool {
+        matches!(self, SourceConfig::File(_))
+    }
+}
+
+impl TryFrom<RawSource> for SourceConfig {
+    type Error = InvalidSetting;
+
+    fn try_from(raw: RawSource) -> Result<SourceConfig, InvalidSetting> {
+        Ok(match raw {
+            RawSource::File(f) => SourceConfig::File(f.try_into()?),
+            RawSource::Kinesis(k) => SourceConfig::Kinesis(k.try_into()?),
+            RawSource::DynamodbStreams(d) => SourceConfig::DynamodbStreams(d.try_into()?),
+        })
+    }
+}
+
+impl TryFrom<RawFileSource> for FileSourceConfig {
+    type Error = InvalidSetting;
+
+    fn try_from(raw: RawFileSource) -> Result<FileSourceConfig, InvalidSetting> {
+        if raw.path.trim().is_empty() {
+            return Err(InvalidSetting::value("source.path", "must not be empty"));
+        }
+        Ok(FileSourceConfig { path: raw.path, table: raw.table })
+    }
+}
+
+impl TryFrom<RawKinesisSource> for KinesisSourceConfig {
+    type Error = InvalidSetting;
+
+    fn try_from(raw: RawKinesisSource) -> Result<KinesisSourceConfig, InvalidSetting> {
+        let start = StartPosition::parse(&raw.start).map_err(|e| InvalidSetting::parse("source.start", e))?;
+        let aws = AwsSettings::from_config(&raw.region, &raw.endpoint_url, &raw.profile);
+        let dynamodb_endpoint = raw.dynamodb_endpoint_url.or_else(|| raw.endpoint_url.clone());
+        let config = KinesisSourceConfig {
+            dynamodb_aws: AwsSettings::from_config(&raw.region, &dynamodb_endpoint, &raw.profile),
+            stream: raw.stream,
+            aws,
+            reading: StreamReading {
+                start,
+                flush_interval: Duration::from_millis(raw.flush_interval_ms),
+                skip_trim_check: raw.skip_trim_check,
+            },
+            table: raw.table,
+            tables: raw.tables,
+        };
+        if config.stream_name().is_empty() {
+            return Err(InvalidSetting::value("source.stream", "must not be empty"));
+        }
+        Ok(config)
+    }
+}
+
+impl TryFrom<RawStreamsSource> for StreamsSourceConfig {
+    type Error = InvalidSetting;
+
+    fn try_from(raw: RawStreamsSource) -> Result<StreamsSourceConfig, InvalidSetting> {
+        if raw.tables.is_empty() && raw.stream_arns.is_empty() {
+            return Err(InvalidSetting::value("source", "name `tables` or `stream_arns` to read"));
+        }
+        // DynamoDB Streams has no reading from a time.
+        let start = match raw.start.as_str() {
+            "trim_horizon" => StartPosition::TrimHorizon,
+            "latest" => StartPosition::Latest,
+            other => {
+                return Err(InvalidSetting::value(
+                    "source.start",
+                    format!("`{other}`: DynamoDB Streams start at trim_horizon or latest"),
+                ))
+            }
+        };
+        Ok(StreamsSourceConfig {
+            tables: raw.tables,
+            stream_arns: raw.stream_arns,
+            aws: AwsSettings::from_config(&raw.region, &raw.endpoint_url, &raw.profile),
+            reading: StreamReading {
+                start,
+                flush_interval: Duration::from_millis(raw.flush_interval_ms),
+                skip_trim_check: raw.skip_trim_check,
+            },
+        })
+    }
+}
