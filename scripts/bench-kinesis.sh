@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # The same build directory as `cargo run` unless told otherwise (CI keeps it outside the clone).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # The same build as the tests (one feature set, so nothing is compiled twice).
-cargo build --release --workspace --all-targets
+cargo build --release --workspace --all-targets --all-features
 modules="${DYNASHIFT_NODE_MODULES:-$HOME/.cache/dynashift/node/node_modules}"
 [ -d "$modules/kinesalite" ] || { echo "kinesalite not found in $modules: run scripts/test.sh first" >&2; exit 1; }
 port=54567

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # The same build directory as `cargo run` unless told otherwise (CI keeps it outside the clone).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # The same build as the tests (one feature set, so nothing is compiled twice).
-cargo build --release --workspace --all-targets
+cargo build --release --workspace --all-targets --all-features
 bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 dir="$(mktemp -d /tmp/dynashift-bench-pg.XXXXXX)"
 chmod 755 "$dir"

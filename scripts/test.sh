@@ -12,8 +12,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
-echo "== cargo clippy (release profile, all targets)"
-cargo clippy --release --workspace --all-targets -- -D warnings
+# Every feature at once (the embedded DuckDB, the benchmark, test support): one build serves
+# lints, tests and the benchmark scripts, so nothing is compiled twice.
+echo "== cargo clippy (release profile, all targets, all features)"
+cargo clippy --release --workspace --all-targets --all-features -- -D warnings
 
 echo "== test services"
 # PostgreSQL server binaries: the tests start throwaway clusters with initdb and pg_ctl.
@@ -47,4 +49,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "cargo-nextest not found; installing it" >&2
   cargo install --locked cargo-nextest
 fi
-cargo nextest run --release --workspace --no-fail-fast "$@"
+cargo nextest run --release --workspace --all-features --no-fail-fast "$@"

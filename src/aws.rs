@@ -2,6 +2,8 @@
 //! endpoint override (local emulators, VPC endpoints), and one HTTPS client built on rustls.
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+// The error types every SDK crate re-exports (the same types in each).
+use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 
 /// Where AWS calls go; every field is optional and falls back to the standard chain.
 #[derive(Debug, Clone, Default)]
@@ -68,4 +70,28 @@ pub fn s3_client(config: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Clie
     let s3 =
         aws_sdk_s3::config::Builder::from(config).force_path_style(settings.endpoint_url.is_some()).build();
     aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// An SDK error as one line: the service's code and message, or the transport's chain.
+pub fn sdk_message<E, R>(e: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match e {
+        SdkError::ServiceError(s) if s.err().code().is_some() => {
+            let err = s.err();
+            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
+        }
+        // No error code: the response could not be read (the reason is in the source chain).
+        other => {
+            let mut text = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        }
+    }
 }

@@ -1,9 +1,8 @@
 //! `check`: what can be verified about the source before a run, one line each. Nothing is
 //! written anywhere.
 
-use crate::aws::sdk_config;
+use crate::aws::{sdk_config, sdk_message};
 use crate::config::{Config, SourceConfig};
-use crate::source::shards::sdk_message;
 
 /// One line of advice about a table's Kinesis streaming destination into `stream`: its
 /// `ApproximateCreationDateTimePrecision`, given as (destination stream ARN, precision).

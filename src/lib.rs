@@ -4,6 +4,7 @@
 //! adapters around it: configuration, sources, warehouses and the run loop.
 
 pub mod aws;
+pub mod backoff;
 pub mod check;
 pub mod config;
 pub mod flow;
@@ -13,7 +14,7 @@ pub mod run;
 pub mod runtime;
 pub mod size;
 pub mod source;
+pub mod text;
 pub mod warehouse;
-pub mod workload;
 
 pub use dynashift_core as core;

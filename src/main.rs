@@ -10,7 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dynashift::config::Config;
 use dynashift::run::{format_status, format_summary, open_warehouse, run, RunOptions, RunResult};
+use dynashift::text::one_line;
 
+#[cfg(feature = "bench")]
 mod bench;
 
 // Decoding allocates many small strings and maps; mimalloc handles that pattern well. It is
@@ -71,6 +73,7 @@ enum Command {
         config: PathBuf,
     },
     /// Run the W1 benchmark: decode throughput, end-to-end changes/s, peak memory.
+    #[cfg(feature = "bench")]
     Bench {
         #[arg(long, default_value_t = 1_000_000)]
         records: usize,
@@ -116,10 +119,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Config> {
@@ -170,6 +169,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "bench")]
         Command::Bench {
             records,
             keys,

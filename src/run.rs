@@ -76,7 +76,7 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
         TargetConfig::Duckdb(_) => {
             anyhow::bail!("this build of dynashift has no DuckDB support (feature `duckdb`)")
         }
-        TargetConfig::Postgres(settings) => Ok(Box::new(PostgresWarehouse::open(settings.clone())?)),
+        TargetConfig::Postgres(settings) => Ok(Box::new(PostgresWarehouse::open((**settings).clone())?)),
         TargetConfig::Redshift(t) => match t.as_ref() {
             RedshiftTargetConfig::Wire { settings, options } => {
                 Ok(Box::new(PostgresWarehouse::open_redshift(settings.clone(), options.clone())?))

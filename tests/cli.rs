@@ -113,6 +113,31 @@ fn plan_prints_sql_without_running_it() {
             .unwrap();
         assert_eq!(tables, 0, "status or check created tables");
     }
+
+    // On a replicated target, the three leave every schema, table and column as it was.
+    let catalog = || {
+        let conn = duckdb::Connection::open(&db).unwrap();
+        let rows: Vec<String> = conn
+            .prepare(
+                "SELECT table_schema || '.' || table_name || '.' || column_name || ' ' || data_type \
+                 FROM information_schema.columns WHERE table_catalog = current_database() ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        rows
+    };
+    let run = dynashift(dir.path(), &["run", "--config", "examples/quickstart.toml"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let before = catalog();
+    assert!(before.iter().any(|c| c.starts_with("dynamodb.customers.")), "{before:?}");
+    for command in ["plan", "status", "check"] {
+        let out = dynashift(dir.path(), &[command, "--config", "examples/quickstart.toml"]);
+        assert!(out.status.success(), "{command}: {}", text(&out));
+    }
+    assert_eq!(catalog(), before, "plan, status or check changed the catalog");
 }
 
 #[test]
@@ -390,4 +415,21 @@ fn large_items_stay_within_the_memory_budget() {
         })
         .unwrap();
     assert_eq!((rows, bytes), (300, 300 * 350_000));
+}
+
+/// The benchmark command runs end to end on a small W1 and reports what it promises.
+#[cfg(feature = "bench")]
+#[test]
+fn bench_reports_decode_rate_throughput_and_peak_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bench_dir = dir.path().join("bench");
+    let out = dynashift(
+        dir.path(),
+        &["bench", "--records", "3000", "--keys", "600", "--dir", bench_dir.to_str().unwrap()],
+    );
+    let text = text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("decode: "), "{text}");
+    assert!(text.contains("changes/s"), "{text}");
+    assert!(text.contains("peak"), "{text}");
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
-use dynashift::workload::WorkloadSpec;
+use dynashift_testkit::WorkloadSpec;
 use support::generate;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dynashift");

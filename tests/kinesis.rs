@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::primitives::Blob;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
-use dynashift::workload::WorkloadSpec;
+use dynashift_testkit::WorkloadSpec;
 use support::generate;
 use support::kinesalite::{Kinesalite, KinesisStream as Stream};
 use support::pg::PgServer;
@@ -96,7 +96,7 @@ fn kill_past(server: &PgServer, mut run: Watched, past: usize, short_of: usize) 
     now
 }
 
-fn assert_model(url: &str, model: &dynashift::workload::Model) {
+fn assert_model(url: &str, model: &dynashift_testkit::Model) {
     let mut w = PostgresWarehouse::open(PgSettings::parse(url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
     let actual = support::read_back(&mut w);
     let expected = support::expected_model(model);

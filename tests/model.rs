@@ -14,11 +14,11 @@ use dynashift::warehouse::duckdb::DuckDbWarehouse;
 use dynashift::warehouse::pg_data_api::DataApiOnPostgres;
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
 use dynashift::warehouse::Warehouse;
-use dynashift::workload::{Event, EventKindGen, Rng};
 use dynashift_core::dialect::{Dialect, Postgres};
 use dynashift_core::number::Number;
 use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{AttrValue, Item};
+use dynashift_testkit::{Event, EventKindGen, Rng};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use std::cell::Cell;
@@ -266,7 +266,7 @@ fn delivered(events: &[Event], seed: u64, window: usize) -> Delivery {
             copies.push((i, line));
         }
     }
-    dynashift::workload::shuffle_within_windows(&mut copies, window, &mut rng);
+    dynashift_testkit::shuffle_within_windows(&mut copies, window, &mut rng);
     // Same item, same time: the first copies take the group's earliest places in the
     // order the changes happened; the other copies keep the later places.
     let mut groups: BTreeMap<(String, String, i64), Vec<usize>> = BTreeMap::new();

@@ -11,9 +11,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
-use dynashift::workload::{kinesis_record, Event, EventKindGen, Model, WorkloadSpec};
 use dynashift_core::number::Number;
 use dynashift_core::value::{AttrValue, Item};
+use dynashift_testkit::{kinesis_record, Event, EventKindGen, Model, WorkloadSpec};
 use support::generate;
 use support::pg::PgServer;
 
@@ -95,7 +95,7 @@ fn hostile_names_and_values_round_trip() {
     ];
     let mut model = Model::default();
     let mut lines = Vec::new();
-    let mut rng = dynashift::workload::Rng::new(17);
+    let mut rng = dynashift_testkit::Rng::new(17);
     let tables = ["Evil\"Table; DROP SCHEMA public; --", "$$weird$$", long_name.as_str()];
     for (t, table) in tables.iter().enumerate() {
         for k in 0..3 {
@@ -275,7 +275,7 @@ fn killed_and_restarted_ends_at_the_model() {
 }
 
 #[test]
-fn plan_prints_postgres_sql_and_changes_nothing() {
+fn plan_status_and_check_change_nothing_on_postgres() {
     let server = PgServer::start();
     let url = server.create_db("plan");
     let dir = tempfile::tempdir().unwrap();
@@ -283,24 +283,48 @@ fn plan_prints_postgres_sql_and_changes_nothing() {
     let input = dir.path().join("changes.jsonl");
     write_lines(&input, &lines);
     let config = write_config(dir.path(), &input, &url, "");
+    // Every schema and relation (table, index, sequence, view) outside the system's own.
+    let objects = || {
+        let mut all = server.query(
+            "plan",
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1",
+        );
+        all.extend(server.query(
+            "plan",
+            "SELECT table_schema || '.' || table_name || '.' || column_name || ' ' || data_type \
+             FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1",
+        ));
+        all.extend(server.query(
+            "plan",
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public') \
+             AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%' ORDER BY 1",
+        ));
+        all
+    };
     let out = Command::new(BIN).args(["plan", "--config"]).arg(&config).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let sql = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(sql.contains("CREATE UNIQUE INDEX"), "{sql}");
     assert!(sql.contains("JSONB") && sql.contains("ANALYZE"), "{sql}");
-    // Nothing at all: no schema, table, index or sequence anywhere in the database.
-    let created = server.query(
-        "plan",
-        "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'",
-    );
-    assert!(created.is_empty(), "plan created {created:?}");
-    let schemas = server.query(
-        "plan",
-        "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public') \
-         AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'",
-    );
-    assert!(schemas.is_empty(), "plan created schemas {schemas:?}");
+    assert!(objects().is_empty(), "plan created {:?}", objects());
+    let status = Command::new(BIN).args(["status", "--config"]).arg(&config).output().unwrap();
+    assert!(status.status.success(), "{}", text(&status));
+    assert!(text(&status).contains("nothing replicated yet"), "{}", text(&status));
+    let check = Command::new(BIN).args(["check", "--config"]).arg(&config).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(objects().is_empty(), "status or check created {:?}", objects());
+
+    // On a replicated target, the three leave every object as it was.
+    let run = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    let before = objects();
+    assert!(!before.is_empty());
+    for command in ["plan", "status", "check"] {
+        let out = Command::new(BIN).args([command, "--config"]).arg(&config).output().unwrap();
+        assert!(out.status.success(), "{command}: {}", text(&out));
+    }
+    assert_eq!(objects(), before, "plan, status or check changed the catalog");
 }
 
 /// A server that asks for TLS: trusted through `ca_file`, the session is encrypted; with

@@ -15,9 +15,13 @@ const BYTES: u8 = 3;
 /// A cell as it is read back from `Cells`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CellRef<'a> {
+    /// SQL NULL.
     Null,
+    /// Text, cast by SQL to its column's type.
     Text(&'a str),
+    /// A 64-bit integer, for BIGINT columns.
     Int(i64),
+    /// Binary data, for binary columns.
     Bytes(&'a [u8]),
 }
 
@@ -32,6 +36,7 @@ impl CellRef<'_> {
         }
     }
 
+    /// The same value as an owned `Cell`.
     pub fn to_cell(self) -> Cell {
         match self {
             CellRef::Null => Cell::Null,
@@ -90,6 +95,7 @@ impl Cells {
         Cells(out.into())
     }
 
+    /// The cells in stage order.
     pub fn iter(&self) -> CellIter<'_> {
         CellIter { bytes: &self.0 }
     }
@@ -99,10 +105,12 @@ impl Cells {
         self.iter().nth(index)
     }
 
+    /// Number of cells (a walk over all of them).
     pub fn len(&self) -> usize {
         self.iter().count()
     }
 
+    /// Whether the row has no cells.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -119,6 +127,7 @@ impl Cells {
 pub struct SparseCells(Box<[u8]>);
 
 impl SparseCells {
+    /// Packs `(column index, cell)` pairs given in any order.
     pub fn new(mut cells: Vec<(usize, Cell)>) -> SparseCells {
         cells.sort_by_key(|(i, _)| *i);
         let mut out = Vec::new();
@@ -142,6 +151,7 @@ impl SparseCells {
     }
 }
 
+/// Iterator over a row's cells in stage order (see `Cells::iter`).
 pub struct CellIter<'a> {
     bytes: &'a [u8],
 }

@@ -13,11 +13,14 @@ use crate::value::Item;
 /// number), so most records' positions allocate nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Position {
+    /// The shard or file the record was read from, shared by all its records.
     pub shard: Arc<str>,
+    /// The record's decimal sequence within its shard.
     pub sequence: crate::value::Text,
 }
 
 impl Position {
+    /// A position from its shard and sequence.
     pub fn new(shard: impl Into<Arc<str>>, sequence: impl Into<crate::value::Text>) -> Position {
         Position { shard: shard.into(), sequence: sequence.into() }
     }
@@ -60,6 +63,7 @@ pub const SEQUENCE_WIDTH: usize = 64;
 /// whichever batch each change arrives in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version {
+    /// The change's creation time (`ApproximateCreationDateTime`), in microseconds since the epoch.
     pub micros: i64,
     /// The sequence's digits without leading zeros (empty for none): held inline when short
     /// (a byte offset), so most records' versions allocate nothing. Stored zero-padded to
@@ -68,6 +72,8 @@ pub struct Version {
 }
 
 impl Version {
+    /// A version from a creation time in microseconds and the record's sequence (leading zeros
+    /// ignored; `None` when there is none, as for export lines).
     pub fn new(micros: i64, sequence: Option<&str>) -> Version {
         let digits = sequence.map(|s| s.trim_start_matches('0')).unwrap_or("");
         Version { micros, digits: digits.into() }
@@ -115,14 +121,19 @@ impl fmt::Display for PaddedSequence<'_> {
     }
 }
 
+/// The operation a stream record's `eventName` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
+    /// `INSERT`: the item was created.
     Insert,
+    /// `MODIFY`: an existing item was changed.
     Modify,
+    /// `REMOVE`: the item was deleted, by a user or by time-to-live.
     Remove,
 }
 
 impl Op {
+    /// The operation named by `eventName`; `None` for any other name.
     pub fn parse(event_name: &str) -> Option<Op> {
         match event_name {
             "INSERT" => Some(Op::Insert),
@@ -136,8 +147,11 @@ impl Op {
 /// What kind of event produced the row, stored in `_ddb_event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// The item was created (`INSERT`).
     Insert,
+    /// An existing item was changed (`MODIFY`).
     Modify,
+    /// The item was deleted by a user or an application (`REMOVE`).
     Remove,
     /// A REMOVE made by DynamoDB's time-to-live process.
     Expire,
@@ -146,6 +160,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The name stored in `_ddb_event`.
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::Insert => "INSERT",
@@ -156,6 +171,7 @@ impl EventKind {
         }
     }
 
+    /// Whether the event deletes the item (`REMOVE` or `EXPIRE`).
     pub fn is_delete(self) -> bool {
         matches!(self, EventKind::Remove | EventKind::Expire)
     }
@@ -164,7 +180,9 @@ impl EventKind {
 /// One decoded change to one item.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
+    /// The DynamoDB table the item belongs to.
     pub table: String,
+    /// The item's key attributes (partition key, and sort key if the table has one).
     pub keys: Item,
     /// Canonical text of `keys` (see `value::key_text`): the item's identity.
     pub key_text: String,
@@ -172,9 +190,13 @@ pub struct Change {
     pub new_image: Option<Item>,
     /// The item before a delete, when the stream carries it (kept for soft deletes).
     pub old_image: Option<Item>,
+    /// What kind of event made the change.
     pub event: EventKind,
+    /// The change's place in its item's history: a key's changes are applied in version order.
     pub version: Version,
+    /// Where the record was read from; after the version, it orders changes of one key.
     pub position: Position,
+    /// The `eventID`s by which a re-delivery of this change is recognised.
     pub ids: EventIds,
 }
 
@@ -189,6 +211,8 @@ pub const MAX_TIE_IDS: usize = 16;
 /// FNV-1a hashes (stable across processes, as they are stored): no allocation per record.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EventIds {
+    /// Hash of the change's own `eventID`; `None` when it has none or needs none (DynamoDB
+    /// Streams records, which are never re-delivered, and export lines).
     pub own: Option<u64>,
     /// Other changes' ids at the same time, at most `MAX_TIE_IDS`.
     others: Box<[u64]>,
@@ -205,6 +229,7 @@ impl EventIds {
         EventIds { own: id.filter(|i| !i.is_empty()).map(fnv1a), others: Box::default() }
     }
 
+    /// Whether `id` (a hashed `eventID`) is this change's own or one seen at its time.
     pub fn contains(&self, id: u64) -> bool {
         self.own == Some(id) || self.others.contains(&id)
     }
@@ -231,6 +256,7 @@ impl EventIds {
         Some(out)
     }
 
+    /// Heap bytes held for the other changes' ids.
     pub fn weight(&self) -> usize {
         self.others.len() * std::mem::size_of::<u64>()
     }

@@ -14,9 +14,13 @@ use std::cmp::Ordering;
 
 use crate::change::compare_decimal;
 
+/// Marker of a shard read to its end.
 pub const ENDED: &str = "end";
+/// Marker of an ended shard that left the stream's listing.
 pub const PRUNED: &str = "pruned";
+/// Key of the row holding when a new reader first listed the stream (µs since the epoch).
 pub const START_KEY: &str = "@start";
+/// Key of the row holding the identity of the stream the positions belong to.
 pub const STREAM_KEY: &str = "@stream";
 
 fn rank(value: &str) -> u8 {

@@ -29,32 +29,45 @@ pub struct DecodeContext {
 /// Why a record was rejected. The message is shown to users and stored with the raw record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The record is not UTF-8; holds the offset of the first invalid byte.
     #[error("record is not valid UTF-8 (byte {0})")]
     InvalidUtf8(usize),
+    /// The record is not valid JSON or a field has the wrong shape; holds the reader's message.
     #[error("malformed record: {0}")]
     Malformed(String),
+    /// A stream record has no `eventName`.
     #[error("record has no `eventName` (expected INSERT, MODIFY or REMOVE)")]
     MissingEventName,
+    /// `eventName` is not INSERT, MODIFY or REMOVE; holds it, cut to 64 characters.
     #[error("unknown eventName `{0}` (expected INSERT, MODIFY or REMOVE)")]
     UnknownEventName(String),
+    /// Neither the record nor the configuration names its table.
     #[error(
         "record names no table: it has no `tableName` or `eventSourceARN`, and the source sets no `table`"
     )]
     MissingTable,
+    /// A stream record lacks its `dynamodb` section.
     #[error("record has no `dynamodb` section")]
     MissingStreamRecord,
+    /// The record has no keys, or an empty `Keys` map.
     #[error("record has no `dynamodb.Keys`")]
     MissingKeys,
+    /// A key attribute is not S, N or B: its name and its type.
     #[error("key attribute `{0}` has type {1}; DynamoDB keys are S, N or B")]
     BadKeyType(String, &'static str),
+    /// An INSERT or MODIFY (named in the error) carries no new image, as from a KEYS_ONLY stream.
     #[error("{0} record has no `dynamodb.NewImage` (is the stream view type KEYS_ONLY?)")]
     MissingNewImage(&'static str),
+    /// `ApproximateCreationDateTime` is absent or not a usable time.
     #[error("record has no usable `ApproximateCreationDateTime`")]
     MissingTime,
+    /// The sequence number has more than `SEQUENCE_WIDTH` significant digits; holds its start.
     #[error("sequence number has more than {SEQUENCE_WIDTH} digits, so it cannot be ordered: {0}…")]
     SequenceTooLong(String),
+    /// An export line's table (named) has no key attributes configured.
     #[error("export line for table `{0}` cannot be keyed: set `keys` for it in the configuration")]
     UnknownKeys(String),
+    /// An export line lacks one of its table's configured key attributes.
     #[error("export line lacks key attribute `{0}`")]
     MissingKeyAttribute(String),
 }

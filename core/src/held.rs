@@ -24,7 +24,9 @@ pub struct HeldChange {
 pub struct Packed {
     /// Inline up to 24 bytes, as table names mostly are: no allocation per record.
     pub table: crate::value::Text,
+    /// Canonical text of the change's keys (see `value::key_text`).
     pub key_text: String,
+    /// The change itself, packed.
     pub held: HeldChange,
 }
 

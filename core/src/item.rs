@@ -5,8 +5,10 @@
 //! B-tree allocates a node of eleven slots even for a two-entry nested map, which made
 //! building items the larger part of decoding.
 
-use crate::value::{AttrValue, Text};
+use crate::text::{text_heap_bytes, Text};
+use crate::value::AttrValue;
 
+/// An item or image: attribute name → value, sorted by name, each name once.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Item(Vec<(Text, AttrValue)>);
 
@@ -15,6 +17,7 @@ pub struct Item(Vec<(Text, AttrValue)>);
 pub struct DuplicateName(pub String);
 
 impl Item {
+    /// An empty item.
     pub fn new() -> Item {
         Item(Vec::new())
     }
@@ -43,14 +46,17 @@ impl Item {
         }
     }
 
+    /// The value of attribute `name`, if the item has it.
     pub fn get(&self, name: &str) -> Option<&AttrValue> {
         self.position(name).map(|i| &self.0[i].1)
     }
 
+    /// Whether the item has attribute `name`.
     pub fn contains_key(&self, name: &str) -> bool {
         self.position(name).is_some()
     }
 
+    /// Removes attribute `name`; returns its value.
     pub fn remove(&mut self, name: &str) -> Option<AttrValue> {
         self.position(name).map(|i| self.0.remove(i).1)
     }
@@ -59,10 +65,12 @@ impl Item {
         self.0.binary_search_by(|(n, _)| n.as_str().cmp(name)).ok()
     }
 
+    /// Number of attributes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether the item has no attributes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -72,10 +80,12 @@ impl Item {
         self.0.iter().map(|(n, v)| (n, v))
     }
 
+    /// Attribute names in order.
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Text> + ExactSizeIterator {
         self.0.iter().map(|(n, _)| n)
     }
 
+    /// Attribute values, in name order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &AttrValue> + ExactSizeIterator {
         self.0.iter().map(|(_, v)| v)
     }
@@ -88,15 +98,7 @@ impl Item {
     }
 }
 
-/// Heap memory of a name or string value: none when it is stored inline.
-pub fn text_heap_bytes(t: &Text) -> usize {
-    if t.is_heap_allocated() {
-        t.capacity()
-    } else {
-        0
-    }
-}
-
+/// Iterator over an item's `(name, value)` pairs in name order.
 pub type Iter<'a> = std::iter::Map<
     std::slice::Iter<'a, (Text, AttrValue)>,
     fn(&'a (Text, AttrValue)) -> (&'a Text, &'a AttrValue),

@@ -19,6 +19,7 @@ const MAX_DEPTH: u32 = 128;
 /// Why a document is not the JSON expected, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonError {
+    /// What is wrong, for people to read.
     pub message: String,
     /// Byte offset in the document.
     pub offset: usize,
@@ -32,6 +33,7 @@ impl fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
+/// The result of a reading step.
 pub type JsonResult<T> = Result<T, JsonError>;
 
 /// Bytes that end the fast scan of a string: the closing quote, an escape, or a control
@@ -104,6 +106,8 @@ impl OpenBrackets {
     }
 }
 
+/// A pull reader over one JSON document: the caller reads each value with the method for
+/// what it expects there, and the reader keeps its place and nesting depth.
 pub struct Reader<'a> {
     text: &'a str,
     pos: usize,
@@ -111,6 +115,7 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `text`.
     pub fn new(text: &'a str) -> Reader<'a> {
         Reader { text, pos: 0, depth: 0 }
     }
@@ -187,6 +192,7 @@ impl<'a> Reader<'a> {
         Ok(false)
     }
 
+    /// `true` or `false`.
     pub fn bool(&mut self) -> JsonResult<bool> {
         match self.peek() {
             Some(b't') => self.literal("true").map(|_| true),

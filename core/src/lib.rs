@@ -1,5 +1,6 @@
 //! dynashift's pure core: the change model, decoding, reduction, naming, typing, plans and
 //! SQL text. No I/O, no async, no database driver: everything here is testable in memory.
+#![warn(missing_docs)]
 
 pub mod cells;
 pub mod change;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod reduce;
 pub mod schema;
 pub mod sql;
+pub mod text;
 pub mod typed_json;
 pub mod types;
 pub mod value;

@@ -6,9 +6,11 @@
 use crate::sql::Param;
 use crate::value::hex_encode;
 
+/// A value `string_literal` refuses to write into SQL.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} cannot be written into SQL: it contains a backslash or a control character")]
 pub struct LiteralError {
+    /// What the value is (such as "the IAM role"), for the message.
     pub what: String,
 }
 
@@ -39,10 +41,13 @@ fn is_plain(s: &str) -> bool {
     s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\'' && b != b'\\')
 }
 
+/// Why `inline_params` cannot write a statement's parameters into it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InlineError {
+    /// A placeholder names a parameter the statement lacks: its number, and the parameter count.
     #[error("statement uses placeholder ${0} but has only {1} parameters")]
     MissingParam(usize, usize),
+    /// A quoted identifier or string literal has no closing quote.
     #[error("statement has an unterminated quoted identifier or string")]
     Unterminated,
 }

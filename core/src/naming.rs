@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// How DynamoDB names become warehouse identifiers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NamingStyle {
@@ -21,6 +22,7 @@ pub enum NamingStyle {
 }
 
 impl NamingStyle {
+    /// The style's name, as configured and stored in the table registry.
     pub fn as_str(self) -> &'static str {
         match self {
             NamingStyle::SnakeCase => "snake_case",
@@ -92,6 +94,7 @@ pub fn fit(name: &str, original: &str, max_bytes: usize) -> String {
     format!("{}_{}", &name[..cut], hash)
 }
 
+/// Eight hex digits of `s`'s SHA-256: a stable suffix that keeps cut names distinct.
 pub fn short_hash(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
     digest[..4].iter().map(|b| format!("{b:02x}")).collect()
@@ -105,14 +108,17 @@ pub struct NameSet {
 }
 
 impl NameSet {
+    /// An empty set.
     pub fn new() -> NameSet {
         NameSet::default()
     }
 
+    /// Marks `name` as taken.
     pub fn reserve(&mut self, name: &str) {
         self.taken.insert(name.to_lowercase());
     }
 
+    /// Whether `name` is taken, ignoring case.
     pub fn contains(&self, name: &str) -> bool {
         self.taken.contains(&name.to_lowercase())
     }

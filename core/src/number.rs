@@ -4,7 +4,7 @@
 //! 9.99…E+125. They never pass through a float here: the digits and a decimal exponent are
 //! kept as they are, so every value round-trips exactly.
 
-use crate::value::Text;
+use crate::text::Text;
 use std::fmt;
 
 /// Largest number of significant digits DynamoDB stores.
@@ -52,12 +52,16 @@ impl Digits {
     }
 }
 
+/// Why text is not a DynamoDB number; each holds the text, cut to 64 characters.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NumberError {
+    /// Not decimal number text.
     #[error("`{0}` is not a number")]
     Syntax(String),
+    /// More than `MAX_DIGITS` significant digits.
     #[error("`{0}` has more than 38 significant digits")]
     TooPrecise(String),
+    /// A magnitude outside DynamoDB's range.
     #[error("`{0}` is outside DynamoDB's range 1E-130 to 9.99E+125")]
     OutOfRange(String),
 }
@@ -196,10 +200,12 @@ impl Number {
         d
     }
 
+    /// Whether the value is zero.
     pub fn is_zero(&self) -> bool {
         self.len == 0
     }
 
+    /// Whether the value is below zero (zero never is, even written `-0`).
     pub fn is_negative(&self) -> bool {
         self.negative
     }
@@ -219,6 +225,7 @@ impl Number {
         n.max(0) as u32
     }
 
+    /// Whether the value has no fractional part.
     pub fn is_integral(&self) -> bool {
         self.exponent >= 0
     }

@@ -43,6 +43,7 @@ thread_local! {
 }
 
 impl PackedItem {
+    /// `item`, packed in one allocation of its exact size.
     pub fn pack(item: &Item) -> PackedItem {
         BUFFER.with_borrow_mut(|buf| {
             buf.clear();
@@ -51,6 +52,7 @@ impl PackedItem {
         })
     }
 
+    /// The item again, as it was packed.
     pub fn unpack(&self) -> Result<Item, Corrupt> {
         unpack(&self.0)
     }

@@ -9,6 +9,7 @@ use crate::naming::NamingStyle;
 use crate::schema::{Catalog, ColumnDef, TableSchema};
 use crate::types::ColumnMode;
 
+/// What deleting an item does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteMode {
@@ -19,6 +20,7 @@ pub enum DeleteMode {
     Soft,
 }
 
+/// What a time-to-live expiry does to the item's row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TtlMode {
@@ -32,12 +34,17 @@ pub enum TtlMode {
 /// Settings that shape one target table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TableOptions {
+    /// How attributes become columns.
     pub columns: ColumnMode,
+    /// How table and attribute names become identifiers.
     pub naming: NamingStyle,
+    /// What a delete does to the row.
     pub deletes: DeleteMode,
+    /// What a TTL expiry does to the row.
     pub ttl_deletes: TtlMode,
 }
 
+/// What applying a staged row does to the target table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RowOp {
     /// Replace the row with the staged image.
@@ -47,6 +54,7 @@ pub enum RowOp {
 }
 
 impl RowOp {
+    /// The one-letter code staged in `_ddb_op`: `U` or `D`.
     pub fn code(self) -> &'static str {
         match self {
             RowOp::Upsert => "U",
@@ -58,10 +66,15 @@ impl RowOp {
 /// One reduced change, ready to stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StagedRow {
+    /// Canonical text of the item's keys, stored in `_ddb_key`.
     pub key_text: String,
+    /// The change's version, stored in `_ddb_version` and `_ddb_sequence`.
     pub version: Version,
+    /// The event that produced the row, stored in `_ddb_event`.
     pub event: EventKind,
+    /// Whether the row replaces or removes the target row.
     pub op: RowOp,
+    /// Stored in `_ddb_deleted`: the change deletes the item, whether its row is removed or kept.
     pub deleted: bool,
     /// The change's own `eventID`, then those seen at its time, as stored (`EventIds`).
     pub event_ids: Option<String>,
@@ -72,6 +85,7 @@ pub struct StagedRow {
 /// What a batch does to one table.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
+    /// The DynamoDB table planned.
     pub source_table: String,
     /// The target table does not exist yet.
     pub create: bool,
@@ -79,7 +93,9 @@ pub struct TablePlan {
     pub new_columns: Vec<ColumnDef>,
     /// Column indices (into the schema) that the stage carries, in stage order.
     pub staged: Vec<usize>,
+    /// The rows to stage: one per reduced change, except expiries left alone.
     pub rows: Vec<StagedRow>,
+    /// The options the table was planned with.
     pub options: TableOptions,
     /// TTL expiries left alone because `ttl_deletes = "keep"`.
     pub expired_kept: u64,

@@ -95,6 +95,7 @@ impl Reducer {
         self.newest.values().map(HashMap::len).sum()
     }
 
+    /// Whether no change is held.
     pub fn is_empty(&self) -> bool {
         self.newest.values().all(HashMap::is_empty)
     }

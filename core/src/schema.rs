@@ -20,11 +20,16 @@ pub const SYSTEM_COLUMNS: [(&str, SystemType); 7] = [
     ("_ddb_event_ids", SystemType::Text),
 ];
 
+/// Type of a system or control column; each dialect names it (`Dialect::system_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SystemType {
+    /// Text: keys, sequences, event names and ids.
     Text,
+    /// A 64-bit integer: `_ddb_version`.
     BigInt,
+    /// A boolean: `_ddb_deleted`.
     Bool,
+    /// A timestamp: `_ddb_synced_at`.
     Timestamp,
 }
 
@@ -35,11 +40,14 @@ pub const DOCUMENT_COLUMN: &str = "item";
 /// column because the table is at the warehouse's column limit.
 pub const OVERFLOW_COLUMN: &str = "_ddb_overflow";
 
+/// One column of a target table and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDef {
     /// The DynamoDB attribute; `None` for the document column.
     pub attribute: Option<String>,
+    /// The column's identifier in the warehouse.
     pub name: String,
+    /// The column's logical type.
     pub ty: ColumnType,
     /// A variant column (`<column>__<type>`) rather than the attribute's main column; with
     /// no attribute, the overflow column rather than the document column.
@@ -61,11 +69,19 @@ impl ColumnDef {
 /// One target table as the warehouse has it (or will, once pending DDL runs).
 #[derive(Debug, Clone)]
 pub struct TableSchema {
+    /// The DynamoDB table replicated into it.
     pub source_table: String,
+    /// The target table's identifier in the warehouse.
     pub name: String,
+    /// How attributes become columns.
     pub mode: ColumnMode,
+    /// How attribute names become column names.
     pub naming: NamingStyle,
+    /// The source table's key attribute names: they keep columns of their own in `document`
+    /// mode, and take columns first near the column limit.
     pub key_attributes: Vec<String>,
+    /// The columns beyond the system columns, in creation order; column indices point into
+    /// this list.
     pub columns: Vec<ColumnDef>,
     /// What the warehouse allows this table to be.
     pub limits: Limits,
@@ -75,6 +91,8 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
+    /// A table without attribute columns yet: the system column names and the warehouse's
+    /// reserved names are taken, and in `document` mode the document column is added.
     pub fn new(
         source_table: &str,
         name: String,
@@ -125,10 +143,12 @@ impl TableSchema {
         }
     }
 
+    /// Index of the document column, in `document` mode.
     pub fn document_column(&self) -> Option<usize> {
         self.columns.iter().position(ColumnDef::is_document)
     }
 
+    /// Index of the overflow column, once one was added.
     pub fn overflow_column(&self) -> Option<usize> {
         self.columns.iter().position(ColumnDef::is_overflow)
     }
@@ -275,11 +295,13 @@ impl TableSchema {
 /// Every target table of one warehouse schema, and the table names in use there.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
+    /// Target tables by source table name.
     pub tables: BTreeMap<String, TableSchema>,
     names: NameSet,
 }
 
 impl Catalog {
+    /// Adds a table (read back from the registry, or newly registered), reserving its name.
     pub fn restore_table(&mut self, table: TableSchema) {
         self.names.reserve(&table.name);
         self.tables.insert(table.source_table.clone(), table);

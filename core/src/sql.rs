@@ -7,25 +7,35 @@ use crate::dialect::Dialect;
 use crate::plan::{DeleteMode, TablePlan};
 use crate::schema::{SystemType, TableSchema, SYSTEM_COLUMNS};
 
+/// A value bound to one of a statement's placeholders.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
+    /// SQL NULL.
     Null,
+    /// A string.
     Text(String),
+    /// A 64-bit integer.
     Int(i64),
+    /// Binary data (bound as hex text where `Dialect::bytes_from_hex_param` says so).
     Bytes(Vec<u8>),
 }
 
+/// One SQL statement and the values of its placeholders.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Statement {
+    /// The SQL text, with placeholders as the dialect spells them (`$1`, …).
     pub sql: String,
+    /// The placeholders' values, the first for `$1`.
     pub params: Vec<Param>,
 }
 
 impl Statement {
+    /// A statement without parameters.
     pub fn new(sql: impl Into<String>) -> Statement {
         Statement { sql: sql.into(), params: Vec::new() }
     }
 
+    /// A statement and its parameters.
     pub fn with(sql: impl Into<String>, params: Vec<Param>) -> Statement {
         Statement { sql: sql.into(), params }
     }
@@ -371,9 +381,13 @@ pub fn apply_statements(
 /// What survived the version guards in one table's stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppliedCounts {
+    /// Staged rows applied.
     pub changes: i64,
+    /// Of those, deletes (`REMOVE` events).
     pub deletes: i64,
+    /// Of those, time-to-live expiries (`EXPIRE` events).
     pub expired: i64,
+    /// The greatest `_ddb_version` applied (µs since the epoch), 0 when none was.
     pub newest_version: i64,
 }
 

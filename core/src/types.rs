@@ -20,6 +20,7 @@ pub enum ColumnMode {
 }
 
 impl ColumnMode {
+    /// The mode's name, as configured and stored in the table registry.
     pub fn as_str(self) -> &'static str {
         match self {
             ColumnMode::Typed => "typed",
@@ -32,11 +33,15 @@ impl ColumnMode {
 /// A column's logical type; each dialect names it in SQL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ColumnType {
+    /// Text: strings, and every value in `varchar` mode.
     Text,
+    /// A 64-bit integer.
     BigInt,
     /// `DECIMAL(38, scale)`.
     Decimal(u32),
+    /// A boolean.
     Bool,
+    /// Binary data (`B` values).
     Blob,
     /// Plain JSON (maps, lists, sets).
     Json,
@@ -70,6 +75,7 @@ impl ColumnType {
         }
     }
 
+    /// The type `code` names (see `code`); `None` for any other text.
     pub fn from_code(code: &str) -> Option<ColumnType> {
         Some(match code {
             "text" => ColumnType::Text,
@@ -133,9 +139,13 @@ fn number_candidates(n: &Number, max_scale: u32) -> Vec<ColumnType> {
 /// A value as staged for loading: text (cast by SQL to the column type), integer or bytes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
+    /// SQL NULL.
     Null,
+    /// Text, cast by SQL to its column's type.
     Text(Text),
+    /// A 64-bit integer, for BIGINT columns.
     Int(i64),
+    /// Binary data, for binary columns.
     Bytes(Vec<u8>),
 }
 
@@ -143,7 +153,7 @@ impl Cell {
     /// Heap memory the cell holds (none for inline text and numbers).
     pub fn heap_bytes(&self) -> usize {
         match self {
-            Cell::Text(t) => crate::item::text_heap_bytes(t),
+            Cell::Text(t) => crate::text::text_heap_bytes(t),
             Cell::Bytes(b) => b.capacity(),
             Cell::Null | Cell::Int(_) => 0,
         }

@@ -5,23 +5,31 @@ use base64::Engine as _;
 
 use crate::number::Number;
 
-pub use crate::item::{text_heap_bytes, Item};
+pub use crate::item::Item;
+pub use crate::text::{text_heap_bytes, Text};
 
-/// Attribute names and string values: most are short, and short ones are stored inline, so
-/// decoding an item allocates per map and list rather than per string.
-pub type Text = compact_str::CompactString;
-
+/// A DynamoDB attribute value: one variant per DynamoDB type.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
+    /// String (`S`).
     S(Text),
+    /// Number (`N`), exact.
     N(Number),
+    /// Binary (`B`), decoded from base64.
     B(Vec<u8>),
+    /// Boolean (`BOOL`).
     Bool(bool),
+    /// Null (`NULL`).
     Null,
+    /// Map (`M`).
     M(Item),
+    /// List (`L`).
     L(Vec<AttrValue>),
+    /// String set (`SS`).
     Ss(Vec<Text>),
+    /// Number set (`NS`).
     Ns(Vec<Number>),
+    /// Binary set (`BS`).
     Bs(Vec<Vec<u8>>),
 }
 
@@ -73,6 +81,7 @@ impl AttrValue {
         out
     }
 
+    /// `to_plain_json`, appended to `out`.
     pub fn write_plain_json(&self, out: &mut String) {
         match self {
             AttrValue::S(s) => write_json_string(out, s),
@@ -244,6 +253,7 @@ pub fn write_json_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Standard base64 with padding: how binary values are written in JSON.
 pub fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }

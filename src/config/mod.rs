@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use dynashift_core::plan::TableOptions;
 
+use crate::text::one_line;
+
 pub use self::defaults::{Defaults, TableFilter, DEFAULT_MEMORY};
 pub use self::raw::TableOverride;
 pub use self::source::{
@@ -181,10 +183,6 @@ impl Config {
     pub fn key_attributes(&self) -> std::collections::HashMap<String, Vec<String>> {
         self.tables.iter().filter_map(|(t, o)| o.keys.clone().map(|k| (t.clone(), k))).collect()
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

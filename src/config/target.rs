@@ -17,7 +17,7 @@ use crate::warehouse::s3_stage::S3Location;
 #[derive(Debug, Clone)]
 pub enum TargetConfig {
     Duckdb(DuckDbTargetConfig),
-    Postgres(PgSettings),
+    Postgres(Box<PgSettings>),
     Redshift(Box<RedshiftTargetConfig>),
 }
 
@@ -76,7 +76,7 @@ impl TryFrom<RawTarget> for TargetConfig {
     fn try_from(raw: RawTarget) -> Result<TargetConfig, InvalidSetting> {
         Ok(match raw {
             RawTarget::Duckdb(t) => TargetConfig::Duckdb(t.try_into()?),
-            RawTarget::Postgres(t) => TargetConfig::Postgres(t.try_into()?),
+            RawTarget::Postgres(t) => TargetConfig::Postgres(Box::new(t.try_into()?)),
             RawTarget::Redshift(t) => TargetConfig::Redshift(Box::new((*t).try_into()?)),
         })
     }

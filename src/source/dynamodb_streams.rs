@@ -18,10 +18,10 @@ use dynashift_core::value::{base64_encode, write_json_string};
 
 use super::lineage::ShardInfo;
 use super::shards::{
-    classify, sdk_message, ApiError, IteratorStart, Listing, Page, Payload, ReaderOptions, ShardApi,
-    ShardReader, SourceError,
+    classify, ApiError, IteratorStart, Listing, Page, Payload, ReaderOptions, ShardApi, ShardReader,
+    SourceError,
 };
-use crate::aws::{sdk_config, AwsSettings};
+use crate::aws::{sdk_config, sdk_message, AwsSettings};
 
 #[derive(Clone)]
 pub struct StreamsApi {

@@ -7,30 +7,7 @@ use aws_sdk_kinesis::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kinesis::primitives::DateTime;
 
 use super::lineage::ShardInfo;
-
-/// An SDK error as one line: the service's code and message, or the transport's chain.
-pub fn sdk_message<E, R>(e: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match e {
-        SdkError::ServiceError(s) if s.err().code().is_some() => {
-            let err = s.err();
-            format!("{}: {}", err.code().unwrap_or("error"), err.message().unwrap_or(""))
-        }
-        // No error code: the response could not be read (the reason is in the source chain).
-        other => {
-            let mut text = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(s) = source {
-                text.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            text
-        }
-    }
-}
+use crate::aws::sdk_message;
 
 /// Classifies an SDK error by its service code (Kinesis and DynamoDB Streams share them).
 pub fn classify<E, R>(e: &SdkError<E, R>, call: &str) -> ApiError

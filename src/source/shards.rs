@@ -26,11 +26,10 @@ use dynashift_core::Position;
 
 use super::lineage::Lineage;
 pub use super::shard_api::{
-    classify, sdk_message, ApiError, IteratorStart, Listing, Page, Payload, ShardApi, SourceError,
-    StartPosition,
+    classify, ApiError, IteratorStart, Listing, Page, Payload, ShardApi, SourceError, StartPosition,
 };
 use super::RawRecord;
-use crate::warehouse::retry::Backoff;
+use crate::backoff::Backoff;
 
 /// At most five GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);

@@ -17,13 +17,13 @@ use dynashift_core::sql::{control_tables, Layout, Param};
 use super::data_api_calls::{data_api_calls, inline, Call};
 use super::redshift::{is_serialization_conflict, S3Loading};
 use super::registry::{self, Field, Query};
-use super::retry::Backoff;
 use super::s3_stage::S3Stager;
 use super::steps::STAGE;
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use crate::backoff::Backoff;
 
+use crate::aws::sdk_message;
 use crate::aws::{s3_client, sdk_config, AwsSettings};
-use crate::source::shards::sdk_message;
 
 /// Looks at one statement's status before giving up on it for now.
 const DESCRIBE_ATTEMPTS: u32 = 8;

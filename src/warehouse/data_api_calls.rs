@@ -15,6 +15,7 @@ use dynashift_core::sql::{applied_counts_query, counters_update_from_stage, Layo
 
 use super::steps::{batch_steps, reject_statement, Step, STAGE};
 use super::{Batch, Reject, WarehouseError};
+use crate::text::short_sql;
 
 /// Statements per `BatchExecuteStatement`.
 pub const MAX_STATEMENTS: usize = 40;
@@ -41,10 +42,10 @@ struct Unit {
 /// `s` with its values written in, within the Data API's size limit.
 pub fn inline(s: &Statement) -> Result<String, WarehouseError> {
     let sql = inline_params(&s.sql, &s.params, redshift_literal)
-        .map_err(|e| WarehouseError::Corrupt(format!("{e}: {}", short(&s.sql))))?;
+        .map_err(|e| WarehouseError::Corrupt(format!("{e}: {}", short_sql(&s.sql))))?;
     if sql.len() > MAX_SQL_BYTES {
         return Err(WarehouseError::Query {
-            context: short(&sql),
+            context: short_sql(&sql),
             message: format!(
                 "this statement is {} bytes, over the Data API's limit of {MAX_SQL_BYTES} \
                  (an attribute name or rejected record that long); use `connection = \"wire\"`",
@@ -53,10 +54,6 @@ pub fn inline(s: &Statement) -> Result<String, WarehouseError> {
         });
     }
     Ok(sql)
-}
-
-fn short(sql: &str) -> String {
-    sql.chars().take(100).collect()
 }
 
 /// The calls applying `batch`. `copy` gives the statement loading a table plan's stage (a
@@ -129,7 +126,7 @@ pub fn data_api_calls_within(
     push_table(&mut units, schema, Unit::default(), max_statements);
     if let Some(big) = units.iter().find(|u| u.sqls.len() > max_statements) {
         return Err(WarehouseError::Query {
-            context: short(&big.sqls[0]),
+            context: short_sql(&big.sqls[0]),
             message: format!(
                 "this batch adds more columns to one table than one Data API call can hold \
                  ({} statements, at most {max_statements}); use `connection = \"wire\"` or a smaller batch_size",

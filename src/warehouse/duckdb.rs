@@ -16,6 +16,7 @@ use super::duckdb_stage::{record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use crate::text::{one_line, short_sql};
 
 /// WAL size at which DuckDB folds the log into the database file.
 const CHECKPOINT_THRESHOLD: &str = "64MB";
@@ -59,10 +60,6 @@ fn staged_size(batch: &Batch) -> (usize, usize) {
 /// of the limit leaves room for the rest.
 const STAGED_SHARE_OF_LIMIT: u64 = 3;
 
-fn one_line(e: impl std::fmt::Display) -> String {
-    e.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// What DuckDB's out-of-memory errors say, in lower case. They print as "Out of Memory
 /// Error: …", but a commit's error may wrap one without that prefix.
 /// <https://duckdb.org/docs/stable/guides/troubleshooting/oom_errors>
@@ -78,7 +75,7 @@ const OUT_OF_MEMORY: [&str; 6] = [
 /// A DuckDB error as a warehouse error, sorted once here: DuckDB reports running out of
 /// memory only in its message, through the C API's generic error state.
 fn duckdb_error(context: String, e: duckdb::Error) -> WarehouseError {
-    let message = one_line(e);
+    let message = one_line(&e.to_string());
     let lower = message.to_lowercase();
     if OUT_OF_MEMORY.iter().any(|m| lower.contains(m)) {
         WarehouseError::OutOfMemory { context, message }
@@ -117,7 +114,7 @@ impl DuckDbWarehouse {
         if let Some(limit) = memory_limit {
             settings = settings.max_memory(limit).map_err(|e| WarehouseError::Open {
                 what: "DuckDB memory limit".into(),
-                message: one_line(e),
+                message: one_line(&e.to_string()),
             })?;
         }
         let conn = if path.as_os_str() == ":memory:" {
@@ -127,19 +124,24 @@ impl DuckDbWarehouse {
         }
         .map_err(|e| WarehouseError::Open {
             what: format!("DuckDB file {}", path.display()),
-            message: one_line(e),
+            message: one_line(&e.to_string()),
         })?;
         // DuckDB checkpoints whenever its WAL passes 16 MB, which with batches of tens of
         // MB meant a checkpoint (a rewrite of touched row groups) at almost every commit.
         // 64 MB quarters that work for ~50 MB more memory (W1: commits 8.9 s → 4.7 s).
         conn.execute_batch(&format!("SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")).map_err(|e| {
-            WarehouseError::Open { what: "DuckDB checkpoint threshold".into(), message: one_line(e) }
+            WarehouseError::Open {
+                what: "DuckDB checkpoint threshold".into(),
+                message: one_line(&e.to_string()),
+            }
         })?;
         // DuckDB's own pool defaults to every core, which the planner's decoding also uses:
         // leaving one core to the planner made W1 10–15% faster on two cores.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
-        conn.execute_batch(&format!("SET threads = {threads}"))
-            .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), message: one_line(e) })?;
+        conn.execute_batch(&format!("SET threads = {threads}")).map_err(|e| WarehouseError::Open {
+            what: "DuckDB threads".into(),
+            message: one_line(&e.to_string()),
+        })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         let opened = (path.to_path_buf(), target_schema.to_string(), memory_limit.map(str::to_string));
         let limit_bytes = memory_limit.and_then(crate::size::parse_size);
@@ -158,7 +160,7 @@ impl DuckDbWarehouse {
         let (path, schema, limit) = self.opened.clone();
         // The old instance must be gone before the file is opened again.
         self.conn = Connection::open_in_memory()
-            .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), message: one_line(e) })?;
+            .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), message: one_line(&e.to_string()) })?;
         let (small, ceiling) = (self.small_checkpoints, self.checkpoint_ceiling);
         *self = DuckDbWarehouse::open_with_limit(&path, &schema, limit.as_deref())?;
         self.checkpoint_ceiling = ceiling;
@@ -225,7 +227,7 @@ impl DuckDbWarehouse {
             Ok(outcome) => {
                 let t = std::time::Instant::now();
                 if let Err(e) = self.conn.execute_batch("COMMIT") {
-                    let message = one_line(&e);
+                    let message = one_line(&e.to_string());
                     // The data is in; only DuckDB's automatic checkpoint failed, and the instance
                     // must be opened again before it can be used.
                     if message.contains("COMMIT succeeded and is durable") {
@@ -268,7 +270,7 @@ impl DuckDbWarehouse {
     fn run(&self, s: &Statement) -> Result<usize, WarehouseError> {
         self.conn
             .execute(&s.sql, params_from_iter(s.params.iter().map(param_value)))
-            .map_err(|e| duckdb_error(short(&s.sql), e))
+            .map_err(|e| duckdb_error(short_sql(&s.sql), e))
     }
 
     fn load_stage(
@@ -301,7 +303,7 @@ impl DuckDbWarehouse {
                 Step::Sql(s) | Step::Schema(s) => {
                     let t = std::time::Instant::now();
                     self.run(&s)?;
-                    tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short(&s.sql), "statement");
+                    tracing::trace!(ms = t.elapsed().as_millis() as u64, sql = %short_sql(&s.sql), "statement");
                 }
                 Step::Together(statements) => {
                     for s in statements {
@@ -343,15 +345,6 @@ impl DuckDbWarehouse {
             }
         }
         Ok(outcome)
-    }
-}
-
-fn short(sql: &str) -> String {
-    let s: String = sql.chars().take(120).collect();
-    if s.len() < sql.len() {
-        format!("{s}…")
-    } else {
-        s
     }
 }
 
@@ -449,15 +442,16 @@ impl Query for DuckDbWarehouse {
     }
 
     fn rows(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Vec<Field>>, WarehouseError> {
-        let mut stmt = self.conn.prepare(sql).map_err(query_err(&short(sql)))?;
-        let mut rows =
-            stmt.query(params_from_iter(params.iter().map(param_value))).map_err(query_err(&short(sql)))?;
+        let mut stmt = self.conn.prepare(sql).map_err(query_err(&short_sql(sql)))?;
+        let mut rows = stmt
+            .query(params_from_iter(params.iter().map(param_value)))
+            .map_err(query_err(&short_sql(sql)))?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(query_err(&short(sql)))? {
+        while let Some(row) = rows.next().map_err(query_err(&short_sql(sql)))? {
             let n = row.as_ref().column_count();
             let mut fields = Vec::with_capacity(n);
             for i in 0..n {
-                fields.push(field(row.get::<_, Value>(i).map_err(query_err(&short(sql)))?));
+                fields.push(field(row.get::<_, Value>(i).map_err(query_err(&short_sql(sql)))?));
             }
             out.push(fields);
         }
@@ -465,7 +459,7 @@ impl Query for DuckDbWarehouse {
     }
 
     fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
-        self.conn.execute_batch(sql).map_err(query_err(&short(sql)))
+        self.conn.execute_batch(sql).map_err(query_err(&short_sql(sql)))
     }
 }
 

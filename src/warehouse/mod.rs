@@ -7,8 +7,10 @@ pub mod duckdb;
 #[cfg(feature = "duckdb")]
 mod duckdb_stage;
 pub mod pg_bind;
+#[cfg(feature = "test-support")]
 pub mod pg_data_api;
 pub mod pg_nul;
+mod pg_sql;
 pub mod postgres;
 pub mod redshift;
 pub mod registry;

@@ -11,7 +11,7 @@ use dynashift_core::value::hex_encode;
 use tokio_postgres::Client;
 
 use super::data_api_calls::data_api_calls_within;
-use super::postgres::{query_error, run_sql};
+use super::pg_sql::{query_error, run_sql};
 use super::steps::STAGE;
 use super::{Batch, Outcome, WarehouseError};
 

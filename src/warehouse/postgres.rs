@@ -14,21 +14,21 @@ use dynashift_core::types::ColumnType;
 use dynashift_core::Position;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
 use super::pg_bind::{stage_type, Bound, Value};
+#[cfg(feature = "test-support")]
 use super::pg_data_api::{apply_as_calls, DataApiOnPostgres};
 use super::pg_nul::storable;
-use super::redshift::{
-    is_serialization_conflict, temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch,
-};
+use super::pg_sql::{is_transient, pg_message, query_error, run_sql};
+use super::redshift::{temporary_credentials, RedshiftAuth, RedshiftOptions, S3Loading, StagedBatch};
 use super::registry::{self, Field, Query};
 use super::s3_stage::S3Stager;
 use super::steps::{batch_steps, describe_transaction, reject_statement, Step, STAGE};
 use super::{Batch, Outcome, Reject, Status, Warehouse, WarehouseError};
 use crate::aws::{s3_client, sdk_config};
+use crate::text::short_sql;
 
 /// Where and how to connect; built from the `[target]` section.
 #[derive(Debug, Clone)]
@@ -92,74 +92,9 @@ pub struct PostgresWarehouse {
     /// Redshift: bulk loading through S3 instead of `COPY … FROM STDIN`.
     loading: Option<S3Loading>,
     /// Batches run as the Redshift Data API runs them (tests; see `pg_data_api`).
+    #[cfg(feature = "test-support")]
     data_api: Option<DataApiOnPostgres>,
     batches: u64,
-}
-
-/// Errors that a new connection may cure: the session was cut, the server restarts, or a
-/// transaction lost a serialization race.
-fn is_transient(e: &tokio_postgres::Error) -> bool {
-    if e.is_closed() {
-        return true;
-    }
-    if e.as_db_error().is_some_and(|db| is_serialization_conflict(db.message())) {
-        return true;
-    }
-    match e.code() {
-        Some(code) => {
-            code.code().starts_with("08")
-                || [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                    SqlState::T_R_SERIALIZATION_FAILURE,
-                    SqlState::T_R_DEADLOCK_DETECTED,
-                    SqlState::TOO_MANY_CONNECTIONS,
-                ]
-                .contains(code)
-        }
-        // No server error code: an I/O failure or a timeout on the way.
-        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()) || is_timeout(e),
-    }
-}
-
-fn is_timeout(e: &tokio_postgres::Error) -> bool {
-    e.to_string().contains("timeout")
-}
-
-fn one_line(e: &tokio_postgres::Error) -> String {
-    let text = match e.as_db_error() {
-        Some(db) => {
-            let mut s = format!("{}: {}", db.severity(), db.message());
-            if let Some(detail) = db.detail() {
-                s.push_str(&format!(" ({detail})"));
-            }
-            s
-        }
-        None => match std::error::Error::source(e) {
-            Some(source) => format!("{e}: {source}"),
-            None => e.to_string(),
-        },
-    };
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn short(sql: &str) -> String {
-    let s: String = sql.chars().take(120).collect();
-    if s.len() < sql.len() {
-        format!("{s}…")
-    } else {
-        s
-    }
-}
-
-pub(super) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
-    let context = context.into();
-    if is_transient(&e) {
-        WarehouseError::Unavailable { context, message: one_line(&e) }
-    } else {
-        WarehouseError::Query { context, message: one_line(&e) }
-    }
 }
 
 fn tls_connector(
@@ -221,6 +156,7 @@ impl PostgresWarehouse {
             layout,
             auth: None,
             loading: None,
+            #[cfg(feature = "test-support")]
             data_api: None,
             batches: 0,
         })
@@ -256,9 +192,31 @@ impl PostgresWarehouse {
 
     /// Runs batches as the Redshift Data API would: packed into calls of literal-only SQL,
     /// each its own transaction (see `pg_data_api`).
+    #[cfg(feature = "test-support")]
     pub fn as_data_api(mut self, mode: DataApiOnPostgres) -> PostgresWarehouse {
         self.data_api = Some(mode);
         self
+    }
+
+    /// Runs one batch on the connection as one transaction (tests: or as Data API calls).
+    fn run_batch(
+        &mut self,
+        handle: &tokio::runtime::Handle,
+        layout: &Layout,
+        batch: &Batch,
+        s3: Option<(&S3Loading, &StagedBatch)>,
+    ) -> Result<Outcome, WarehouseError> {
+        let dialect = self.dialect;
+        #[cfg(feature = "test-support")]
+        if let Some(mut mode) = self.data_api.take() {
+            let result = self.client().and_then(|client| {
+                handle.block_on(apply_as_calls(dialect, client, layout, batch, &mut mode))
+            });
+            self.data_api = Some(mode);
+            return result;
+        }
+        let client = self.client()?;
+        handle.block_on(apply_batch(dialect, client, layout, batch, s3))
     }
 
     fn connect(&mut self) -> Result<Client, WarehouseError> {
@@ -276,7 +234,7 @@ impl PostgresWarehouse {
         }
         let connect = config.connect(self.tls.clone());
         let (client, connection) = self.runtime.block_on(connect).map_err(|e| {
-            let message = one_line(&e);
+            let message = pg_message(&e);
             if is_transient(&e) || e.code().is_none() {
                 WarehouseError::Unavailable { context: format!("cannot connect to {what}"), message }
             } else {
@@ -324,23 +282,6 @@ impl PostgresWarehouse {
 
 fn unreachable_client() -> WarehouseError {
     WarehouseError::Corrupt("connection vanished".into())
-}
-
-pub(super) async fn run_sql(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: &[Param],
-) -> Result<u64, WarehouseError> {
-    let started = std::time::Instant::now();
-    let result = if params.is_empty() {
-        tx.batch_execute(sql).await.map(|_| 0)
-    } else {
-        let bound: Vec<Bound> = params.iter().map(Bound::from).collect();
-        let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-        tx.execute(sql, &refs).await
-    };
-    tracing::trace!(ms = started.elapsed().as_millis() as u64, sql = %short(sql), "statement");
-    result.map_err(|e| query_error(short(sql), e))
 }
 
 /// Loads plan `index`'s rows; returns the rejects recording values PostgreSQL could not
@@ -493,17 +434,17 @@ impl Query for PostgresWarehouse {
         let client = self.client()?;
         let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
         let rows =
-            runtime_handle.block_on(client.query(sql, &refs)).map_err(|e| query_error(short(sql), e))?;
+            runtime_handle.block_on(client.query(sql, &refs)).map_err(|e| query_error(short_sql(sql), e))?;
         rows.iter()
             .map(|r| (0..r.len()).map(|i| field(r, i)).collect::<Result<Vec<_>, _>>())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| query_error(short(sql), e))
+            .map_err(|e| query_error(short_sql(sql), e))
     }
 
     fn execute(&mut self, sql: &str) -> Result<(), WarehouseError> {
         let runtime_handle = self.runtime.handle().clone();
         let client = self.client()?;
-        runtime_handle.block_on(client.execute(sql, &[])).map_err(|e| query_error(short(sql), e))?;
+        runtime_handle.block_on(client.execute(sql, &[])).map_err(|e| query_error(short_sql(sql), e))?;
         Ok(())
     }
 }
@@ -549,7 +490,6 @@ impl Warehouse for PostgresWarehouse {
     fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         let handle = self.runtime.handle().clone();
         let layout = self.layout.clone();
-        let dialect = self.dialect;
         self.batches += 1;
         let (staged, kept) = match &self.loading {
             Some(loading) => {
@@ -561,15 +501,7 @@ impl Warehouse for PostgresWarehouse {
         let batch = kept.as_ref().unwrap_or(batch);
         let loading = self.loading.take();
         let s3 = loading.as_ref().zip(staged.as_ref());
-        let mut data_api = self.data_api.take();
-        let result = match (self.client(), data_api.as_mut()) {
-            (Ok(client), Some(mode)) => {
-                handle.block_on(apply_as_calls(dialect, client, &layout, batch, mode))
-            }
-            (Ok(client), None) => handle.block_on(apply_batch(dialect, client, &layout, batch, s3)),
-            (Err(e), _) => Err(e),
-        };
-        self.data_api = data_api;
+        let result = self.run_batch(&handle, &layout, batch, s3);
         if let (Some(loading), Some(staged)) = (&loading, &staged) {
             handle.block_on(loading.clean_up(staged));
         }

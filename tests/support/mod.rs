@@ -169,14 +169,14 @@ pub fn expected(
     out
 }
 
-/// A generated workload (`dynashift::workload`), its records written by the tests' own
+/// A generated workload (`dynashift_testkit`), its records written by the tests' own
 /// writer in varied spellings (a re-delivery re-spelled, with its original's `eventID`).
 pub fn generate(
-    spec: &dynashift::workload::WorkloadSpec,
+    spec: &dynashift_testkit::WorkloadSpec,
     micros_precision: bool,
-) -> (Vec<String>, dynashift::workload::Model) {
-    let (events, model) = dynashift::workload::generate_events(spec, micros_precision);
-    let mut rng = dynashift::workload::Rng::new(spec.seed ^ 0x5eed);
+) -> (Vec<String>, dynashift_testkit::Model) {
+    let (events, model) = dynashift_testkit::generate_events(spec, micros_precision);
+    let mut rng = dynashift_testkit::Rng::new(spec.seed ^ 0x5eed);
     let lines = events
         .iter()
         .map(|(event, id)| {
@@ -188,13 +188,13 @@ pub fn generate(
 
 /// What the warehouse must hold for a generated workload's model (hard deletes, typed
 /// columns): its items, each with the time and kind of its last change.
-pub fn expected_model(model: &dynashift::workload::Model) -> Tables {
+pub fn expected_model(model: &dynashift_testkit::Model) -> Tables {
     with_last_changes(expected(&model.tables, ColumnMode::Typed, &BTreeMap::new()), model)
 }
 
 /// `expected` rows of a generated workload, given the time and kind of each item's last
 /// change.
-pub fn with_last_changes(mut out: Tables, model: &dynashift::workload::Model) -> Tables {
+pub fn with_last_changes(mut out: Tables, model: &dynashift_testkit::Model) -> Tables {
     for (table, rows) in &mut out {
         let last: BTreeMap<String, _> =
             model.last_change[table].iter().map(|(k, last)| (oracle::stored_key_name(k), *last)).collect();
@@ -578,7 +578,7 @@ pub fn kill_and_restart(
     total: usize,
     progress: &mut dyn FnMut() -> usize,
 ) -> usize {
-    let mut rng = dynashift::workload::Rng::new(seed);
+    let mut rng = dynashift_testkit::Rng::new(seed);
     let mut landed = 0;
     let mut before = progress();
     for round in 0..rounds {

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use base64::Engine as _;
-use dynashift::workload::{Event, EventKindGen, Rng};
 use dynashift_core::value::{AttrValue, Item};
+use dynashift_testkit::{Event, EventKindGen, Rng};
 
 /// A decimal number as sign, significant digits (no leading or trailing zeros; empty for
 /// zero) and the exponent of the last digit: equal values have equal parts.

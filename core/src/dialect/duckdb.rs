@@ -5,6 +5,7 @@ use super::Dialect;
 use crate::limits::Limits;
 use crate::types::ColumnType;
 
+/// The DuckDB dialect.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DuckDb;
 

@@ -13,7 +13,11 @@ use crate::limits::Limits;
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
+/// A warehouse's SQL dialect: its limits, type names and quoting, and the few statements
+/// whose text differs between warehouses. The defaults suit most warehouses; each overrides
+/// what it spells differently.
 pub trait Dialect: Send + Sync {
+    /// The warehouse kind, as `by_name` takes it.
     fn name(&self) -> &'static str;
 
     /// Longest identifier, in bytes.
@@ -45,6 +49,7 @@ pub trait Dialect: Send + Sync {
         format!("{}.{}", self.quote(schema), self.quote(table))
     }
 
+    /// SQL type of a target column of logical type `ty`.
     fn column_type(&self, ty: ColumnType) -> String;
 
     /// Type of a system or control column, as declared in `CREATE TABLE`.
@@ -120,6 +125,7 @@ pub trait Dialect: Send + Sync {
         format!("CREATE TEMPORARY TABLE {} ({})", self.quote(stage), cols.join(", "))
     }
 
+    /// Statement dropping the staging table, if it exists.
     fn drop_stage(&self, stage: &str) -> String {
         format!("DROP TABLE IF EXISTS {}", self.quote(stage))
     }

@@ -7,6 +7,7 @@ use crate::naming::short_hash;
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
+/// The PostgreSQL dialect.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Postgres;
 

@@ -11,6 +11,7 @@ use crate::literal::{string_literal, LiteralError};
 use crate::schema::SystemType;
 use crate::types::ColumnType;
 
+/// The Amazon Redshift dialect.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Redshift;
 

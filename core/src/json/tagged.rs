@@ -8,19 +8,30 @@ use super::{after_element, JsonResult, Reader, MAX_DEPTH};
 /// DynamoDB's type tags, the one field name of each typed value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeTag {
+    /// String (`S`).
     S,
+    /// Number (`N`).
     N,
+    /// Binary, as base64 text (`B`).
     B,
+    /// Boolean (`BOOL`).
     Bool,
+    /// Null (`NULL`).
     Null,
+    /// Map (`M`).
     M,
+    /// List (`L`).
     L,
+    /// String set (`SS`).
     Ss,
+    /// Number set (`NS`).
     Ns,
+    /// Binary set (`BS`).
     Bs,
 }
 
 impl TypeTag {
+    /// The tag spelled `name` (`"S"`, `"BOOL"`, …); `None` for any other field name.
     pub fn from_name(name: &str) -> Option<TypeTag> {
         Some(match name {
             "S" => TypeTag::S,

@@ -9,11 +9,9 @@ use anyhow::Context;
 use dynashift_core::change::Position;
 use dynashift_core::decode::{decode_packed, DecodeContext};
 
-use dynashift::workload::{generate, WorkloadSpec};
+use dynashift_testkit::{generate, WorkloadSpec};
 
-#[path = "bench_kinesis.rs"]
 mod kinesis_load;
-#[path = "bench_postgres.rs"]
 mod postgres_baseline;
 
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
 //! Reproducible change histories: the records DynamoDB would emit for them, and the state a
-//! correct replica must end in. Used by the benchmark, the crash test and the examples.
+//! correct replica must end in. Used by dynashift's tests and its benchmark; not part of the
+//! shipped binary.
 
 use std::collections::BTreeMap;
 
