@@ -208,20 +208,68 @@ pub fn schema_changes(
     out
 }
 
+/// The control columns that lead every stage, in their order. Each stage writer matches on
+/// these (exhaustively), so a new control column cannot be forgotten by one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageControl {
+    /// `_ddb_key`: the key as text.
+    Key,
+    /// `_ddb_version`: the change's creation time in microseconds.
+    Version,
+    /// `_ddb_sequence`: the record's sequence, zero-padded to compare as text.
+    Sequence,
+    /// `_ddb_event`: the kind of event (`INSERT`, `MODIFY`, `REMOVE`, `EXPIRE`).
+    Event,
+    /// `_ddb_op`: what the apply does with the row (upsert or delete).
+    Op,
+    /// `_ddb_deleted`: whether the row is a tombstone.
+    Deleted,
+    /// `_ddb_event_ids`: the change's eventID and those of changes it folded, or NULL.
+    EventIds,
+}
+
+impl StageControl {
+    /// Every control column, in stage order.
+    pub const ALL: [StageControl; 7] = [
+        StageControl::Key,
+        StageControl::Version,
+        StageControl::Sequence,
+        StageControl::Event,
+        StageControl::Op,
+        StageControl::Deleted,
+        StageControl::EventIds,
+    ];
+
+    /// The column's name in the stage.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageControl::Key => "_ddb_key",
+            StageControl::Version => "_ddb_version",
+            StageControl::Sequence => "_ddb_sequence",
+            StageControl::Event => "_ddb_event",
+            StageControl::Op => "_ddb_op",
+            StageControl::Deleted => "_ddb_deleted",
+            StageControl::EventIds => "_ddb_event_ids",
+        }
+    }
+
+    /// The column's type, before a dialect names it.
+    pub fn system_type(self) -> SystemType {
+        match self {
+            StageControl::Version => SystemType::BigInt,
+            StageControl::Deleted => SystemType::Bool,
+            _ => SystemType::Text,
+        }
+    }
+}
+
 /// How many control columns lead every stage (see `stage_columns`).
-pub const STAGE_CONTROL_COLUMNS: usize = 7;
+pub const STAGE_CONTROL_COLUMNS: usize = StageControl::ALL.len();
 
 /// Staging columns: fixed control columns, then `c0, c1, …` for the staged data columns.
 pub fn stage_columns(d: &dyn Dialect, schema: &TableSchema, plan: &TablePlan) -> Vec<(String, &'static str)> {
-    let mut cols: Vec<(String, &'static str)> = vec![
-        ("_ddb_key".into(), d.system_type(SystemType::Text)),
-        ("_ddb_version".into(), d.system_type(SystemType::BigInt)),
-        ("_ddb_sequence".into(), d.system_type(SystemType::Text)),
-        ("_ddb_event".into(), d.system_type(SystemType::Text)),
-        ("_ddb_op".into(), d.system_type(SystemType::Text)),
-        ("_ddb_deleted".into(), d.system_type(SystemType::Bool)),
-        ("_ddb_event_ids".into(), d.system_type(SystemType::Text)),
-    ];
+    let mut cols: Vec<(String, &'static str)> =
+        StageControl::ALL.iter().map(|c| (c.name().to_string(), d.system_type(c.system_type()))).collect();
     for (i, &col) in plan.staged.iter().enumerate() {
         cols.push((format!("c{i}"), d.stage_type(schema.columns[col].ty)));
     }

@@ -9,7 +9,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use dynashift_core::cells::CellRef;
 use dynashift_core::change::SEQUENCE_WIDTH;
 use dynashift_core::plan::StagedRow;
-use dynashift_core::sql::STAGE_CONTROL_COLUMNS;
+use dynashift_core::sql::{StageControl, STAGE_CONTROL_COLUMNS};
 
 /// Rows per record batch: large enough to amortise each call, small enough that the copy
 /// stays a fraction of the batch's own memory. Text and binary columns use 64-bit offsets, so
@@ -66,35 +66,39 @@ pub fn record_batch(
         rows.iter().for_each(|r| b.append_value(f(r)));
         Arc::new(b.finish()) as ArrayRef
     };
-    arrays.push(text(&|r| &r.key_text));
-    arrays.push({
-        let mut b = Int64Builder::with_capacity(rows.len());
-        rows.iter().for_each(|r| b.append_value(r.version.micros));
-        Arc::new(b.finish())
-    });
-    arrays.push({
-        use std::fmt::Write as _;
-        let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * SEQUENCE_WIDTH);
-        for r in rows {
-            // Written straight into the column's buffer; the empty append ends the value.
-            let _ = write!(b, "{}", r.version.padded());
-            b.append_value("");
-        }
-        Arc::new(b.finish()) as ArrayRef
-    });
-    arrays.push(text(&|r| r.event.as_str()));
-    arrays.push(text(&|r| r.op.code()));
-    arrays.push({
-        let mut b = BooleanBuilder::with_capacity(rows.len());
-        rows.iter().for_each(|r| b.append_value(r.deleted));
-        Arc::new(b.finish())
-    });
     let optional_text = |f: &dyn Fn(&StagedRow) -> Option<&str>| {
         let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * 8);
         rows.iter().for_each(|r| b.append_option(f(r)));
         Arc::new(b.finish()) as ArrayRef
     };
-    arrays.push(optional_text(&|r| r.event_ids.as_deref()));
+    for control in StageControl::ALL {
+        arrays.push(match control {
+            StageControl::Key => text(&|r| &r.key_text),
+            StageControl::Version => {
+                let mut b = Int64Builder::with_capacity(rows.len());
+                rows.iter().for_each(|r| b.append_value(r.version.micros));
+                Arc::new(b.finish())
+            }
+            StageControl::Sequence => {
+                use std::fmt::Write as _;
+                let mut b = LargeStringBuilder::with_capacity(rows.len(), rows.len() * SEQUENCE_WIDTH);
+                for r in rows {
+                    // Written straight into the column's buffer; the empty append ends the value.
+                    let _ = write!(b, "{}", r.version.padded());
+                    b.append_value("");
+                }
+                Arc::new(b.finish())
+            }
+            StageControl::Event => text(&|r| r.event.as_str()),
+            StageControl::Op => text(&|r| r.op.code()),
+            StageControl::Deleted => {
+                let mut b = BooleanBuilder::with_capacity(rows.len());
+                rows.iter().for_each(|r| b.append_value(r.deleted));
+                Arc::new(b.finish())
+            }
+            StageControl::EventIds => optional_text(&|r| r.event_ids.as_deref()),
+        });
+    }
     arrays.extend(cell_columns(rows, &columns[STAGE_CONTROL_COLUMNS.min(columns.len())..])?);
     for ((name, _), array) in columns.iter().zip(&arrays) {
         fields.push(Field::new(name, array.data_type().clone(), true));
@@ -180,17 +184,16 @@ mod tests {
     }
 
     fn columns(cells: &[&'static str]) -> Vec<(String, &'static str)> {
-        let system = ["VARCHAR", "BIGINT", "VARCHAR", "VARCHAR", "VARCHAR", "BOOLEAN", "VARCHAR"];
-        let names = [
-            "_ddb_key",
-            "_ddb_version",
-            "_ddb_sequence",
-            "_ddb_event",
-            "_ddb_op",
-            "_ddb_deleted",
-            "_ddb_event_ids",
-        ];
-        let mut cols: Vec<(String, &'static str)> = names.iter().map(|n| n.to_string()).zip(system).collect();
+        let dialect = dynashift_core::dialect::DuckDb;
+        let mut cols: Vec<(String, &'static str)> = StageControl::ALL
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    dynashift_core::dialect::Dialect::system_type(&dialect, c.system_type()),
+                )
+            })
+            .collect();
         cols.extend(cells.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)));
         cols
     }

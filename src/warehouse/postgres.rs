@@ -9,7 +9,9 @@ use std::time::Duration;
 use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::{Dialect, Postgres, Redshift};
 use dynashift_core::schema::Catalog;
-use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, Param};
+use dynashift_core::sql::{
+    applied_counts_query, counters_update, AppliedCounts, Layout, Param, StageControl,
+};
 use dynashift_core::types::ColumnType;
 use dynashift_core::Position;
 use futures_util::pin_mut;
@@ -333,13 +335,17 @@ async fn load_stage(
         }
         let sequence = row.version.padded().to_string();
         let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
-        values.push(Bound(Value::Text(&row.key_text)));
-        values.push(Bound(Value::Int(row.version.micros)));
-        values.push(Bound(Value::Text(&sequence)));
-        values.push(Bound(Value::Text(row.event.as_str())));
-        values.push(Bound(Value::Text(row.op.code())));
-        values.push(Bound(Value::Bool(row.deleted)));
-        values.push(row.event_ids.as_deref().map_or(Bound(Value::Null), |ids| Bound(Value::Text(ids))));
+        values.extend(StageControl::ALL.iter().map(|control| {
+            Bound(match control {
+                StageControl::Key => Value::Text(&row.key_text),
+                StageControl::Version => Value::Int(row.version.micros),
+                StageControl::Sequence => Value::Text(&sequence),
+                StageControl::Event => Value::Text(row.event.as_str()),
+                StageControl::Op => Value::Text(row.op.code()),
+                StageControl::Deleted => Value::Bool(row.deleted),
+                StageControl::EventIds => row.event_ids.as_deref().map_or(Value::Null, Value::Text),
+            })
+        }));
         for (cell, fixed) in row.cells.iter().zip(&replaced) {
             values.push(match fixed {
                 Some(text) => Bound(Value::Text(text)),

@@ -17,6 +17,7 @@ use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::MAX_VARCHAR_BYTES;
 use dynashift_core::plan::TablePlan;
+use dynashift_core::sql::StageControl;
 use dynashift_core::types::ColumnType;
 use dynashift_core::value::{hex_encode, write_json_string};
 use flate2::write::GzEncoder;
@@ -103,6 +104,13 @@ pub fn cut_at_char_boundary(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// `s` as a quoted JSON string.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    write_json_string(&mut out, s);
+    out
+}
+
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
     enc.write_all(data)?;
@@ -119,20 +127,23 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
     let mut rows_in_part = 0;
     for row in &plan.rows {
         line.clear();
-        line.push_str("{\"_ddb_key\":");
-        write_json_string(&mut line, &row.key_text);
-        line.push_str(&format!(
-            ",\"_ddb_version\":\"{}\",\"_ddb_sequence\":\"{}\",\"_ddb_event\":\"{}\",\"_ddb_op\":\"{}\",\"_ddb_deleted\":{}",
-            row.version.micros,
-            row.version.padded(),
-            row.event.as_str(),
-            row.op.code(),
-            row.deleted
-        ));
-        // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
-        if let Some(ids) = row.event_ids.as_deref() {
-            line.push_str(",\"_ddb_event_ids\":");
-            write_json_string(&mut line, ids);
+        for control in StageControl::ALL {
+            let value = match control {
+                StageControl::Key => Some(json_string(&row.key_text)),
+                StageControl::Version => Some(format!("\"{}\"", row.version.micros)),
+                StageControl::Sequence => Some(format!("\"{}\"", row.version.padded())),
+                StageControl::Event => Some(json_string(row.event.as_str())),
+                StageControl::Op => Some(json_string(row.op.code())),
+                StageControl::Deleted => Some(row.deleted.to_string()),
+                // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
+                StageControl::EventIds => row.event_ids.as_deref().map(json_string),
+            };
+            if let Some(value) = value {
+                line.push(if line.is_empty() { '{' } else { ',' });
+                write_json_string(&mut line, control.name());
+                line.push(':');
+                line.push_str(&value);
+            }
         }
         for (i, cell) in row.cells.iter().enumerate() {
             line.push_str(&format!(",\"c{i}\":"));
