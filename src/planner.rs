@@ -234,9 +234,9 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
         .filter_map(|(name, schema)| jobs.remove(name).map(|job| (schema, job)))
         .collect();
     let rows: usize = work.iter().map(|(_, job)| job.held.len()).sum();
-    // A thread per table (up to 8), even beyond the cores, so the system shares the cores
-    // evenly: dealing whole tables to two cores gave one of them two of W1's three tables
-    // (planning took 540–590 ms that way, 440–500 ms this way).
+    // A thread per table (up to `planning_threads`), even beyond the cores, so the system
+    // shares the cores evenly: dealing whole tables to two cores gave one of them two of W1's
+    // three tables (planning took 540–590 ms that way, 440–500 ms this way).
     // Each change is unpacked just before it is planned, so only one is ever in tree form;
     // changes are planned in key order, so columns are added in the same order every time.
     let plan = |(schema, mut job): (&mut TableSchema, TableJob)| {
@@ -260,9 +260,24 @@ fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, Tabl
 /// applies (the applier and the warehouse need that one). On two cores, decoding on both
 /// while the applier waited for a batch to fill made W1 10–15% faster.
 pub fn decode_threads(applier_idle: bool) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = machine_cores();
     let threads = if applier_idle { cores } else { cores - 1 };
-    threads.clamp(1, 8)
+    threads.clamp(1, MAX_THREADS)
+}
+
+/// The cores this process may use (its CPU affinity and quota, as the system reports them).
+fn machine_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// No pool grows past this, however many cores the machine has: past it, threads cost memory
+/// and scheduling for batches that rarely hold enough work to share.
+const MAX_THREADS: usize = 64;
+
+/// Threads that plan tables: four per core, at least eight, so that tables (one task each)
+/// share the cores evenly rather than being dealt whole to them.
+fn planning_threads() -> usize {
+    (4 * machine_cores()).clamp(8, MAX_THREADS)
 }
 
 /// Decodes records on `threads` threads, packing each change for the batch to hold; results
@@ -291,32 +306,39 @@ fn decode_all(context: &DecodeContext, records: &[RawRecord], threads: usize) ->
     decode_pool(threads).install(|| records.par_iter().with_min_len(1_000).map(decode_one).collect())
 }
 
-/// Eight planning threads, kept for the whole run: a table each, even beyond the cores, so
-/// the system shares the cores evenly among W1's three tables.
+/// The planning threads, kept for the whole run (see `planning_threads`).
 fn planning_pool() -> &'static rayon::ThreadPool {
     static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
     POOL.get_or_init(|| {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(8)
+            .num_threads(planning_threads())
             .thread_name(|i| format!("plan-{i}"))
             .build()
             .unwrap_or_else(|e| panic!("cannot start planning threads: {e}"))
     })
 }
 
-/// A pool of `threads` decoding threads (2 to 8), kept for the whole run: threads started for
-/// each read took fresh memory from the allocator each time (W1 into DuckDB, seven
-/// alternating pairs: 5.43 → 5.24 s on average).
+/// A pool of `threads` decoding threads (2 to `MAX_THREADS`), kept for the whole run: threads
+/// started for each read took fresh memory from the allocator each time (W1 into DuckDB, seven
+/// alternating pairs: 5.43 → 5.24 s on average). A run asks for two sizes at most (all cores,
+/// and all but one), so each size's pool is built once and kept.
 fn decode_pool(threads: usize) -> &'static rayon::ThreadPool {
-    static POOLS: [std::sync::OnceLock<rayon::ThreadPool>; 9] = [const { std::sync::OnceLock::new() }; 9];
-    let threads = threads.clamp(2, 8);
-    POOLS[threads].get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("decode-{i}"))
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start decoding threads: {e}"))
-    })
+    static POOLS: std::sync::Mutex<Vec<(usize, &'static rayon::ThreadPool)>> =
+        std::sync::Mutex::new(Vec::new());
+    let threads = threads.clamp(2, MAX_THREADS);
+    let mut pools = POOLS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, pool)) = pools.iter().find(|(n, _)| *n == threads) {
+        return pool;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start decoding threads: {e}"));
+    // Kept for the life of the process, like the threads themselves.
+    let pool: &'static rayon::ThreadPool = Box::leak(Box::new(pool));
+    pools.push((threads, pool));
+    pool
 }
 
 /// Best effort: which table an undecodable record meant, for `status`. Falls back to a plain
