@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod check;
 pub mod config;
 pub mod flow;
+pub mod memory;
 pub mod pipeline;
 pub mod planner;
 pub mod run;

@@ -203,7 +203,7 @@ fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> any
         RunResult::Done(summary) => {
             print!("{}", format_summary(&summary));
             // Read after the warehouse is closed, so its final checkpoint counts too.
-            if let Some(kb) = dynashift::run::peak_memory_kb() {
+            if let Some(kb) = dynashift::memory::peak_memory_kb() {
                 println!("peak memory {} MB", kb / 1024);
             }
         }

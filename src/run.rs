@@ -244,7 +244,7 @@ fn drive(
                     held_mb,
                     planned_mb = planned >> 20,
                     prepare_ms = started.elapsed().as_millis() as u64,
-                    resident_mb = resident_mb(),
+                    resident_mb = crate::memory::resident_mb(),
                     "batch planned"
                 );
                 if batches.send(prepared).is_err() {
@@ -292,7 +292,7 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
             tracing::debug!(
                 records = prepared.batch.records,
                 apply_ms = started.elapsed().as_millis() as u64,
-                resident_mb = resident_mb(),
+                resident_mb = crate::memory::resident_mb(),
                 "batch committed"
             );
             bar.set_message(format!(
@@ -383,20 +383,6 @@ struct Read {
 pub enum RunResult {
     Done(Summary),
     Plan(Vec<String>),
-}
-
-/// This process's resident memory now (`VmRSS`, Linux), in MiB, for debug logs.
-pub fn resident_mb() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or_default();
-    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).unwrap_or(0) >> 10
-}
-
-/// This process's peak resident memory so far (`VmHWM`, Linux), in KiB.
-pub fn peak_memory_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The per-table summary printed after a run.

@@ -8,7 +8,6 @@ pub mod checkpoint;
 pub mod decode;
 pub mod dialect;
 pub mod held;
-pub mod item;
 pub mod json;
 pub mod limits;
 pub mod literal;

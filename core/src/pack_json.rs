@@ -250,8 +250,8 @@ fn pack_many(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::Item;
     use crate::typed_json::{read_item, read_whole, Scratch};
+    use crate::value::Item;
     use proptest::prelude::*;
 
     fn packed(text: &str) -> JsonResult<PackedItem> {

@@ -11,8 +11,8 @@
 //! a value is a tag byte and its payload. Lengths and counts are LEB128. Only bytes packed
 //! here are unpacked; anything else is reported as `Corrupt` rather than trusted.
 
-use crate::item::Item;
 use crate::number::Number;
+use crate::value::Item;
 use crate::value::{AttrValue, Text};
 
 pub(crate) const S: u8 = 0;

@@ -3,9 +3,9 @@
 
 use base64::Engine as _;
 
-use crate::item::Item;
 use crate::json::{JsonError, JsonResult, Reader};
 use crate::number::Number;
+use crate::value::Item;
 use crate::value::{AttrValue, Text};
 
 /// Attributes and list elements read so far at every open level. Each finished map or list

@@ -1,12 +1,15 @@
-//! DynamoDB attribute values and the JSON they are written as (plain, typed, key text).
+//! DynamoDB attribute values and the JSON they are written as (plain, typed, key text). A map
+//! value is an item and an item holds values, so items live here too (`item.rs`).
 //! Reading typed JSON is `typed_json`'s work.
 
 use base64::Engine as _;
 
 use crate::number::Number;
 
-pub use crate::item::Item;
+mod item;
+
 pub use crate::text::{text_heap_bytes, Text};
+pub use item::{DuplicateName, Item, Iter};
 
 /// A DynamoDB attribute value: one variant per DynamoDB type.
 #[derive(Debug, Clone, PartialEq)]

@@ -247,7 +247,7 @@ impl DuckDbWarehouse {
                 }
                 tracing::trace!(
                     ms = t.elapsed().as_millis() as u64,
-                    resident_mb = crate::run::resident_mb(),
+                    resident_mb = crate::memory::resident_mb(),
                     "committed"
                 );
                 Ok(outcome)
@@ -316,7 +316,7 @@ impl DuckDbWarehouse {
                     tracing::trace!(
                         ms = t.elapsed().as_millis() as u64,
                         rows = batch.tables[index].rows.len(),
-                        resident_mb = crate::run::resident_mb(),
+                        resident_mb = crate::memory::resident_mb(),
                         "stage loaded"
                     );
                 }

@@ -5,8 +5,8 @@
 //! B-tree allocates a node of eleven slots even for a two-entry nested map, which made
 //! building items the larger part of decoding.
 
+use super::AttrValue;
 use crate::text::{text_heap_bytes, Text};
-use crate::value::AttrValue;
 
 /// An item or image: attribute name → value, sorted by name, each name once.
 #[derive(Debug, Clone, PartialEq, Default)]
