@@ -10,9 +10,10 @@ use crate::change::Change;
 use crate::held::{HeldChange, Packed};
 
 /// Groups changes by table and keeps, per key, the change with the greatest
-/// (version, position). Arrival order does not matter; duplicates collapse: an equal version
-/// is the same record, and a change whose `eventID` was already seen at its time is a
-/// re-delivery (see `EventIds`).
+/// (version, position), with the changes of the same time as it (see `Reducer::finish`).
+/// Arrival order does not matter; duplicates collapse: an equal version is the same record,
+/// and a change whose `eventID` was already seen at its time is a re-delivery (see
+/// `EventIds`).
 pub fn reduce(changes: impl IntoIterator<Item = Change>) -> BTreeMap<String, Vec<Change>> {
     let mut reducer = Reducer::default();
     for change in changes {
@@ -106,7 +107,9 @@ impl Reducer {
     }
 
     /// The newest change per key with its key text, grouped by table, each table's changes
-    /// in key order; still packed, so the caller unpacks one at a time.
+    /// in key order; still packed, so the caller unpacks one at a time. A key may come more
+    /// than once: changes of the same time as its newest come too (see `superseded`), and
+    /// the warehouse keeps one change per key.
     pub fn finish(self) -> BTreeMap<String, Vec<(String, HeldChange)>> {
         let mut tables = self.finish_unordered();
         tables.values_mut().for_each(|held| sort_by_key_text(held));
