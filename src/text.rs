@@ -1,8 +1,8 @@
 //! Text for messages: errors and logs show on one line, statements shortened.
 
 /// `text` on one line: runs of whitespace, line breaks included, become one space.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+pub fn one_line(text: impl std::fmt::Display) -> String {
+    text.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The start of a statement, for a message about it: its first 120 characters, then `…`.

@@ -29,7 +29,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {}", one_line(&error.to_string()))]
+    #[error("config file {path}: {}", one_line(error))]
     Syntax { path: PathBuf, error: toml::de::Error },
     #[error("config file {path}")]
     Invalid {

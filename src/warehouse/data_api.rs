@@ -20,10 +20,8 @@ use super::registry::{self, Field, Query};
 use super::s3_stage::S3Stager;
 use super::steps::STAGE;
 use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use crate::aws::{s3_client, sdk_config, sdk_message, AwsSettings};
 use crate::backoff::Backoff;
-
-use crate::aws::sdk_message;
-use crate::aws::{s3_client, sdk_config, AwsSettings};
 
 /// Looks at one statement's status before giving up on it for now.
 const DESCRIBE_ATTEMPTS: u32 = 8;

@@ -184,15 +184,10 @@ mod tests {
     }
 
     fn columns(cells: &[&'static str]) -> Vec<(String, &'static str)> {
-        let dialect = dynashift_core::dialect::DuckDb;
+        use dynashift_core::dialect::{Dialect, DuckDb};
         let mut cols: Vec<(String, &'static str)> = StageControl::ALL
             .iter()
-            .map(|c| {
-                (
-                    c.name().to_string(),
-                    dynashift_core::dialect::Dialect::system_type(&dialect, c.system_type()),
-                )
-            })
+            .map(|c| (c.name().to_string(), DuckDb.system_type(c.system_type())))
             .collect();
         cols.extend(cells.iter().enumerate().map(|(i, t)| (format!("c{i}"), *t)));
         cols

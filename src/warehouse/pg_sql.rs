@@ -54,7 +54,7 @@ pub(super) fn pg_message(e: &tokio_postgres::Error) -> String {
             None => e.to_string(),
         },
     };
-    one_line(&text)
+    one_line(text)
 }
 
 pub(super) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::registry::positions_committed;
 use super::{Batch, Outcome, Warehouse, WarehouseError};
 
-pub use crate::backoff::Backoff;
+use crate::backoff::Backoff;
 
 /// Sleeps `delay` in short steps; false when a stop was requested meanwhile.
 fn sleep_unless_stopped(delay: Duration, stop: &AtomicBool) -> bool {

@@ -9,6 +9,7 @@
 //! cut and is staged as NULL; U+0000 is replaced by U+FFFD, as on PostgreSQL. Each is
 //! reported so the caller records it with the original value.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::time::Duration;
 
@@ -104,13 +105,6 @@ pub fn cut_at_char_boundary(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// `s` as a quoted JSON string.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    write_json_string(&mut out, s);
-    out
-}
-
 fn gzip(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4), flate2::Compression::fast());
     enc.write_all(data)?;
@@ -128,21 +122,26 @@ pub fn encode(plan: &TablePlan, types: &[ColumnType], part_rows: usize) -> std::
     for row in &plan.rows {
         line.clear();
         for control in StageControl::ALL {
-            let value = match control {
-                StageControl::Key => Some(json_string(&row.key_text)),
-                StageControl::Version => Some(format!("\"{}\"", row.version.micros)),
-                StageControl::Sequence => Some(format!("\"{}\"", row.version.padded())),
-                StageControl::Event => Some(json_string(row.event.as_str())),
-                StageControl::Op => Some(json_string(row.op.code())),
-                StageControl::Deleted => Some(row.deleted.to_string()),
-                // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
-                StageControl::EventIds => row.event_ids.as_deref().map(json_string),
-            };
-            if let Some(value) = value {
-                line.push(if line.is_empty() { '{' } else { ',' });
-                write_json_string(&mut line, control.name());
-                line.push(':');
-                line.push_str(&value);
+            // Absent ids stay absent (NULL in the stage): COPY … JSON 'auto' fills missing fields.
+            let ids = row.event_ids.as_deref();
+            if control == StageControl::EventIds && ids.is_none() {
+                continue;
+            }
+            line.push(if line.is_empty() { '{' } else { ',' });
+            write_json_string(&mut line, control.name());
+            line.push(':');
+            match control {
+                StageControl::Key => write_json_string(&mut line, &row.key_text),
+                StageControl::Version => {
+                    let _ = write!(line, "\"{}\"", row.version.micros);
+                }
+                StageControl::Sequence => {
+                    let _ = write!(line, "\"{}\"", row.version.padded());
+                }
+                StageControl::Event => write_json_string(&mut line, row.event.as_str()),
+                StageControl::Op => write_json_string(&mut line, row.op.code()),
+                StageControl::Deleted => line.push_str(if row.deleted { "true" } else { "false" }),
+                StageControl::EventIds => write_json_string(&mut line, ids.unwrap_or_default()),
             }
         }
         for (i, cell) in row.cells.iter().enumerate() {
