@@ -2,6 +2,7 @@
 //! written anywhere.
 
 use crate::aws::{sdk_config, sdk_message};
+use crate::cause::Cause;
 use crate::config::{Config, SourceConfig};
 
 /// One line of advice about a table's Kinesis streaming destination into `stream`: its
@@ -62,9 +63,79 @@ pub fn source_lines(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// How long the source keeps a record, in seconds: DynamoDB Streams 24 hours, a Kinesis
+/// stream what `DescribeStreamSummary` says (`None` when it cannot be asked), a file for ever.
+pub fn source_retention(config: &Config) -> Result<Option<u64>, Cause> {
+    match &config.source {
+        SourceConfig::File(_) => Ok(None),
+        SourceConfig::DynamodbStreams(_) => Ok(Some(24 * 3_600)),
+        SourceConfig::Kinesis(k) => {
+            let runtime = crate::runtime::background("dynashift-check").map_err(Cause::of)?;
+            let client = aws_sdk_kinesis::Client::new(&runtime.block_on(sdk_config(&k.aws)));
+            let out = runtime
+                .block_on(client.describe_stream_summary().stream_name(k.stream_name()).send())
+                .map_err(|e| {
+                    Cause::with_message(
+                        format!("DescribeStreamSummary failed, retention not checked: {}", sdk_message(&e)),
+                        e,
+                    )
+                })?;
+            Ok(out.stream_description_summary().map(|d| d.retention_period_hours().max(0) as u64 * 3_600))
+        }
+    }
+}
+
+/// The schedules against the source's retention (seconds): refusals (a schedule may hold a
+/// change longer than three quarters of the retention, past which it is applied regardless),
+/// and notes (paused tables, which hold changes until the stream drops them).
+pub fn schedule_lines(config: &Config, retention: Option<u64>) -> (Vec<String>, Vec<String>) {
+    let (mut refusals, mut notes) = (Vec::new(), Vec::new());
+    let Some(retention) = retention else { return (refusals, notes) };
+    let limit = retention / 4 * 3;
+    let hours = |secs: u64| format!("{:.1} h", secs as f64 / 3_600.0);
+    let schedules = &config.schedules;
+    let named = std::iter::once(("[defaults]".to_string(), schedules.default_schedule()))
+        .chain(schedules.listed().map(|(t, s)| (format!("[tables.\"{t}\"]"), s)));
+    for (name, schedule) in named {
+        match schedule.longest_wait() {
+            None => notes.push(format!(
+                "{name} is paused: its changes are held, and the stream drops those older than {}",
+                hours(retention)
+            )),
+            Some(wait) if wait > limit => refusals.push(format!(
+                "{name}: `every` and `window` may hold a change {}, longer than three quarters of the \
+                 stream's retention of {} ({}), past which it is applied regardless",
+                hours(wait),
+                hours(retention),
+                hours(limit)
+            )),
+            Some(_) => {}
+        }
+    }
+    (refusals, notes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_that_outwait_the_retention_are_refused() {
+        let text =
+            "[source]\nkind = \"file\"\npath = \"x\"\n[target]\nkind = \"duckdb\"\npath = \"x.duckdb\"\n\
+                    [tables.\"Orders\"]\nevery = \"20h\"\n[tables.\"Nightly\"]\nwindow = \"01:00-05:00\"\n\
+                    [tables.\"Hourly\"]\nevery = \"1h\"\n[tables.\"Audit\"]\npaused = true\n";
+        let config = Config::parse(text, std::path::Path::new("x.toml")).unwrap();
+        let (refusals, notes) = schedule_lines(&config, Some(24 * 3_600));
+        assert_eq!(refusals.len(), 2, "{refusals:?}");
+        assert!(refusals[0].contains("Nightly") && refusals[0].contains("20.0 h"), "{refusals:?}");
+        assert!(refusals[1].contains("Orders") && refusals[1].contains("18.0 h"), "{refusals:?}");
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains("Audit") && notes[0].contains("paused"), "{notes:?}");
+        let (refusals, _) = schedule_lines(&config, Some(7 * 24 * 3_600));
+        assert!(refusals.is_empty(), "a week's retention: {refusals:?}");
+        assert_eq!(schedule_lines(&config, None), (Vec::new(), Vec::new()), "a file keeps everything");
+    }
 
     const ARN: &str = "arn:aws:kinesis:eu-west-1:123456789012:stream/ddb-changes";
 

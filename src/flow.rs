@@ -1,7 +1,14 @@
-//! When to read, when to hand a batch to the warehouse, when to wait for it, when to stop:
-//! the run loop's decisions as a small state machine with no threads or I/O in it. `run`
-//! drives it with a reading thread and an applying thread; `Pipeline` drives it in one
-//! thread, which is how the model tests exercise the same decisions.
+//! When to read, when to hand a batch to the warehouse (and which tables it applies), when to
+//! wait for it, when to stop: the run loop's decisions as a small state machine with no
+//! threads, I/O or clock in it (the time is passed in). `run` drives it with a reading thread
+//! and an applying thread; `Pipeline` drives it in one thread, which is how the model tests
+//! exercise the same decisions.
+
+use std::collections::HashMap;
+
+use dynashift_core::schedule::{choose, format_duration, Choice, HeldTable, Rules};
+
+use crate::config::Schedules;
 
 /// The bounds the flow keeps.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -18,13 +25,17 @@ pub struct FlowLimits {
 }
 
 /// What the batch being gathered holds, as the planner reports it after each read.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Gathered {
+    /// Records read since the last batch was handed over.
     pub records: u64,
-    /// Approximate memory of its held changes.
+    /// Approximate memory of all held changes.
     pub bytes: usize,
-    /// Positions or shard markers to commit, even with no records.
+    /// Something to commit even with no table applied: positions or shard markers (with
+    /// schedules: positions past the committed ones), rejects.
     pub marks: bool,
+    /// With schedules: the tables holding changes.
+    pub tables: Vec<HeldTable>,
 }
 
 impl Gathered {
@@ -33,17 +44,98 @@ impl Gathered {
     }
 }
 
+/// Which held tables a batch applies.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Selection {
+    /// Every table holding changes (no schedules).
+    All,
+    /// The tables the schedules chose, and why.
+    Chosen(Choice),
+}
+
 /// What the driver does next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Take the next read (and any word from the warehouse that comes first).
     Read,
-    /// Plan the gathered batch and give it to the warehouse, which is free.
-    HandOver,
+    /// Plan the selected tables of the gathered batch and give it to the warehouse, which
+    /// is free.
+    HandOver(Selection),
     /// Wait until the warehouse has applied its batch.
     AwaitWarehouse,
+    /// Read nothing for now: the held changes of this paused table fill the memory bound.
+    /// Wait a moment (for a stop, or for time to pass) and ask again.
+    Wait(String),
     /// Nothing more will be handed over: let the warehouse finish and end the run.
     Finish,
+}
+
+/// With schedules: the rules, and when each table was last applied.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    schedules: Schedules,
+    /// Seconds since the epoch of each table's last apply (from the warehouse, then as
+    /// batches are handed over).
+    last_applied: HashMap<String, i64>,
+    /// How long the stream keeps a record (seconds), which bounds how long a change is held.
+    retention: Option<u64>,
+    /// Tables applied early because held changes reached the memory bound.
+    early: u64,
+}
+
+impl Scheduler {
+    pub fn new(
+        schedules: Schedules,
+        last_applied: HashMap<String, i64>,
+        retention: Option<u64>,
+    ) -> Scheduler {
+        Scheduler { schedules, last_applied, retention, early: 0 }
+    }
+
+    /// The tables a batch holding `held` applies at `now`.
+    pub fn choose(&self, held: &[HeldTable], now: i64, over_budget: bool) -> Choice {
+        let schedule = |t: &str| self.schedules.of(t);
+        let last_applied = |t: &str| self.last_applied.get(t).copied();
+        let rules = Rules {
+            schedule: &schedule,
+            last_applied: &last_applied,
+            quiet: &self.schedules.quiet,
+            max_tables: self.schedules.max_tables_per_batch,
+            retention: self.retention,
+        };
+        choose(held, &rules, now, over_budget)
+    }
+
+    /// One line saying which held tables `choice` applies and why, and when the others are due.
+    pub fn explain(&self, choice: &Choice, held: &[HeldTable], now: i64) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        parts.extend(choice.retention.iter().map(|t| format!("{t} (nears the stream's retention)")));
+        parts.extend(choice.due.iter().map(|t| format!("{t} (due)")));
+        parts.extend(choice.early.iter().map(|t| format!("{t} (held changes reached max_batch_memory)")));
+        let applies = if parts.is_empty() { "no table".to_string() } else { parts.join(", ") };
+        let holds: Vec<String> = held
+            .iter()
+            .filter(|h| !choice.tables().any(|t| *t == h.table))
+            .map(|h| {
+                let schedule = self.schedules.of(&h.table);
+                let last = self.last_applied.get(&h.table).copied();
+                match schedule.next_due(last, now, &self.schedules.quiet) {
+                    _ if schedule.paused => format!("{} (paused)", h.table),
+                    Some(t) => format!(
+                        "{} ({schedule}, due in {})",
+                        h.table,
+                        format_duration((t - now).max(0) as u64)
+                    ),
+                    None => format!("{} ({schedule}, never due: quiet windows cover it)", h.table),
+                }
+            })
+            .collect();
+        let mut line = format!("-- schedules: this batch applies {applies}");
+        if !holds.is_empty() {
+            line.push_str(&format!("; holds {}", holds.join(", ")));
+        }
+        line
+    }
 }
 
 /// The run loop's state: the batch being gathered, the batch being applied, the input.
@@ -61,6 +153,10 @@ pub struct Flow {
     handed_over: u64,
     /// Times reading waited because the two batches together reached `total_bytes`.
     memory_waits: u64,
+    /// With schedules, which tables each batch applies; without, all of them.
+    scheduler: Option<Scheduler>,
+    /// Paused tables whose oldest held change nears the stream's retention, as last found.
+    expiring_paused: Vec<String>,
 }
 
 impl Flow {
@@ -75,7 +171,25 @@ impl Flow {
             failed: false,
             handed_over: 0,
             memory_waits: 0,
+            scheduler: None,
+            expiring_paused: Vec::new(),
         }
+    }
+
+    /// Paused tables whose oldest held change nears the stream's retention (as of the last
+    /// step): changes the stream will soon drop, unapplied.
+    pub fn expiring_paused(&self) -> &[String] {
+        &self.expiring_paused
+    }
+
+    /// A flow whose batches apply the tables `scheduler` chooses.
+    pub fn with_scheduler(limits: FlowLimits, scheduler: Scheduler) -> Flow {
+        Flow { scheduler: Some(scheduler), ..Flow::new(limits) }
+    }
+
+    /// Tables applied outside their schedule because held changes reached the memory bound.
+    pub fn early_applies(&self) -> u64 {
+        self.scheduler.as_ref().map_or(0, |s| s.early)
     }
 
     /// A read was folded in; `caught_up`: it was short (the source has no backlog).
@@ -94,12 +208,19 @@ impl Flow {
         self.stopping = true;
     }
 
-    /// The gathered batch went to the warehouse, planned into `planned_bytes`.
-    pub fn handed_over(&mut self, planned_bytes: usize) {
+    /// The gathered batch went to the warehouse at `now`, planned into `planned_bytes`, with
+    /// the tables `selection` names; `left`: what the planner still holds.
+    pub fn handed_over(&mut self, planned_bytes: usize, selection: &Selection, now: i64, left: Gathered) {
         debug_assert!(self.applying.is_none(), "handed over to a busy warehouse");
         self.applying = Some(planned_bytes);
-        self.gathered = Gathered::default();
+        self.gathered = left;
         self.handed_over += 1;
+        if let (Some(scheduler), Selection::Chosen(choice)) = (&mut self.scheduler, selection) {
+            scheduler.early += choice.early.len() as u64;
+            for table in choice.tables() {
+                scheduler.last_applied.insert(table.clone(), now);
+            }
+        }
     }
 
     /// The warehouse committed its batch.
@@ -126,23 +247,39 @@ impl Flow {
         self.gathered.records >= self.limits.batch_records || self.gathered.bytes >= self.limits.batch_bytes
     }
 
-    /// The next step. Records the reason when reading waits for memory, so call it once per
-    /// step taken.
-    pub fn next_step(&mut self) -> Step {
+    /// The next step at `now` (seconds since the epoch). Records the reason when reading
+    /// waits for memory, so call it once per step taken.
+    pub fn next_step(&mut self, now: i64) -> Step {
         if self.failed || self.limits.max_batches.is_some_and(|m| self.handed_over >= m) {
             return Step::Finish;
         }
         let idle = self.applying.is_none();
-        if !self.gathered.is_empty() {
-            // A backlog is folded into one batch as long as the bounds allow: each batch costs
-            // the warehouse a pass over the keys it touches. Once caught up, a free warehouse
-            // gets what there is at once.
-            let due = self.full() || self.input_over || self.stopping || (self.caught_up && idle);
-            if due {
-                return if idle { Step::HandOver } else { Step::AwaitWarehouse };
+        let selection = match &self.scheduler {
+            None => Selection::All,
+            Some(scheduler) => {
+                let over_budget = self.gathered.bytes >= self.limits.batch_bytes;
+                let choice = scheduler.choose(&self.gathered.tables, now, over_budget);
+                self.expiring_paused.clone_from(&choice.expiring_paused);
+                Selection::Chosen(choice)
             }
-        } else if self.input_over || self.stopping {
+        };
+        let work = match &selection {
+            Selection::All => !self.gathered.is_empty(),
+            Selection::Chosen(choice) => !choice.is_empty() || self.gathered.marks,
+        };
+        // A backlog is folded into one batch as long as the bounds allow: each batch costs
+        // the warehouse a pass over the keys it touches. Once caught up, a free warehouse
+        // gets what there is at once.
+        let ready = self.full() || self.input_over || self.stopping || (self.caught_up && idle);
+        if work && ready {
+            return if idle { Step::HandOver(selection) } else { Step::AwaitWarehouse };
+        }
+        if self.input_over || self.stopping {
+            // What is not due stays held: its positions were not committed.
             return if idle { Step::Finish } else { Step::AwaitWarehouse };
+        }
+        if let Selection::Chosen(Choice { blocked_by: Some(table), .. }) = selection {
+            return if idle { Step::Wait(table) } else { Step::AwaitWarehouse };
         }
         if let Some(applying) = self.applying {
             if self.gathered.bytes.saturating_add(applying) >= self.limits.total_bytes {
@@ -162,51 +299,55 @@ mod tests {
         FlowLimits { batch_records: 100, batch_bytes: 1_000, total_bytes: 2_500, max_batches: None };
 
     fn gathered(records: u64, bytes: usize) -> Gathered {
-        Gathered { records, bytes, marks: false }
+        Gathered { records, bytes, ..Gathered::default() }
     }
 
     #[test]
     fn reads_until_something_is_gathered() {
         let mut flow = Flow::new(LIMITS);
-        assert_eq!(flow.next_step(), Step::Read);
+        assert_eq!(flow.next_step(0), Step::Read);
         flow.read(Gathered::default(), true);
-        assert_eq!(flow.next_step(), Step::Read, "nothing to hand over");
+        assert_eq!(flow.next_step(0), Step::Read, "nothing to hand over");
     }
 
     #[test]
     fn a_backlog_is_folded_until_a_bound_then_handed_over() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(50, 400), false);
-        assert_eq!(flow.next_step(), Step::Read, "a full read: more of the backlog folds in");
+        assert_eq!(flow.next_step(0), Step::Read, "a full read: more of the backlog folds in");
         flow.read(gathered(100, 800), false);
-        assert_eq!(flow.next_step(), Step::HandOver, "the record bound");
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All), "the record bound");
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 1_000), false);
-        assert_eq!(flow.next_step(), Step::HandOver, "the memory bound");
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All), "the memory bound");
     }
 
     #[test]
     fn a_caught_up_source_hands_over_to_a_free_warehouse_at_once() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(3, 30), true);
-        assert_eq!(flow.next_step(), Step::HandOver);
-        flow.handed_over(45);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        flow.handed_over(45, &Selection::All, 0, Gathered::default());
         flow.read(gathered(2, 20), true);
-        assert_eq!(flow.next_step(), Step::Read, "busy: the next batch keeps gathering");
+        assert_eq!(flow.next_step(0), Step::Read, "busy: the next batch keeps gathering");
         flow.applied();
-        assert_eq!(flow.next_step(), Step::HandOver, "free again: what was gathered goes at once");
+        assert_eq!(
+            flow.next_step(0),
+            Step::HandOver(Selection::All),
+            "free again: what was gathered goes at once"
+        );
     }
 
     #[test]
     fn a_full_batch_waits_for_a_busy_warehouse() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(100, 10), false);
-        assert_eq!(flow.next_step(), Step::HandOver);
-        flow.handed_over(20);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        flow.handed_over(20, &Selection::All, 0, Gathered::default());
         flow.read(gathered(100, 10), false);
-        assert_eq!(flow.next_step(), Step::AwaitWarehouse);
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
-        assert_eq!(flow.next_step(), Step::HandOver);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
         assert_eq!(flow.memory_waits(), 0);
     }
 
@@ -214,16 +355,16 @@ mod tests {
     fn reading_waits_while_both_batches_together_reach_the_memory_bound() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 1_000), false);
-        assert_eq!(flow.next_step(), Step::HandOver);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
         // Planned rows take more memory than the held changes they came from.
-        flow.handed_over(1_800);
+        flow.handed_over(1_800, &Selection::All, 0, Gathered::default());
         flow.read(gathered(5, 600), false);
-        assert_eq!(flow.next_step(), Step::Read, "2,400 of 2,500");
+        assert_eq!(flow.next_step(0), Step::Read, "2,400 of 2,500");
         flow.read(gathered(6, 700), false);
-        assert_eq!(flow.next_step(), Step::AwaitWarehouse, "2,500 of 2,500");
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse, "2,500 of 2,500");
         assert_eq!(flow.memory_waits(), 1);
         flow.applied();
-        assert_eq!(flow.next_step(), Step::Read, "the gathered batch goes on to its own bound");
+        assert_eq!(flow.next_step(0), Step::Read, "the gathered batch goes on to its own bound");
     }
 
     #[test]
@@ -231,18 +372,18 @@ mod tests {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), false);
         flow.input_over();
-        assert_eq!(flow.next_step(), Step::HandOver);
-        flow.handed_over(10);
-        assert_eq!(flow.next_step(), Step::AwaitWarehouse);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        flow.handed_over(10, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
-        assert_eq!(flow.next_step(), Step::Finish);
+        assert_eq!(flow.next_step(0), Step::Finish);
     }
 
     #[test]
     fn markers_alone_are_handed_over() {
         let mut flow = Flow::new(LIMITS);
-        flow.read(Gathered { records: 0, bytes: 0, marks: true }, true);
-        assert_eq!(flow.next_step(), Step::HandOver);
+        flow.read(Gathered { marks: true, ..Gathered::default() }, true);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
     }
 
     #[test]
@@ -250,29 +391,140 @@ mod tests {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), false);
         flow.read(gathered(20, 20), false);
-        flow.handed_over(10);
+        flow.handed_over(10, &Selection::All, 0, Gathered::default());
         flow.read(gathered(5, 5), false);
         flow.stop();
-        assert_eq!(flow.next_step(), Step::AwaitWarehouse);
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
-        assert_eq!(flow.next_step(), Step::HandOver);
-        flow.handed_over(5);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        flow.handed_over(5, &Selection::All, 0, Gathered::default());
         flow.applied();
-        assert_eq!(flow.next_step(), Step::Finish);
+        assert_eq!(flow.next_step(0), Step::Finish);
     }
 
     #[test]
     fn a_failure_or_the_batch_limit_finishes() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), true);
-        flow.handed_over(10);
+        flow.handed_over(10, &Selection::All, 0, Gathered::default());
         flow.failed();
-        assert_eq!(flow.next_step(), Step::Finish);
+        assert_eq!(flow.next_step(0), Step::Finish);
         let mut flow = Flow::new(FlowLimits { max_batches: Some(1), ..LIMITS });
         flow.read(gathered(10, 10), true);
-        assert_eq!(flow.next_step(), Step::HandOver);
-        flow.handed_over(10);
+        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        flow.handed_over(10, &Selection::All, 0, Gathered::default());
         flow.read(gathered(10, 10), true);
-        assert_eq!(flow.next_step(), Step::Finish, "what the warehouse holds is still applied");
+        assert_eq!(flow.next_step(0), Step::Finish, "what the warehouse holds is still applied");
+    }
+
+    /// 2026-12-07 00:00 UTC, a Monday.
+    const T: i64 = 1_796_601_600;
+
+    fn scheduled(extra: &str) -> Flow {
+        let text = format!(
+            "[source]\nkind = \"file\"\npath = \"x\"\n[target]\nkind = \"duckdb\"\npath = \"x.duckdb\"\n\
+             [tables.\"Orders\"]\nevery = \"1h\"\npriority = 5\n[tables.\"Audit\"]\npaused = true\n{extra}"
+        );
+        let config = crate::config::Config::parse(&text, std::path::Path::new("x.toml")).unwrap();
+        Flow::with_scheduler(LIMITS, Scheduler::new(config.schedules, HashMap::new(), None))
+    }
+
+    fn holding(tables: &[(&str, usize)]) -> Gathered {
+        let tables: Vec<HeldTable> = tables
+            .iter()
+            .map(|(t, bytes)| HeldTable {
+                table: t.to_string(),
+                bytes: *bytes,
+                held_since: T,
+                oldest_change: T,
+            })
+            .collect();
+        Gathered { records: 1, bytes: tables.iter().map(|t| t.bytes).sum(), marks: false, tables }
+    }
+
+    fn selection(step: &Step) -> Selection {
+        match step {
+            Step::HandOver(selection) => selection.clone(),
+            other => panic!("not a hand-over: {other:?}"),
+        }
+    }
+
+    fn chosen(step: Step) -> Choice {
+        match step {
+            Step::HandOver(Selection::Chosen(choice)) => choice,
+            other => panic!("not a scheduled hand-over: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_due_tables_are_handed_over_and_their_applies_recorded() {
+        let mut flow = scheduled("");
+        flow.read(holding(&[("Hot", 10), ("Orders", 10)]), true);
+        let step = flow.next_step(T);
+        assert_eq!(chosen(step.clone()).due, vec!["Orders", "Hot"], "never applied: due; by priority");
+        flow.handed_over(20, &selection(&step), T, Gathered::default());
+        flow.applied();
+        flow.read(holding(&[("Orders", 10)]), true);
+        assert_eq!(flow.next_step(T + 60), Step::Read, "Orders waits for its hour");
+        flow.read(holding(&[("Orders", 10), ("Hot", 5)]), true);
+        assert_eq!(chosen(flow.next_step(T + 60)).due, vec!["Hot"]);
+        assert_eq!(chosen(flow.next_step(T + 3_600)).due, vec!["Orders", "Hot"]);
+    }
+
+    #[test]
+    fn positions_alone_are_handed_over_when_they_advance() {
+        let mut flow = scheduled("");
+        flow.read(Gathered { marks: true, ..holding(&[("Audit", 10)]) }, true);
+        let choice = chosen(flow.next_step(T));
+        assert!(choice.is_empty(), "no table is applied, the positions are committed");
+    }
+
+    #[test]
+    fn a_pass_ends_with_tables_not_due_still_held() {
+        let mut flow = scheduled("");
+        flow.read(holding(&[("Audit", 10)]), false);
+        flow.input_over();
+        assert_eq!(flow.next_step(T), Step::Finish);
+    }
+
+    #[test]
+    fn quiet_windows_and_the_batch_limit() {
+        let mut flow = scheduled("[schedule]\nquiet = [\"Mon 00:00-01:00\"]\nmax_tables_per_batch = 1\n");
+        flow.read(holding(&[("Hot", 10), ("Orders", 10)]), true);
+        assert_eq!(flow.next_step(T + 60), Step::Read, "quiet");
+        assert_eq!(chosen(flow.next_step(T + 3_600)).due, vec!["Orders"], "one table per batch");
+    }
+
+    #[test]
+    fn held_changes_past_the_memory_bound_apply_the_biggest_table_early() {
+        let mut flow = scheduled("");
+        let step = {
+            flow.read(holding(&[("Orders", 10)]), true);
+            flow.next_step(T)
+        };
+        flow.handed_over(10, &selection(&step), T, Gathered::default());
+        flow.applied();
+        flow.read(holding(&[("Orders", 900), ("Hot", 100)]), false);
+        let step = flow.next_step(T + 1);
+        let choice = chosen(step.clone());
+        assert_eq!((choice.due.clone(), choice.early.clone()), (vec!["Hot".to_string()], vec![]));
+        flow.read(holding(&[("Orders", 1_000)]), false);
+        let step = flow.next_step(T + 2);
+        assert_eq!(chosen(step.clone()).early, vec!["Orders"]);
+        flow.handed_over(1_000, &selection(&step), T + 2, Gathered::default());
+        assert_eq!(flow.early_applies(), 1);
+    }
+
+    #[test]
+    fn a_paused_table_filling_memory_stops_reading_until_a_stop() {
+        let mut flow = scheduled("");
+        flow.read(holding(&[("Audit", 1_000)]), false);
+        assert_eq!(flow.next_step(T), Step::Wait("Audit".into()));
+        flow.read(holding(&[("Audit", 1_000)]), false);
+        flow.handed_over(10, &Selection::All, T, holding(&[("Audit", 1_000)]));
+        assert_eq!(flow.next_step(T), Step::AwaitWarehouse, "a batch in flight is waited for first");
+        flow.applied();
+        flow.stop();
+        assert_eq!(flow.next_step(T), Step::Finish);
     }
 }

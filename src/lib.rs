@@ -5,12 +5,14 @@
 
 pub mod aws;
 pub mod backoff;
+pub mod cause;
 pub mod check;
 pub mod config;
 pub mod flow;
 pub mod memory;
 pub mod pipeline;
 pub mod planner;
+pub mod report;
 pub mod run;
 pub mod runtime;
 pub mod size;

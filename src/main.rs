@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dynashift::cause::error_chain;
 use dynashift::config::Config;
-use dynashift::run::{format_status, format_summary, open_warehouse, run, RunOptions, RunResult};
-use dynashift::text::one_line;
+use dynashift::report::{format_schedules, format_status, format_summary};
+use dynashift::run::{last_applies, open_warehouse, run, unix_now, RunOptions, RunResult};
 
 #[cfg(feature = "bench")]
 mod bench;
@@ -56,6 +57,9 @@ enum Command {
         /// Required: one pass (the only mode of `sync`).
         #[arg(long)]
         once: bool,
+        /// Apply every table now, whatever its schedule (paused tables too).
+        #[arg(long)]
+        all: bool,
     },
     /// Print the SQL the next batch would run, without running it.
     Plan {
@@ -115,7 +119,7 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {}", one_line(format_args!("{e:#}")));
+            eprintln!("error: {}", error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -137,11 +141,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let config = load(&config)?;
             // A stream has no end: `run` follows it (use `sync --once` for one pass).
             let follow = follow || !config.source.is_file();
-            replicate(&config, RunOptions { follow, dry_run, max_batches: None }, stop)
+            replicate(&config, RunOptions { follow, dry_run, ..RunOptions::default() }, stop)
         }
-        Command::Sync { config, once } => {
+        Command::Sync { config, once, all } => {
             anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");
-            replicate(&load(&config)?, RunOptions::default(), stop)
+            replicate(&load(&config)?, RunOptions { all, ..RunOptions::default() }, stop)
         }
         Command::Plan { config } => {
             replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop)
@@ -151,7 +155,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let config = load(&config)?;
             let mut w = open_warehouse(&config)?;
             if w.is_set_up()? {
-                print!("{}", format_status(&w.status()?));
+                let status = w.status()?;
+                print!("{}", format_status(&status));
+                if config.schedules.is_active() {
+                    let last = last_applies(&mut w, &config.source.checkpoint_name())?;
+                    print!("\n{}", format_schedules(&config, &status, &last, unix_now()));
+                }
             } else {
                 println!("nothing replicated yet: the target has no `_dynashift` control tables");
             }
@@ -166,6 +175,20 @@ fn execute(command: Command) -> anyhow::Result<()> {
             println!("configuration is valid; the target ({}) is reachable", w.dialect().name());
             for line in dynashift::check::source_lines(&config) {
                 println!("{line}");
+            }
+            if config.schedules.is_active() {
+                let retention = match dynashift::check::source_retention(&config) {
+                    Ok(retention) => retention,
+                    Err(problem) => {
+                        println!("source: {problem}");
+                        None
+                    }
+                };
+                let (refusals, notes) = dynashift::check::schedule_lines(&config, retention);
+                for note in notes {
+                    println!("{note}");
+                }
+                anyhow::ensure!(refusals.is_empty(), "{}", refusals.join("; "));
             }
             Ok(())
         }

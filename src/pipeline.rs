@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use dynashift_core::schema::Catalog;
 
 use crate::config::Config;
-use crate::flow::{Flow, Step};
+use crate::flow::{Flow, Scheduler, Step};
 use crate::planner::{Planner, Prepared};
 use crate::source::RawRecord;
 use crate::warehouse::{Outcome, Warehouse, WarehouseError};
@@ -64,6 +64,8 @@ pub struct Pipeline<W: Warehouse> {
     flow: Flow,
     /// The batch handed to the warehouse and not yet applied.
     in_flight: Option<Prepared>,
+    /// The time the flow decides by (seconds since the epoch): the clock's, unless set.
+    now: Option<i64>,
 }
 
 impl<W: Warehouse> Pipeline<W> {
@@ -75,7 +77,31 @@ impl<W: Warehouse> Pipeline<W> {
 
     fn with_planner(config: Config, planner: Planner, warehouse: W) -> Pipeline<W> {
         let flow = Flow::new(config.flow_limits(None));
-        Pipeline { planner, warehouse, summary: Summary::default(), flow, in_flight: None }
+        Pipeline { planner, warehouse, summary: Summary::default(), flow, in_flight: None, now: None }
+    }
+
+    /// Applies tables by their schedules (from the configuration, and the last applies the
+    /// warehouse keeps), holding positions back to what every table has applied.
+    pub fn with_schedules(mut self, config: &Config) -> Result<Pipeline<W>, WarehouseError> {
+        if !config.schedules.is_active() {
+            return Ok(self);
+        }
+        let resume = self.checkpoints()?;
+        let source = self.planner.source_name().to_string();
+        let last_applied = crate::run::last_applies(&mut self.warehouse, &source)?;
+        self.planner.hold_tables(&resume);
+        let scheduler = Scheduler::new(config.schedules.clone(), last_applied, None);
+        self.flow = Flow::with_scheduler(config.flow_limits(None), scheduler);
+        Ok(self)
+    }
+
+    /// Decides by `now` (seconds since the epoch) instead of the clock: a virtual clock.
+    pub fn set_time(&mut self, now: i64) {
+        self.now = Some(now);
+    }
+
+    fn time(&self) -> i64 {
+        self.now.unwrap_or_else(crate::run::unix_now)
     }
 
     /// A pipeline over a warehouse never set up (nothing replicated yet), for planning
@@ -114,7 +140,8 @@ impl<W: Warehouse> Pipeline<W> {
     /// One read, as the run loop receives it; `caught_up`: the read was short (the source
     /// has no backlog). Returns what batches the flow had applied meanwhile.
     pub fn read(&mut self, records: Vec<RawRecord>, caught_up: bool) -> Result<Outcome, WarehouseError> {
-        self.planner.ingest(records, 2);
+        let now = self.time();
+        self.planner.ingest(records, 2, now);
         self.flow.read(self.planner.gathered(), caught_up);
         self.steps()
     }
@@ -146,13 +173,15 @@ impl<W: Warehouse> Pipeline<W> {
     fn steps(&mut self) -> Result<Outcome, WarehouseError> {
         let mut outcome = Outcome::default();
         loop {
-            match self.flow.next_step() {
-                Step::Read => return Ok(outcome),
-                Step::HandOver => {
-                    let prepared = self.planner.flush();
+            let now = self.time();
+            match self.flow.next_step(now) {
+                // Waiting for a paused table is the caller's to end (by a stop or more time).
+                Step::Read | Step::Wait(_) => return Ok(outcome),
+                Step::HandOver(selection) => {
+                    let prepared = self.planner.hand_over(&selection, now);
                     let planned = prepared.batch.planned_weight();
                     self.in_flight = Some(prepared);
-                    self.flow.handed_over(planned);
+                    self.flow.handed_over(planned, &selection, now, self.planner.gathered());
                 }
                 Step::AwaitWarehouse => outcome.add(self.apply_in_flight()?),
                 Step::Finish => {
@@ -176,11 +205,5 @@ impl<W: Warehouse> Pipeline<W> {
                 Err(e)
             }
         }
-    }
-
-    /// The statements the batch of `records` would run.
-    pub fn describe(&mut self, records: Vec<RawRecord>) -> Vec<String> {
-        let prepared = self.planner.prepare(records);
-        self.warehouse.describe(&prepared.batch)
     }
 }

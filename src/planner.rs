@@ -1,6 +1,7 @@
 //! Planning: raw records → decoded, reduced, planned batch. No warehouse I/O.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use dynashift_core::checkpoint::compare_checkpoint;
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
@@ -8,6 +9,7 @@ use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::limits::Limits;
 use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
 use dynashift_core::reduce::{sort_by_key_text, Reducer};
+use dynashift_core::schedule::HeldTable;
 use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::Position;
 use rayon::prelude::*;
@@ -40,6 +42,9 @@ pub struct Planner {
     source_name: String,
     limits: Limits,
     pending: Pending,
+    /// Set when tables may be held past a batch (schedules): positions then advance only
+    /// to the low watermark of the held tables.
+    watermark: Option<Watermark>,
 }
 
 /// Decodes records for a planner; a clone can run on another thread than the planner's.
@@ -91,16 +96,54 @@ fn furthest_positions(records: &[RawRecord]) -> Vec<Position> {
     furthest.into_values().cloned().collect()
 }
 
-/// What has been taken in since the last flush.
+/// What has been taken in and not yet handed over.
 #[derive(Default)]
 struct Pending {
-    newest: Reducer,
-    checkpoints: HashMap<std::sync::Arc<str>, Position>,
+    /// Changes held per table (kept across batches for tables not yet due).
+    tables: HashMap<String, TableHeld>,
+    /// The furthest position of each shard read since the last flush.
+    checkpoints: HashMap<Arc<str>, Position>,
     rejects: Vec<Reject>,
-    seen: BTreeMap<String, u64>,
     skipped: u64,
     records: u64,
-    changes: u64,
+}
+
+/// One table's held changes.
+struct TableHeld {
+    newest: Reducer,
+    /// Decoded changes taken in (before reduction).
+    seen: u64,
+    /// When the first of them was read (seconds since the epoch).
+    since: i64,
+    /// When the oldest of them was made (seconds since the epoch), tracked with schedules.
+    oldest_change: i64,
+    /// With schedules: per shard, the furthest position read before the table's first held
+    /// change of that shard (`None`: nothing before it could be committed). Positions are
+    /// committed no further while the table holds changes.
+    starts: HashMap<Arc<str>, Option<Position>>,
+}
+
+impl TableHeld {
+    fn new(since: i64) -> TableHeld {
+        TableHeld { newest: Reducer::default(), seen: 0, since, oldest_change: since, starts: HashMap::new() }
+    }
+}
+
+/// Which held tables a flush plans.
+#[derive(Debug, Clone, Copy)]
+pub enum Take<'a> {
+    /// Every table holding changes.
+    All,
+    /// These tables; the others keep their changes.
+    Tables(&'a [String]),
+}
+
+/// With schedules, how far positions may be committed: the furthest read of each shard and
+/// what was handed over for commit.
+#[derive(Default)]
+struct Watermark {
+    read: HashMap<Arc<str>, Position>,
+    committed: HashMap<Arc<str>, Position>,
 }
 
 impl Planner {
@@ -117,7 +160,21 @@ impl Planner {
             source_name,
             limits,
             pending: Pending::default(),
+            watermark: None,
         }
+    }
+
+    /// Lets tables hold changes past a batch (their schedules decide when they are applied):
+    /// from now on, a flush commits positions only up to the first change any held table
+    /// still holds. `resume`: the committed positions (shard → sequence) reading starts from.
+    pub fn hold_tables(&mut self, resume: &HashMap<String, String>) {
+        let committed: HashMap<Arc<str>, Position> = resume
+            .iter()
+            .map(|(shard, sequence)| {
+                (Arc::from(shard.as_str()), Position::new(shard.as_str(), sequence.as_str()))
+            })
+            .collect();
+        self.watermark = Some(Watermark { read: committed.clone(), committed });
     }
 
     pub fn source_name(&self) -> &str {
@@ -126,23 +183,42 @@ impl Planner {
 
     /// Decodes, reduces and plans `records` as one batch (with anything taken in before).
     pub fn prepare(&mut self, records: Vec<RawRecord>) -> Prepared {
-        self.ingest(records, decode_threads(true));
-        self.flush()
+        self.ingest(records, decode_threads(true), 0);
+        self.flush(Take::All)
     }
 
     /// What the pending batch holds, for the run loop's decisions.
     pub fn gathered(&self) -> crate::flow::Gathered {
-        crate::flow::Gathered {
-            records: self.pending.records,
-            bytes: self.pending.newest.weight(),
-            marks: !self.pending.checkpoints.is_empty(),
-        }
+        let bytes = self.pending.tables.values().map(|t| t.newest.weight()).sum();
+        let Some(_) = &self.watermark else {
+            return crate::flow::Gathered {
+                records: self.pending.records,
+                bytes,
+                marks: !self.pending.checkpoints.is_empty(),
+                tables: Vec::new(),
+            };
+        };
+        let tables = self
+            .pending
+            .tables
+            .iter()
+            .map(|(table, held)| HeldTable {
+                table: table.clone(),
+                bytes: held.newest.weight(),
+                held_since: held.since,
+                oldest_change: held.oldest_change,
+            })
+            .collect();
+        // Something to commit besides tables: rejects, or positions past the committed ones.
+        let marks = !self.pending.rejects.is_empty() || !self.watermark_positions(|_| true).is_empty();
+        crate::flow::Gathered { records: self.pending.records, bytes, marks, tables }
     }
 
-    /// Decodes `records` on `threads` threads and folds them into the pending batch.
-    pub fn ingest(&mut self, records: Vec<RawRecord>, threads: usize) {
+    /// Decodes `records` on `threads` threads and folds them into the pending batch, read at
+    /// `now` (seconds since the epoch).
+    pub fn ingest(&mut self, records: Vec<RawRecord>, threads: usize, now: i64) {
         let decoded = self.decoder.decode(records, Vec::new(), threads);
-        self.fold(decoded);
+        self.fold(decoded, now);
     }
 
     /// A decoder for this planner's records, to run on another thread.
@@ -150,18 +226,10 @@ impl Planner {
         self.decoder.clone()
     }
 
-    /// Folds decoded records into the pending batch.
-    pub fn fold(&mut self, decoded: Decoded) {
+    /// Folds decoded records, read at `now` (seconds since the epoch), into the pending batch.
+    pub fn fold(&mut self, decoded: Decoded, now: i64) {
         let pending = &mut self.pending;
         pending.records += decoded.records;
-        for position in decoded.positions {
-            match pending.checkpoints.get(&position.shard) {
-                Some(p) if compare_checkpoint(&p.sequence, &position.sequence).is_ge() => {}
-                _ => {
-                    pending.checkpoints.insert(position.shard.clone(), position);
-                }
-            }
-        }
         for result in decoded.results {
             match result {
                 Ok(packed) => {
@@ -170,27 +238,113 @@ impl Planner {
                         pending.skipped += 1;
                         continue;
                     }
-                    match pending.seen.get_mut(table) {
-                        Some(n) => *n += 1,
+                    let held = match pending.tables.get_mut(table) {
+                        Some(held) => held,
                         None => {
-                            pending.seen.insert(table.to_string(), 1);
+                            pending.tables.entry(table.to_string()).or_insert_with(|| TableHeld::new(now))
                         }
+                    };
+                    held.seen += 1;
+                    if let Some(watermark) = &self.watermark {
+                        // Positions are folded in after the results, so `read` is still the
+                        // furthest read before this read.
+                        let shard = &packed.held.position().shard;
+                        if !held.starts.contains_key(shard) {
+                            held.starts.insert(shard.clone(), watermark.read.get(shard).cloned());
+                        }
+                        let made = packed.held.created_micros().div_euclid(1_000_000);
+                        held.oldest_change = held.oldest_change.min(made);
                     }
-                    pending.changes += 1;
-                    pending.newest.add(packed);
+                    held.newest.add(packed);
                 }
                 Err(reject) => pending.rejects.push(reject),
             }
         }
+        for position in decoded.positions {
+            if let Some(watermark) = &mut self.watermark {
+                furthest(&mut watermark.read, &position);
+            }
+            furthest(&mut pending.checkpoints, &position);
+        }
     }
 
-    /// Plans everything taken in since the last flush as one batch; the planner's catalog
-    /// moves to the batch's.
-    pub fn flush(&mut self) -> Prepared {
-        let pending = std::mem::take(&mut self.pending);
+    /// With schedules: the positions a flush may commit now, each shard's furthest read
+    /// held back to the first change of any table that stays held (`still_held`), and only
+    /// where that is past what was committed.
+    fn watermark_positions(&self, still_held: impl Fn(&str) -> bool) -> Vec<Position> {
+        let Some(watermark) = &self.watermark else { return Vec::new() };
+        let mut out = Vec::new();
+        'shards: for (shard, read) in &watermark.read {
+            let mut upto = read;
+            for (_, held) in self.pending.tables.iter().filter(|(t, _)| still_held(t)) {
+                match held.starts.get(shard) {
+                    None => {}
+                    Some(None) => continue 'shards,
+                    Some(Some(start)) if compare_checkpoint(&start.sequence, &upto.sequence).is_lt() => {
+                        upto = start
+                    }
+                    Some(Some(_)) => {}
+                }
+            }
+            let advances = watermark
+                .committed
+                .get(shard)
+                .is_none_or(|c| compare_checkpoint(&upto.sequence, &c.sequence).is_gt());
+            if advances {
+                out.push(upto.clone());
+            }
+        }
+        out
+    }
+
+    /// Plans the batch `selection` describes, handed over at `now`: with schedules, the
+    /// batch records when its tables were applied.
+    pub fn hand_over(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
+        match selection {
+            crate::flow::Selection::All => self.flush(Take::All),
+            crate::flow::Selection::Chosen(choice) => {
+                let tables: Vec<String> = choice.tables().cloned().collect();
+                let mut prepared = self.flush(Take::Tables(&tables));
+                prepared.batch.applied_at = tables.into_iter().map(|t| (t, now)).collect();
+                prepared
+            }
+        }
+    }
+
+    /// Plans the tables `take` names (with the rejects and positions taken in) as one batch;
+    /// the planner's catalog moves to the batch's. Tables not taken keep their changes.
+    pub fn flush(&mut self, take: Take) -> Prepared {
+        let mut checkpoints: Vec<Position> = match (&self.watermark, take) {
+            (None, _) => std::mem::take(&mut self.pending.checkpoints).into_values().collect(),
+            (Some(_), Take::All) => self.watermark_positions(|_| false),
+            (Some(_), Take::Tables(taking)) => self.watermark_positions(|t| !taking.iter().any(|x| x == t)),
+        };
+        if let Some(watermark) = &mut self.watermark {
+            for p in &checkpoints {
+                watermark.committed.insert(p.shard.clone(), p.clone());
+            }
+        }
+        self.pending.checkpoints.clear();
+        let taken: Vec<(String, TableHeld)> = match take {
+            Take::All => self.pending.tables.drain().collect(),
+            Take::Tables(tables) => {
+                tables.iter().filter_map(|t| self.pending.tables.remove_entry(t.as_str())).collect()
+            }
+        };
+        let rejects = std::mem::take(&mut self.pending.rejects);
+        let skipped = std::mem::take(&mut self.pending.skipped);
+        let records = std::mem::take(&mut self.pending.records);
+        let mut seen = BTreeMap::new();
+        let mut changes = 0;
+        let mut newest = Vec::with_capacity(taken.len());
+        for (table, held) in taken {
+            seen.insert(table.clone(), held.seen);
+            changes += held.seen;
+            newest.extend(held.newest.finish_unordered());
+        }
         let mut catalog = self.catalog.clone();
         let mut jobs: HashMap<String, TableJob> = HashMap::new();
-        for (table, held) in pending.newest.finish_unordered() {
+        for (table, held) in newest {
             let options = self.config.table_options(&table);
             // The change of the least key names the table's key attributes, as in key order.
             let keys = held
@@ -201,19 +355,29 @@ impl Planner {
             jobs.insert(table, TableJob { held, options, create });
         }
         let tables = plan_tables_in_parallel(&mut catalog, jobs);
-        let mut checkpoints: Vec<Position> = pending.checkpoints.into_values().collect();
         checkpoints.sort();
         self.catalog = catalog.clone();
         let batch = Batch {
             catalog,
             tables,
-            rejects: pending.rejects,
+            rejects,
             source: self.source_name.clone(),
             checkpoints,
-            records: pending.records,
-            changes: pending.changes,
+            records,
+            changes,
+            applied_at: Vec::new(),
         };
-        Prepared { batch, seen: pending.seen, skipped: pending.skipped }
+        Prepared { batch, seen, skipped }
+    }
+}
+
+/// Keeps the further of `position` and the shard's position in `positions`.
+fn furthest(positions: &mut HashMap<Arc<str>, Position>, position: &Position) {
+    match positions.get(&position.shard) {
+        Some(p) if compare_checkpoint(&p.sequence, &position.sequence).is_ge() => {}
+        _ => {
+            positions.insert(position.shard.clone(), position.clone());
+        }
     }
 }
 
@@ -364,7 +528,7 @@ mod tests {
 
     impl Planner {
         fn ingest_one(&mut self, records: Vec<RawRecord>) {
-            self.ingest(records, 1);
+            self.ingest(records, 1, 0);
         }
     }
 
@@ -397,7 +561,7 @@ mod tests {
             RawRecord { data: b"not json".to_vec(), position: Position::new("f", "6"), problem: None },
         ]);
         assert_eq!(p.gathered().records, 6);
-        let prepared = p.flush();
+        let prepared = p.flush(Take::All);
         let batch = &prepared.batch;
         assert_eq!((batch.records, batch.changes, batch.rejects.len()), (6, 5, 1));
         assert_eq!(batch.checkpoints, vec![Position::new("f", "6")]);
@@ -485,13 +649,51 @@ mod tests {
         assert_eq!(furthest, [("a".into(), "10".into()), ("b".into(), "5".into())]);
     }
 
+    fn of(table: &str, shard: &str, sequence: u64) -> RawRecord {
+        let data = format!(
+            r#"{{"eventName":"MODIFY","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":1,"Keys":{{"k":{{"S":"{sequence}"}}}},"NewImage":{{"k":{{"S":"{sequence}"}}}}}}}}"#
+        );
+        RawRecord {
+            data: data.into_bytes(),
+            position: Position::new(shard, sequence.to_string()),
+            problem: None,
+        }
+    }
+
+    fn shards(batch: &Batch) -> Vec<(String, String)> {
+        batch.checkpoints.iter().map(|p| (p.shard.to_string(), p.sequence.to_string())).collect()
+    }
+
+    #[test]
+    fn held_tables_keep_positions_at_their_first_change() {
+        let mut p = planner("");
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]));
+        // A's first held change of shard a comes in a read that starts after a:1; shard b has
+        // no committed position before it.
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), of("A", "b", 1), of("B", "b", 2)]);
+        let held = p.gathered();
+        assert_eq!(held.tables.len(), 2);
+        assert!(!held.marks, "nothing can be committed while A holds both shards");
+        let b = p.flush(Take::Tables(&["B".to_string()]));
+        assert_eq!(b.batch.tables.len(), 1);
+        assert!(shards(&b.batch).is_empty(), "A holds a from a:1 and b from its start");
+        p.ingest_one(vec![of("B", "a", 4), of("B", "b", 3)]);
+        let a = p.flush(Take::Tables(&["A".to_string()]));
+        assert_eq!(a.seen.keys().collect::<Vec<_>>(), vec!["A"]);
+        let pair = |s: &str, q: &str| (s.to_string(), q.to_string());
+        assert_eq!(shards(&a.batch), vec![pair("a", "3"), pair("b", "2")], "up to B's first changes");
+        let rest = p.flush(Take::All);
+        assert_eq!(shards(&rest.batch), vec![pair("a", "4"), pair("b", "3")]);
+        assert!(p.flush(Take::All).batch.checkpoints.is_empty(), "nothing new to commit");
+    }
+
     #[test]
     fn pending_is_full_at_the_record_or_memory_limit() {
         // Full: the run loop's flow hands a backlog's batch over at once.
         let pending_full = |p: &Planner| {
             let mut flow = crate::flow::Flow::new(p.config.flow_limits(None));
             flow.read(p.gathered(), false);
-            flow.next_step() == crate::flow::Step::HandOver
+            flow.next_step(0) == crate::flow::Step::HandOver(crate::flow::Selection::All)
         };
         let mut p = planner("[defaults]\nbatch_size = 2\nmax_batch_records = 4\n");
         p.ingest_one(vec![record(1, "a", 1), record(2, "b", 1)]);

@@ -10,13 +10,14 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
-use crate::flow::{Flow, Step};
+use crate::flow::{Flow, Scheduler, Selection, Step};
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
 use crate::source::{RawRecord, Source};
 use crate::warehouse::data_api::DataApiWarehouse;
 use crate::warehouse::postgres::PostgresWarehouse;
+use crate::warehouse::redshift_wire::RedshiftWireWarehouse;
 use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::{Status, Warehouse};
 
@@ -28,6 +29,23 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Stop after this many batches (for tools and tests).
     pub max_batches: Option<u64>,
+    /// Apply every table in every batch, whatever its schedule (`sync --once --all`).
+    pub all: bool,
+}
+
+/// Seconds since the Unix epoch, by the system clock.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// When each table of `source` was last applied (seconds since the epoch), as batches with
+/// schedules record it.
+pub fn last_applies<W: Warehouse + ?Sized>(
+    warehouse: &mut W,
+    source: &str,
+) -> Result<HashMap<String, i64>, crate::warehouse::WarehouseError> {
+    let kept = warehouse.load_checkpoints(&crate::warehouse::applies_source(source))?;
+    Ok(kept.into_iter().filter_map(|(table, at)| at.parse().ok().map(|at| (table, at))).collect())
 }
 
 /// Opens the configured source at the committed positions `resume`.
@@ -79,7 +97,7 @@ pub fn open_warehouse(config: &Config) -> anyhow::Result<Box<dyn Warehouse>> {
         TargetConfig::Postgres(settings) => Ok(Box::new(PostgresWarehouse::open((**settings).clone())?)),
         TargetConfig::Redshift(t) => match t.as_ref() {
             RedshiftTargetConfig::Wire { settings, options } => {
-                Ok(Box::new(PostgresWarehouse::open_redshift(settings.clone(), options.clone())?))
+                Ok(Box::new(RedshiftWireWarehouse::open(settings.clone(), options.clone())?))
             }
             RedshiftTargetConfig::DataApi(options) => Ok(Box::new(DataApiWarehouse::open(options.clone())?)),
         },
@@ -140,7 +158,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         true
     };
     // Set up once: the control tables and the layout upgrade ran just above.
-    let (mut pipeline, resume) = if set_up {
+    let (pipeline, resume) = if set_up {
         let mut pipeline = Pipeline::set_up(config.clone(), warehouse).context("preparing the warehouse")?;
         let resume = pipeline.checkpoints()?;
         (pipeline, resume)
@@ -148,12 +166,44 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         (Pipeline::unset(config.clone(), warehouse), HashMap::new())
     };
     tracing::debug!(positions = resume.len(), "resuming from the committed positions");
-    let mut source = open_source(config, options, resume)?;
+    let mut source = open_source(config, options, resume.clone())?;
+    let (mut planner, mut warehouse, _) = pipeline.into_parts();
+    let limits = config.flow_limits(options.max_batches);
+    let scheduler = if config.schedules.is_active() && !options.all {
+        let last_applied =
+            if set_up { last_applies(&mut warehouse, planner.source_name())? } else { HashMap::new() };
+        planner.hold_tables(&resume);
+        // A held change is applied, whatever its schedule, once it is three quarters of the
+        // stream's retention old.
+        Some(Scheduler::new(config.schedules.clone(), last_applied, source.retention_secs()))
+    } else {
+        None
+    };
     if options.dry_run {
         let records = source.next_batch(config.defaults.batch_size)?;
-        return Ok(RunResult::Plan(if records.is_empty() { Vec::new() } else { pipeline.describe(records) }));
+        if records.is_empty() {
+            return Ok(RunResult::Plan(Vec::new()));
+        }
+        let now = unix_now();
+        planner.ingest(records, decode_threads(true), now);
+        let mut lines = Vec::new();
+        let selection = match &scheduler {
+            Some(scheduler) => {
+                let held = planner.gathered();
+                let choice = scheduler.choose(&held.tables, now, held.bytes >= limits.batch_bytes);
+                lines.push(scheduler.explain(&choice, &held.tables, now));
+                Selection::Chosen(choice)
+            }
+            None => Selection::All,
+        };
+        let prepared = planner.hand_over(&selection, now);
+        lines.extend(warehouse.describe(&prepared.batch));
+        return Ok(RunResult::Plan(lines));
     }
-    let (mut planner, warehouse, _) = pipeline.into_parts();
+    let mut flow = match scheduler {
+        Some(scheduler) => Flow::with_scheduler(limits, scheduler),
+        None => Flow::new(limits),
+    };
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
@@ -162,7 +212,6 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     // Set while the warehouse waits for work: decoding then takes every core.
     let applier_idle = Arc::new(AtomicBool::new(true));
     let reading_over = AtomicBool::new(false);
-    let mut flow = Flow::new(config.flow_limits(options.max_batches));
     let summary = std::thread::scope(|scope| -> anyhow::Result<Summary> {
         let read_rx = spawn_reading(
             scope,
@@ -183,6 +232,12 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         driven?;
         Ok(summary)
     })?;
+    if flow.early_applies() > 0 {
+        tracing::info!(
+            tables = flow.early_applies(),
+            "tables applied before their schedule to stay within memory"
+        );
+    }
     if flow.memory_waits() > 0 {
         tracing::debug!(
             waits = flow.memory_waits(),
@@ -209,19 +264,31 @@ fn drive(
         Ok(false) | Err(RecvError) => flow.failed(),
     };
     let mut stop_noted = false;
+    let mut waiting_for: Option<String> = None;
+    let mut loss_warned: Option<std::time::Instant> = None;
     loop {
         if !stop_noted && stop.load(Ordering::Relaxed) {
             stop_noted = true;
             tracing::info!("stop requested; finishing the batch in flight");
             flow.stop();
         }
-        match flow.next_step() {
+        let now = unix_now();
+        let step = flow.next_step(now);
+        if !flow.expiring_paused().is_empty() && loss_warned.is_none_or(|at| at.elapsed().as_secs() >= 60) {
+            loss_warned = Some(std::time::Instant::now());
+            tracing::error!(
+                tables = %flow.expiring_paused().join(", "),
+                "paused tables hold changes three quarters of the stream's retention old: unless they are \
+                 applied soon (`sync --once --all`, or unpause them), the stream drops changes they have not applied"
+            );
+        }
+        match step {
             Step::Read => crossbeam_channel::select! {
                 recv(decoded) -> read => match read {
                     Ok(read) => {
                         let Read { decoded, caught_up } = read?;
                         let consumed = decoded.is_empty() && !options.follow;
-                        planner.fold(decoded);
+                        planner.fold(decoded, now);
                         flow.read(planner.gathered(), caught_up);
                         if consumed {
                             flow.input_over();
@@ -234,10 +301,22 @@ fn drive(
                 },
                 recv(done) -> word => heard(flow, word),
             },
-            Step::HandOver => {
+            Step::HandOver(selection) => {
+                waiting_for = None;
                 let started = std::time::Instant::now();
                 let held_mb = planner.gathered().bytes >> 20;
-                let prepared: Prepared = planner.flush();
+                if let Selection::Chosen(choice) = &selection {
+                    for table in &choice.early {
+                        tracing::info!(
+                            table,
+                            "applied before its schedule: held changes reached max_batch_memory"
+                        );
+                    }
+                    for table in &choice.retention {
+                        tracing::warn!(table, "applied before its schedule: its oldest held change nears the stream's retention");
+                    }
+                }
+                let prepared: Prepared = planner.hand_over(&selection, now);
                 let planned = prepared.batch.planned_weight();
                 tracing::debug!(
                     records = prepared.batch.records,
@@ -251,10 +330,24 @@ fn drive(
                     // The warehouse has stopped on an error (reported when it is joined).
                     flow.failed();
                 } else {
-                    flow.handed_over(planned);
+                    flow.handed_over(planned, &selection, now, planner.gathered());
                 }
             }
             Step::AwaitWarehouse => heard(flow, done.recv()),
+            Step::Wait(table) => {
+                if waiting_for.as_deref() != Some(table.as_str()) {
+                    tracing::warn!(
+                        table,
+                        "reading waits: this paused table's held changes fill max_batch_memory; unpause it, \
+                         raise max_batch_memory, or apply it once with `sync --once --all`"
+                    );
+                    waiting_for = Some(table);
+                }
+                crossbeam_channel::select! {
+                    recv(done) -> word => heard(flow, word),
+                    default(std::time::Duration::from_secs(1)) => {}
+                }
+            }
             Step::Finish => return Ok(()),
         }
     }
@@ -383,57 +476,4 @@ struct Read {
 pub enum RunResult {
     Done(Summary),
     Plan(Vec<String>),
-}
-
-/// The per-table summary printed after a run.
-pub fn format_summary(s: &Summary) -> String {
-    let mut out = String::new();
-    out.push_str(&format!("{:<32} {:>10} {:>10} {:>8}\n", "table", "changes", "applied", "rejects"));
-    for (t, f) in &s.tables {
-        out.push_str(&format!("{:<32} {:>10} {:>10} {:>8}\n", t, f.changes, f.applied, f.rejects));
-    }
-    out.push_str(&format!(
-        "{} records in {} batches; {} rejected{}\n",
-        s.records,
-        s.batches,
-        s.rejects,
-        if s.skipped > 0 { format!("; {} skipped by include/exclude", s.skipped) } else { String::new() }
-    ));
-    out
-}
-
-pub fn format_status(s: &Status) -> String {
-    let mut out = format!(
-        "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8}  {}\n",
-        "table", "target", "rows", "columns", "applied", "deletes", "expired", "rejects", "newest change"
-    );
-    for t in &s.tables {
-        out.push_str(&format!(
-            "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8}  {}\n",
-            t.source_table,
-            t.target,
-            t.rows,
-            t.columns,
-            t.changes_applied,
-            t.deletes_applied,
-            t.expired,
-            t.rejects,
-            t.newest_change.as_deref().unwrap_or("-")
-        ));
-    }
-    for t in s.tables.iter().filter(|t| t.overflow_rows > 0) {
-        out.push_str(&format!(
-            "{}: {} rows keep attributes past the column limit in the overflow column\n",
-            t.source_table, t.overflow_rows
-        ));
-    }
-    if s.unattributed_rejects > 0 {
-        out.push_str(&format!("rejects not tied to a table: {}\n", s.unattributed_rejects));
-    }
-    out.push_str(&format!(
-        "{} batches committed; last at {}\n",
-        s.batches,
-        s.last_batch_at.as_deref().unwrap_or("-")
-    ));
-    out
 }

@@ -311,3 +311,68 @@ fn the_stream_service_restarting_is_ridden_out() {
     assert_eq!(consumed(&server), lines.len());
     assert_model(&url, &model);
 }
+
+/// Schedules on a stream: with `Orders` applied at most hourly, a second `sync --once` applies
+/// the other tables and holds `Orders` (its shards' positions stay before its first held
+/// change); `sync --once --all` then applies it from the re-read records, exactly.
+#[test]
+fn an_hourly_table_is_held_across_passes_and_applied_with_all() {
+    let kinesalite = Kinesalite::start();
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    let stream = Stream::new(&kinesalite, STREAM);
+    stream.create(2);
+    let spec = WorkloadSpec {
+        records: 1_200,
+        keys: 150,
+        duplicate_percent: 5,
+        shuffle_window: 100,
+        seed: 11,
+        expire_percent: 1,
+    };
+    let (lines, model) = generate(&spec, false);
+    let half = lines.len() / 2;
+    stream.put(&lines[..half], 0);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesalite, STREAM, &url);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[tables.\"Orders\"]\nevery = \"1h\"\n");
+    std::fs::write(&config, text).unwrap();
+    let sync = |all: bool| {
+        let mut command = Command::new(BIN);
+        command.args(["sync", "--once", "--config"]).arg(&config);
+        if all {
+            command.arg("--all");
+        }
+        let out = command
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    let applied = |table: &str| -> i64 {
+        let rows = server.query(
+            "kinesis",
+            &format!(
+                "SELECT CAST(changes_applied AS TEXT) FROM _dynashift.tables WHERE source_table = '{table}'"
+            ),
+        );
+        rows.first().cloned().flatten().and_then(|s| s.parse().ok()).unwrap_or(0)
+    };
+    let positions = || {
+        let sql = "SELECT shard || '=' || sequence FROM _dynashift.checkpoints WHERE source NOT LIKE '%@applied' ORDER BY 1";
+        server.query("kinesis", sql)
+    };
+    sync(false);
+    let orders_first = applied("Orders");
+    assert!(orders_first > 0, "never applied: due at once");
+    stream.put(&lines[half..], half);
+    sync(false);
+    assert_eq!(applied("Orders"), orders_first, "held: applied less than an hour ago");
+    let held_back = positions();
+    sync(true);
+    assert!(applied("Orders") > orders_first);
+    assert_ne!(positions(), held_back, "positions move on once Orders is applied");
+    assert_model(&url, &model);
+}

@@ -11,10 +11,10 @@ use std::path::Path;
 use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
-use dynashift::warehouse::pg_data_api::DataApiOnPostgres;
+use dynashift::warehouse::pg_data_api::{DataApiOnPostgres, DataApiOnPostgresWarehouse};
 use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift::warehouse::redshift_wire::RedshiftWireWarehouse;
 use dynashift::warehouse::Warehouse;
-use dynashift_core::dialect::{Dialect, Postgres};
 use dynashift_core::number::Number;
 use dynashift_core::types::ColumnMode;
 use dynashift_core::value::{AttrValue, Item};
@@ -499,40 +499,65 @@ fn postgres_equals_model() {
         ];
         // PostgreSQL's plan; Redshift's; Redshift's as the Data API sends it (calls of
         // literal-only SQL, each its own transaction).
-        let dialects: [(&'static dyn Dialect, bool); 3] =
-            [(&Postgres, false), (&RedshiftOnPostgres, false), (&RedshiftOnPostgres, true)];
-        for ((mode, deletes), (dialect, data_api)) in runs.iter().flat_map(|r| dialects.map(|w| (*r, w))) {
+        let targets = [Target::Postgres, Target::RedshiftWire, Target::RedshiftDataApi];
+        for ((mode, deletes), target) in runs.iter().flat_map(|r| targets.map(|t| (*r, t))) {
             server.exec(
                 "model",
                 "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
             );
-            let redshift = dialect.name() != "postgres";
             // Redshift's plan logs in as Redshift would let it: no catalog tables it lacks.
-            let login = if redshift { &redshift_url } else { &url };
+            let login = if target == Target::Postgres { &url } else { &redshift_url };
             let settings = PgSettings::parse(login, "PGPASSWORD", "dynamodb").unwrap();
-            let mut warehouse = PostgresWarehouse::open_with_dialect(settings, dialect).unwrap();
-            if data_api {
-                warehouse = warehouse.as_data_api(DataApiOnPostgres::new(40, None));
-            }
-            let mut warehouse = if redshift {
-                // Every batch's Redshift statements are checked against Redshift's rules.
-                let (checked_warehouse, _) = replicate_into(
-                    CheckedRedshift::new(warehouse, "dynamodb"),
-                    config(mode, deletes),
-                    &delivery.lines,
-                    &cuts,
-                );
-                checked.set(checked.get() + checked_warehouse.checked());
-                checked_warehouse.inner
-            } else {
-                replicate_into(warehouse, config(mode, deletes), &delivery.lines, &cuts).0
+            let (config, lines) = (config(mode, deletes), &delivery.lines);
+            let actual = match target {
+                Target::Postgres => {
+                    let warehouse = PostgresWarehouse::open(settings).unwrap();
+                    let mut warehouse = replicate_into(warehouse, config, lines, &cuts).0;
+                    support::read_back(&mut warehouse)
+                }
+                Target::RedshiftWire => {
+                    let warehouse =
+                        RedshiftWireWarehouse::on_postgres(settings, &RedshiftOnPostgres).unwrap();
+                    replicate_checked(warehouse, config, lines, &cuts, &checked)
+                }
+                Target::RedshiftDataApi => {
+                    let mode = DataApiOnPostgres::new(40, None);
+                    let warehouse =
+                        DataApiOnPostgresWarehouse::open(settings, &RedshiftOnPostgres, mode).unwrap();
+                    replicate_checked(warehouse, config, lines, &cuts, &checked)
+                }
             };
-            let actual = support::read_back(&mut warehouse);
             support::assert_tables_equal(&actual, &final_kinesis_rows(&events, &delivery, mode, deletes));
         }
         Ok(())
     });
     assert!(checked.get() > 100, "only {} Redshift statements were checked", checked.get());
+}
+
+/// The warehouses the model is replicated into on PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Target {
+    Postgres,
+    /// Redshift's plan, staged over the connection.
+    RedshiftWire,
+    /// Redshift's plan in Data API calls.
+    RedshiftDataApi,
+}
+
+/// Replicates into `warehouse` with every batch's Redshift statements checked against
+/// Redshift's rules (counted in `checked`), and reads it back.
+fn replicate_checked<W: Warehouse + support::ReadBack>(
+    warehouse: W,
+    config: Config,
+    lines: &[String],
+    cuts: &[usize],
+    checked: &Cell<usize>,
+) -> support::Tables {
+    let (checked_warehouse, _) =
+        replicate_into(CheckedRedshift::new(warehouse, "dynamodb"), config, lines, cuts);
+    checked.set(checked.get() + checked_warehouse.checked());
+    let mut warehouse = checked_warehouse.inner;
+    support::read_back(&mut warehouse)
 }
 
 /// Cases of the tests against a PostgreSQL server, each a dozen replications: a sixteenth
@@ -603,9 +628,8 @@ fn data_api_calls_resume_after_stops_between_calls() {
                 "DROP SCHEMA IF EXISTS dynamodb CASCADE; DROP SCHEMA IF EXISTS _dynashift CASCADE",
             );
             let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
-            let warehouse = PostgresWarehouse::open_with_dialect(settings, &RedshiftOnPostgres)
-                .unwrap()
-                .as_data_api(DataApiOnPostgres::new(16, Some(stop_every)));
+            let mode = DataApiOnPostgres::new(16, Some(stop_every));
+            let warehouse = DataApiOnPostgresWarehouse::open(settings, &RedshiftOnPostgres, mode).unwrap();
             let (mut warehouse, stops) =
                 replicate_with_stops(warehouse, config(ColumnMode::Typed, deletes), &delivery.lines, &cuts);
             total_stops.set(total_stops.get() + stops);
@@ -618,4 +642,84 @@ fn data_api_calls_resume_after_stops_between_calls() {
         Ok(())
     });
     assert!(total_stops.get() > 0, "no batch was ever stopped after some of its calls");
+}
+
+/// A configuration of `config(Typed, "hard")` with a schedule for each of the two tables:
+/// `(every, paused)`, `every` one of continuous, a minute, an hour.
+fn scheduled_config(schedules: &[(usize, bool)]) -> Config {
+    let mut text =
+        "[source]\nkind = \"file\"\npath = \"-\"\n[target]\nkind = \"duckdb\"\npath = \":memory:\"\n"
+            .to_string();
+    for (table, (every, paused)) in ["Alpha", "beta-Table"].iter().zip(schedules) {
+        let every = ["0s", "1m", "1h"][*every % 3];
+        text.push_str(&format!("[tables.\"{table}\"]\nevery = \"{every}\"\npaused = {paused}\n"));
+    }
+    Config::parse(&text, Path::new("scheduled.toml")).unwrap()
+}
+
+/// Random histories with random schedules and pauses, time passing between reads and the
+/// process restarting at random (held changes gone, reading again from the committed
+/// positions): positions never pass a change a table still holds, so a last pass applying
+/// every table (`sync --once --all`) leaves the warehouse equal to the model. A paused table
+/// is never applied before that pass.
+#[test]
+fn schedules_and_restarts_equal_model() {
+    let strategy = (
+        case(),
+        prop::collection::vec((0usize..3, prop::bool::weighted(0.25)), 2),
+        prop::collection::vec(prop::bool::weighted(0.3), 1..8),
+        prop::collection::vec(0i64..5_000, 1..8),
+    );
+    let applied_held = Cell::new(0);
+    run_cases(cases(256) / 4, 100, strategy, |((steps, seed, window, cuts), schedules, restarts, gaps)| {
+        let events = history(&steps);
+        let delivery = delivered(&events, seed, window);
+        let records = support::records(&delivery.lines);
+        let config = scheduled_config(&schedules);
+        let open = |warehouse: DuckDbWarehouse, now: i64| {
+            let mut p = Pipeline::new(config.clone(), warehouse).unwrap().with_schedules(&config).unwrap();
+            p.set_time(now);
+            p
+        };
+        let mut now = 1_796_601_600;
+        let mut pipeline = open(DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap(), now);
+        // Each restart flag is used once: a paused table holds positions back, so restarts
+        // without end would read the same records for ever.
+        let (mut start, mut cut, mut restart, mut gap) =
+            (0, cuts.iter().cycle(), restarts.iter(), gaps.iter().cycle());
+        while start < records.len() {
+            let n = (*cut.next().unwrap_or(&1)).max(1);
+            let end = (start + n).min(records.len());
+            now += gap.next().copied().unwrap_or(0);
+            pipeline.set_time(now);
+            pipeline.read(records[start..end].to_vec(), !n.is_multiple_of(4)).unwrap();
+            pipeline.settle().unwrap();
+            start = end;
+            if *restart.next().unwrap_or(&false) {
+                let warehouse = pipeline.into_parts().1;
+                pipeline = open(warehouse, now);
+                start = pipeline.checkpoints().unwrap().get("s").map_or(0, |s| s.parse().unwrap());
+            }
+        }
+        let mut warehouse = pipeline.into_parts().1;
+        let before_all = support::read_back(&mut warehouse);
+        for (table, (_, paused)) in ["Alpha", "beta-Table"].iter().zip(&schedules) {
+            prop_assert!(!paused || !before_all.contains_key(*table), "paused {table} was applied");
+        }
+        // The last pass: every table, from the committed positions.
+        let mut pipeline = Pipeline::new(config.clone(), warehouse).unwrap();
+        let start = pipeline.checkpoints().unwrap().get("s").map_or(0, |s| s.parse::<usize>().unwrap());
+        if start < records.len() {
+            applied_held.set(applied_held.get() + 1);
+        }
+        pipeline.read(records[start.min(records.len())..].to_vec(), true).unwrap();
+        pipeline.finish().unwrap();
+        let mut warehouse = pipeline.into_parts().1;
+        support::assert_tables_equal(
+            &support::read_back(&mut warehouse),
+            &final_kinesis_rows(&events, &delivery, ColumnMode::Typed, "hard"),
+        );
+        Ok(())
+    });
+    assert!(applied_held.get() > 0, "no case held changes until the last pass");
 }

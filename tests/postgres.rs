@@ -388,11 +388,14 @@ fn tls_with_a_private_ca() {
     let mut settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
     settings.ca_file = Some(cert);
     let mut w = PostgresWarehouse::open(settings).unwrap();
-    let ssl = w.query_text("SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()").unwrap();
+    let ssl = w
+        .session_mut()
+        .query_text("SELECT CAST(ssl AS TEXT) FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .unwrap();
     assert_eq!(ssl[0][0].as_deref(), Some("true"));
 
     let mut untrusted = warehouse(&url);
-    let e = untrusted.query_text("SELECT 1").unwrap_err().to_string();
+    let e = untrusted.session_mut().query_text("SELECT 1").unwrap_err().to_string();
     assert!(e.contains("certificate") || e.contains("UnknownIssuer"), "{e}");
 }
 

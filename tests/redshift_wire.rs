@@ -12,7 +12,8 @@ use std::sync::atomic::AtomicBool;
 use dynashift::config::Config;
 use dynashift::pipeline::Pipeline;
 use dynashift::source::RawRecord;
-use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift::warehouse::postgres::PgSettings;
+use dynashift::warehouse::redshift_wire::RedshiftWireWarehouse;
 use dynashift::warehouse::retry::apply_with_retry;
 use dynashift_core::Position;
 use support::pg::PgServer;
@@ -34,11 +35,11 @@ fn insert(id: &str, attrs: &str, millis: u64) -> Vec<u8> {
     .into_bytes()
 }
 
-fn pipeline(server: &PgServer, db: &str) -> Pipeline<CheckedRedshift<PostgresWarehouse>> {
+fn pipeline(server: &PgServer, db: &str) -> Pipeline<CheckedRedshift<RedshiftWireWarehouse>> {
     server.create_db(db);
     let url = redshift_on_pg::prepare(server, db);
     let settings = PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap();
-    let warehouse = PostgresWarehouse::open_with_dialect(settings, &RedshiftOnPostgres).unwrap();
+    let warehouse = RedshiftWireWarehouse::on_postgres(settings, &RedshiftOnPostgres).unwrap();
     Pipeline::new(config(), CheckedRedshift::new(warehouse, "dynamodb")).unwrap()
 }
 

@@ -31,6 +31,16 @@ pub struct Packed {
 }
 
 impl HeldChange {
+    /// Where the change was read.
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// When the change was made (`ApproximateCreationDateTime`), µs since the epoch.
+    pub fn created_micros(&self) -> i64 {
+        self.version.micros
+    }
+
     /// A change from its packed keys and images (each as `packed` writes items).
     pub(crate) fn new(
         keys: &[u8],

@@ -17,6 +17,7 @@ pub mod pack_json;
 pub mod packed;
 pub mod plan;
 pub mod reduce;
+pub mod schedule;
 pub mod schema;
 pub mod sql;
 pub mod text;

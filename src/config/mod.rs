@@ -4,6 +4,7 @@
 
 mod defaults;
 mod raw;
+mod schedule;
 mod source;
 mod target;
 
@@ -16,6 +17,7 @@ use crate::text::one_line;
 
 pub use self::defaults::{Defaults, TableFilter, DEFAULT_MEMORY};
 pub use self::raw::TableOverride;
+pub use self::schedule::Schedules;
 pub use self::source::{
     FileSourceConfig, KinesisSourceConfig, SourceConfig, StreamReading, StreamsSourceConfig,
 };
@@ -71,17 +73,20 @@ pub struct Config {
     pub target: TargetConfig,
     pub defaults: Defaults,
     pub tables: BTreeMap<String, TableOverride>,
+    pub schedules: Schedules,
 }
 
 impl TryFrom<raw::RawConfig> for Config {
     type Error = InvalidSetting;
 
     fn try_from(raw: raw::RawConfig) -> Result<Config, InvalidSetting> {
+        let schedules = schedule::schedules(&raw.defaults, &raw.tables, &raw.schedule)?;
         Ok(Config {
             source: raw.source.try_into()?,
             target: raw.target.try_into()?,
             defaults: raw.defaults.try_into()?,
             tables: raw.tables,
+            schedules,
         })
     }
 }

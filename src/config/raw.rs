@@ -18,6 +18,19 @@ pub struct RawConfig {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub tables: BTreeMap<String, TableOverride>,
+    #[serde(default)]
+    pub schedule: RawSchedule,
+}
+
+/// `[schedule]`: rules over every table's schedule.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    /// Tables one batch applies at most.
+    pub max_tables_per_batch: Option<usize>,
+    /// Windows in which nothing is applied, e.g. "Mon-Fri 08:00-09:00".
+    #[serde(default)]
+    pub quiet: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +237,14 @@ pub struct RawDefaults {
     pub include: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// At most one apply of a table per this long ("0s": as soon as changes are read).
+    pub every: Option<String>,
+    /// Daily window in which tables are applied, e.g. "01:00-05:00".
+    pub window: Option<String>,
+    /// When several tables are due, higher first.
+    pub priority: Option<i64>,
+    /// Read and hold changes, apply nothing.
+    pub paused: Option<bool>,
 }
 
 fn default_batch_size() -> usize {
@@ -243,6 +264,10 @@ impl Default for RawDefaults {
             memory: None,
             include: Vec::new(),
             exclude: Vec::new(),
+            every: None,
+            window: None,
+            priority: None,
+            paused: None,
         }
     }
 }
@@ -257,4 +282,8 @@ pub struct TableOverride {
     pub ttl_deletes: Option<TtlMode>,
     /// Key attribute names, needed to load DynamoDB export lines.
     pub keys: Option<Vec<String>>,
+    pub every: Option<String>,
+    pub window: Option<String>,
+    pub priority: Option<i64>,
+    pub paused: Option<bool>,
 }

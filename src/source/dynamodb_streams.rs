@@ -22,6 +22,7 @@ use super::shards::{
     SourceError,
 };
 use crate::aws::{sdk_config, sdk_message, AwsSettings};
+use crate::cause::Cause;
 
 #[derive(Clone)]
 pub struct StreamsApi {
@@ -44,10 +45,12 @@ fn stream_key(arn: &str) -> Option<String> {
 impl StreamsApi {
     fn stream_of<'a>(&self, shard: &'a str) -> Result<(String, &'a str), ApiError> {
         let (stream, id) =
-            shard.rsplit_once('/').ok_or_else(|| ApiError::NotFound(format!("shard `{shard}`")))?;
+            shard.rsplit_once('/').ok_or_else(|| ApiError::NotFound(format!("shard `{shard}`").into()))?;
         let arns = self.arns.lock().map_err(|_| ApiError::Transient("stream list lock poisoned".into()))?;
-        let arn =
-            arns.get(stream).cloned().ok_or_else(|| ApiError::NotFound(format!("the stream `{stream}`")))?;
+        let arn = arns
+            .get(stream)
+            .cloned()
+            .ok_or_else(|| ApiError::NotFound(format!("the stream `{stream}`").into()))?;
         Ok((arn, id))
     }
 
@@ -64,7 +67,7 @@ impl StreamsApi {
                     .set_exclusive_start_stream_arn(last.clone())
                     .send()
                     .await
-                    .map_err(|e| classify(&e, "ListStreams"))?;
+                    .map_err(|e| classify(e, "ListStreams"))?;
                 arns.extend(out.streams().iter().filter_map(|s| s.stream_arn().map(str::to_string)));
                 last = out.last_evaluated_stream_arn().map(str::to_string);
                 // ListStreams allows 5 calls a second.
@@ -103,7 +106,7 @@ impl StreamsApi {
                     ShardFilter::builder().r#type(ShardFilterType::ChildShards).shard_id(shard).build(),
                 );
             }
-            let page = match request.send().await.map_err(|e| classify(&e, "DescribeStream")) {
+            let page = match request.send().await.map_err(|e| classify(e, "DescribeStream")) {
                 Ok(page) => page,
                 Err(ApiError::Throttled(text)) if !out.is_empty() => {
                     tracing::warn!("{text}; using a partial shard listing");
@@ -114,11 +117,14 @@ impl StreamsApi {
             let Some(d) = page.stream_description() else { return Ok(true) };
             if let Some(view) = d.stream_view_type() {
                 if matches!(view, StreamViewType::KeysOnly | StreamViewType::OldImage) {
-                    return Err(ApiError::Permanent(format!(
-                        "the stream of table `{table}` has view type {}: its records carry no new image; set \
-                         the table's stream to NEW_AND_OLD_IMAGES (or NEW_IMAGE)",
-                        view.as_str()
-                    )));
+                    return Err(ApiError::Permanent(
+                        format!(
+                            "the stream of table `{table}` has view type {}: its records carry no new image; \
+                             set the table's stream to NEW_AND_OLD_IMAGES (or NEW_IMAGE)",
+                            view.as_str()
+                        )
+                        .into(),
+                    ));
                 }
             }
             out.extend(d.shards().iter().filter_map(|s| {
@@ -171,6 +177,11 @@ impl ShardApi for StreamsApi {
         Ok(None)
     }
 
+    async fn retention(&self) -> Result<Option<u64>, ApiError> {
+        // DynamoDB Streams keeps records for 24 hours, a fixed limit.
+        Ok(Some(24 * 3_600))
+    }
+
     async fn iterator(&self, shard: &str, start: &IteratorStart) -> Result<Option<String>, ApiError> {
         let (arn, id) = self.stream_of(shard)?;
         let request = self.client.get_shard_iterator().stream_arn(arn).shard_id(id);
@@ -187,7 +198,7 @@ impl ShardApi for StreamsApi {
                 request.shard_iterator_type(ShardIteratorType::TrimHorizon)
             }
         };
-        let out = request.send().await.map_err(|e| classify(&e, &format!("GetShardIterator for {shard}")))?;
+        let out = request.send().await.map_err(|e| classify(e, &format!("GetShardIterator for {shard}")))?;
         Ok(out.shard_iterator().map(str::to_string))
     }
 
@@ -200,7 +211,7 @@ impl ShardApi for StreamsApi {
             .limit(limit.min(1000) as i32)
             .send()
             .await
-            .map_err(|e| classify(&e, "GetRecords"))?;
+            .map_err(|e| classify(e, "GetRecords"))?;
         let records = out
             .records()
             .iter()
@@ -357,28 +368,31 @@ pub fn open(
 ) -> Result<ShardReader<StreamsApi>, SourceError> {
     let what = || format!("DynamoDB tables {}", tables.join(", "));
     let runtime = crate::runtime::background("dynashift-streams")
-        .map_err(|e| SourceError::Other { what: what(), message: e.to_string() })?;
+        .map_err(|e| SourceError::Other { what: what(), cause: Cause::of(e) })?;
     let sdk = runtime.block_on(sdk_config(aws));
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let mut latest: HashMap<String, String> = HashMap::new();
     for table in tables {
         let out = runtime.block_on(dynamodb.describe_table().table_name(table).send()).map_err(|e| {
-            let message = sdk_message(&e);
-            match e.as_service_error().map(|s| s.is_resource_not_found_exception()) {
-                Some(true) => SourceError::NotFound { what: format!("DynamoDB table `{table}`"), message },
-                _ => SourceError::Other { what: format!("DynamoDB table `{table}`"), message },
+            let not_found = e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception());
+            let cause = Cause::with_message(sdk_message(&e), e);
+            let what = format!("DynamoDB table `{table}`");
+            if not_found {
+                SourceError::NotFound { what, cause }
+            } else {
+                SourceError::Other { what, cause }
             }
         })?;
         let arn = out.table().and_then(|t| t.latest_stream_arn()).ok_or_else(|| SourceError::Other {
             what: format!("DynamoDB table `{table}`"),
-            message: "has no stream: enable DynamoDB Streams (NEW_AND_OLD_IMAGES) on it".into(),
+            cause: "has no stream: enable DynamoDB Streams (NEW_AND_OLD_IMAGES) on it".into(),
         })?;
         latest.insert(table.clone(), arn.to_string());
     }
     for arn in stream_arns {
         let table = dynashift_core::decode::table_from_arn(arn).ok_or_else(|| SourceError::Other {
             what: format!("stream `{arn}`"),
-            message: "is not a DynamoDB stream ARN (…:table/NAME/stream/LABEL)".into(),
+            cause: "is not a DynamoDB stream ARN (…:table/NAME/stream/LABEL)".into(),
         })?;
         latest.entry(table).or_insert_with(|| arn.clone());
     }

@@ -24,8 +24,8 @@ pub const READ_BYTES: usize = 32 << 20;
 pub enum FileSourceError {
     #[error("no file matches `{0}`")]
     NoMatch(String),
-    #[error("bad file pattern `{pattern}`: {message}")]
-    Pattern { pattern: String, message: String },
+    #[error("bad file pattern `{pattern}`: {source}")]
+    Pattern { pattern: String, source: glob::PatternError },
     #[error("cannot read {path}: {source}")]
     Io { path: String, source: std::io::Error },
 }
@@ -103,10 +103,8 @@ impl FileSource {
         if !is_glob {
             return Ok(vec![PathBuf::from(&self.pattern)]);
         }
-        let paths = glob::glob(&self.pattern).map_err(|e| FileSourceError::Pattern {
-            pattern: self.pattern.clone(),
-            message: e.to_string(),
-        })?;
+        let paths = glob::glob(&self.pattern)
+            .map_err(|e| FileSourceError::Pattern { pattern: self.pattern.clone(), source: e })?;
         let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
         files.sort();
         Ok(files)

@@ -12,6 +12,7 @@ use super::shards::{
     SourceError,
 };
 use crate::aws::{sdk_config, AwsSettings};
+use crate::cause::Cause;
 
 /// The four bytes that open a record aggregated by the Kinesis Producer Library.
 const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
@@ -20,6 +21,19 @@ const KPL_MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 pub struct KinesisApi {
     client: aws_sdk_kinesis::Client,
     stream: String,
+}
+
+impl KinesisApi {
+    async fn summary(&self) -> Result<Option<aws_sdk_kinesis::types::StreamDescriptionSummary>, ApiError> {
+        let out = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream)
+            .send()
+            .await
+            .map_err(|e| classify(e, "DescribeStreamSummary"))?;
+        Ok(out.stream_description_summary)
+    }
 }
 
 impl ShardApi for KinesisApi {
@@ -35,7 +49,7 @@ impl ShardApi for KinesisApi {
                 Some(t) => self.client.list_shards().next_token(t),
                 None => self.client.list_shards().stream_name(&self.stream),
             };
-            let out = match request.send().await.map_err(|e| classify(&e, "ListShards")) {
+            let out = match request.send().await.map_err(|e| classify(e, "ListShards")) {
                 Ok(out) => out,
                 // A later page throttled: keep what was listed; the rest is asked for later.
                 Err(ApiError::Throttled(text)) if !shards.is_empty() => {
@@ -64,16 +78,14 @@ impl ShardApi for KinesisApi {
     }
 
     async fn identity(&self) -> Result<Option<String>, ApiError> {
-        let out = self
-            .client
-            .describe_stream_summary()
-            .stream_name(&self.stream)
-            .send()
-            .await
-            .map_err(|e| classify(&e, "DescribeStreamSummary"))?;
-        Ok(out
-            .stream_description_summary()
+        Ok(self
+            .summary()
+            .await?
             .map(|d| format!("{} created {}", d.stream_arn(), d.stream_creation_timestamp().secs())))
+    }
+
+    async fn retention(&self) -> Result<Option<u64>, ApiError> {
+        Ok(self.summary().await?.map(|d| d.retention_period_hours().max(0) as u64 * 3_600))
     }
 
     async fn iterator(&self, shard: &str, start: &IteratorStart) -> Result<Option<String>, ApiError> {
@@ -91,7 +103,7 @@ impl ShardApi for KinesisApi {
                 .shard_iterator_type(ShardIteratorType::AtTimestamp)
                 .timestamp(DateTime::from_secs_f64(*secs)),
         };
-        let out = request.send().await.map_err(|e| classify(&e, &format!("GetShardIterator for {shard}")))?;
+        let out = request.send().await.map_err(|e| classify(e, &format!("GetShardIterator for {shard}")))?;
         Ok(out.shard_iterator().map(str::to_string))
     }
 
@@ -108,7 +120,7 @@ impl ShardApi for KinesisApi {
             self.client.get_records().shard_iterator(iterator).limit(limit as i32).send().await.map_err(
                 |e| match e.as_service_error() {
                     Some(GetRecordsError::ExpiredIteratorException(_)) => ApiError::Expired,
-                    _ => classify(&e, "GetRecords"),
+                    _ => classify(e, "GetRecords"),
                 },
             )?;
         let records = out
@@ -155,7 +167,7 @@ pub fn open(
 ) -> Result<ShardReader<KinesisApi>, SourceError> {
     let runtime = crate::runtime::background("dynashift-kinesis").map_err(|e| SourceError::Other {
         what: format!("Kinesis stream `{stream}`"),
-        message: e.to_string(),
+        cause: Cause::of(e),
     })?;
     let sdk = runtime.block_on(sdk_config(aws));
     // A full ARN names the stream too; the API takes the name.

@@ -47,6 +47,15 @@ impl Source {
         }
     }
 
+    /// How long the source keeps a record, in seconds (`None` for files: for ever).
+    pub fn retention_secs(&self) -> Option<u64> {
+        match self {
+            Source::File(_) => None,
+            Source::Kinesis(k) => k.retention_secs(),
+            Source::DynamodbStreams(d) => d.retention_secs(),
+        }
+    }
+
     pub fn take_marks(&mut self) -> Vec<Position> {
         match self {
             Source::File(_) => Vec::new(),

@@ -8,19 +8,21 @@ use aws_sdk_kinesis::primitives::DateTime;
 
 use super::lineage::ShardInfo;
 use crate::aws::sdk_message;
+use crate::cause::Cause;
 
 /// Classifies an SDK error by its service code (Kinesis and DynamoDB Streams share them).
-pub fn classify<E, R>(e: &SdkError<E, R>, call: &str) -> ApiError
+pub fn classify<E, R>(e: SdkError<E, R>, call: &str) -> ApiError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let text = format!("{call}: {}", sdk_message(e));
-    classify_code(e.as_service_error().and_then(|s| s.code()), text)
+    let code = e.as_service_error().and_then(|s| s.code()).map(str::to_string);
+    let text = format!("{call}: {}", sdk_message(&e));
+    classify_code(code.as_deref(), Cause::with_message(text, e))
 }
 
 /// The decision behind `classify`, by the service's error code.
-pub fn classify_code(code: Option<&str>, text: String) -> ApiError {
+pub fn classify_code(code: Option<&str>, text: Cause) -> ApiError {
     match code {
         Some("ResourceNotFoundException") => ApiError::NotFound(text),
         Some("AccessDeniedException") => ApiError::Denied(text),
@@ -112,31 +114,47 @@ pub struct Listing {
 
 #[derive(Debug)]
 pub enum ApiError {
-    NotFound(String),
-    Denied(String),
+    NotFound(Cause),
+    Denied(Cause),
     /// The iterator is too old; a fresh one is needed.
     Expired,
     /// The position is older than the stream keeps.
-    Trimmed(String),
-    Throttled(String),
-    Transient(String),
+    Trimmed(Cause),
+    Throttled(Cause),
+    Transient(Cause),
     /// Asking again cannot help.
-    Permanent(String),
+    Permanent(Cause),
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{what} does not exist (or is not visible to these credentials): {message}")]
-    NotFound { what: String, message: String },
-    #[error("access to {what} was denied: {message}")]
-    Denied { what: String, message: String },
+    #[error("{what} does not exist (or is not visible to these credentials): {cause}")]
+    NotFound {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+    #[error("access to {what} was denied: {cause}")]
+    Denied {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
     #[error(
         "{what}: a committed position is older than the stream's retention, so changes were lost to \
-         dynashift: run a full load (backfill) of the affected tables, then start again ({message})"
+         dynashift: run a full load (backfill) of the affected tables, then start again ({cause})"
     )]
-    Trimmed { what: String, message: String },
-    #[error("{what}: {message}")]
-    Other { what: String, message: String },
+    Trimmed {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+    #[error("{what}: {cause}")]
+    Other {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
 }
 
 /// A stream service's API, as the reader needs it.
@@ -151,6 +169,10 @@ pub trait ShardApi: Clone + Send + Sync + 'static {
     /// What identifies the stream itself (its ARN and creation time), where positions are
     /// keyed by shard alone and a re-created stream would reuse them.
     fn identity(&self) -> impl Future<Output = Result<Option<String>, ApiError>> + Send;
+    /// How long the stream keeps a record, in seconds, when the service says.
+    fn retention(&self) -> impl Future<Output = Result<Option<u64>, ApiError>> + Send {
+        async { Ok(None) }
+    }
     fn iterator(
         &self,
         shard: &str,
@@ -183,7 +205,7 @@ mod tests {
 
     #[test]
     fn permanent_errors_stop_and_throttling_waits() {
-        let c = |code: &str| classify_code(Some(code), code.to_string());
+        let c = |code: &str| classify_code(Some(code), code.into());
         for code in [
             "InvalidArgumentException",
             "KMSDisabledException",

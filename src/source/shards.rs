@@ -111,6 +111,8 @@ pub struct ShardReader<A: ShardApi> {
     marks: Vec<Position>,
     /// Average record size seen, to size calls by bytes.
     record_bytes: usize,
+    /// How long the stream keeps a record (seconds), when the service says.
+    retention: Option<u64>,
 }
 
 fn now_micros() -> i64 {
@@ -145,21 +147,30 @@ impl<A: ShardApi> ShardReader<A> {
             last_list_call: None,
             marks: Vec::new(),
             record_bytes: 1024,
+            retention: None,
         };
         let identity = reader.with_retries(|r| r.runtime.block_on(r.api.identity()))?;
         match (identity, stored_identity) {
             (Some(now), Some(then)) if now != then => {
                 return Err(SourceError::Other {
                     what,
-                    message: format!(
+                    cause: format!(
                         "the stream was re-created: its positions belong to `{then}`, the stream now is \
                          `{now}`; to read the new stream from its start, delete this source's rows from \
                          _dynashift.checkpoints"
-                    ),
+                    )
+                    .into(),
                 })
             }
             (Some(now), None) => reader.marks.push(mark(STREAM_KEY, &now)),
             _ => {}
+        }
+        // Only schedules need it: a reader that may not ask still reads.
+        match reader.with_retries(|r| r.runtime.block_on(r.api.retention())) {
+            Ok(retention) => reader.retention = retention,
+            Err(e) => {
+                tracing::warn!("cannot read the stream's retention; schedules are not bounded by it: {e}")
+            }
         }
         if new_reader {
             let now = now_micros();
@@ -195,11 +206,12 @@ impl<A: ShardApi> ShardReader<A> {
             if !reader.options.skip_trim_check {
                 return Err(SourceError::Trimmed {
                     what,
-                    message: format!(
+                    cause: format!(
                         "shard(s) {} have committed positions but were not read to their end and are no \
                          longer listed",
                         missing.join(", ")
-                    ),
+                    )
+                    .into(),
                 });
             }
             tracing::warn!(shards = %missing.join(", "), "positions of unlisted shards skipped (skip_trim_check)");
@@ -238,6 +250,11 @@ impl<A: ShardApi> ShardReader<A> {
     }
 
     /// Markers to commit with the records last returned.
+    /// How long the stream keeps a record, in seconds, when the service said.
+    pub fn retention_secs(&self) -> Option<u64> {
+        self.retention
+    }
+
     pub fn take_marks(&mut self) -> Vec<Position> {
         std::mem::take(&mut self.marks)
     }
@@ -267,12 +284,12 @@ impl<A: ShardApi> ShardReader<A> {
     fn fail(&self, e: ApiError) -> SourceError {
         let what = self.api.describe();
         match e {
-            ApiError::NotFound(message) => SourceError::NotFound { what, message },
-            ApiError::Denied(message) => SourceError::Denied { what, message },
-            ApiError::Trimmed(message) => SourceError::Trimmed { what, message },
-            ApiError::Expired => SourceError::Other { what, message: "iterator expired".into() },
-            ApiError::Throttled(message) | ApiError::Transient(message) | ApiError::Permanent(message) => {
-                SourceError::Other { what, message }
+            ApiError::NotFound(cause) => SourceError::NotFound { what, cause },
+            ApiError::Denied(cause) => SourceError::Denied { what, cause },
+            ApiError::Trimmed(cause) => SourceError::Trimmed { what, cause },
+            ApiError::Expired => SourceError::Other { what, cause: "iterator expired".into() },
+            ApiError::Throttled(cause) | ApiError::Transient(cause) | ApiError::Permanent(cause) => {
+                SourceError::Other { what, cause }
             }
         }
     }
@@ -510,10 +527,9 @@ impl<A: ShardApi> ShardReader<A> {
                     };
                     let result = match tokio::time::timeout(CALL_LIMIT, call).await {
                         Ok(result) => result,
-                        Err(_) => Err(ApiError::Transient(format!(
-                            "GetRecords for {id}: no answer within {}s",
-                            CALL_LIMIT.as_secs()
-                        ))),
+                        Err(_) => Err(ApiError::Transient(
+                            format!("GetRecords for {id}: no answer within {}s", CALL_LIMIT.as_secs()).into(),
+                        )),
                     };
                     (id, result)
                 }
@@ -528,7 +544,7 @@ impl<A: ShardApi> ShardReader<A> {
 fn at_position(e: ApiError, start: &IteratorStart) -> ApiError {
     match (e, start) {
         (ApiError::Permanent(text), IteratorStart::At(_) | IteratorStart::After(_))
-            if text.contains("InvalidArgumentException") && text.contains("equence") =>
+            if refuses_sequence(&text.to_string()) =>
         {
             ApiError::Trimmed(text)
         }
@@ -536,13 +552,18 @@ fn at_position(e: ApiError, start: &IteratorStart) -> ApiError {
     }
 }
 
+fn refuses_sequence(text: &str) -> bool {
+    text.contains("InvalidArgumentException") && text.contains("equence")
+}
+
 fn trimmed<A: ShardApi>(api: &A, shard: &str, sequence: &str) -> SourceError {
     SourceError::Trimmed {
         what: api.describe(),
-        message: format!(
+        cause: format!(
             "shard {shard} no longer holds its committed record {sequence}; if the shard is known to have \
              had no records since, set skip_trim_check = true in [source] to continue"
-        ),
+        )
+        .into(),
     }
 }
 

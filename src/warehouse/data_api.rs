@@ -19,7 +19,7 @@ use super::redshift::{is_serialization_conflict, S3Loading};
 use super::registry::{self, Field, Query};
 use super::s3_stage::S3Stager;
 use super::steps::STAGE;
-use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use super::{Batch, Cause, Outcome, Status, Warehouse, WarehouseError};
 use crate::aws::{s3_client, sdk_config, sdk_message, AwsSettings};
 use crate::backoff::Backoff;
 
@@ -71,19 +71,22 @@ pub struct DataApiWarehouse {
 
 /// A failed Data API call: throttling, busy clusters and network trouble are worth a retry;
 /// a refused request (validation, access, unknown cluster) is not.
-fn api_error<E, R>(what: &str, e: &SdkError<E, R>) -> WarehouseError
+fn api_error<E, R>(what: &str, e: SdkError<E, R>) -> WarehouseError
 where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
 {
-    let message = sdk_message(e);
     let context = what.to_string();
-    match e.as_service_error().and_then(|s| s.code()) {
-        Some(
-            "ThrottlingException" | "ActiveStatementsExceededException" | "ActiveSessionsExceededException",
-        )
-        | None => WarehouseError::Unavailable { context, message },
-        Some(_) => WarehouseError::Query { context, message },
+    let retry = matches!(
+        e.as_service_error().and_then(|s| s.code()),
+        Some("ThrottlingException" | "ActiveStatementsExceededException" | "ActiveSessionsExceededException")
+            | None
+    );
+    let cause = Cause::with_message(sdk_message(&e), e);
+    if retry {
+        WarehouseError::Unavailable { context, cause }
+    } else {
+        WarehouseError::Query { context, cause }
     }
 }
 
@@ -100,10 +103,8 @@ fn field(f: &DataField) -> Field {
 
 impl DataApiWarehouse {
     pub fn open(options: DataApiOptions) -> Result<DataApiWarehouse, WarehouseError> {
-        let runtime = crate::runtime::background("dynashift-data-api").map_err(|e| WarehouseError::Open {
-            what: "the Data API runtime".into(),
-            message: e.to_string(),
-        })?;
+        let runtime = crate::runtime::background("dynashift-data-api")
+            .map_err(|e| WarehouseError::Open { what: "the Data API runtime".into(), cause: Cause::of(e) })?;
         let sdk = runtime.block_on(sdk_config(&options.aws));
         let mut config = aws_sdk_redshiftdata::config::Builder::from(&sdk);
         if let Some(url) = &options.data_api_endpoint_url {
@@ -145,7 +146,7 @@ impl DataApiWarehouse {
                     .set_secret_arn(t.secret_arn.clone())
                     .send()
                     .await
-                    .map_err(|e| api_error(&format!("ExecuteStatement on {what}"), &e))?;
+                    .map_err(|e| api_error(&format!("ExecuteStatement on {what}"), e))?;
                 out.id().map(str::to_string)
             } else {
                 let out = self
@@ -159,7 +160,7 @@ impl DataApiWarehouse {
                     .set_secret_arn(t.secret_arn.clone())
                     .send()
                     .await
-                    .map_err(|e| api_error(&format!("BatchExecuteStatement on {what}"), &e))?;
+                    .map_err(|e| api_error(&format!("BatchExecuteStatement on {what}"), e))?;
                 out.id().map(str::to_string)
             };
             let id = id.ok_or_else(|| WarehouseError::Corrupt(format!("{what} returned no statement id")))?;
@@ -189,7 +190,7 @@ impl DataApiWarehouse {
             match self.client.describe_statement().id(id).send().await {
                 Ok(d) => return Ok(d),
                 Err(e) => {
-                    let e = api_error("DescribeStatement", &e);
+                    let e = api_error("DescribeStatement", e);
                     attempts += 1;
                     if !e.is_transient() || attempts >= DESCRIBE_ATTEMPTS {
                         return Err(e);
@@ -220,20 +221,22 @@ impl DataApiWarehouse {
                 Some(StatusString::Aborted | StatusString::Failed) => {
                     return Err(WarehouseError::Unavailable {
                         context: format!("Data API statement {id}"),
-                        message: format!(
+                        cause: format!(
                             "not finished after {} s (statement_timeout_secs); cancelled",
                             self.target.statement_timeout.as_secs()
-                        ),
+                        )
+                        .into(),
                     });
                 }
                 _ if std::time::Instant::now() > deadline => {
                     return Err(WarehouseError::Query {
                         context: format!("Data API statement {id}"),
-                        message: format!(
+                        cause: format!(
                             "still running {} s after it was cancelled; it may yet commit, so the batch \
                              is not sent again: restart dynashift once it has ended",
                             CANCEL_WAIT.as_secs()
-                        ),
+                        )
+                        .into(),
                     });
                 }
                 _ => tokio::time::sleep(backoff.next_delay()).await,
@@ -268,10 +271,12 @@ impl DataApiWarehouse {
                         .to_string();
                     // The call was one transaction, rolled back whole: a conflict may pass
                     // when it is sent again.
-                    if is_serialization_conflict(&message) {
-                        return Err(WarehouseError::Unavailable { context, message });
+                    let conflict = is_serialization_conflict(&message);
+                    let cause = Cause::from(message);
+                    if conflict {
+                        return Err(WarehouseError::Unavailable { context, cause });
                     }
-                    return Err(WarehouseError::Query { context, message });
+                    return Err(WarehouseError::Query { context, cause });
                 }
                 _ => tokio::time::sleep(backoff.next_delay()).await,
             }
@@ -287,7 +292,7 @@ impl DataApiWarehouse {
         let mut attempts = 0;
         loop {
             let sent = self.client.get_statement_result().id(id).set_next_token(token.clone()).send().await;
-            let page = match sent.map_err(|e| api_error("GetStatementResult", &e)) {
+            let page = match sent.map_err(|e| api_error("GetStatementResult", e)) {
                 Ok(page) => page,
                 Err(e) if e.is_transient() && attempts + 1 < DESCRIBE_ATTEMPTS => {
                     attempts += 1;
@@ -297,7 +302,7 @@ impl DataApiWarehouse {
                 Err(e) => {
                     return Err(WarehouseError::Query {
                         context: format!("reading the result of Data API statement {id}"),
-                        message: format!("{e}; its call committed"),
+                        cause: format!("{e}; its call committed").into(),
                     })
                 }
             };
@@ -345,10 +350,11 @@ impl DataApiWarehouse {
                 Err(e) => {
                     return Err(WarehouseError::Query {
                         context: format!("call {} of {} of a Data API batch", n + 1, calls.len()),
-                        message: format!(
+                        cause: format!(
                             "{e}; the earlier calls committed and the positions did not move: \
                              restart dynashift to resume (nothing is applied twice)"
-                        ),
+                        )
+                        .into(),
                     })
                 }
             };

@@ -46,11 +46,12 @@ pub fn inline(s: &Statement) -> Result<String, WarehouseError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(WarehouseError::Query {
             context: short_sql(&sql),
-            message: format!(
+            cause: format!(
                 "this statement is {} bytes, over the Data API's limit of {MAX_SQL_BYTES} \
                  (an attribute name or rejected record that long); use `connection = \"wire\"`",
                 sql.len()
-            ),
+            )
+            .into(),
         });
     }
     Ok(sql)
@@ -127,11 +128,11 @@ pub fn data_api_calls_within(
     if let Some(big) = units.iter().find(|u| u.sqls.len() > max_statements) {
         return Err(WarehouseError::Query {
             context: short_sql(&big.sqls[0]),
-            message: format!(
+            cause: format!(
                 "this batch adds more columns to one table than one Data API call can hold \
                  ({} statements, at most {max_statements}); use `connection = \"wire\"` or a smaller batch_size",
                 big.sqls.len()
-            ),
+            ).into(),
         });
     }
     // Cut values are recorded after the tables' data, before the positions.

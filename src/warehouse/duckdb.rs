@@ -15,7 +15,7 @@ use dynashift_core::sql::{
 use super::duckdb_stage::{record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
 use super::steps::{batch_steps, describe_transaction, Step, STAGE};
-use super::{Batch, Outcome, Status, Warehouse, WarehouseError};
+use super::{Batch, Cause, Outcome, Status, Warehouse, WarehouseError};
 use crate::text::{one_line, short_sql};
 
 /// WAL size at which DuckDB folds the log into the database file.
@@ -75,12 +75,12 @@ const OUT_OF_MEMORY: [&str; 6] = [
 /// A DuckDB error as a warehouse error, sorted once here: DuckDB reports running out of
 /// memory only in its message, through the C API's generic error state.
 fn duckdb_error(context: String, e: duckdb::Error) -> WarehouseError {
-    let message = one_line(e);
-    let lower = message.to_lowercase();
+    let cause = Cause::of(e);
+    let lower = cause.to_string().to_lowercase();
     if OUT_OF_MEMORY.iter().any(|m| lower.contains(m)) {
-        WarehouseError::OutOfMemory { context, message }
+        WarehouseError::OutOfMemory { context, cause }
     } else {
-        WarehouseError::Query { context, message }
+        WarehouseError::Query { context, cause }
     }
 }
 
@@ -114,7 +114,7 @@ impl DuckDbWarehouse {
         if let Some(limit) = memory_limit {
             settings = settings.max_memory(limit).map_err(|e| WarehouseError::Open {
                 what: "DuckDB memory limit".into(),
-                message: one_line(e),
+                cause: Cause::of(e),
             })?;
         }
         let conn = if path.as_os_str() == ":memory:" {
@@ -124,19 +124,19 @@ impl DuckDbWarehouse {
         }
         .map_err(|e| WarehouseError::Open {
             what: format!("DuckDB file {}", path.display()),
-            message: one_line(e),
+            cause: Cause::of(e),
         })?;
         // DuckDB checkpoints whenever its WAL passes 16 MB, which with batches of tens of
         // MB meant a checkpoint (a rewrite of touched row groups) at almost every commit.
         // 64 MB quarters that work for ~50 MB more memory (W1: commits 8.9 s → 4.7 s).
         conn.execute_batch(&format!("SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")).map_err(|e| {
-            WarehouseError::Open { what: "DuckDB checkpoint threshold".into(), message: one_line(e) }
+            WarehouseError::Open { what: "DuckDB checkpoint threshold".into(), cause: Cause::of(e) }
         })?;
         // DuckDB's own pool defaults to every core, which the planner's decoding also uses:
         // leaving one core to the planner made W1 10–15% faster on two cores.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).saturating_sub(1).max(1);
         conn.execute_batch(&format!("SET threads = {threads}"))
-            .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), message: one_line(e) })?;
+            .map_err(|e| WarehouseError::Open { what: "DuckDB threads".into(), cause: Cause::of(e) })?;
         let layout = Layout { target_schema: target_schema.to_string(), ..Layout::default() };
         let opened = (path.to_path_buf(), target_schema.to_string(), memory_limit.map(str::to_string));
         let limit_bytes = memory_limit.and_then(crate::size::parse_size);
@@ -155,7 +155,7 @@ impl DuckDbWarehouse {
         let (path, schema, limit) = self.opened.clone();
         // The old instance must be gone before the file is opened again.
         self.conn = Connection::open_in_memory()
-            .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), message: one_line(e) })?;
+            .map_err(|e| WarehouseError::Open { what: "DuckDB".into(), cause: Cause::of(e) })?;
         let (small, ceiling) = (self.small_checkpoints, self.checkpoint_ceiling);
         *self = DuckDbWarehouse::open_with_limit(&path, &schema, limit.as_deref())?;
         self.checkpoint_ceiling = ceiling;
@@ -281,10 +281,8 @@ impl DuckDbWarehouse {
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
         for rows in record_batch_chunks(&plan.rows) {
-            let batch = record_batch(rows, columns).map_err(|e| WarehouseError::Query {
-                context: "staging rows".into(),
-                message: e.to_string(),
-            })?;
+            let batch = record_batch(rows, columns)
+                .map_err(|e| WarehouseError::Query { context: "staging rows".into(), cause: Cause::of(e) })?;
             app.append_record_batch(batch).map_err(query_err("staging rows"))?;
         }
         app.flush().map_err(query_err("staging rows"))?;

@@ -50,7 +50,7 @@ pub enum StageError {
     #[error("a staged row has no cell for stage column {0}")]
     MissingCell(String),
     #[error("building the stage's record batch: {0}")]
-    Arrow(String),
+    Arrow(#[source] duckdb::arrow::error::ArrowError),
 }
 
 /// The stage's columns: the control columns, then one per staged cell, typed as
@@ -103,7 +103,7 @@ pub fn record_batch(
     for ((name, _), array) in columns.iter().zip(&arrays) {
         fields.push(Field::new(name, array.data_type().clone(), true));
     }
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| StageError::Arrow(e.to_string()))
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(StageError::Arrow)
 }
 
 /// A column being built from the rows' cells.

@@ -6,13 +6,16 @@ pub mod data_api_calls;
 pub mod duckdb;
 #[cfg(feature = "duckdb")]
 mod duckdb_stage;
+mod pg_apply;
 pub mod pg_bind;
 #[cfg(feature = "test-support")]
 pub mod pg_data_api;
 pub mod pg_nul;
+pub mod pg_session;
 mod pg_sql;
 pub mod postgres;
 pub mod redshift;
+pub mod redshift_wire;
 pub mod registry;
 pub mod retry;
 pub mod s3_stage;
@@ -26,6 +29,8 @@ use dynashift_core::dialect::Dialect;
 use dynashift_core::plan::TablePlan;
 use dynashift_core::schema::Catalog;
 use dynashift_core::Position;
+
+pub use crate::cause::Cause;
 
 /// A record that could not be decoded, kept with its raw bytes, position and reason.
 #[derive(Debug, Clone)]
@@ -48,6 +53,14 @@ pub struct Batch {
     pub checkpoints: Vec<Position>,
     pub records: u64,
     pub changes: u64,
+    /// With schedules: the tables this batch applies and when (seconds since the epoch),
+    /// kept so that a later run (`sync --once` from cron) knows when each is next due.
+    pub applied_at: Vec<(String, i64)>,
+}
+
+/// The checkpoint source under which the tables' last applies are kept for `source`.
+pub fn applies_source(source: &str) -> String {
+    format!("{source}@applied")
 }
 
 /// What a committed batch did.
@@ -100,18 +113,36 @@ pub struct Status {
     pub last_batch_at: Option<String>,
 }
 
+/// A warehouse failure. The variant decides what the run loop does: `Unavailable` is retried
+/// on a new connection, `OutOfMemory` in smaller parts, the others stop.
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
-    #[error("cannot open {what}: {message}")]
-    Open { what: String, message: String },
-    #[error("{context}: {message}")]
-    Query { context: String, message: String },
+    #[error("cannot open {what}: {cause}")]
+    Open {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+    #[error("{context}: {cause}")]
+    Query {
+        context: String,
+        #[source]
+        cause: Cause,
+    },
     /// The connection was lost or cannot be made now; a new attempt may succeed.
-    #[error("{context}: {message}")]
-    Unavailable { context: String, message: String },
+    #[error("{context}: {cause}")]
+    Unavailable {
+        context: String,
+        #[source]
+        cause: Cause,
+    },
     /// The work did not fit the warehouse's memory; the same work in smaller parts may.
-    #[error("{context}: {message}")]
-    OutOfMemory { context: String, message: String },
+    #[error("{context}: {cause}")]
+    OutOfMemory {
+        context: String,
+        #[source]
+        cause: Cause,
+    },
     #[error("the warehouse's control tables are inconsistent: {0}")]
     Corrupt(String),
 }

@@ -11,9 +11,10 @@ use dynashift_core::value::hex_encode;
 use tokio_postgres::Client;
 
 use super::data_api_calls::data_api_calls_within;
+use super::pg_session::{PgSession, PgSettings};
 use super::pg_sql::{query_error, run_sql};
 use super::steps::STAGE;
-use super::{Batch, Outcome, WarehouseError};
+use super::{Batch, Outcome, Warehouse, WarehouseError};
 
 /// How batches are cut into calls, and where to stop as if the process had died.
 #[derive(Debug, Clone)]
@@ -64,7 +65,7 @@ fn stage_insert(d: &dyn Dialect, batch: &Batch, index: usize, columns: &[(String
     format!("INSERT INTO {} ({}) VALUES {}", d.quote(STAGE), names.join(", "), rows.join(", "))
 }
 
-pub async fn apply_as_calls(
+async fn apply_as_calls(
     d: &dyn Dialect,
     client: &mut Client,
     layout: &Layout,
@@ -82,7 +83,7 @@ pub async fn apply_as_calls(
             mode.just_stopped = true;
             return Err(WarehouseError::Query {
                 context: format!("call {} of {} of a Data API batch", n + 1, calls.len()),
-                message: "stopped here, as a crash would".into(),
+                cause: "stopped here, as a crash would".into(),
             });
         }
         let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
@@ -102,4 +103,44 @@ pub async fn apply_as_calls(
         tx.commit().await.map_err(|e| query_error("committing a call", e))?;
     }
     Ok(outcome)
+}
+
+/// A warehouse that runs `dialect`'s plan on PostgreSQL as the Data API runs Redshift's.
+pub struct DataApiOnPostgresWarehouse {
+    session: PgSession,
+    mode: DataApiOnPostgres,
+}
+
+impl DataApiOnPostgresWarehouse {
+    pub fn open(
+        settings: PgSettings,
+        dialect: &'static dyn Dialect,
+        mode: DataApiOnPostgres,
+    ) -> Result<DataApiOnPostgresWarehouse, WarehouseError> {
+        Ok(DataApiOnPostgresWarehouse { session: PgSession::new(settings, "Redshift", dialect)?, mode })
+    }
+
+    /// The session, for tools and tests (`query_text`).
+    pub fn session(&self) -> &PgSession {
+        &self.session
+    }
+
+    pub fn session_mut(&mut self) -> &mut PgSession {
+        &mut self.session
+    }
+}
+
+impl Warehouse for DataApiOnPostgresWarehouse {
+    super::pg_session::session_warehouse_methods!();
+
+    fn setup(&mut self) -> Result<(), WarehouseError> {
+        self.session.create_control_tables(false)
+    }
+
+    fn apply(&mut self, batch: &Batch) -> Result<Outcome, WarehouseError> {
+        let mode = &mut self.mode;
+        self.session.with_client(|runtime, dialect, layout, client| {
+            runtime.block_on(apply_as_calls(dialect, client, layout, batch, mode))
+        })
+    }
 }

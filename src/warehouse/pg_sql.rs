@@ -8,7 +8,7 @@ use tokio_postgres::Transaction;
 
 use super::pg_bind::Bound;
 use super::redshift::is_serialization_conflict;
-use super::WarehouseError;
+use super::{Cause, WarehouseError};
 use crate::text::{one_line, short_sql};
 
 /// Errors that a new connection may cure: the session was cut, the server restarts, or a
@@ -59,10 +59,12 @@ pub(super) fn pg_message(e: &tokio_postgres::Error) -> String {
 
 pub(super) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
     let context = context.into();
-    if is_transient(&e) {
-        WarehouseError::Unavailable { context, message: pg_message(&e) }
+    let transient = is_transient(&e);
+    let cause = Cause::with_message(pg_message(&e), e);
+    if transient {
+        WarehouseError::Unavailable { context, cause }
     } else {
-        WarehouseError::Query { context, message: pg_message(&e) }
+        WarehouseError::Query { context, cause }
     }
 }
 

@@ -8,8 +8,9 @@ use dynashift_core::dialect::copy_from_manifest;
 use dynashift_core::Position;
 
 use super::s3_stage::{encode, Oversize, S3Location, S3Stager, Staged, StagedFix};
-use super::{Batch, Reject, WarehouseError};
+use super::{Batch, Cause, Reject, WarehouseError};
 use crate::aws::AwsSettings;
+use crate::cause::error_chain;
 
 /// Redshift's serialization conflicts, which a new attempt of the transaction may pass:
 /// "ERROR: 1023 … Serializable isolation violation on table" (SQLSTATE XX000), and, under
@@ -36,14 +37,8 @@ pub enum RedshiftAuth {
     Serverless { workgroup: String },
 }
 
-fn aws_error(what: &str, e: impl std::error::Error) -> WarehouseError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    WarehouseError::Unavailable { context: what.to_string(), message }
+fn aws_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> WarehouseError {
+    WarehouseError::Unavailable { context: what.to_string(), cause: Cause::with_message(error_chain(&e), e) }
 }
 
 /// Temporary `(user, password)` for `auth`, or `None` for password logins. The password is
@@ -72,7 +67,7 @@ pub async fn temporary_credentials(
                 (Some(u), Some(p)) => Ok(Some((u.to_string(), p.to_string()))),
                 _ => Err(WarehouseError::Open {
                     what: format!("Redshift cluster {cluster_identifier}"),
-                    message: "GetClusterCredentials returned no user or password".into(),
+                    cause: "GetClusterCredentials returned no user or password".into(),
                 }),
             }
         }
@@ -89,7 +84,7 @@ pub async fn temporary_credentials(
                 (Some(u), Some(p)) => Ok(Some((u.to_string(), p.to_string()))),
                 _ => Err(WarehouseError::Open {
                     what: format!("Redshift Serverless workgroup {workgroup}"),
-                    message: "GetCredentials returned no user or password".into(),
+                    cause: "GetCredentials returned no user or password".into(),
                 }),
             }
         }
@@ -177,7 +172,7 @@ impl S3Loading {
             let types: Vec<_> = plan.staged.iter().map(|&i| schema.columns[i].ty).collect();
             let encoded = encode(plan, &types, self.part_rows).map_err(|e| WarehouseError::Query {
                 context: "encoding the S3 stage".into(),
-                message: e.to_string(),
+                cause: Cause::of(e),
             })?;
             let staged = self.stager.upload(sequence, index, &encoded).await;
             let staged = match staged {
@@ -187,7 +182,7 @@ impl S3Loading {
                     let _ = self.stager.remove(&out.keys()).await;
                     return Err(WarehouseError::Unavailable {
                         context: "staging in S3".into(),
-                        message: e.to_string(),
+                        cause: Cause::of(e),
                     });
                 }
             };
@@ -212,7 +207,7 @@ impl S3Loading {
             WarehouseError::Corrupt(format!("table plan {index} has rows but nothing was staged in S3"))
         })?;
         copy_from_manifest(stage, columns, &table.manifest_url, &self.copy_role, self.s3_region.as_deref())
-            .map_err(|e| WarehouseError::Open { what: "the Redshift COPY".into(), message: e.to_string() })
+            .map_err(|e| WarehouseError::Open { what: "the Redshift COPY".into(), cause: Cause::of(e) })
     }
 
     /// Stages batch number `n` and keeps in S3 the records too large for a reject row, both
@@ -259,7 +254,7 @@ impl S3Loading {
             let url = self.stager.keep(&format!("{name}-{i:05}.raw"), r.raw.clone()).await.map_err(|e| {
                 WarehouseError::Unavailable {
                     context: "keeping a large rejected record in S3".into(),
-                    message: e.to_string(),
+                    cause: Cause::of(e),
                 }
             })?;
             let note = format!("(the {} bytes of this record are kept at {url})", r.raw.len());

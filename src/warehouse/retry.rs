@@ -83,7 +83,7 @@ mod tests {
         let mut calls = 0;
         let r: Result<(), _> = until_available("x", &stop, || {
             calls += 1;
-            Err(WarehouseError::Query { context: "q".into(), message: "syntax".into() })
+            Err(WarehouseError::Query { context: "q".into(), cause: "syntax".into() })
         });
         assert!(r.is_err());
         assert_eq!(calls, 1);
@@ -96,7 +96,7 @@ mod tests {
         let r = until_available("x", &stop, || {
             calls += 1;
             if calls < 3 {
-                Err(WarehouseError::Unavailable { context: "c".into(), message: "down".into() })
+                Err(WarehouseError::Unavailable { context: "c".into(), cause: "down".into() })
             } else {
                 Ok(calls)
             }

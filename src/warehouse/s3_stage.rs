@@ -24,6 +24,7 @@ use dynashift_core::value::{hex_encode, write_json_string};
 use flate2::write::GzEncoder;
 
 use super::pg_nul::storable;
+use crate::cause::{error_chain, Cause};
 
 /// `s3://bucket/prefix/`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,10 +222,11 @@ pub fn manifest(location: &S3Location, keys: &[String]) -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("S3 staging at {location}: {message}")]
+#[error("S3 staging at {location}: {cause}")]
 pub struct StageError {
     pub location: String,
-    pub message: String,
+    #[source]
+    pub cause: Cause,
 }
 
 /// The objects of one staged table: its parts and the manifest.
@@ -241,14 +243,8 @@ pub struct S3Stager {
     run_id: String,
 }
 
-fn stage_error(location: &S3Location, e: impl std::error::Error) -> StageError {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    StageError { location: location.url(&location.prefix), message }
+fn stage_error(location: &S3Location, e: impl std::error::Error + Send + Sync + 'static) -> StageError {
+    StageError { location: location.url(&location.prefix), cause: Cause::with_message(error_chain(&e), e) }
 }
 
 impl S3Stager {

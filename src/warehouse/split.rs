@@ -32,6 +32,7 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         checkpoints: if last { batch.checkpoints.clone() } else { Vec::new() },
         records: if last { batch.records } else { 0 },
         changes: if last { batch.changes } else { 0 },
+        applied_at: if last { batch.applied_at.clone() } else { Vec::new() },
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {
@@ -91,6 +92,7 @@ mod tests {
             checkpoints: vec![Position::new("f", "9")],
             records: 5,
             changes: 5,
+            applied_at: Vec::new(),
         };
         let (first, second) = split_batch(&batch).unwrap();
         let rows = |b: &Batch| b.tables.iter().map(|t| t.rows.len()).collect::<Vec<_>>();

@@ -65,31 +65,13 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
         steps.push(Step::Sql(reject_statement(d, layout, &batch.source, r)));
     }
     for p in &batch.checkpoints {
-        let key = || vec![Param::Text(batch.source.clone()), Param::Text(p.shard.to_string())];
-        let mut together = vec![Statement::with(
-            format!(
-                "DELETE FROM {} WHERE source = {} AND shard = {}",
-                control("checkpoints"),
-                d.param(1),
-                d.param(2)
-            ),
-            key(),
-        )];
-        // A pruned shard's row is only deleted.
-        if &*p.sequence != dynashift_core::checkpoint::PRUNED {
-            let mut params = key();
-            params.push(Param::Text(p.sequence.to_string()));
-            together.push(Statement::with(
-                format!(
-                    "INSERT INTO {} (source, shard, sequence, updated_at) VALUES ({}, {})",
-                    control("checkpoints"),
-                    d.params(1, 3),
-                    d.now()
-                ),
-                params,
-            ));
+        steps.push(checkpoint_step(d, layout, &batch.source, &p.shard, &p.sequence));
+    }
+    if !batch.applied_at.is_empty() {
+        let source = super::applies_source(&batch.source);
+        for (table, at) in &batch.applied_at {
+            steps.push(checkpoint_step(d, layout, &source, table, &at.to_string()));
         }
-        steps.push(Step::Together(together));
     }
     steps.push(Step::Sql(Statement::with(
         format!(
@@ -108,6 +90,29 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
 }
 
 /// Records one reject: raw text, and raw bytes too when they are not UTF-8.
+/// Replaces the checkpoint of `source`'s `shard` with `sequence` (`PRUNED`: removes it).
+fn checkpoint_step(d: &dyn Dialect, layout: &Layout, source: &str, shard: &str, sequence: &str) -> Step {
+    let control = d.qualified(&layout.control_schema, "checkpoints");
+    let key = || vec![Param::Text(source.to_string()), Param::Text(shard.to_string())];
+    let mut together = vec![Statement::with(
+        format!("DELETE FROM {control} WHERE source = {} AND shard = {}", d.param(1), d.param(2)),
+        key(),
+    )];
+    if sequence != dynashift_core::checkpoint::PRUNED {
+        let mut params = key();
+        params.push(Param::Text(sequence.to_string()));
+        together.push(Statement::with(
+            format!(
+                "INSERT INTO {control} (source, shard, sequence, updated_at) VALUES ({}, {})",
+                d.params(1, 3),
+                d.now()
+            ),
+            params,
+        ));
+    }
+    Step::Together(together)
+}
+
 pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reject) -> Statement {
     // Raw bytes that are not UTF-8, or hold U+0000 (which PostgreSQL's text cannot), are kept
     // whole in raw_bytes; raw_text then shows them with replacement characters.

@@ -14,7 +14,9 @@ pub mod redshift_rules;
 
 use base64::Engine as _;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::pg_data_api::DataApiOnPostgresWarehouse;
 use dynashift::warehouse::postgres::PostgresWarehouse;
+use dynashift::warehouse::redshift_wire::RedshiftWireWarehouse;
 use dynashift::warehouse::Warehouse;
 use dynashift_core::dialect::{Dialect, DuckDb, Postgres};
 use dynashift_core::schema::Catalog;
@@ -267,24 +269,32 @@ impl ReadBack for DuckDbWarehouse {
     }
 }
 
-impl ReadBack for PostgresWarehouse {
-    fn catalog(&mut self) -> Catalog {
-        self.load_catalog().expect("catalog")
-    }
-    fn target_schema(&self) -> String {
-        self.layout().target_schema.clone()
-    }
-    fn dialect(&self) -> &'static dyn Dialect {
-        &Postgres
-    }
-    fn base64(&self, column: &str) -> String {
-        // encode() wraps base64 at 76 characters.
-        format!("translate(encode({column}, 'base64'), E'\\n', '')")
-    }
-    fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
-        self.query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
+/// `ReadBack` for the warehouses on a PostgreSQL session (PostgreSQL's own, and Redshift's
+/// plans run on PostgreSQL): they read back alike, in PostgreSQL's SQL.
+macro_rules! read_back_on_postgres {
+    ($($warehouse:ty),*) => {$(
+        impl ReadBack for $warehouse {
+            fn catalog(&mut self) -> Catalog {
+                self.load_catalog().expect("catalog")
+            }
+            fn target_schema(&self) -> String {
+                self.session().layout().target_schema.clone()
+            }
+            fn dialect(&self) -> &'static dyn Dialect {
+                &Postgres
+            }
+            fn base64(&self, column: &str) -> String {
+                // encode() wraps base64 at 76 characters.
+                format!("translate(encode({column}, 'base64'), E'\\n', '')")
+            }
+            fn text_rows(&mut self, sql: &str) -> Vec<Vec<Option<String>>> {
+                self.session_mut().query_text(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+            }
+        }
+    )*};
 }
+
+read_back_on_postgres!(PostgresWarehouse, RedshiftWireWarehouse, DataApiOnPostgresWarehouse);
 
 /// Reads every row of every replicated table of `warehouse` back, soft-deleted ones too,
 /// with their system columns.

@@ -1,0 +1,162 @@
+//! One batch as one transaction on a PostgreSQL-wire session: the planned steps in order, the
+//! stage filled by binary `COPY … FROM STDIN` (PostgreSQL) or by `COPY` from staged S3 objects
+//! (Redshift), counters, rejects and positions, then commit.
+
+use dynashift_core::cells::CellRef;
+use dynashift_core::dialect::Dialect;
+use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, StageControl};
+use dynashift_core::types::ColumnType;
+use dynashift_core::Position;
+use futures_util::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Transaction};
+
+use super::pg_bind::{stage_type, Bound, Value};
+use super::pg_nul::storable;
+use super::pg_sql::{query_error, run_sql};
+use super::redshift::{S3Loading, StagedBatch};
+use super::steps::{batch_steps, reject_statement, Step, STAGE};
+use super::{Batch, Outcome, Reject, WarehouseError};
+
+/// Where the stage's rows come from.
+pub enum StageFrom<'a> {
+    /// The batch's rows, sent over the connection.
+    Connection,
+    /// Objects already staged in S3, loaded by the server.
+    S3(&'a S3Loading, &'a StagedBatch),
+}
+
+/// Loads plan `index`'s rows; returns the rejects recording values PostgreSQL could not
+/// store exactly (see `pg_nul`).
+async fn load_stage(
+    d: &dyn Dialect,
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    index: usize,
+    columns: &[(String, &'static str)],
+) -> Result<Vec<Reject>, WarehouseError> {
+    run_sql(tx, &d.create_stage(STAGE, columns), &[]).await?;
+    let names: Vec<String> = columns.iter().map(|(n, _)| d.quote(n)).collect();
+    let copy = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", d.quote(STAGE), names.join(", "));
+    let types: Vec<Type> = columns.iter().map(|(_, t)| stage_type(t)).collect();
+    let sink = tx.copy_in(copy.as_str()).await.map_err(|e| query_error("starting COPY into the stage", e))?;
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    pin_mut!(writer);
+    let plan = &batch.tables[index];
+    let schema = batch.catalog.tables.get(&plan.source_table);
+    let column = |i: usize| schema.map(|s| &s.columns[plan.staged[i]]);
+    let is_json: Vec<bool> =
+        (0..plan.staged.len()).map(|i| column(i).is_some_and(|c| c.ty == ColumnType::Json)).collect();
+    let mut rejects = Vec::new();
+    for row in &plan.rows {
+        let replaced: Vec<Option<String>> = row
+            .cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                CellRef::Text(s) => storable(s, is_json[i]),
+                _ => None,
+            })
+            .collect();
+        for ((i, fixed), cell) in replaced.iter().enumerate().zip(row.cells.iter()) {
+            if let (Some(_), CellRef::Text(original)) = (fixed, cell) {
+                let name = column(i).map_or("?", |c| c.name.as_str());
+                rejects.push(Reject {
+                    position: Position::new("(unstorable value)", "0"),
+                    table: Some(plan.source_table.clone()),
+                    reason: format!(
+                        "value of column `{name}` of key {} contains U+0000, which PostgreSQL cannot store: \
+                         stored with U+FFFD in its place; the original value is kept here",
+                        row.key_text
+                    ),
+                    raw: original.as_bytes().to_vec(),
+                });
+            }
+        }
+        let sequence = row.version.padded().to_string();
+        let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
+        values.extend(StageControl::ALL.iter().map(|control| {
+            Bound(match control {
+                StageControl::Key => Value::Text(&row.key_text),
+                StageControl::Version => Value::Int(row.version.micros),
+                StageControl::Sequence => Value::Text(&sequence),
+                StageControl::Event => Value::Text(row.event.as_str()),
+                StageControl::Op => Value::Text(row.op.code()),
+                StageControl::Deleted => Value::Bool(row.deleted),
+                StageControl::EventIds => row.event_ids.as_deref().map_or(Value::Null, Value::Text),
+            })
+        }));
+        for (cell, fixed) in row.cells.iter().zip(&replaced) {
+            values.push(match fixed {
+                Some(text) => Bound(Value::Text(text)),
+                None => Bound::from(cell),
+            });
+        }
+        let refs: Vec<&(dyn ToSql + Sync)> = values.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+        writer.as_mut().write(&refs).await.map_err(|e| query_error("staging rows", e))?;
+    }
+    writer.finish().await.map_err(|e| query_error("staging rows", e))?;
+    Ok(rejects)
+}
+
+/// Runs `batch` as one transaction on `client`.
+pub async fn apply_batch(
+    d: &dyn Dialect,
+    client: &mut Client,
+    layout: &Layout,
+    batch: &Batch,
+    stage_from: StageFrom<'_>,
+) -> Result<Outcome, WarehouseError> {
+    let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
+    let mut outcome = Outcome::default();
+    let mut unstorable = Vec::new();
+    for step in batch_steps(d, layout, batch) {
+        match step {
+            Step::Sql(s) | Step::Schema(s) => {
+                run_sql(&tx, &s.sql, &s.params).await?;
+            }
+            Step::Together(statements) => {
+                for s in statements {
+                    run_sql(&tx, &s.sql, &s.params).await?;
+                }
+            }
+            Step::LoadStage { index, columns } => match stage_from {
+                StageFrom::S3(loading, staged) => {
+                    run_sql(&tx, &d.create_stage(STAGE, &columns), &[]).await?;
+                    run_sql(&tx, &loading.copy_statement(staged, index, STAGE, &columns)?, &[]).await?;
+                }
+                StageFrom::Connection => unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?),
+            },
+            Step::CountApplied { index } => {
+                let plan = &batch.tables[index];
+                let row = tx
+                    .query_one(applied_counts_query(d, STAGE).as_str(), &[])
+                    .await
+                    .map_err(|e| query_error("counting applied changes", e))?;
+                let get = |i: usize| -> Result<i64, WarehouseError> {
+                    row.try_get::<_, i64>(i).map_err(|e| query_error("counting applied changes", e))
+                };
+                let counts = AppliedCounts {
+                    changes: get(0)?,
+                    deletes: get(1)?,
+                    expired: get(2)?,
+                    newest_version: get(3)?,
+                };
+                let s = counters_update(d, layout, &plan.source_table, counts, plan.expired_kept);
+                run_sql(&tx, &s.sql, &s.params).await?;
+                *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
+            }
+        }
+    }
+    let staged_rejects = match stage_from {
+        StageFrom::S3(_, staged) => staged.rejects.as_slice(),
+        StageFrom::Connection => &[],
+    };
+    for r in staged_rejects.iter().chain(&unstorable) {
+        let s = reject_statement(d, layout, &batch.source, r);
+        run_sql(&tx, &s.sql, &s.params).await?;
+    }
+    tx.commit().await.map_err(|e| query_error("committing the batch", e))?;
+    Ok(outcome)
+}
