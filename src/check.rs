@@ -80,7 +80,9 @@ pub fn source_retention(config: &Config) -> Result<Option<u64>, Cause> {
                         e,
                     )
                 })?;
-            Ok(out.stream_description_summary().map(|d| d.retention_period_hours().max(0) as u64 * 3_600))
+            let hours =
+                out.stream_description_summary().map(|d| d.retention_period_hours()).filter(|h| *h > 0);
+            Ok(hours.map(|h| h as u64 * 3_600))
         }
     }
 }

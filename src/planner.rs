@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use dynashift_core::checkpoint::compare_checkpoint;
+use dynashift_core::checkpoint::{compare_checkpoint, ENDED};
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
 use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::limits::Limits;
@@ -45,6 +45,8 @@ pub struct Planner {
     /// Set when tables may be held past a batch (schedules): positions then advance only
     /// to the low watermark of the held tables.
     watermark: Option<Watermark>,
+    /// Batches record when their tables were applied (schedules are configured).
+    record_applies: bool,
 }
 
 /// Decodes records for a planner; a clone can run on another thread than the planner's.
@@ -58,6 +60,8 @@ pub struct Decoded {
     records: u64,
     /// The furthest position read of each shard.
     positions: Vec<Position>,
+    /// Shard markers the reader gave with these records.
+    marks: Vec<Position>,
     results: Vec<Result<Packed, Reject>>,
 }
 
@@ -71,10 +75,9 @@ impl Decoded {
 impl Decoder {
     /// Decodes `records` on `threads` threads; `marks` are shard markers to commit with them.
     pub fn decode(&self, records: Vec<RawRecord>, marks: Vec<Position>, threads: usize) -> Decoded {
-        let mut positions = furthest_positions(&records);
-        positions.extend(marks);
+        let positions = furthest_positions(&records);
         let results = decode_all(&self.context, &records, threads);
-        Decoded { records: records.len() as u64, positions, results }
+        Decoded { records: records.len() as u64, positions, marks, results }
     }
 }
 
@@ -144,6 +147,9 @@ pub enum Take<'a> {
 struct Watermark {
     read: HashMap<Arc<str>, Position>,
     committed: HashMap<Arc<str>, Position>,
+    /// When the last change read of each shard was made (seconds since the epoch): the age
+    /// of a position a held table pins, which the stream must still hold after a restart.
+    made: HashMap<Arc<str>, i64>,
 }
 
 impl Planner {
@@ -161,6 +167,7 @@ impl Planner {
             limits,
             pending: Pending::default(),
             watermark: None,
+            record_applies: false,
         }
     }
 
@@ -174,7 +181,15 @@ impl Planner {
                 (Arc::from(shard.as_str()), Position::new(shard.as_str(), sequence.as_str()))
             })
             .collect();
-        self.watermark = Some(Watermark { read: committed.clone(), committed });
+        let made = HashMap::new();
+        self.watermark = Some(Watermark { read: committed.clone(), committed, made });
+        self.record_applies = true;
+    }
+
+    /// Records when each batch's tables are applied (with schedules configured, when every
+    /// table is applied regardless: the next pass must know).
+    pub fn record_applies(&mut self) {
+        self.record_applies = true;
     }
 
     pub fn source_name(&self) -> &str {
@@ -209,8 +224,11 @@ impl Planner {
                 oldest_change: held.oldest_change,
             })
             .collect();
-        // Something to commit besides tables: rejects, or positions past the committed ones.
-        let marks = !self.pending.rejects.is_empty() || !self.watermark_positions(|_| true).is_empty();
+        // Something to commit besides tables: positions past the committed ones, or rejects
+        // the positions committed would pass.
+        let upto = self.committable(|_| true);
+        let marks =
+            !self.advancing(&upto).is_empty() || self.pending.rejects.iter().any(|r| passed(&upto, r));
         crate::flow::Gathered { records: self.pending.records, bytes, marks, tables }
     }
 
@@ -230,10 +248,31 @@ impl Planner {
     pub fn fold(&mut self, decoded: Decoded, now: i64) {
         let pending = &mut self.pending;
         pending.records += decoded.records;
+        // Markers that move a shard to where it already was (a position carried over to a
+        // new name, the reader's start) count before this read's changes; a shard's end or
+        // removal only after them, so a change read with its shard's end pins the shard.
+        let (ends, moves): (Vec<Position>, Vec<Position>) =
+            decoded.marks.into_iter().partition(|m| compare_checkpoint(&m.sequence, ENDED).is_ge());
+        for position in &moves {
+            if let Some(watermark) = &mut self.watermark {
+                furthest(&mut watermark.read, position);
+            }
+            furthest(&mut pending.checkpoints, position);
+        }
         for result in decoded.results {
             match result {
                 Ok(packed) => {
                     let table = packed.table.as_str();
+                    if let Some(watermark) = &mut self.watermark {
+                        let shard = &packed.held.position().shard;
+                        let made = packed.held.created_micros().div_euclid(1_000_000);
+                        match watermark.made.get_mut(shard) {
+                            Some(at) => *at = made,
+                            None => {
+                                watermark.made.insert(shard.clone(), made);
+                            }
+                        }
+                    }
                     if !self.config.includes(table) {
                         pending.skipped += 1;
                         continue;
@@ -251,6 +290,10 @@ impl Planner {
                         let shard = &packed.held.position().shard;
                         if !held.starts.contains_key(shard) {
                             held.starts.insert(shard.clone(), watermark.read.get(shard).cloned());
+                            // The pinned position's record must outlive the hold too (its
+                            // age is unknown for a position resumed from: counted from now).
+                            let pinned = watermark.made.get(shard).copied().unwrap_or(now);
+                            held.oldest_change = held.oldest_change.min(pinned);
                         }
                         let made = packed.held.created_micros().div_euclid(1_000_000);
                         held.oldest_change = held.oldest_change.min(made);
@@ -260,20 +303,20 @@ impl Planner {
                 Err(reject) => pending.rejects.push(reject),
             }
         }
-        for position in decoded.positions {
+        for position in decoded.positions.iter().chain(&ends) {
             if let Some(watermark) = &mut self.watermark {
-                furthest(&mut watermark.read, &position);
+                furthest(&mut watermark.read, position);
             }
-            furthest(&mut pending.checkpoints, &position);
+            furthest(&mut pending.checkpoints, position);
         }
     }
 
-    /// With schedules: the positions a flush may commit now, each shard's furthest read
-    /// held back to the first change of any table that stays held (`still_held`), and only
-    /// where that is past what was committed.
-    fn watermark_positions(&self, still_held: impl Fn(&str) -> bool) -> Vec<Position> {
-        let Some(watermark) = &self.watermark else { return Vec::new() };
-        let mut out = Vec::new();
+    /// With schedules: how far each shard may be committed now, its furthest read held back
+    /// to the first change of any table that stays held (`still_held`); shards such a table
+    /// holds from their start are left out.
+    fn committable(&self, still_held: impl Fn(&str) -> bool) -> HashMap<Arc<str>, Position> {
+        let Some(watermark) = &self.watermark else { return HashMap::new() };
+        let mut out = HashMap::new();
         'shards: for (shard, read) in &watermark.read {
             let mut upto = read;
             for (_, held) in self.pending.tables.iter().filter(|(t, _)| still_held(t)) {
@@ -286,22 +329,36 @@ impl Planner {
                     Some(Some(_)) => {}
                 }
             }
-            let advances = watermark
-                .committed
-                .get(shard)
-                .is_none_or(|c| compare_checkpoint(&upto.sequence, &c.sequence).is_gt());
-            if advances {
-                out.push(upto.clone());
-            }
+            out.insert(shard.clone(), upto.clone());
         }
         out
+    }
+
+    /// The positions of `upto` past what was committed.
+    fn advancing(&self, upto: &HashMap<Arc<str>, Position>) -> Vec<Position> {
+        let committed = self.watermark.as_ref().map(|w| &w.committed);
+        upto.values()
+            .filter(|p| {
+                committed
+                    .and_then(|c| c.get(&p.shard))
+                    .is_none_or(|c| compare_checkpoint(&p.sequence, &c.sequence).is_gt())
+            })
+            .cloned()
+            .collect()
     }
 
     /// Plans the batch `selection` describes, handed over at `now`: with schedules, the
     /// batch records when its tables were applied.
     pub fn hand_over(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
         match selection {
-            crate::flow::Selection::All => self.flush(Take::All),
+            crate::flow::Selection::All => {
+                let mut prepared = self.flush(Take::All);
+                if self.record_applies {
+                    let tables = prepared.batch.tables.iter().map(|t| (t.source_table.clone(), now));
+                    prepared.batch.applied_at = tables.collect();
+                }
+                prepared
+            }
             crate::flow::Selection::Chosen(choice) => {
                 let tables: Vec<String> = choice.tables().cloned().collect();
                 let mut prepared = self.flush(Take::Tables(&tables));
@@ -314,10 +371,13 @@ impl Planner {
     /// Plans the tables `take` names (with the rejects and positions taken in) as one batch;
     /// the planner's catalog moves to the batch's. Tables not taken keep their changes.
     pub fn flush(&mut self, take: Take) -> Prepared {
-        let mut checkpoints: Vec<Position> = match (&self.watermark, take) {
-            (None, _) => std::mem::take(&mut self.pending.checkpoints).into_values().collect(),
-            (Some(_), Take::All) => self.watermark_positions(|_| false),
-            (Some(_), Take::Tables(taking)) => self.watermark_positions(|t| !taking.iter().any(|x| x == t)),
+        let upto = match take {
+            Take::All => self.committable(|_| false),
+            Take::Tables(taking) => self.committable(|t| !taking.iter().any(|x| x == t)),
+        };
+        let mut checkpoints: Vec<Position> = match &self.watermark {
+            None => std::mem::take(&mut self.pending.checkpoints).into_values().collect(),
+            Some(_) => self.advancing(&upto),
         };
         if let Some(watermark) = &mut self.watermark {
             for p in &checkpoints {
@@ -331,7 +391,17 @@ impl Planner {
                 tables.iter().filter_map(|t| self.pending.tables.remove_entry(t.as_str())).collect()
             }
         };
-        let rejects = std::mem::take(&mut self.pending.rejects);
+        // With schedules, a reject is recorded once the positions committed pass it: until
+        // then a restart reads it again, and it must not be recorded twice.
+        let rejects = match &self.watermark {
+            None => std::mem::take(&mut self.pending.rejects),
+            Some(_) => {
+                let (now, later) =
+                    std::mem::take(&mut self.pending.rejects).into_iter().partition(|r| passed(&upto, r));
+                self.pending.rejects = later;
+                now
+            }
+        };
         let skipped = std::mem::take(&mut self.pending.skipped);
         let records = std::mem::take(&mut self.pending.records);
         let mut seen = BTreeMap::new();
@@ -369,6 +439,12 @@ impl Planner {
         };
         Prepared { batch, seen, skipped }
     }
+}
+
+/// Whether the positions `upto` pass the record of `reject`.
+fn passed(upto: &HashMap<Arc<str>, Position>, reject: &Reject) -> bool {
+    upto.get(&reject.position.shard)
+        .is_some_and(|p| compare_checkpoint(&reject.position.sequence, &p.sequence).is_le())
 }
 
 /// Keeps the further of `position` and the shard's position in `positions`.
@@ -664,6 +740,8 @@ mod tests {
         batch.checkpoints.iter().map(|p| (p.shard.to_string(), p.sequence.to_string())).collect()
     }
 
+    use dynashift_core::checkpoint::PRUNED;
+
     #[test]
     fn held_tables_keep_positions_at_their_first_change() {
         let mut p = planner("");
@@ -685,6 +763,39 @@ mod tests {
         let rest = p.flush(Take::All);
         assert_eq!(shards(&rest.batch), vec![pair("a", "4"), pair("b", "3")]);
         assert!(p.flush(Take::All).batch.checkpoints.is_empty(), "nothing new to commit");
+    }
+
+    #[test]
+    fn rejects_wait_for_the_positions_that_pass_them() {
+        let mut p = planner("");
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]));
+        let bad = RawRecord { data: b"not json".to_vec(), position: Position::new("a", "4"), problem: None };
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), bad]);
+        assert!(!p.gathered().marks, "A pins shard a at 1: the reject at 4 waits");
+        let b = p.flush(Take::Tables(&["B".to_string()]));
+        assert!(b.batch.rejects.is_empty());
+        let a = p.flush(Take::All);
+        assert_eq!(a.batch.rejects.len(), 1, "recorded with the position that passes it");
+        assert_eq!(shards(&a.batch), vec![("a".to_string(), "4".to_string())]);
+    }
+
+    #[test]
+    fn a_shard_ending_in_the_read_of_a_held_change_stays_pinned() {
+        let mut p = planner("");
+        p.hold_tables(&HashMap::from([("old".to_string(), "7".to_string())]));
+        let decoded = p.decoder().decode(
+            vec![of("A", "a", 2)],
+            vec![Position::new("a", "1"), Position::new("a", ENDED), Position::new("old", PRUNED)],
+            1,
+        );
+        p.fold(decoded, 0);
+        let b = p.flush(Take::Tables(&[]));
+        // Shard a's carried-over position counts before the change (which pins it there); its
+        // end only after, so the end is not committed while A holds the change.
+        let pair = |s: &str, q: &str| (s.to_string(), q.to_string());
+        assert_eq!(shards(&b.batch), vec![pair("a", "1"), pair("old", PRUNED)]);
+        let a = p.flush(Take::All);
+        assert_eq!(shards(&a.batch), vec![pair("a", ENDED)]);
     }
 
     #[test]

@@ -102,14 +102,11 @@ pub fn format_schedules(
         ));
     }
     if !schedules.quiet.is_empty() || schedules.max_tables_per_batch > 0 {
-        out.push_str(&format!(
-            "{} quiet window(s); at most {} table(s) per batch\n",
-            schedules.quiet.len(),
-            match schedules.max_tables_per_batch {
-                0 => "any number of".to_string(),
-                n => n.to_string(),
-            }
-        ));
+        let per_batch = match schedules.max_tables_per_batch {
+            0 => "any number of tables".to_string(),
+            n => format!("at most {n} table(s)"),
+        };
+        out.push_str(&format!("{} quiet window(s); {per_batch} per batch\n", schedules.quiet.len()));
     }
     out
 }

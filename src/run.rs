@@ -169,6 +169,10 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let mut source = open_source(config, options, resume.clone())?;
     let (mut planner, mut warehouse, _) = pipeline.into_parts();
     let limits = config.flow_limits(options.max_batches);
+    if config.schedules.is_active() {
+        // Even when every table is applied (`--all`), the next pass must know when.
+        planner.record_applies();
+    }
     let scheduler = if config.schedules.is_active() && !options.all {
         let last_applied =
             if set_up { last_applies(&mut warehouse, planner.source_name())? } else { HashMap::new() };
@@ -334,6 +338,15 @@ fn drive(
                 }
             }
             Step::AwaitWarehouse => heard(flow, done.recv()),
+            Step::Wait(table) if !options.follow => {
+                // One pass cannot wait for an unpause: it ends, applying what is due.
+                tracing::warn!(
+                    table,
+                    "this paused table's held changes fill max_batch_memory: the pass ends here; unpause \
+                     it, raise max_batch_memory, or apply it with `sync --once --all`"
+                );
+                flow.stop();
+            }
             Step::Wait(table) => {
                 if waiting_for.as_deref() != Some(table.as_str()) {
                     tracing::warn!(

@@ -266,3 +266,38 @@ fn sync_once_honours_schedules_and_all_overrides_them() {
     assert_eq!(all["Orders"].values().collect::<Vec<_>>(), vec!["2"]);
     assert_eq!(all["Audit"].values().collect::<Vec<_>>(), vec!["1"]);
 }
+
+/// A one-pass run whose paused table fills the memory bound ends (with a warning) instead of
+/// waiting for an unpause that cannot come; what is due is applied.
+#[test]
+fn a_pass_held_up_by_a_paused_table_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..400 {
+        let v = "x".repeat(200);
+        lines.push_str(&format!(
+            "{{\"eventName\":\"INSERT\",\"tableName\":\"Audit\",\"dynamodb\":{{\"ApproximateCreationDateTime\":{},\"Keys\":{{\"id\":{{\"S\":\"a{i}\"}}}},\"NewImage\":{{\"id\":{{\"S\":\"a{i}\"}},\"v\":{{\"S\":\"{v}\"}}}}}}}}\n",
+            1_000 + i
+        ));
+    }
+    lines.push_str("{\"eventName\":\"INSERT\",\"tableName\":\"Hot\",\"dynamodb\":{\"ApproximateCreationDateTime\":5000,\"Keys\":{\"id\":{\"S\":\"h\"}},\"NewImage\":{\"id\":{\"S\":\"h\"},\"v\":{\"S\":\"1\"}}}}\n");
+    std::fs::write(dir.path().join("changes.jsonl"), lines).unwrap();
+    std::fs::write(
+        dir.path().join("dynashift.toml"),
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n\
+             [defaults]\nbatch_size = 100\nmax_batch_memory = \"20KB\"\n{SCHEDULES}"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_dynashift"))
+        .current_dir(dir.path())
+        .args(["sync", "--once", "-c", "dynashift.toml"])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("paused") && log.contains("the pass ends here"), "{log}");
+    let mut w = DuckDbWarehouse::open(&dir.path().join("out.duckdb"), "dynamodb").unwrap();
+    assert!(!values(&mut w).contains_key("Audit"), "a paused table is never applied early");
+}

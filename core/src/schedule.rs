@@ -97,8 +97,9 @@ impl Window {
         else {
             return Err(invalid(text, EXPECTED));
         };
-        let (start, end) = (start % (24 * 60), end % (24 * 60));
-        if start == end {
+        // 24:00 ends a window at midnight; it starts none.
+        let start = start % (24 * 60);
+        if start == end || end - start == 24 * 60 {
             return Err(invalid(text, "a daily window of some length (start and end differ)"));
         }
         Ok(Window { start, end, offset })
@@ -164,8 +165,9 @@ impl Window {
 
     /// Seconds the window is closed each day.
     fn closed_secs(&self) -> i64 {
-        let open = (self.end - self.start).rem_euclid(24 * 60) * 60;
-        DAY - open
+        let open =
+            if self.end > self.start { self.end - self.start } else { self.end + 24 * 60 - self.start };
+        DAY - open * 60
     }
 }
 

@@ -85,7 +85,9 @@ impl ShardApi for KinesisApi {
     }
 
     async fn retention(&self) -> Result<Option<u64>, ApiError> {
-        Ok(self.summary().await?.map(|d| d.retention_period_hours().max(0) as u64 * 3_600))
+        // A retention of 0 hours is not one a stream can have: unknown.
+        let hours = self.summary().await?.map(|d| d.retention_period_hours()).filter(|h| *h > 0);
+        Ok(hours.map(|h| h as u64 * 3_600))
     }
 
     async fn iterator(&self, shard: &str, start: &IteratorStart) -> Result<Option<String>, ApiError> {

@@ -89,7 +89,6 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     steps
 }
 
-/// Records one reject: raw text, and raw bytes too when they are not UTF-8.
 /// Replaces the checkpoint of `source`'s `shard` with `sequence` (`PRUNED`: removes it).
 fn checkpoint_step(d: &dyn Dialect, layout: &Layout, source: &str, shard: &str, sequence: &str) -> Step {
     let control = d.qualified(&layout.control_schema, "checkpoints");
@@ -113,6 +112,7 @@ fn checkpoint_step(d: &dyn Dialect, layout: &Layout, source: &str, shard: &str, 
     Step::Together(together)
 }
 
+/// Records one reject: raw text, and raw bytes too when they are not UTF-8.
 pub fn reject_statement(d: &dyn Dialect, layout: &Layout, source: &str, r: &Reject) -> Statement {
     // Raw bytes that are not UTF-8, or hold U+0000 (which PostgreSQL's text cannot), are kept
     // whole in raw_bytes; raw_text then shows them with replacement characters.
