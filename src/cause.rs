@@ -16,6 +16,11 @@ impl Cause {
         Cause { message: crate::text::one_line(&error), source: Some(Box::new(error)) }
     }
 
+    /// `error`, described by its message and its sources' (`error_chain`).
+    pub fn chained(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause { message: error_chain(&error), source: Some(Box::new(error)) }
+    }
+
     /// `error`, described by `message` (e.g. the server's message with its detail).
     pub fn with_message(
         message: impl Into<String>,

@@ -2,7 +2,7 @@
 //! written anywhere.
 
 use crate::aws::{sdk_config, sdk_message};
-use crate::cause::Cause;
+use crate::cause::{error_chain, Cause};
 use crate::config::{Config, SourceConfig};
 
 /// One line of advice about a table's Kinesis streaming destination into `stream`: its
@@ -68,22 +68,11 @@ pub fn source_lines(config: &Config) -> Vec<String> {
 pub fn source_retention(config: &Config) -> Result<Option<u64>, Cause> {
     match &config.source {
         SourceConfig::File(_) => Ok(None),
-        SourceConfig::DynamodbStreams(_) => Ok(Some(24 * 3_600)),
-        SourceConfig::Kinesis(k) => {
-            let runtime = crate::runtime::background("dynashift-check").map_err(Cause::of)?;
-            let client = aws_sdk_kinesis::Client::new(&runtime.block_on(sdk_config(&k.aws)));
-            let out = runtime
-                .block_on(client.describe_stream_summary().stream_name(k.stream_name()).send())
-                .map_err(|e| {
-                    Cause::with_message(
-                        format!("DescribeStreamSummary failed, retention not checked: {}", sdk_message(&e)),
-                        e,
-                    )
-                })?;
-            let hours =
-                out.stream_description_summary().map(|d| d.retention_period_hours()).filter(|h| *h > 0);
-            Ok(hours.map(|h| h as u64 * 3_600))
-        }
+        SourceConfig::DynamodbStreams(_) => Ok(Some(crate::source::dynamodb_streams::RETENTION_SECS)),
+        SourceConfig::Kinesis(k) => crate::source::kinesis::retention(&k.stream, &k.aws).map_err(|e| {
+            let message = format!("DescribeStreamSummary failed, retention not checked: {}", error_chain(&e));
+            Cause::with_message(message, e)
+        }),
     }
 }
 

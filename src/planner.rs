@@ -183,7 +183,6 @@ impl Planner {
             .collect();
         let made = HashMap::new();
         self.watermark = Some(Watermark { read: committed.clone(), committed, made });
-        self.record_applies = true;
     }
 
     /// Records when each batch's tables are applied (with schedules configured, when every

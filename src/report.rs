@@ -2,10 +2,9 @@
 
 use std::collections::HashMap;
 
-use aws_smithy_types::date_time::{DateTime, Format};
-
 use crate::config::Config;
 use crate::pipeline::Summary;
+use crate::warehouse::registry::format_version;
 use crate::warehouse::Status;
 
 /// The per-table summary printed after a run.
@@ -61,11 +60,6 @@ pub fn format_status(s: &Status) -> String {
     out
 }
 
-/// `secs` since the epoch as an RFC 3339 time in UTC.
-fn format_time(secs: i64) -> String {
-    DateTime::from_secs(secs).fmt(Format::DateTime).unwrap_or_else(|_| secs.to_string())
-}
-
 /// Per table with changes or a schedule of its own: its schedule, when it was last applied
 /// and when it is next due (at `now`). Held changes live in the running process only.
 pub fn format_schedules(
@@ -89,7 +83,7 @@ pub fn format_schedules(
         let next = match schedule.next_due(last, now, &schedules.quiet) {
             _ if schedule.paused => "paused".to_string(),
             Some(t) if t <= now => "now".to_string(),
-            Some(t) => format_time(t),
+            Some(t) => format_version(t.saturating_mul(1_000_000)),
             None => "never (quiet windows cover its window)".to_string(),
         };
         out.push_str(&format!(
@@ -97,7 +91,7 @@ pub fn format_schedules(
             table,
             schedule.to_string(),
             schedule.priority,
-            last.map_or_else(|| "-".to_string(), format_time),
+            last.map_or_else(|| "-".to_string(), |t| format_version(t.saturating_mul(1_000_000))),
             next
         ));
     }

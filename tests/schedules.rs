@@ -33,13 +33,18 @@ fn config(target: &str) -> Config {
     Config::parse(&text, Path::new("schedules.toml")).unwrap()
 }
 
+/// A change of `table`'s item `id` to value `v`, made at `millis`, as a JSON line.
+fn line(table: &str, id: &str, v: &str, millis: u64) -> String {
+    format!(
+        r#"{{"eventName":"MODIFY","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":{millis},"Keys":{{"id":{{"S":"{id}"}}}},"NewImage":{{"id":{{"S":"{id}"}},"v":{{"S":"{v}"}}}}}}}}"#
+    ) + "\n"
+}
+
 /// A change of `table`'s item `id` to value `v`, read at `shard`:`seq`.
 fn change(shard: &str, seq: u64, table: &str, id: &str, v: &str) -> RawRecord {
     let millis = 1_764_000_000_000u64 + seq * 1_000 + if shard == "b" { 500 } else { 0 };
-    let line = format!(
-        r#"{{"eventName":"MODIFY","tableName":"{table}","dynamodb":{{"ApproximateCreationDateTime":{millis},"Keys":{{"id":{{"S":"{id}"}}}},"NewImage":{{"id":{{"S":"{id}"}},"v":{{"S":"{v}"}}}}}}}}"#
-    );
-    RawRecord { data: line.into_bytes(), position: Position::new(shard, seq.to_string()), problem: None }
+    let data = line(table, id, v, millis).trim_end().as_bytes().to_vec();
+    RawRecord { data, position: Position::new(shard, seq.to_string()), problem: None }
 }
 
 /// Every table's `v` per key.
@@ -218,11 +223,6 @@ fn memory_pressure_applies_a_held_table_early_but_never_a_paused_one() {
 fn sync_once_honours_schedules_and_all_overrides_them() {
     let dir = tempfile::tempdir().unwrap();
     let changes = dir.path().join("changes.jsonl");
-    let line = |table: &str, id: &str, v: &str, millis: u64| {
-        format!(
-            "{{\"eventName\":\"MODIFY\",\"tableName\":\"{table}\",\"dynamodb\":{{\"ApproximateCreationDateTime\":{millis},\"Keys\":{{\"id\":{{\"S\":\"{id}\"}}}},\"NewImage\":{{\"id\":{{\"S\":\"{id}\"}},\"v\":{{\"S\":\"{v}\"}}}}}}}}\n"
-        )
-    };
     let config = dir.path().join("dynashift.toml");
     std::fs::write(
         &config,
@@ -272,15 +272,9 @@ fn sync_once_honours_schedules_and_all_overrides_them() {
 #[test]
 fn a_pass_held_up_by_a_paused_table_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = String::new();
-    for i in 0..400 {
-        let v = "x".repeat(200);
-        lines.push_str(&format!(
-            "{{\"eventName\":\"INSERT\",\"tableName\":\"Audit\",\"dynamodb\":{{\"ApproximateCreationDateTime\":{},\"Keys\":{{\"id\":{{\"S\":\"a{i}\"}}}},\"NewImage\":{{\"id\":{{\"S\":\"a{i}\"}},\"v\":{{\"S\":\"{v}\"}}}}}}}}\n",
-            1_000 + i
-        ));
-    }
-    lines.push_str("{\"eventName\":\"INSERT\",\"tableName\":\"Hot\",\"dynamodb\":{\"ApproximateCreationDateTime\":5000,\"Keys\":{\"id\":{\"S\":\"h\"}},\"NewImage\":{\"id\":{\"S\":\"h\"},\"v\":{\"S\":\"1\"}}}}\n");
+    let v = "x".repeat(200);
+    let mut lines: String = (0..400).map(|i| line("Audit", &format!("a{i}"), &v, 1_000 + i)).collect();
+    lines.push_str(&line("Hot", "h", "1", 5_000));
     std::fs::write(dir.path().join("changes.jsonl"), lines).unwrap();
     std::fs::write(
         dir.path().join("dynashift.toml"),

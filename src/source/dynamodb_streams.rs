@@ -24,6 +24,9 @@ use super::shards::{
 use crate::aws::{sdk_config, sdk_message, AwsSettings};
 use crate::cause::Cause;
 
+/// How long DynamoDB Streams keeps a record: 24 hours, a fixed limit.
+pub const RETENTION_SECS: u64 = 24 * 3_600;
+
 #[derive(Clone)]
 pub struct StreamsApi {
     client: aws_sdk_dynamodbstreams::Client,
@@ -178,8 +181,7 @@ impl ShardApi for StreamsApi {
     }
 
     async fn retention(&self) -> Result<Option<u64>, ApiError> {
-        // DynamoDB Streams keeps records for 24 hours, a fixed limit.
-        Ok(Some(24 * 3_600))
+        Ok(Some(RETENTION_SECS))
     }
 
     async fn iterator(&self, shard: &str, start: &IteratorStart) -> Result<Option<String>, ApiError> {

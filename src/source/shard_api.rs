@@ -47,6 +47,21 @@ pub fn classify_code(code: Option<&str>, text: Cause) -> ApiError {
     }
 }
 
+impl ApiError {
+    /// What went wrong, whatever the kind.
+    pub fn into_cause(self) -> Cause {
+        match self {
+            ApiError::Expired => "iterator expired".into(),
+            ApiError::NotFound(cause)
+            | ApiError::Denied(cause)
+            | ApiError::Trimmed(cause)
+            | ApiError::Throttled(cause)
+            | ApiError::Transient(cause)
+            | ApiError::Permanent(cause) => cause,
+        }
+    }
+}
+
 /// Where a new reader's shards start, from the configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StartPosition {

@@ -287,10 +287,7 @@ impl<A: ShardApi> ShardReader<A> {
             ApiError::NotFound(cause) => SourceError::NotFound { what, cause },
             ApiError::Denied(cause) => SourceError::Denied { what, cause },
             ApiError::Trimmed(cause) => SourceError::Trimmed { what, cause },
-            ApiError::Expired => SourceError::Other { what, cause: "iterator expired".into() },
-            ApiError::Throttled(cause) | ApiError::Transient(cause) | ApiError::Permanent(cause) => {
-                SourceError::Other { what, cause }
-            }
+            other => SourceError::Other { what, cause: other.into_cause() },
         }
     }
 

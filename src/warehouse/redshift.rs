@@ -10,7 +10,6 @@ use dynashift_core::Position;
 use super::s3_stage::{encode, Oversize, S3Location, S3Stager, Staged, StagedFix};
 use super::{Batch, Cause, Reject, WarehouseError};
 use crate::aws::AwsSettings;
-use crate::cause::error_chain;
 
 /// Redshift's serialization conflicts, which a new attempt of the transaction may pass:
 /// "ERROR: 1023 … Serializable isolation violation on table" (SQLSTATE XX000), and, under
@@ -38,7 +37,7 @@ pub enum RedshiftAuth {
 }
 
 fn aws_error(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> WarehouseError {
-    WarehouseError::Unavailable { context: what.to_string(), cause: Cause::with_message(error_chain(&e), e) }
+    WarehouseError::Unavailable { context: what.to_string(), cause: Cause::chained(e) }
 }
 
 /// Temporary `(user, password)` for `auth`, or `None` for password logins. The password is

@@ -24,7 +24,7 @@ use dynashift_core::value::{hex_encode, write_json_string};
 use flate2::write::GzEncoder;
 
 use super::pg_nul::storable;
-use crate::cause::{error_chain, Cause};
+use crate::cause::Cause;
 
 /// `s3://bucket/prefix/`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +244,7 @@ pub struct S3Stager {
 }
 
 fn stage_error(location: &S3Location, e: impl std::error::Error + Send + Sync + 'static) -> StageError {
-    StageError { location: location.url(&location.prefix), cause: Cause::with_message(error_chain(&e), e) }
+    StageError { location: location.url(&location.prefix), cause: Cause::chained(e) }
 }
 
 impl S3Stager {
