@@ -10,6 +10,8 @@ pub mod check;
 pub mod config;
 pub mod flow;
 pub mod memory;
+pub mod metrics;
+pub mod metrics_server;
 pub mod pipeline;
 pub mod planner;
 pub mod report;

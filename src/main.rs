@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dynashift::cause::error_chain;
 use dynashift::config::Config;
-use dynashift::report::{format_schedules, format_status, format_summary};
+use dynashift::report::{format_schedules, format_status, format_summary, status_json};
 use dynashift::run::{last_applies, open_warehouse, run, unix_now, RunOptions, RunResult};
 
 #[cfg(feature = "bench")]
@@ -49,6 +49,10 @@ enum Command {
         /// Print the SQL the next batch would run, without running it.
         #[arg(long)]
         dry_run: bool,
+        /// Serve /metrics, /healthz and /readyz on this address (e.g. 127.0.0.1:9464);
+        /// overrides `[monitoring] metrics`.
+        #[arg(long, value_name = "ADDRESS", value_parser = parse_address)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// One incremental pass over the source, then exit.
     Sync {
@@ -60,16 +64,25 @@ enum Command {
         /// Apply every table now, whatever its schedule (paused tables too).
         #[arg(long)]
         all: bool,
+        /// Serve /metrics, /healthz and /readyz on this address while the pass runs.
+        #[arg(long, value_name = "ADDRESS", value_parser = parse_address)]
+        metrics: Option<std::net::SocketAddr>,
     },
     /// Print the SQL the next batch would run, without running it.
     Plan {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Per table: rows, columns, newest applied change, changes applied, rejects.
+    /// Per table: rows, columns, newest applied change and its lag, changes applied, rejects.
     Status {
         #[arg(long, short)]
         config: PathBuf,
+        /// Print JSON with stable field names (see docs/operations.md).
+        #[arg(long)]
+        json: bool,
+        /// Print again every SECONDS (default 2) until stopped; in place on a terminal.
+        #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
+        watch: Option<u64>,
     },
     /// Check the configuration, that the target can be opened, and the source's settings.
     Check {
@@ -137,34 +150,45 @@ fn execute(command: Command) -> anyhow::Result<()> {
             .context("installing the signal handler")?;
     }
     match command {
-        Command::Run { config, follow, dry_run } => {
+        Command::Run { config, follow, dry_run, metrics } => {
             let config = load(&config)?;
+            if !dry_run {
+                serve_metrics(metrics.or(config.monitoring.metrics))?;
+            }
             // A stream has no end: `run` follows it (use `sync --once` for one pass).
             let follow = follow || !config.source.is_file();
             replicate(&config, RunOptions { follow, dry_run, ..RunOptions::default() }, stop)
         }
-        Command::Sync { config, once, all } => {
+        Command::Sync { config, once, all, metrics } => {
             anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");
-            replicate(&load(&config)?, RunOptions { all, ..RunOptions::default() }, stop)
+            let config = load(&config)?;
+            serve_metrics(metrics.or(config.monitoring.metrics))?;
+            replicate(&config, RunOptions { all, ..RunOptions::default() }, stop)
         }
         Command::Plan { config } => {
             replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop)
         }
         // `status` and `check` only read: a warehouse never set up stays untouched.
-        Command::Status { config } => {
+        Command::Status { config, json, watch } => {
             let config = load(&config)?;
             let mut w = open_warehouse(&config)?;
-            if w.is_set_up()? {
-                let status = w.status()?;
-                print!("{}", format_status(&status));
-                if config.schedules.is_active() {
-                    let last = last_applies(&mut w, &config.source.checkpoint_name())?;
-                    print!("\n{}", format_schedules(&config, &status, &last, unix_now()));
+            let in_place = watch.is_some() && std::io::stdout().is_terminal();
+            loop {
+                let text = status_text(&config, &mut w, json)?;
+                if in_place {
+                    // Clear the screen and home the cursor, then print.
+                    print!("\x1b[2J\x1b[H");
                 }
-            } else {
-                println!("nothing replicated yet: the target has no `_dynashift` control tables");
+                print!("{text}");
+                let Some(seconds) = watch else { return Ok(()) };
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds.max(1));
+                while std::time::Instant::now() < until {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
             }
-            Ok(())
         }
         Command::Check { config } => {
             let config = load(&config)?;
@@ -219,6 +243,49 @@ fn execute(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `status` prints once: the tables (as text or JSON) and, with schedules, each table's.
+fn status_text(
+    config: &Config,
+    w: &mut Box<dyn dynashift::warehouse::Warehouse>,
+    json: bool,
+) -> anyhow::Result<String> {
+    let now = unix_now();
+    if !w.is_set_up()? {
+        return Ok(if json {
+            "{\"tables\":[],\"set_up\":false}\n".to_string()
+        } else {
+            "nothing replicated yet: the target has no `_dynashift` control tables\n".to_string()
+        });
+    }
+    let status = w.status()?;
+    let last = last_applies(w, &config.source.checkpoint_name())?;
+    if json {
+        let mut value = status_json(config, &status, &last, now);
+        value["set_up"] = serde_json::Value::Bool(true);
+        return Ok(format!("{value}\n"));
+    }
+    let mut out = format_status(&status, now);
+    if config.schedules.is_active() {
+        out.push_str(&format!("\n{}", format_schedules(config, &status, &last, now)));
+    }
+    Ok(out)
+}
+
+fn parse_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    dynashift::config::parse_listen_address(text)
+        .map_err(|e| format!("{e}: give an IP address and port, such as 127.0.0.1:9464"))
+}
+
+/// Starts the metrics listener when an address is configured; the bound address is printed
+/// so a port of 0 (any free port) can be found.
+fn serve_metrics(address: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(address) = address {
+        let bound = dynashift::metrics_server::start(address)?;
+        eprintln!("metrics: http://{bound}/metrics");
+    }
+    Ok(())
 }
 
 fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<()> {

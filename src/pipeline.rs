@@ -89,7 +89,8 @@ impl<W: Warehouse> Pipeline<W> {
         let resume = self.checkpoints()?;
         let source = self.planner.source_name().to_string();
         let last_applied = crate::run::last_applies(&mut self.warehouse, &source)?;
-        self.planner.hold_tables(&resume);
+        let marks = crate::run::table_marks(&mut self.warehouse, &source)?;
+        self.planner.hold_tables(&resume, marks);
         self.planner.record_applies();
         let scheduler = Scheduler::new(config.schedules.clone(), last_applied, None);
         self.flow = Flow::with_scheduler(config.flow_limits(None), scheduler);

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use dynashift_core::checkpoint::{compare_checkpoint, ENDED};
+use dynashift_core::checkpoint::{compare_checkpoint, ENDED, PRUNED};
 use dynashift_core::decode::{decode_packed, table_from_arn, DecodeContext};
 use dynashift_core::held::{HeldChange, Packed};
 use dynashift_core::limits::Limits;
@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::source::RawRecord;
-use crate::warehouse::{Batch, Reject};
+use crate::warehouse::{Batch, Reject, TableMark};
 
 /// A planned batch and the figures the run reports for it.
 pub struct Prepared {
@@ -25,6 +25,8 @@ pub struct Prepared {
     pub seen: BTreeMap<String, u64>,
     /// Changes of tables left out by include/exclude.
     pub skipped: u64,
+    /// Per table: when the newest change of the batch was made (seconds since the epoch).
+    pub newest_change: BTreeMap<String, i64>,
 }
 
 /// Turns records into batches against the catalog as it will be once earlier batches commit.
@@ -108,6 +110,8 @@ struct Pending {
     checkpoints: HashMap<Arc<str>, Position>,
     rejects: Vec<Reject>,
     skipped: u64,
+    /// Changes read again that their table's mark shows are already applied.
+    already_in: u64,
     records: u64,
 }
 
@@ -118,7 +122,8 @@ struct TableHeld {
     seen: u64,
     /// When the first of them was read (seconds since the epoch).
     since: i64,
-    /// When the oldest of them was made (seconds since the epoch), tracked with schedules.
+    /// When the oldest of them was made (seconds since the epoch); with schedules, no later
+    /// than the change of the position the table pins.
     oldest_change: i64,
     /// With schedules: per shard, the furthest position read before the table's first held
     /// change of that shard (`None`: nothing before it could be committed). Positions are
@@ -150,6 +155,51 @@ struct Watermark {
     /// When the last change read of each shard was made (seconds since the epoch): the age
     /// of a position a held table pins, which the stream must still hold after a restart.
     made: HashMap<Arc<str>, i64>,
+    /// Per table, how far its changes are in the warehouse on the shards where that is
+    /// past the committed position (the table marks batches write): a change at or before
+    /// its table's mark is read again only because another table pinned the shard.
+    marks: HashMap<String, HashMap<Arc<str>, Position>>,
+}
+
+impl Watermark {
+    /// Whether `table`'s mark on the shard of `position` shows the change already applied.
+    fn has(&self, table: &str, position: &Position) -> bool {
+        self.marks
+            .get(table)
+            .and_then(|shards| shards.get(&position.shard))
+            .is_some_and(|mark| compare_checkpoint(&position.sequence, &mark.sequence).is_le())
+    }
+
+    /// The marks a batch taking `table` writes: every shard read past `upto` (the positions
+    /// the batch commits) is in for the table; marks now at or before `upto` are dropped.
+    fn move_marks(&mut self, table: &str, upto: &HashMap<Arc<str>, Position>) -> Vec<TableMark> {
+        let old = self.marks.remove(table).unwrap_or_default();
+        let new: HashMap<Arc<str>, Position> = self
+            .read
+            .iter()
+            .filter(|(shard, read)| {
+                upto.get(*shard).is_none_or(|u| compare_checkpoint(&read.sequence, &u.sequence).is_gt())
+            })
+            .map(|(shard, read)| (shard.clone(), read.clone()))
+            .collect();
+        let mut out: Vec<TableMark> = old
+            .keys()
+            .filter(|shard| !new.contains_key(*shard))
+            .map(|shard| TableMark {
+                table: table.to_string(),
+                position: Position::new(shard.clone(), PRUNED),
+            })
+            .collect();
+        out.extend(
+            new.values()
+                .filter(|p| old.get(&p.shard) != Some(*p))
+                .map(|p| TableMark { table: table.to_string(), position: p.clone() }),
+        );
+        if !new.is_empty() {
+            self.marks.insert(table.to_string(), new);
+        }
+        out
+    }
 }
 
 impl Planner {
@@ -173,16 +223,24 @@ impl Planner {
 
     /// Lets tables hold changes past a batch (their schedules decide when they are applied):
     /// from now on, a flush commits positions only up to the first change any held table
-    /// still holds. `resume`: the committed positions (shard → sequence) reading starts from.
-    pub fn hold_tables(&mut self, resume: &HashMap<String, String>) {
-        let committed: HashMap<Arc<str>, Position> = resume
-            .iter()
-            .map(|(shard, sequence)| {
-                (Arc::from(shard.as_str()), Position::new(shard.as_str(), sequence.as_str()))
-            })
-            .collect();
+    /// still holds. `resume`: the committed positions (shard → sequence) reading starts from;
+    /// `marks`: per table, how far past them its changes are already in (shard → sequence).
+    pub fn hold_tables(
+        &mut self,
+        resume: &HashMap<String, String>,
+        marks: HashMap<String, HashMap<String, String>>,
+    ) {
+        let positions = |map: &HashMap<String, String>| -> HashMap<Arc<str>, Position> {
+            map.iter()
+                .map(|(shard, sequence)| {
+                    (Arc::from(shard.as_str()), Position::new(shard.as_str(), sequence.as_str()))
+                })
+                .collect()
+        };
+        let committed = positions(resume);
+        let marks = marks.iter().map(|(table, shards)| (table.clone(), positions(shards))).collect();
         let made = HashMap::new();
-        self.watermark = Some(Watermark { read: committed.clone(), committed, made });
+        self.watermark = Some(Watermark { read: committed.clone(), committed, made, marks });
     }
 
     /// Records when each batch's tables are applied (with schedules configured, when every
@@ -231,6 +289,11 @@ impl Planner {
         crate::flow::Gathered { records: self.pending.records, bytes, marks, tables }
     }
 
+    /// Per table holding changes: when its oldest change was made (seconds since the epoch).
+    pub fn oldest_unapplied(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.pending.tables.iter().map(|(table, held)| (table.as_str(), held.oldest_change))
+    }
+
     /// Decodes `records` on `threads` threads and folds them into the pending batch, read at
     /// `now` (seconds since the epoch).
     pub fn ingest(&mut self, records: Vec<RawRecord>, threads: usize, now: i64) {
@@ -276,6 +339,10 @@ impl Planner {
                         pending.skipped += 1;
                         continue;
                     }
+                    if self.watermark.as_ref().is_some_and(|w| w.has(table, packed.held.position())) {
+                        pending.already_in += 1;
+                        continue;
+                    }
                     let held = match pending.tables.get_mut(table) {
                         Some(held) => held,
                         None => {
@@ -294,9 +361,9 @@ impl Planner {
                             let pinned = watermark.made.get(shard).copied().unwrap_or(now);
                             held.oldest_change = held.oldest_change.min(pinned);
                         }
-                        let made = packed.held.created_micros().div_euclid(1_000_000);
-                        held.oldest_change = held.oldest_change.min(made);
                     }
+                    let made = packed.held.created_micros().div_euclid(1_000_000);
+                    held.oldest_change = held.oldest_change.min(made);
                     held.newest.add(packed);
                 }
                 Err(reject) => pending.rejects.push(reject),
@@ -401,6 +468,17 @@ impl Planner {
                 now
             }
         };
+        let mut table_marks = Vec::new();
+        if let Some(watermark) = &mut self.watermark {
+            for (table, _) in &taken {
+                table_marks.extend(watermark.move_marks(table, &upto));
+            }
+            table_marks.sort_by(|a, b| (&a.table, &a.position).cmp(&(&b.table, &b.position)));
+        }
+        let already_in = std::mem::take(&mut self.pending.already_in);
+        if already_in > 0 {
+            tracing::debug!(already_in, "changes read again that their tables already had");
+        }
         let skipped = std::mem::take(&mut self.pending.skipped);
         let records = std::mem::take(&mut self.pending.records);
         let mut seen = BTreeMap::new();
@@ -413,7 +491,12 @@ impl Planner {
         }
         let mut catalog = self.catalog.clone();
         let mut jobs: HashMap<String, TableJob> = HashMap::new();
+        let mut newest_change = BTreeMap::new();
         for (table, held) in newest {
+            let made = held.iter().map(|(_, h)| h.created_micros()).max();
+            if let Some(made) = made {
+                newest_change.insert(table.clone(), made.div_euclid(1_000_000));
+            }
             let options = self.config.table_options(&table);
             // The change of the least key names the table's key attributes, as in key order.
             let keys = held
@@ -435,8 +518,9 @@ impl Planner {
             records,
             changes,
             applied_at: Vec::new(),
+            table_marks,
         };
-        Prepared { batch, seen, skipped }
+        Prepared { batch, seen, skipped, newest_change }
     }
 }
 
@@ -744,7 +828,7 @@ mod tests {
     #[test]
     fn held_tables_keep_positions_at_their_first_change() {
         let mut p = planner("");
-        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]));
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]), HashMap::new());
         // A's first held change of shard a comes in a read that starts after a:1; shard b has
         // no committed position before it.
         p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), of("A", "b", 1), of("B", "b", 2)]);
@@ -764,10 +848,45 @@ mod tests {
         assert!(p.flush(Take::All).batch.checkpoints.is_empty(), "nothing new to commit");
     }
 
+    fn marks(batch: &Batch) -> Vec<(String, String, String)> {
+        let mark =
+            |m: &TableMark| (m.table.clone(), m.position.shard.to_string(), m.position.sequence.to_string());
+        batch.table_marks.iter().map(mark).collect()
+    }
+
+    #[test]
+    fn tables_applied_past_the_watermark_are_marked_and_skip_their_changes_when_read_again() {
+        let triple = |t: &str, s: &str, q: &str| (t.to_string(), s.to_string(), q.to_string());
+        let mut p = planner("");
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]), HashMap::new());
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), of("B", "b", 1)]);
+        // A holds shard a from a:1, so B's apply commits only b; B's changes on a are in up to 3.
+        let b = p.flush(Take::Tables(&["B".to_string()]));
+        assert_eq!(shards(&b.batch), vec![("b".to_string(), "1".to_string())]);
+        assert_eq!(marks(&b.batch), vec![triple("B", "a", "3")]);
+        // Once A is applied, the positions pass B's mark: the mark is dropped.
+        p.ingest_one(vec![of("B", "a", 5)]);
+        let a = p.flush(Take::Tables(&["A".to_string()]));
+        assert_eq!(shards(&a.batch), vec![("a".to_string(), "3".to_string())], "up to B's held change");
+        assert_eq!(marks(&a.batch), vec![triple("A", "a", "5")], "A is in up to the read");
+        let rest = p.flush(Take::All);
+        assert_eq!(marks(&rest.batch), vec![triple("B", "a", PRUNED)]);
+
+        // A restart from a:1 with B's mark at a:3: B's changes up to it are not taken again.
+        let mut p = planner("");
+        let marks_in =
+            HashMap::from([("B".to_string(), HashMap::from([("a".to_string(), "3".to_string())]))]);
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]), marks_in);
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), of("B", "a", 5)]);
+        let again = p.flush(Take::Tables(&["B".to_string()]));
+        assert_eq!(again.seen.get("B"), Some(&1), "only B's change after its mark");
+        assert_eq!(marks(&again.batch), vec![triple("B", "a", "5")]);
+    }
+
     #[test]
     fn rejects_wait_for_the_positions_that_pass_them() {
         let mut p = planner("");
-        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]));
+        p.hold_tables(&HashMap::from([("a".to_string(), "1".to_string())]), HashMap::new());
         let bad = RawRecord { data: b"not json".to_vec(), position: Position::new("a", "4"), problem: None };
         p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), bad]);
         assert!(!p.gathered().marks, "A pins shard a at 1: the reject at 4 waits");
@@ -781,7 +900,7 @@ mod tests {
     #[test]
     fn a_shard_ending_in_the_read_of_a_held_change_stays_pinned() {
         let mut p = planner("");
-        p.hold_tables(&HashMap::from([("old".to_string(), "7".to_string())]));
+        p.hold_tables(&HashMap::from([("old".to_string(), "7".to_string())]), HashMap::new());
         let decoded = p.decoder().decode(
             vec![of("A", "a", 2)],
             vec![Position::new("a", "1"), Position::new("a", ENDED), Position::new("old", PRUNED)],

@@ -24,14 +24,24 @@ pub fn format_summary(s: &Summary) -> String {
     out
 }
 
-pub fn format_status(s: &Status) -> String {
+/// `now` (seconds since the epoch) gives the lag: the age of each table's newest change applied.
+pub fn format_status(s: &Status, now: i64) -> String {
     let mut out = format!(
-        "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8}  {}\n",
-        "table", "target", "rows", "columns", "applied", "deletes", "expired", "rejects", "newest change"
+        "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7}  {}\n",
+        "table",
+        "target",
+        "rows",
+        "columns",
+        "applied",
+        "deletes",
+        "expired",
+        "rejects",
+        "lag",
+        "newest change"
     );
     for t in &s.tables {
         out.push_str(&format!(
-            "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8}  {}\n",
+            "{:<24} {:<28} {:>9} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7}  {}\n",
             t.source_table,
             t.target,
             t.rows,
@@ -40,6 +50,7 @@ pub fn format_status(s: &Status) -> String {
             t.deletes_applied,
             t.expired,
             t.rejects,
+            lag_secs(t.newest_change_micros, now).map_or_else(|| "-".to_string(), format_age),
             t.newest_change.as_deref().unwrap_or("-")
         ));
     }
@@ -58,6 +69,71 @@ pub fn format_status(s: &Status) -> String {
         s.last_batch_at.as_deref().unwrap_or("-")
     ));
     out
+}
+
+/// Seconds from a change made at `micros` to `now`.
+fn lag_secs(micros: Option<i64>, now: i64) -> Option<i64> {
+    micros.map(|m| (now - m.div_euclid(1_000_000)).max(0))
+}
+
+/// A duration, short: `45s`, `12m`, `3h05m`, `2d04h`.
+pub fn format_age(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3_600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3_600, s % 3_600 / 60),
+        s => format!("{}d{:02}h", s / 86_400, s % 86_400 / 3_600),
+    }
+}
+
+/// `status --json`: the same figures with stable field names (docs/operations.md), times as
+/// RFC 3339 text and lags in seconds, and each table's schedule.
+pub fn status_json(
+    config: &Config,
+    s: &Status,
+    last_applied: &HashMap<String, i64>,
+    now: i64,
+) -> serde_json::Value {
+    let schedules = &config.schedules;
+    let time = |secs: i64| format_version(secs.saturating_mul(1_000_000));
+    let tables: Vec<serde_json::Value> = s
+        .tables
+        .iter()
+        .map(|t| {
+            let schedule = schedules.of(&t.source_table);
+            let last = last_applied.get(&t.source_table).copied();
+            let next_due = match schedule.next_due(last, now, &schedules.quiet) {
+                _ if schedule.paused => None,
+                Some(at) => Some(time(at.max(now))),
+                None => None,
+            };
+            serde_json::json!({
+                "table": t.source_table,
+                "target": t.target,
+                "columns_mode": t.mode,
+                "rows": t.rows,
+                "columns": t.columns,
+                "changes_applied": t.changes_applied,
+                "deletes_applied": t.deletes_applied,
+                "expired": t.expired,
+                "rejects": t.rejects,
+                "overflow_rows": t.overflow_rows,
+                "newest_change": t.newest_change,
+                "lag_seconds": lag_secs(t.newest_change_micros, now),
+                "schedule": schedule.to_string(),
+                "paused": schedule.paused,
+                "last_applied": last.map(time),
+                "next_due": next_due,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "tables": tables,
+        "unattributed_rejects": s.unattributed_rejects,
+        "batches": s.batches,
+        "last_batch_at": s.last_batch_at,
+        "as_of": time(now),
+    })
 }
 
 /// Per table with changes or a schedule of its own: its schedule, when it was last applied

@@ -9,8 +9,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use dynashift_core::alarm::{Alarm, AlarmLimits};
+
 use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Scheduler, Selection, Step};
+use crate::metrics::metrics;
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
 use crate::source::file::FileSource;
@@ -46,6 +49,24 @@ pub fn last_applies<W: Warehouse + ?Sized>(
 ) -> Result<HashMap<String, i64>, crate::warehouse::WarehouseError> {
     let kept = warehouse.load_checkpoints(&crate::warehouse::applies_source(source))?;
     Ok(kept.into_iter().filter_map(|(table, at)| at.parse().ok().map(|at| (table, at))).collect())
+}
+
+/// Per table of `source`, how far past the committed positions its changes are already in
+/// (shard → sequence), as batches with schedules mark them.
+pub fn table_marks<W: Warehouse + ?Sized>(
+    warehouse: &mut W,
+    source: &str,
+) -> Result<HashMap<String, HashMap<String, String>>, crate::warehouse::WarehouseError> {
+    let mut marks: HashMap<String, HashMap<String, String>> = HashMap::new();
+    for (key, sequence) in warehouse.load_checkpoints(&crate::warehouse::marks_source(source))? {
+        match crate::warehouse::parse_mark_key(&key) {
+            Some((table, shard)) => {
+                marks.entry(table).or_default().insert(shard, sequence);
+            }
+            None => tracing::warn!(key, "ignoring a table mark this version did not write"),
+        }
+    }
+    Ok(marks)
 }
 
 /// Opens the configured source at the committed positions `resume`.
@@ -174,9 +195,13 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         planner.record_applies();
     }
     let scheduler = if config.schedules.is_active() && !options.all {
-        let last_applied =
-            if set_up { last_applies(&mut warehouse, planner.source_name())? } else { HashMap::new() };
-        planner.hold_tables(&resume);
+        let (last_applied, marks) = if set_up {
+            let source = planner.source_name().to_string();
+            (last_applies(&mut warehouse, &source)?, table_marks(&mut warehouse, &source)?)
+        } else {
+            (HashMap::new(), HashMap::new())
+        };
+        planner.hold_tables(&resume, marks);
         // A held change is applied, whatever its schedule, once it is three quarters of the
         // stream's retention old.
         Some(Scheduler::new(config.schedules.clone(), last_applied, source.retention_secs()))
@@ -208,6 +233,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         Some(scheduler) => Flow::with_scheduler(limits, scheduler),
         None => Flow::new(limits),
     };
+    let alarm_limits =
+        AlarmLimits { alert_lag: config.monitoring.alert_lag, retention: source.retention_secs() };
+    metrics().health.started.store(true, Ordering::Relaxed);
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
@@ -228,7 +256,15 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         let decoded_rx = spawn_decoding(scope, read_rx, planner.decoder(), applier_idle.clone());
         let (batch_tx, done_rx, applier) =
             spawn_applying(scope, warehouse, applier_idle.clone(), stop.clone(), bar.clone());
-        let driven = drive(&mut flow, &mut planner, &decoded_rx, &batch_tx, &done_rx, options, &stop);
+        let driven = drive(
+            &mut flow,
+            &mut planner,
+            &decoded_rx,
+            (&batch_tx, &done_rx),
+            options,
+            &mut AlarmLog::new(alarm_limits),
+            &stop,
+        );
         reading_over.store(true, Ordering::Relaxed);
         drop(batch_tx);
         drop(decoded_rx);
@@ -257,9 +293,9 @@ fn drive(
     flow: &mut Flow,
     planner: &mut crate::planner::Planner,
     decoded: &Receiver<anyhow::Result<Read>>,
-    batches: &Sender<Prepared>,
-    done: &Receiver<bool>,
+    (batches, done): (&Sender<Prepared>, &Receiver<bool>),
     options: &RunOptions,
+    alarms: &mut AlarmLog,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     // The warehouse's word on its batch: committed, or failed (its error comes when it is joined).
@@ -293,7 +329,9 @@ fn drive(
                         let Read { decoded, caught_up } = read?;
                         let consumed = decoded.is_empty() && !options.follow;
                         planner.fold(decoded, now);
-                        flow.read(planner.gathered(), caught_up);
+                        let gathered = planner.gathered();
+                        watch(planner, &gathered, caught_up, now, alarms);
+                        flow.read(gathered, caught_up);
                         if consumed {
                             flow.input_over();
                         }
@@ -318,6 +356,11 @@ fn drive(
                     }
                     for table in &choice.retention {
                         tracing::warn!(table, "applied before its schedule: its oldest held change nears the stream's retention");
+                    }
+                }
+                if let Selection::Chosen(choice) = &selection {
+                    for table in choice.early.iter().chain(&choice.retention) {
+                        metrics().early_applies.with_label_values(&[table]).inc();
                     }
                 }
                 let prepared: Prepared = planner.hand_over(&selection, now);
@@ -366,6 +409,64 @@ fn drive(
     }
 }
 
+/// The alarms' thresholds, and when each alarm was last logged: each is repeated once a
+/// minute while it holds.
+struct AlarmLog {
+    limits: AlarmLimits,
+    logged: HashMap<String, std::time::Instant>,
+}
+
+impl AlarmLog {
+    fn new(limits: AlarmLimits) -> AlarmLog {
+        AlarmLog { limits, logged: HashMap::new() }
+    }
+}
+
+/// How often a raised alarm is logged again.
+const ALARM_REPEAT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// After each read: the figures of what is held (bytes, per-table oldest change), the
+/// source's backlog, and the alarms those raise — logged when raised and once a minute after.
+fn watch(
+    planner: &crate::planner::Planner,
+    gathered: &crate::flow::Gathered,
+    caught_up: bool,
+    now: i64,
+    log: &mut AlarmLog,
+) {
+    let m = metrics();
+    m.held_bytes.set(gathered.bytes as i64);
+    m.health.backlog.store(!caught_up, Ordering::Relaxed);
+    if caught_up {
+        m.health.progressed(now);
+    }
+    let oldest: Vec<(String, i64)> = planner.oldest_unapplied().map(|(t, at)| (t.to_string(), at)).collect();
+    let raised =
+        dynashift_core::alarm::alarms(oldest.iter().map(|(t, at)| (t.as_str(), *at)), now, log.limits);
+    m.set_unapplied(oldest);
+    m.set_alarms(&raised);
+    log.logged.retain(|table, _| raised.iter().any(|a| a.table() == table));
+    for alarm in &raised {
+        if log.logged.get(alarm.table()).is_some_and(|at| at.elapsed() < ALARM_REPEAT) {
+            continue;
+        }
+        log.logged.insert(alarm.table().to_string(), std::time::Instant::now());
+        match alarm {
+            Alarm::Lag { table, age } => tracing::warn!(
+                table,
+                hours = format!("{:.1}", *age as f64 / 3600.0),
+                "the oldest unapplied change of this table is older than alert_lag"
+            ),
+            Alarm::Retention { table, left, .. } => tracing::error!(
+                table,
+                hours_left = format!("{:.1}", *left as f64 / 3600.0),
+                "this table's oldest unapplied change nears the stream's retention: apply it (`sync --once --all`) \
+                 or the stream drops changes it has not applied"
+            ),
+        }
+    }
+}
+
 /// Applies each batch handed over on a thread of its own, telling the run loop after each
 /// whether it committed. Returns the run's figures when the batches stop coming, or the
 /// error a batch failed with.
@@ -395,6 +496,7 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
                 }
             };
             summary.add(&prepared, &outcome);
+            metrics().batch_committed(&prepared, &outcome, started.elapsed(), unix_now());
             tracing::debug!(
                 records = prepared.batch.records,
                 apply_ms = started.elapsed().as_millis() as u64,
@@ -434,6 +536,7 @@ fn spawn_reading<'scope>(
             break;
         }
         let read = source.next_batch(batch_size).map(|records| {
+            metrics().records_read.inc_by(records.len() as u64);
             // A full read (of `batch_size` records, or cut at its size in bytes) means the
             // source has a backlog (see `run`).
             let full = records.len() >= batch_size || source.read_was_cut();

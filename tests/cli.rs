@@ -58,13 +58,19 @@ fn quickstart_runs_once_and_only_once() {
     assert!(status.status.success(), "{s}");
     let customers = s.lines().find(|l| l.starts_with("Customers")).unwrap_or_else(|| panic!("{s}"));
     let cols: Vec<&str> = customers.split_whitespace().collect();
-    // table, target, rows, columns, applied, deletes, expired, rejects, newest
+    // table, target, rows, columns, applied, deletes, expired, rejects, lag, newest
     assert_eq!(cols[1], "dynamodb.customers");
     assert_eq!(cols[2], "2", "c-001 and c-003 remain: {s}");
     assert_eq!(cols[7], "1", "the truncated Customers record is a reject: {s}");
-    assert!(cols[8].starts_with("2025-11-24T"), "{s}");
+    assert!(cols[8].ends_with('h') && cols[8].contains('d'), "a year-old sample: days and hours: {s}");
+    assert!(cols[9].starts_with("2025-11-24T"), "{s}");
     let sensors = s.lines().find(|l| l.starts_with("Sensors")).unwrap();
     assert_eq!(sensors.split_whitespace().nth(6), Some("1"), "one TTL expiry: {s}");
+
+    let json = dynashift(dir.path(), &["status", "--json", "--config", "examples/quickstart.toml"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let listed = support::status_schema::assert_status_json(&String::from_utf8_lossy(&json.stdout));
+    assert_eq!(listed, ["Customers", "OrderLines", "Sensors"]);
 }
 
 #[test]

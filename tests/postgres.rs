@@ -147,6 +147,13 @@ fn hostile_names_and_values_round_trip() {
     let status = Command::new(BIN).args(["status", "--config"]).arg(&config).output().unwrap();
     assert!(status.status.success(), "{}", text(&status));
     assert!(text(&status).contains("Evil\"Table"), "{}", text(&status));
+    let json = Command::new(BIN).args(["status", "--json", "--config"]).arg(&config).output().unwrap();
+    assert!(json.status.success(), "{}", text(&json));
+    let listed = support::status_schema::assert_status_json(&String::from_utf8_lossy(&json.stdout));
+    assert!(
+        listed.iter().any(|t| t.contains("Evil\"Table")),
+        "hostile names come back as JSON text: {listed:?}"
+    );
 }
 
 /// W1-shaped history with a few undecodable lines spread through it.

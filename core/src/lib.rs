@@ -2,6 +2,7 @@
 //! SQL text. No I/O, no async, no database driver: everything here is testable in memory.
 #![warn(missing_docs)]
 
+pub mod alarm;
 pub mod cells;
 pub mod change;
 pub mod checkpoint;

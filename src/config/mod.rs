@@ -3,6 +3,7 @@
 //! that cannot be used is refused at load time, naming its key and the file.
 
 mod defaults;
+mod monitoring;
 mod raw;
 mod schedule;
 mod source;
@@ -16,6 +17,7 @@ use dynashift_core::plan::TableOptions;
 use crate::text::one_line;
 
 pub use self::defaults::{Defaults, TableFilter, DEFAULT_MEMORY};
+pub use self::monitoring::{parse_listen_address, Monitoring};
 pub use self::raw::TableOverride;
 pub use self::schedule::Schedules;
 pub use self::source::{
@@ -74,6 +76,7 @@ pub struct Config {
     pub defaults: Defaults,
     pub tables: BTreeMap<String, TableOverride>,
     pub schedules: Schedules,
+    pub monitoring: Monitoring,
 }
 
 impl TryFrom<raw::RawConfig> for Config {
@@ -81,7 +84,9 @@ impl TryFrom<raw::RawConfig> for Config {
 
     fn try_from(raw: raw::RawConfig) -> Result<Config, InvalidSetting> {
         let schedules = schedule::schedules(&raw.defaults, &raw.tables, &raw.schedule)?;
+        let monitoring = Monitoring::try_from(&raw.monitoring)?;
         Ok(Config {
+            monitoring,
             source: raw.source.try_into()?,
             target: raw.target.try_into()?,
             defaults: raw.defaults.try_into()?,

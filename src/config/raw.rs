@@ -20,6 +20,18 @@ pub struct RawConfig {
     pub tables: BTreeMap<String, TableOverride>,
     #[serde(default)]
     pub schedule: RawSchedule,
+    #[serde(default)]
+    pub monitoring: RawMonitoring,
+}
+
+/// `[monitoring]`: the metrics listener and the lag alarm.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitoring {
+    /// Address to serve `/metrics`, `/healthz` and `/readyz` on, e.g. "127.0.0.1:9464".
+    pub metrics: Option<String>,
+    /// Age of the oldest unapplied change that raises the lag alarm ("0s": never).
+    pub alert_lag: Option<String>,
 }
 
 /// `[schedule]`: rules over every table's schedule.

@@ -227,6 +227,12 @@ impl ShardApi for StreamsApi {
             records,
             next: out.next_shard_iterator().map(str::to_string),
             behind_ms: None,
+            newest_made_ms: out
+                .records()
+                .last()
+                .and_then(|r| r.dynamodb())
+                .and_then(|d| d.approximate_creation_date_time())
+                .and_then(|t| t.to_millis().ok()),
             children: Vec::new(),
         })
     }

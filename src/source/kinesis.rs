@@ -163,6 +163,11 @@ impl ShardApi for KinesisApi {
             records,
             next: out.next_shard_iterator().map(str::to_string),
             behind_ms: out.millis_behind_latest(),
+            newest_made_ms: out
+                .records()
+                .last()
+                .and_then(|r| r.approximate_arrival_timestamp())
+                .and_then(|t| t.to_millis().ok()),
             children,
         })
     }

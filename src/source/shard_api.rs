@@ -116,6 +116,8 @@ pub struct Page {
     pub next: Option<String>,
     /// How far behind the tip the shard is, where the service says.
     pub behind_ms: Option<i64>,
+    /// When the newest record of the page reached the stream (milliseconds since the epoch).
+    pub newest_made_ms: Option<i64>,
     /// At a shard's end, its children, where the service names them.
     pub children: Vec<ShardInfo>,
 }

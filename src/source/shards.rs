@@ -33,8 +33,12 @@ use crate::backoff::Backoff;
 
 /// At most five GetRecords calls per second per shard.
 const MIN_CALL_INTERVAL: Duration = Duration::from_millis(200);
-/// How long an empty shard at the tip rests before it is asked again.
+/// How long an empty shard at the tip rests before it is asked again; each empty page in a
+/// row doubles it, up to `IDLE_PAUSE_MAX`.
 const EMPTY_PAUSE: Duration = Duration::from_secs(1);
+/// The longest rest of a shard that stays empty: a change to an idle table waits at most this
+/// long (plus the flush interval) before it is read.
+pub const IDLE_PAUSE_MAX: Duration = Duration::from_secs(10);
 /// How often the whole listing is read again (children of ended shards are asked for when
 /// they end; this finds everything else, such as a table's new stream).
 const LIST_INTERVAL: Duration = Duration::from_secs(60);
@@ -83,6 +87,11 @@ struct ShardState {
     caught_up: bool,
     /// Empty pages in a row.
     empty_pages: u32,
+    /// Empty pages in a row at the tip: each doubles the shard's rest (`idle_pause`).
+    idle_rounds: u32,
+    /// How far behind the stream's tip the last page was (milliseconds): the service's word
+    /// (Kinesis), else the age of the newest record read, 0 at the tip.
+    behind_ms: Option<i64>,
 }
 
 impl ShardState {
@@ -113,6 +122,12 @@ pub struct ShardReader<A: ShardApi> {
     record_bytes: usize,
     /// How long the stream keeps a record (seconds), when the service says.
     retention: Option<u64>,
+}
+
+/// The rest of a shard at the tip after `rounds` empty pages there in a row.
+fn idle_pause(rounds: u32) -> Duration {
+    let doublings = rounds.saturating_sub(1).min(8);
+    (EMPTY_PAUSE * (1u32 << doublings)).min(IDLE_PAUSE_MAX)
 }
 
 fn now_micros() -> i64 {
@@ -376,7 +391,17 @@ impl<A: ShardApi> ShardReader<A> {
                             s.iterator = None;
                         }
                     }
-                    Err(ApiError::Throttled(text) | ApiError::Transient(text)) => {
+                    Err(error @ (ApiError::Throttled(_) | ApiError::Transient(_))) => {
+                        let metrics = crate::metrics::metrics();
+                        let (cause, text) = match error {
+                            ApiError::Throttled(text) => {
+                                metrics.throttled.inc();
+                                ("source_throttled", text)
+                            }
+                            ApiError::Transient(text) => ("source_unavailable", text),
+                            _ => unreachable!("matched above"),
+                        };
+                        metrics.retries.with_label_values(&[cause]).inc();
                         let state = self.shards.entry(id.clone()).or_default();
                         let delay = state.backoff.get_or_insert_with(Backoff::default).next_delay();
                         tracing::warn!(shard = %id, "{text}; retrying in {:.1}s", delay.as_secs_f64());
@@ -385,6 +410,7 @@ impl<A: ShardApi> ShardReader<A> {
                     Err(fatal) => return Err(self.fail(fatal)),
                 }
             }
+            self.publish_figures();
             for (id, children) in ended {
                 // Children of a drained shard become readable: from the last page when the
                 // service names them, else by asking.
@@ -416,6 +442,22 @@ impl<A: ShardApi> ShardReader<A> {
                 .min()
                 .map_or(Duration::from_millis(50), |t| t.saturating_duration_since(Instant::now()));
             std::thread::sleep(next.min(Duration::from_millis(250)));
+        }
+    }
+
+    /// The shard figures for monitoring: shards read, idle ones, how far behind each is.
+    fn publish_figures(&self) {
+        let metrics = crate::metrics::metrics();
+        let readable = self.lineage.readable();
+        metrics.shards.set(readable.len() as i64);
+        let idle = readable.iter().filter(|id| self.shards.get(*id).is_some_and(|s| s.caught_up)).count();
+        metrics.idle_shards.set(idle as i64);
+        let mut lag = metrics.lag();
+        lag.shard_behind_ms.retain(|id, _| readable.contains(id));
+        for id in &readable {
+            if let Some(behind) = self.shards.get(id).and_then(|s| s.behind_ms) {
+                lag.shard_behind_ms.insert(id.clone(), behind);
+            }
         }
     }
 
@@ -466,7 +508,18 @@ impl<A: ShardApi> ShardReader<A> {
             None => state.empty_pages >= EMPTY_PAGES_AT_TIP,
         };
         state.caught_up = empty && at_tip;
-        let pause = if empty && at_tip { EMPTY_PAUSE } else { MIN_CALL_INTERVAL };
+        if empty {
+            crate::metrics::metrics().empty_polls.inc();
+        }
+        // An idle shard is asked less often the longer it stays empty: 1 s, 2 s, 4 s … 10 s.
+        state.idle_rounds = if empty && at_tip { state.idle_rounds + 1 } else { 0 };
+        let pause = if empty && at_tip { idle_pause(state.idle_rounds) } else { MIN_CALL_INTERVAL };
+        state.behind_ms = match (page.behind_ms, page.newest_made_ms) {
+            (Some(behind), _) => Some(behind),
+            (None, Some(made)) => Some((now_micros() / 1000 - made).max(0)),
+            (None, None) if at_tip => Some(0),
+            (None, None) => state.behind_ms,
+        };
         state.next_call = Some(Instant::now() + pause);
         state.iterator = page.next;
         if state.iterator.is_some() {
@@ -514,6 +567,7 @@ impl<A: ShardApi> ShardReader<A> {
                                             records: Vec::new(),
                                             next: None,
                                             behind_ms: None,
+                                            newest_made_ms: None,
                                             children: Vec::new(),
                                         })
                                     }

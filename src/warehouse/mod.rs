@@ -56,11 +56,40 @@ pub struct Batch {
     /// With schedules: the tables this batch applies and when (seconds since the epoch),
     /// kept so that a later run (`sync --once` from cron) knows when each is next due.
     pub applied_at: Vec<(String, i64)>,
+    /// With schedules: how far the tables this batch applies have their changes in, per
+    /// shard (`PRUNED`: a mark dropped), so a restart that re-reads from the low watermark
+    /// skips what each table already has.
+    pub table_marks: Vec<TableMark>,
+}
+
+/// A table's changes up to `position` (of its shard) are in the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMark {
+    pub table: String,
+    pub position: Position,
 }
 
 /// The checkpoint source under which the tables' last applies are kept for `source`.
 pub fn applies_source(source: &str) -> String {
     format!("{source}@applied")
+}
+
+/// The checkpoint source under which the tables' marks are kept for `source`: one row per
+/// table and shard, its `shard` column the pair as a JSON array (names may hold anything).
+pub fn marks_source(source: &str) -> String {
+    format!("{source}@tables")
+}
+
+/// The `shard` column of a table's mark.
+pub fn mark_key(table: &str, shard: &str) -> String {
+    serde_json::Value::from(vec![table, shard]).to_string()
+}
+
+/// The table and shard of a mark's `shard` column; `None` for text not written by
+/// `mark_key` (such a row is ignored: without a mark, changes are only read again).
+pub fn parse_mark_key(key: &str) -> Option<(String, String)> {
+    let (table, shard): (String, String) = serde_json::from_str(key).ok()?;
+    Some((table, shard))
 }
 
 /// What a committed batch did.
@@ -95,6 +124,8 @@ pub struct TableStatus {
     pub rows: i64,
     pub columns: i64,
     pub newest_change: Option<String>,
+    /// The same, in microseconds since the epoch.
+    pub newest_change_micros: Option<i64>,
     pub changes_applied: i64,
     pub deletes_applied: i64,
     pub expired: i64,

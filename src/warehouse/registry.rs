@@ -213,6 +213,7 @@ pub fn status(q: &mut dyn Query) -> Result<Status, WarehouseError> {
             target: format!("{schema}.{name}"),
             mode: text(&mut row, 3, "tables.columns_mode")?,
             newest_change: (last_version > 0).then(|| format_version(last_version)),
+            newest_change_micros: (last_version > 0).then_some(last_version),
             changes_applied: int(&row, 4, "tables.changes_applied")?,
             deletes_applied: int(&row, 5, "tables.deletes_applied")?,
             expired: int(&row, 6, "tables.expired")?,

@@ -32,13 +32,21 @@ pub fn until_available<T>(
     loop {
         match attempt() {
             Err(e) if e.is_transient() => {
+                let metrics = crate::metrics::metrics();
+                metrics.health.warehouse_down.store(true, Ordering::Relaxed);
+                metrics.retries.with_label_values(&["warehouse_unavailable"]).inc();
                 let delay = backoff.next_delay();
                 tracing::warn!("{what}: {e}; retrying in {:.1}s", delay.as_secs_f64());
                 if !sleep_unless_stopped(delay, stop) {
                     return Err(e);
                 }
             }
-            other => return other,
+            other => {
+                if other.is_ok() {
+                    crate::metrics::metrics().health.warehouse_down.store(false, Ordering::Relaxed);
+                }
+                return other;
+            }
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         records: if last { batch.records } else { 0 },
         changes: if last { batch.changes } else { 0 },
         applied_at: if last { batch.applied_at.clone() } else { Vec::new() },
+        table_marks: if last { batch.table_marks.clone() } else { Vec::new() },
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {
@@ -93,6 +94,7 @@ mod tests {
             records: 5,
             changes: 5,
             applied_at: Vec::new(),
+            table_marks: Vec::new(),
         };
         let (first, second) = split_batch(&batch).unwrap();
         let rows = |b: &Batch| b.tables.iter().map(|t| t.rows.len()).collect::<Vec<_>>();

@@ -73,6 +73,10 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
             steps.push(checkpoint_step(d, layout, &source, table, &at.to_string()));
         }
     }
+    let source = super::marks_source(&batch.source);
+    for marks in batch.table_marks.chunks(MARKS_PER_STATEMENT) {
+        steps.push(marks_step(d, layout, &source, marks));
+    }
     steps.push(Step::Sql(Statement::with(
         format!(
             "INSERT INTO {} (committed_at, records, changes, rejects, applied) VALUES ({}, {}, 0)",
@@ -106,6 +110,44 @@ fn checkpoint_step(d: &dyn Dialect, layout: &Layout, source: &str, shard: &str, 
                 d.params(1, 3),
                 d.now()
             ),
+            params,
+        ));
+    }
+    Step::Together(together)
+}
+
+/// Table marks written by one DELETE and one INSERT: a batch may move a mark on every shard a
+/// held table pins, for each table it applies.
+const MARKS_PER_STATEMENT: usize = 64;
+
+/// Replaces the rows of `marks` (kept under `source`) with their new positions; a `PRUNED`
+/// mark is only removed.
+fn marks_step(d: &dyn Dialect, layout: &Layout, source: &str, marks: &[super::TableMark]) -> Step {
+    let control = d.qualified(&layout.control_schema, "checkpoints");
+    let keys: Vec<String> = marks.iter().map(|m| super::mark_key(&m.table, &m.position.shard)).collect();
+    let mut params = vec![Param::Text(source.to_string())];
+    params.extend(keys.iter().map(|k| Param::Text(k.clone())));
+    let list: Vec<String> = (2..=keys.len() + 1).map(|i| d.param(i)).collect();
+    let mut together = vec![Statement::with(
+        format!("DELETE FROM {control} WHERE source = {} AND shard IN ({})", d.param(1), list.join(", ")),
+        params,
+    )];
+    let kept: Vec<(&String, &super::TableMark)> = keys
+        .iter()
+        .zip(marks)
+        .filter(|(_, m)| &*m.position.sequence != dynashift_core::checkpoint::PRUNED)
+        .collect();
+    if !kept.is_empty() {
+        let mut params = Vec::with_capacity(kept.len() * 3);
+        let mut rows = Vec::with_capacity(kept.len());
+        for (i, (key, mark)) in kept.into_iter().enumerate() {
+            rows.push(format!("({}, {})", d.params(i * 3 + 1, 3), d.now()));
+            params.push(Param::Text(source.to_string()));
+            params.push(Param::Text(key.clone()));
+            params.push(Param::Text(mark.position.sequence.to_string()));
+        }
+        together.push(Statement::with(
+            format!("INSERT INTO {control} (source, shard, sequence, updated_at) VALUES {}", rows.join(", ")),
             params,
         ));
     }

@@ -11,6 +11,7 @@ pub mod oracle;
 pub mod pg;
 pub mod redshift_on_pg;
 pub mod redshift_rules;
+pub mod status_schema;
 
 use base64::Engine as _;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;

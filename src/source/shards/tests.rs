@@ -119,6 +119,7 @@ impl ShardApi for Scripted {
                 records,
                 next: if at_end && sh.closed { None } else { Some(format!("{shard}|{end}")) },
                 behind_ms: Some(if at_end { 0 } else { 1000 }),
+                newest_made_ms: None,
                 children: Vec::new(),
             })
         })
@@ -289,4 +290,11 @@ fn an_iterator_expiring_before_the_first_record_is_not_renewed_at_latest() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(read, ["s0@1", "s0@2"]);
+}
+
+#[test]
+fn an_idle_shard_is_asked_less_often_up_to_the_cap() {
+    let pauses: Vec<u64> = (1..=6).map(|rounds| idle_pause(rounds).as_secs()).collect();
+    assert_eq!(pauses, [1, 2, 4, 8, 10, 10]);
+    assert_eq!(idle_pause(u32::MAX), IDLE_PAUSE_MAX);
 }
