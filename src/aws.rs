@@ -64,6 +64,48 @@ pub async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+/// What to do when the standard chain finds no credentials: it looks in this order.
+const NO_CREDENTIALS: &str = "no AWS credentials found: tried the environment \
+    (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), the shared files (~/.aws/credentials and \
+    ~/.aws/config, profile AWS_PROFILE or `profile`), a web identity token \
+    (AWS_WEB_IDENTITY_TOKEN_FILE), ECS container credentials and EC2 instance metadata; set \
+    AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or `profile` in the \
+    configuration), or run with a role attached";
+
+/// The credentials could not be loaded; the message names what was tried and what to set.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CredentialsError {
+    message: String,
+    #[source]
+    source: Option<aws_credential_types::provider::error::CredentialsError>,
+}
+
+/// Loads credentials from `config`'s chain once, before the first call, so that their absence
+/// is one line naming what was tried rather than a transport error after a metadata timeout.
+pub async fn require_credentials(config: &SdkConfig) -> Result<(), CredentialsError> {
+    use aws_credential_types::provider::error::CredentialsError as E;
+    use aws_credential_types::provider::ProvideCredentials as _;
+    let Some(provider) = config.credentials_provider() else {
+        return Err(CredentialsError { message: NO_CREDENTIALS.into(), source: None });
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e @ E::CredentialsNotLoaded(_)) => {
+            Err(CredentialsError { message: NO_CREDENTIALS.into(), source: Some(e) })
+        }
+        Err(e) => {
+            let mut message = format!("cannot load AWS credentials: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            Err(CredentialsError { message, source: Some(e) })
+        }
+    }
+}
+
 /// An S3 client; path-style addressing when an endpoint is given (emulators and most
 /// S3-compatible stores have no per-bucket host names).
 pub fn s3_client(config: &SdkConfig, settings: &AwsSettings) -> aws_sdk_s3::Client {

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod pipeline;
 pub mod planner;
+pub mod progress;
 pub mod report;
 pub mod run;
 pub mod runtime;

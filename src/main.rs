@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dynashift::cause::error_chain;
 use dynashift::config::Config;
-use dynashift::report::{format_schedules, format_status, format_summary, status_json};
-use dynashift::run::{last_applies, open_warehouse, run, unix_now, RunOptions, RunResult};
+use dynashift::report::{format_schedules, format_status, format_summary, status_json, Kept};
+use dynashift::run::{held_changes, last_applies, open_warehouse, run, unix_now, RunOptions, RunResult};
 
 #[cfg(feature = "bench")]
 mod bench;
@@ -122,7 +122,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("DYNASHIFT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // The AWS SDK's own warnings while it searches for credentials are left out: a missing
+        // credential is reported once, as one line saying what was tried (`aws::require_credentials`).
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,aws_config=error,dynashift::progress=info")
+        });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if cli.log_json {
         builder.json().init();
@@ -171,10 +175,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
         // `status` and `check` only read: a warehouse never set up stays untouched.
         Command::Status { config, json, watch } => {
             let config = load(&config)?;
-            let mut w = open_warehouse(&config)?;
             let in_place = watch.is_some() && std::io::stdout().is_terminal();
             loop {
-                let text = status_text(&config, &mut w, json)?;
+                // Opened for each refresh and closed at once: DuckDB admits one process at a
+                // time, and `run` must be able to take the file between refreshes.
+                let text = status_text(&config, &mut open_warehouse(&config)?, json)?;
                 if in_place {
                     // Clear the screen and home the cursor, then print.
                     print!("\x1b[2J\x1b[H");
@@ -254,21 +259,25 @@ fn status_text(
     let now = unix_now();
     if !w.is_set_up()? {
         return Ok(if json {
-            "{\"tables\":[],\"set_up\":false}\n".to_string()
+            let mut value =
+                status_json(config, &dynashift::warehouse::Status::default(), &Kept::default(), now);
+            value["set_up"] = serde_json::Value::Bool(false);
+            format!("{value}\n")
         } else {
             "nothing replicated yet: the target has no `_dynashift` control tables\n".to_string()
         });
     }
     let status = w.status()?;
-    let last = last_applies(w, &config.source.checkpoint_name())?;
+    let source = config.source.checkpoint_name();
+    let kept = Kept { last_applied: last_applies(w, &source)?, held: held_changes(w, &source)? };
     if json {
-        let mut value = status_json(config, &status, &last, now);
+        let mut value = status_json(config, &status, &kept, now);
         value["set_up"] = serde_json::Value::Bool(true);
         return Ok(format!("{value}\n"));
     }
     let mut out = format_status(&status, now);
     if config.schedules.is_active() {
-        out.push_str(&format!("\n{}", format_schedules(config, &status, &last, now)));
+        out.push_str(&format!("\n{}", format_schedules(config, &status, &kept, now)));
     }
     Ok(out)
 }
@@ -281,9 +290,13 @@ fn parse_address(text: &str) -> Result<std::net::SocketAddr, String> {
 /// Starts the metrics listener when an address is configured; the bound address is printed
 /// so a port of 0 (any free port) can be found.
 fn serve_metrics(address: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    // Replication matters more than its figures: a port in use (another pass still running)
+    // is a warning, not a stop.
     if let Some(address) = address {
-        let bound = dynashift::metrics_server::start(address)?;
-        eprintln!("metrics: http://{bound}/metrics");
+        match dynashift::metrics_server::start(address) {
+            Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),
+            Err(e) => tracing::warn!("{}; replicating without it", error_chain(&e)),
+        }
     }
     Ok(())
 }

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 use dynashift_core::alarm::Alarm;
@@ -33,7 +33,7 @@ pub struct Metrics {
     pub held_bytes: IntGauge,
     applied_lag: IntGaugeVec,
     unapplied_lag: IntGaugeVec,
-    shard_behind: IntGaugeVec,
+    shard_behind: GaugeVec,
     pub alarms: IntGaugeVec,
     /// Lag inputs as times, turned into ages when scraped (an age keeps growing between
     /// batches; a stored age would not).
@@ -66,6 +66,8 @@ pub struct Health {
     pub backlog: AtomicBool,
     /// The run loop has started (the warehouse was set up and the source opened).
     pub started: AtomicBool,
+    /// The source's last calls failed (throttled or unreachable) and no page came since.
+    pub source_down: AtomicBool,
 }
 
 /// How long a backlog may go without a commit before the process is not ready.
@@ -80,8 +82,15 @@ impl Health {
         if self.warehouse_down.load(Ordering::Relaxed) {
             return Some("the warehouse cannot be reached; retrying".into());
         }
+        if self.source_down.load(Ordering::Relaxed) {
+            return Some("the source's calls fail (throttled or unreachable); retrying".into());
+        }
         if self.lagging.load(Ordering::Relaxed) {
-            return Some("a table's oldest unapplied change is older than alert_lag".into());
+            return Some(
+                "a table raises an alarm: its oldest unapplied change is older than alert_lag (plus \
+                 its schedule's wait), or near the stream's retention"
+                    .into(),
+            );
         }
         let last = self.last_progress.load(Ordering::Relaxed);
         if self.backlog.load(Ordering::Relaxed) && last > 0 && now - last > STALL_SECS {
@@ -208,16 +217,18 @@ impl Metrics {
                 "Age of the oldest change read and not yet applied, per source table (absent: none held).",
                 "table",
             ),
-            shard_behind: gauges(
-                &r,
-                "dynashift_shard_behind_milliseconds",
-                "How far behind the stream's tip each shard's last read was.",
-                "shard",
-            ),
+            shard_behind: {
+                let name = "dynashift_shard_behind_seconds";
+                let help = "How far behind the stream's tip each shard's last read was.";
+                let g = GaugeVec::new(Opts::new(name, help), &["shard"])
+                    .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+                r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+                g
+            },
             alarms: gauges(
                 &r,
                 "dynashift_alarm",
-                "1 while a table raises an alarm, by kind (lag, retention).",
+                "Tables raising an alarm now, by kind (lag, retention).",
                 "kind",
             ),
             registry: r,
@@ -279,6 +290,11 @@ impl Metrics {
         self.health.progressed(now);
     }
 
+    /// The content type of `render`'s text.
+    pub fn content_type(&self) -> String {
+        TextEncoder::new().format_type().to_string()
+    }
+
     /// The Prometheus text exposition of every figure, ages computed at `now`.
     pub fn render(&self, now: i64) -> String {
         {
@@ -290,8 +306,10 @@ impl Metrics {
             for (table, made) in &book.oldest_unapplied {
                 self.unapplied_lag.with_label_values(&[table]).set((now - made).max(0));
             }
+            // Shards that ended leave the book: their series go with them.
+            self.shard_behind.reset();
             for (shard, behind) in &book.shard_behind_ms {
-                self.shard_behind.with_label_values(&[shard]).set(*behind);
+                self.shard_behind.with_label_values(&[shard]).set(*behind as f64 / 1000.0);
             }
         }
         let mut out = Vec::new();
@@ -338,8 +356,12 @@ mod tests {
         assert_eq!(h.not_ready(100 + STALL_SECS), None);
         assert!(h.not_ready(101 + STALL_SECS).unwrap().contains("not advanced"));
         h.lagging.store(true, Ordering::Relaxed);
-        assert!(h.not_ready(100).unwrap().contains("alert_lag"));
+        assert!(h.not_ready(100).unwrap().contains("alarm"));
         h.warehouse_down.store(true, Ordering::Relaxed);
         assert!(h.not_ready(100).unwrap().contains("warehouse"));
+        h.warehouse_down.store(false, Ordering::Relaxed);
+        h.lagging.store(false, Ordering::Relaxed);
+        h.source_down.store(true, Ordering::Relaxed);
+        assert!(h.not_ready(100).unwrap().contains("source"));
     }
 }

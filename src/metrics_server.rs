@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::metrics::metrics;
 
@@ -41,10 +41,22 @@ pub fn start(address: SocketAddr) -> Result<SocketAddr, ListenError> {
                     }
                 };
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let stream = match listener.accept().await {
+                        Ok((stream, _)) => stream,
+                        // Out of descriptors, say: wait rather than spin.
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(answer);
+                        // Idle or slow clients are cut off, so they cannot hold descriptors
+                        // the warehouse and the source need.
                         let _ = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(std::time::Duration::from_secs(10))
+                            .keep_alive(false)
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                     });
@@ -58,14 +70,15 @@ pub fn start(address: SocketAddr) -> Result<SocketAddr, ListenError> {
 
 async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let now = crate::run::unix_now();
+    let plain = "text/plain; charset=utf-8".to_string();
     let (status, body, kind) = match request.uri().path() {
-        "/metrics" => (StatusCode::OK, metrics().render(now), "text/plain; version=0.0.4"),
-        "/healthz" => (StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/metrics" => (StatusCode::OK, metrics().render(now), metrics().content_type()),
+        "/healthz" => (StatusCode::OK, "ok\n".to_string(), plain),
         "/readyz" => match metrics().health.not_ready(now) {
-            None => (StatusCode::OK, "ready\n".to_string(), "text/plain"),
-            Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), "text/plain"),
+            None => (StatusCode::OK, "ready\n".to_string(), plain),
+            Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n"), plain),
         },
-        _ => (StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n".to_string(), "text/plain"),
+        _ => (StatusCode::NOT_FOUND, "try /metrics, /healthz or /readyz\n".to_string(), plain),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;

@@ -49,6 +49,10 @@ pub struct Planner {
     watermark: Option<Watermark>,
     /// Batches record when their tables were applied (schedules are configured).
     record_applies: bool,
+    /// Table marks found invalid at start, deleted by the next batch.
+    dropped_marks: Vec<TableMark>,
+    /// Tables the warehouse lists as holding changes (see `held_rows`).
+    held_listed: std::collections::HashSet<String>,
 }
 
 /// Decodes records for a planner; a clone can run on another thread than the planner's.
@@ -123,8 +127,10 @@ struct TableHeld {
     /// When the first of them was read (seconds since the epoch).
     since: i64,
     /// When the oldest of them was made (seconds since the epoch); with schedules, no later
-    /// than the change of the position the table pins.
+    /// than the change of the position the table pins (the stream must keep both).
     oldest_change: i64,
+    /// When the oldest of them was made, the pinned position aside: the table's lag.
+    oldest_made: i64,
     /// With schedules: per shard, the furthest position read before the table's first held
     /// change of that shard (`None`: nothing before it could be committed). Positions are
     /// committed no further while the table holds changes.
@@ -133,7 +139,14 @@ struct TableHeld {
 
 impl TableHeld {
     fn new(since: i64) -> TableHeld {
-        TableHeld { newest: Reducer::default(), seen: 0, since, oldest_change: since, starts: HashMap::new() }
+        TableHeld {
+            newest: Reducer::default(),
+            seen: 0,
+            since,
+            oldest_change: since,
+            oldest_made: since,
+            starts: HashMap::new(),
+        }
     }
 }
 
@@ -171,16 +184,20 @@ impl Watermark {
     }
 
     /// The marks a batch taking `table` writes: every shard read past `upto` (the positions
-    /// the batch commits) is in for the table; marks now at or before `upto` are dropped.
+    /// the batch commits) is in for the table as far as it was read, or as its earlier mark
+    /// says if that is further (a restart not yet read that far); marks now at or before
+    /// `upto` are dropped.
     fn move_marks(&mut self, table: &str, upto: &HashMap<Arc<str>, Position>) -> Vec<TableMark> {
         let old = self.marks.remove(table).unwrap_or_default();
-        let new: HashMap<Arc<str>, Position> = self
-            .read
-            .iter()
+        let mut furthest_in = self.read.clone();
+        for mark in old.values() {
+            furthest(&mut furthest_in, mark);
+        }
+        let new: HashMap<Arc<str>, Position> = furthest_in
+            .into_iter()
             .filter(|(shard, read)| {
-                upto.get(*shard).is_none_or(|u| compare_checkpoint(&read.sequence, &u.sequence).is_gt())
+                upto.get(shard).is_none_or(|u| compare_checkpoint(&read.sequence, &u.sequence).is_gt())
             })
-            .map(|(shard, read)| (shard.clone(), read.clone()))
             .collect();
         let mut out: Vec<TableMark> = old
             .keys()
@@ -218,6 +235,8 @@ impl Planner {
             pending: Pending::default(),
             watermark: None,
             record_applies: false,
+            dropped_marks: Vec::new(),
+            held_listed: Default::default(),
         }
     }
 
@@ -238,9 +257,43 @@ impl Planner {
                 .collect()
         };
         let committed = positions(resume);
-        let marks = marks.iter().map(|(table, shards)| (table.clone(), positions(shards))).collect();
+        // A mark counts only past a committed position of its shard: positions deleted (a
+        // re-created stream, a reload) or standard input (read from its start each run) leave
+        // marks that no longer describe what will be read. Those are dropped with the next batch.
+        let mut kept: HashMap<String, HashMap<Arc<str>, Position>> = HashMap::new();
+        for (table, shards) in &marks {
+            for (shard, mark) in positions(shards) {
+                let valid = self.marks_apply()
+                    && committed
+                        .get(&shard)
+                        .is_some_and(|c| compare_checkpoint(&mark.sequence, &c.sequence).is_gt());
+                if valid {
+                    kept.entry(table.clone()).or_default().insert(shard, mark);
+                } else {
+                    self.dropped_marks
+                        .push(TableMark { table: table.clone(), position: Position::new(shard, PRUNED) });
+                }
+            }
+        }
         let made = HashMap::new();
-        self.watermark = Some(Watermark { read: committed.clone(), committed, made, marks });
+        self.watermark = Some(Watermark { read: committed.clone(), committed, made, marks: kept });
+    }
+
+    /// Every table mark of `marks` is dropped with the next batch (`sync --once --all`
+    /// applies every table without them, and its positions may pass them).
+    pub fn drop_marks(&mut self, marks: HashMap<String, HashMap<String, String>>) {
+        for (table, shards) in marks {
+            for shard in shards.into_keys() {
+                self.dropped_marks
+                    .push(TableMark { table: table.clone(), position: Position::new(shard, PRUNED) });
+            }
+        }
+    }
+
+    /// Whether table marks describe this source: not for standard input, read from its
+    /// start each run whatever its positions say.
+    fn marks_apply(&self) -> bool {
+        !matches!(&self.config.source, crate::config::SourceConfig::File(f) if f.path == "-")
     }
 
     /// Records when each batch's tables are applied (with schedules configured, when every
@@ -289,9 +342,10 @@ impl Planner {
         crate::flow::Gathered { records: self.pending.records, bytes, marks, tables }
     }
 
-    /// Per table holding changes: when its oldest change was made (seconds since the epoch).
-    pub fn oldest_unapplied(&self) -> impl Iterator<Item = (&str, i64)> {
-        self.pending.tables.iter().map(|(table, held)| (table.as_str(), held.oldest_change))
+    /// Per table holding changes: when its oldest change was made, and when the oldest record
+    /// the stream must keep for it was made (seconds since the epoch; see `TableHeld`).
+    pub fn oldest_unapplied(&self) -> impl Iterator<Item = (&str, i64, i64)> {
+        self.pending.tables.iter().map(|(table, held)| (table.as_str(), held.oldest_made, held.oldest_change))
     }
 
     /// Decodes `records` on `threads` threads and folds them into the pending batch, read at
@@ -364,6 +418,7 @@ impl Planner {
                     }
                     let made = packed.held.created_micros().div_euclid(1_000_000);
                     held.oldest_change = held.oldest_change.min(made);
+                    held.oldest_made = held.oldest_made.min(made);
                     held.newest.add(packed);
                 }
                 Err(reject) => pending.rejects.push(reject),
@@ -416,6 +471,39 @@ impl Planner {
     /// Plans the batch `selection` describes, handed over at `now`: with schedules, the
     /// batch records when its tables were applied.
     pub fn hand_over(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
+        let mut prepared = self.hand_over_tables(selection, now);
+        if self.record_applies {
+            prepared.batch.held = self.held_rows();
+        }
+        prepared
+    }
+
+    /// What the tables still hold after a batch, for `status`: per table, its changes and
+    /// when the oldest was made (`"<changes> <seconds>"`), and `PRUNED` for a table that held
+    /// changes at the last batch and holds none now.
+    fn held_rows(&mut self) -> Vec<(String, String)> {
+        let mut rows: Vec<(String, String)> = self
+            .pending
+            .tables
+            .iter()
+            .map(|(table, held)| (table.clone(), format!("{} {}", held.seen, held.oldest_made)))
+            .collect();
+        let now_held: std::collections::HashSet<String> = self.pending.tables.keys().cloned().collect();
+        for gone in self.held_listed.difference(&now_held) {
+            rows.push((gone.clone(), PRUNED.to_string()));
+        }
+        self.held_listed = now_held;
+        rows.sort();
+        rows
+    }
+
+    /// Tables the warehouse lists as holding changes (from an earlier process): the first
+    /// batch replaces those rows.
+    pub fn held_listed(&mut self, tables: impl IntoIterator<Item = String>) {
+        self.held_listed.extend(tables);
+    }
+
+    fn hand_over_tables(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
         match selection {
             crate::flow::Selection::All => {
                 let mut prepared = self.flush(Take::All);
@@ -468,13 +556,14 @@ impl Planner {
                 now
             }
         };
-        let mut table_marks = Vec::new();
-        if let Some(watermark) = &mut self.watermark {
+        let mut table_marks = std::mem::take(&mut self.dropped_marks);
+        let marks_apply = self.marks_apply();
+        if let Some(watermark) = self.watermark.as_mut().filter(|_| marks_apply) {
             for (table, _) in &taken {
                 table_marks.extend(watermark.move_marks(table, &upto));
             }
-            table_marks.sort_by(|a, b| (&a.table, &a.position).cmp(&(&b.table, &b.position)));
         }
+        table_marks.sort_by(|a, b| (&a.table, &a.position).cmp(&(&b.table, &b.position)));
         let already_in = std::mem::take(&mut self.pending.already_in);
         if already_in > 0 {
             tracing::debug!(already_in, "changes read again that their tables already had");
@@ -518,6 +607,7 @@ impl Planner {
             records,
             changes,
             applied_at: Vec::new(),
+            held: Vec::new(),
             table_marks,
         };
         Prepared { batch, seen, skipped, newest_change }
@@ -881,6 +971,47 @@ mod tests {
         let again = p.flush(Take::Tables(&["B".to_string()]));
         assert_eq!(again.seen.get("B"), Some(&1), "only B's change after its mark");
         assert_eq!(marks(&again.batch), vec![triple("B", "a", "5")]);
+    }
+
+    #[test]
+    fn marks_count_only_past_a_committed_position_and_never_move_back() {
+        let triple = |t: &str, s: &str, q: &str| (t.to_string(), s.to_string(), q.to_string());
+        let marks_in = || {
+            HashMap::from([(
+                "B".to_string(),
+                HashMap::from([
+                    ("a".to_string(), "9".to_string()),
+                    ("b".to_string(), "5".to_string()),
+                    ("gone".to_string(), "7".to_string()),
+                ]),
+            )])
+        };
+        // Shard a is committed at 1 (its mark at 9 counts); b at 5 (its mark is not past it);
+        // `gone` has no position (deleted, a re-created stream): its mark would skip changes
+        // never applied. The last two are dropped with the next batch.
+        let resume = HashMap::from([("a".to_string(), "1".to_string()), ("b".to_string(), "5".to_string())]);
+        let mut p = planner("");
+        p.hold_tables(&resume, marks_in());
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3), of("B", "gone", 4)]);
+        let b = p.flush(Take::Tables(&["B".to_string()]));
+        assert_eq!(b.seen.get("B"), Some(&1), "B's change at a:3 is in (mark a:9); gone:4 is not");
+        // B is taken before shard a is read again up to its mark: the mark stays at 9 (so it
+        // is not written again); the invalid ones are deleted.
+        assert_eq!(marks(&b.batch), vec![triple("B", "b", PRUNED), triple("B", "gone", PRUNED)]);
+        let kept = &p.watermark.as_ref().unwrap().marks["B"];
+        assert_eq!(kept.get("a").map(|m| m.sequence.to_string()), Some("9".to_string()));
+
+        // Standard input is read from its start each run: its marks never count.
+        let mut p = planner("");
+        p.config.source = crate::config::SourceConfig::File(crate::config::FileSourceConfig {
+            path: "-".into(),
+            table: None,
+        });
+        p.hold_tables(&resume, marks_in());
+        p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3)]);
+        let b = p.flush(Take::Tables(&["B".to_string()]));
+        assert_eq!(b.seen.get("B"), Some(&1), "B's change is taken again");
+        assert!(marks(&b.batch).iter().all(|(_, _, q)| q == PRUNED), "{:?}", marks(&b.batch));
     }
 
     #[test]

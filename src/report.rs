@@ -86,14 +86,20 @@ pub fn format_age(secs: i64) -> String {
     }
 }
 
+/// What batches with schedules keep besides the tables: each table's last apply and what it
+/// held after the last batch.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// Seconds since the epoch.
+    pub last_applied: HashMap<String, i64>,
+    /// Changes held and when the oldest was made (seconds since the epoch).
+    pub held: HashMap<String, (u64, i64)>,
+}
+
 /// `status --json`: the same figures with stable field names (docs/operations.md), times as
 /// RFC 3339 text and lags in seconds, and each table's schedule.
-pub fn status_json(
-    config: &Config,
-    s: &Status,
-    last_applied: &HashMap<String, i64>,
-    now: i64,
-) -> serde_json::Value {
+pub fn status_json(config: &Config, s: &Status, kept: &Kept, now: i64) -> serde_json::Value {
+    let Kept { last_applied, held } = kept;
     let schedules = &config.schedules;
     let time = |secs: i64| format_version(secs.saturating_mul(1_000_000));
     let tables: Vec<serde_json::Value> = s
@@ -124,6 +130,8 @@ pub fn status_json(
                 "paused": schedule.paused,
                 "last_applied": last.map(time),
                 "next_due": next_due,
+                "held_changes": held.get(&t.source_table).map(|(changes, _)| changes),
+                "oldest_held_change": held.get(&t.source_table).map(|(_, oldest)| time(*oldest)),
             })
         })
         .collect();
@@ -138,20 +146,16 @@ pub fn status_json(
 
 /// Per table with changes or a schedule of its own: its schedule, when it was last applied
 /// and when it is next due (at `now`). Held changes live in the running process only.
-pub fn format_schedules(
-    config: &Config,
-    status: &Status,
-    last_applied: &HashMap<String, i64>,
-    now: i64,
-) -> String {
+pub fn format_schedules(config: &Config, status: &Status, kept: &Kept, now: i64) -> String {
+    let Kept { last_applied, held } = kept;
     let schedules = &config.schedules;
     let mut tables: Vec<&str> = status.tables.iter().map(|t| t.source_table.as_str()).collect();
     tables.extend(schedules.listed().map(|(t, _)| t));
     tables.sort_unstable();
     tables.dedup();
     let mut out = format!(
-        "{:<24} {:<28} {:>8} {:<22} {}\n",
-        "table", "schedule", "priority", "last applied", "next due"
+        "{:<24} {:<28} {:>8} {:>8} {:>11} {:<22} {}\n",
+        "table", "schedule", "priority", "held", "oldest held", "last applied", "next due"
     );
     for table in tables {
         let schedule = schedules.of(table);
@@ -162,11 +166,17 @@ pub fn format_schedules(
             Some(t) => format_version(t.saturating_mul(1_000_000)),
             None => "never (quiet windows cover its window)".to_string(),
         };
+        let (held_changes, oldest) = match held.get(table) {
+            Some((changes, oldest)) => (changes.to_string(), format_age((now - oldest).max(0))),
+            None => ("-".to_string(), "-".to_string()),
+        };
         out.push_str(&format!(
-            "{:<24} {:<28} {:>8} {:<22} {}\n",
+            "{:<24} {:<28} {:>8} {:>8} {:>11} {:<22} {}\n",
             table,
             schedule.to_string(),
             schedule.priority,
+            held_changes,
+            oldest,
             last.map_or_else(|| "-".to_string(), |t| format_version(t.saturating_mul(1_000_000))),
             next
         ));

@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use dynashift_core::alarm::{Alarm, AlarmLimits};
+use dynashift_core::alarm::{Alarm, AlarmLimits, Held};
 
 use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Scheduler, Selection, Step};
 use crate::metrics::metrics;
 use crate::pipeline::{Pipeline, Summary};
 use crate::planner::{decode_threads, Decoded, Decoder, Prepared};
+use crate::progress::Progress;
 use crate::source::file::FileSource;
 use crate::source::{RawRecord, Source};
 use crate::warehouse::data_api::DataApiWarehouse;
@@ -49,6 +49,20 @@ pub fn last_applies<W: Warehouse + ?Sized>(
 ) -> Result<HashMap<String, i64>, crate::warehouse::WarehouseError> {
     let kept = warehouse.load_checkpoints(&crate::warehouse::applies_source(source))?;
     Ok(kept.into_iter().filter_map(|(table, at)| at.parse().ok().map(|at| (table, at))).collect())
+}
+
+/// Per table of `source`: the changes it held and when the oldest was made (seconds since the
+/// epoch), as the last batch with schedules recorded them.
+pub fn held_changes<W: Warehouse + ?Sized>(
+    warehouse: &mut W,
+    source: &str,
+) -> Result<HashMap<String, (u64, i64)>, crate::warehouse::WarehouseError> {
+    let kept = warehouse.load_checkpoints(&crate::warehouse::held_source(source))?;
+    let parse = |text: &str| -> Option<(u64, i64)> {
+        let (changes, oldest) = text.split_once(' ')?;
+        Some((changes.parse().ok()?, oldest.parse().ok()?))
+    };
+    Ok(kept.into_iter().filter_map(|(table, text)| parse(&text).map(|held| (table, held))).collect())
 }
 
 /// Per table of `source`, how far past the committed positions its changes are already in
@@ -194,9 +208,17 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         // Even when every table is applied (`--all`), the next pass must know when.
         planner.record_applies();
     }
+    if config.schedules.is_active() && options.all && set_up {
+        // Every table is applied without marks, and positions may pass them: drop them.
+        let marks = table_marks(&mut warehouse, planner.source_name())?;
+        planner.drop_marks(marks);
+        let held = held_changes(&mut warehouse, planner.source_name())?;
+        planner.held_listed(held.into_keys());
+    }
     let scheduler = if config.schedules.is_active() && !options.all {
         let (last_applied, marks) = if set_up {
             let source = planner.source_name().to_string();
+            planner.held_listed(held_changes(&mut warehouse, &source)?.into_keys());
             (last_applies(&mut warehouse, &source)?, table_marks(&mut warehouse, &source)?)
         } else {
             (HashMap::new(), HashMap::new())
@@ -229,6 +251,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         lines.extend(warehouse.describe(&prepared.batch));
         return Ok(RunResult::Plan(lines));
     }
+    let scheduled = scheduler.as_ref().map(|_| config.schedules.clone());
     let mut flow = match scheduler {
         Some(scheduler) => Flow::with_scheduler(limits, scheduler),
         None => Flow::new(limits),
@@ -236,11 +259,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     let alarm_limits =
         AlarmLimits { alert_lag: config.monitoring.alert_lag, retention: source.retention_secs() };
     metrics().health.started.store(true, Ordering::Relaxed);
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    // A backlog whose first batch never commits is a stall too.
+    metrics().health.progressed(unix_now());
+    let mut progress = Progress::start();
     // Set while the warehouse waits for work: decoding then takes every core.
     let applier_idle = Arc::new(AtomicBool::new(true));
     let reading_over = AtomicBool::new(false);
@@ -255,14 +276,14 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         );
         let decoded_rx = spawn_decoding(scope, read_rx, planner.decoder(), applier_idle.clone());
         let (batch_tx, done_rx, applier) =
-            spawn_applying(scope, warehouse, applier_idle.clone(), stop.clone(), bar.clone());
+            spawn_applying(scope, warehouse, applier_idle.clone(), stop.clone(), &mut progress);
         let driven = drive(
             &mut flow,
             &mut planner,
             &decoded_rx,
             (&batch_tx, &done_rx),
             options,
-            &mut AlarmLog::new(alarm_limits),
+            &mut AlarmLog::new(alarm_limits, scheduled),
             &stop,
         );
         reading_over.store(true, Ordering::Relaxed);
@@ -284,7 +305,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
             "reading waited for the warehouse to stay within memory"
         );
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(RunResult::Done(summary))
 }
 
@@ -409,16 +430,20 @@ fn drive(
     }
 }
 
-/// The alarms' thresholds, and when each alarm was last logged: each is repeated once a
-/// minute while it holds.
+/// The alarms' thresholds and the schedules (the wait each allows), and when each alarm was
+/// last logged: each is repeated once a minute while it holds.
 struct AlarmLog {
     limits: AlarmLimits,
-    logged: HashMap<String, std::time::Instant>,
+    schedules: Option<crate::config::Schedules>,
+    logged: HashMap<(String, bool), std::time::Instant>,
 }
 
 impl AlarmLog {
-    fn new(limits: AlarmLimits) -> AlarmLog {
-        AlarmLog { limits, logged: HashMap::new() }
+    /// Without schedules nothing is held on purpose, and a change near the retention is in
+    /// the next batch: only the lag alarm.
+    fn new(limits: AlarmLimits, schedules: Option<crate::config::Schedules>) -> AlarmLog {
+        let limits = if schedules.is_some() { limits } else { AlarmLimits { retention: None, ..limits } };
+        AlarmLog { limits, schedules, logged: HashMap::new() }
     }
 }
 
@@ -440,17 +465,25 @@ fn watch(
     if caught_up {
         m.health.progressed(now);
     }
-    let oldest: Vec<(String, i64)> = planner.oldest_unapplied().map(|(t, at)| (t.to_string(), at)).collect();
-    let raised =
-        dynashift_core::alarm::alarms(oldest.iter().map(|(t, at)| (t.as_str(), *at)), now, log.limits);
-    m.set_unapplied(oldest);
+    let held: Vec<Held> = planner
+        .oldest_unapplied()
+        .map(|(table, oldest_change, oldest_kept)| Held {
+            table,
+            oldest_change,
+            oldest_kept,
+            allowed_wait: log.schedules.as_ref().map_or(Some(0), |s| s.of(table).longest_wait()),
+        })
+        .collect();
+    let raised = dynashift_core::alarm::alarms(held.iter().copied(), now, log.limits);
+    m.set_unapplied(held.iter().map(|h| (h.table.to_string(), h.oldest_change)));
     m.set_alarms(&raised);
-    log.logged.retain(|table, _| raised.iter().any(|a| a.table() == table));
+    let key = |a: &Alarm| (a.table().to_string(), matches!(a, Alarm::Retention { .. }));
+    log.logged.retain(|k, _| raised.iter().any(|a| key(a) == *k));
     for alarm in &raised {
-        if log.logged.get(alarm.table()).is_some_and(|at| at.elapsed() < ALARM_REPEAT) {
+        if log.logged.get(&key(alarm)).is_some_and(|at| at.elapsed() < ALARM_REPEAT) {
             continue;
         }
-        log.logged.insert(alarm.table().to_string(), std::time::Instant::now());
+        log.logged.insert(key(alarm), std::time::Instant::now());
         match alarm {
             Alarm::Lag { table, age } => tracing::warn!(
                 table,
@@ -475,7 +508,7 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
     mut warehouse: W,
     idle: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    bar: ProgressBar,
+    progress: &'scope mut Progress,
 ) -> (Sender<Prepared>, Receiver<bool>, std::thread::ScopedJoinHandle<'scope, anyhow::Result<Summary>>) {
     // The flow hands over only to a free warehouse, so one place is enough.
     let (batch_tx, batch_rx) = crossbeam_channel::bounded::<Prepared>(1);
@@ -503,11 +536,8 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
                 resident_mb = crate::memory::resident_mb(),
                 "batch committed"
             );
-            bar.set_message(format!(
-                "{} records, {} batches, {} rejects",
-                summary.records, summary.batches, summary.rejects
-            ));
-            bar.tick();
+            let lag = prepared.newest_change.values().max().map(|made| (unix_now() - made).max(0));
+            progress.committed(&summary, lag);
             // The run loop may have finished already and gone: the batch is committed anyway.
             let _ = done_tx.send(true);
         }

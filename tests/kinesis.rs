@@ -218,6 +218,33 @@ fn a_missing_stream_is_one_clear_line() {
     assert!(message.contains("Kinesis stream `no-such-stream` does not exist"), "{message}");
 }
 
+/// With no credentials anywhere in the chain, one line says what was tried and what to set;
+/// the SDK's own search (its instance-metadata warnings) is not printed.
+#[test]
+fn absent_credentials_are_one_line_naming_what_to_set() {
+    let kinesalite = Kinesalite::start();
+    let server = PgServer::start();
+    let url = server.create_db("kinesis");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &kinesalite, STREAM, &url);
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["sync", "--once", "--config"])
+        .arg(&config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        // No instance to ask here: the metadata endpoint is turned off rather than waited on.
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("no AWS credentials found"), "{message}");
+    assert!(message.contains("AWS_ACCESS_KEY_ID") && message.contains("AWS_PROFILE"), "{message}");
+}
+
 /// `sync --once` reads every shard to its tip and stops; a KPL-aggregated record is rejected
 /// with its reason, never misread; a second pass picks up only what came since.
 #[test]

@@ -1,7 +1,7 @@
 //! The monitoring listener of the real binary, scraped over HTTP while it replicates from
 //! kinesalite into DuckDB: the counters equal the records sent, the lag gauges move with the
-//! clock, an idle shard is polled with backoff, and `/readyz` turns unavailable once a paused
-//! table holds a change older than `alert_lag`.
+//! clock, an idle shard is polled with backoff, and `/readyz` turns unavailable once an hourly
+//! table holds a change older than `alert_lag` plus the hour its schedule allows.
 #![cfg(feature = "duckdb")]
 
 mod support;
@@ -51,6 +51,19 @@ fn scrape_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// Asks `/readyz` until it answers `status` (30 s at most); returns its body.
+fn wait_for_readiness(port: u16, status: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (got, body) = get(port, "/readyz");
+        if got == status {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "/readyz stayed {got}: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A change of `table`'s item `id`, made at `millis` (epoch milliseconds).
 fn change(table: &str, id: &str, millis: i64) -> String {
     format!(
@@ -77,7 +90,7 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
         format!(
             "[source]\nkind = \"kinesis\"\nstream = \"changes\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
              flush_interval_ms = 200\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
-             [tables.\"Audit\"]\npaused = true\n[monitoring]\nalert_lag = \"10m\"\n",
+             [tables.\"Audit\"]\nevery = \"1h\"\n[monitoring]\nalert_lag = \"10m\"\n",
             kinesalite.endpoint(),
             dir.path().join("out.duckdb").display().to_string()
         ),
@@ -128,20 +141,27 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
     assert!(polls <= 2.0, "{polls} empty polls of one idle shard in 10 s");
     assert_eq!(sample(&body, "dynashift_idle_shards"), Some(1.0), "{body}");
 
-    // A paused table takes in changes an hour old: held, past alert_lag, so not ready.
-    let hour_ago = now_millis() - 3_600_000;
-    let audit: Vec<String> = (0..5).map(|i| change("Audit", &format!("a{i}"), hour_ago)).collect();
-    stream.put(&audit, 100);
-    let body = scrape_until(port, "the Audit changes held", |b| {
-        sample(b, "dynashift_unapplied_lag_seconds{table=\"Audit\"}").is_some()
+    // An hourly table, never applied, takes its first changes at once; changes made two hours
+    // ago that come after are held for the hour: past alert_lag plus that hour, so not ready.
+    let two_hours_ago = now_millis() - 7_200_000;
+    let audit: Vec<String> = (0..10).map(|i| change("Audit", &format!("a{i}"), two_hours_ago)).collect();
+    stream.put(&audit[..5], 100);
+    scrape_until(port, "Audit's first changes applied", |b| {
+        sample(b, "dynashift_changes_applied_total{table=\"Audit\"}") == Some(5.0)
     });
-    assert!(sample(&body, "dynashift_unapplied_lag_seconds{table=\"Audit\"}").unwrap() >= 3_600.0, "{body}");
-    assert_eq!(sample(&body, "dynashift_records_read_total"), Some(25.0), "{body}");
+    // Held for a moment before that apply, they were late already: ready again once applied.
+    wait_for_readiness(port, 200);
+    stream.put(&audit[5..], 105);
+    let body = scrape_until(port, "the later Audit changes held", |b| {
+        sample(b, "dynashift_records_read_total") == Some(30.0)
+            && sample(b, "dynashift_unapplied_lag_seconds{table=\"Audit\"}").is_some()
+    });
+    assert!(sample(&body, "dynashift_unapplied_lag_seconds{table=\"Audit\"}").unwrap() >= 7_200.0, "{body}");
+    assert_eq!(sample(&body, "dynashift_records_read_total"), Some(30.0), "{body}");
     assert_eq!(sample(&body, "dynashift_alarm{kind=\"lag\"}"), Some(1.0), "{body}");
-    assert_eq!(sample(&body, "dynashift_changes_applied_total{table=\"Audit\"}"), None, "paused: {body}");
-    let (ready, why) = get(port, "/readyz");
-    assert_eq!(ready, 503, "{why}");
-    assert!(why.contains("alert_lag"), "{why}");
+    assert_eq!(sample(&body, "dynashift_changes_applied_total{table=\"Audit\"}"), Some(5.0), "held: {body}");
+    let why = wait_for_readiness(port, 503);
+    assert!(why.contains("alarm"), "{why}");
 
     child.kill().unwrap();
     child.wait().unwrap();

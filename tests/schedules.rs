@@ -265,6 +265,16 @@ fn sync_once_honours_schedules_and_all_overrides_them() {
     assert!(plan.contains("Audit (paused)") && plan.contains("Orders (every 1h, due in"), "{plan}");
     let status = run(&["status", "-c", "dynashift.toml"]);
     assert!(status.contains("every 1h") && status.contains("paused"), "{status}");
+    // What each table held after the last pass, kept for status: Orders o:2 (Audit, never
+    // applied, has no table yet).
+    let text = run(&["status", "--json", "-c", "dynashift.toml"]);
+    let json: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap();
+    let held = |table: &str| {
+        let tables = json["tables"].as_array().unwrap();
+        tables.iter().find(|t| t["table"] == table).map(|t| t["held_changes"].clone())
+    };
+    assert_eq!(held("Orders"), Some(serde_json::json!(1)), "{json}");
+    assert_eq!(held("Hot"), Some(serde_json::Value::Null), "{json}");
     run(&["sync", "--once", "--all", "-c", "dynashift.toml"]);
     let all = read();
     assert_eq!(all["Orders"].values().collect::<Vec<_>>(), vec!["2"]);

@@ -36,25 +36,40 @@ pub struct AlarmLimits {
     pub retention: Option<u64>,
 }
 
-/// The alarms of tables whose oldest unapplied change was made at `oldest` (seconds since the
-/// epoch), at `now`; a table raises the retention alarm instead of the lag alarm when both hold.
-pub fn alarms<'a>(
-    oldest: impl IntoIterator<Item = (&'a str, i64)>,
-    now: i64,
-    limits: AlarmLimits,
-) -> Vec<Alarm> {
+/// What a table holds unapplied, as the alarms judge it.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The source table.
+    pub table: &'a str,
+    /// When its oldest unapplied change was made (seconds since the epoch).
+    pub oldest_change: i64,
+    /// When the oldest record the stream must keep for it was made: its oldest change, or
+    /// earlier, the record a position it holds back stays at.
+    pub oldest_kept: i64,
+    /// How long its schedule may hold a change on purpose (seconds); `None`: paused, so
+    /// holding is what was asked for and only the retention alarm applies.
+    pub allowed_wait: Option<u64>,
+}
+
+/// The alarms `held` raises at `now`: the retention alarm when the oldest record kept for a
+/// table is `RETENTION_ALARM_PERCENT` of the retention old; otherwise the lag alarm when its
+/// oldest change is older than `alert_lag` plus the wait its schedule allows.
+pub fn alarms<'a>(held: impl IntoIterator<Item = Held<'a>>, now: i64, limits: AlarmLimits) -> Vec<Alarm> {
+    let age_of = |at: i64| now.saturating_sub(at).max(0) as u64;
     let mut out = Vec::new();
-    for (table, made) in oldest {
-        let age = now.saturating_sub(made).max(0) as u64;
+    for h in held {
         if let Some(retention) = limits.retention.filter(|r| *r > 0) {
-            if age.saturating_mul(100) >= retention.saturating_mul(RETENTION_ALARM_PERCENT) {
-                let left = retention.saturating_sub(age);
-                out.push(Alarm::Retention { table: table.to_string(), age, left });
+            let kept = age_of(h.oldest_kept.min(h.oldest_change));
+            if kept.saturating_mul(100) >= retention.saturating_mul(RETENTION_ALARM_PERCENT) {
+                let left = retention.saturating_sub(kept);
+                out.push(Alarm::Retention { table: h.table.to_string(), age: kept, left });
                 continue;
             }
         }
-        if limits.alert_lag.is_some_and(|lag| age >= lag) {
-            out.push(Alarm::Lag { table: table.to_string(), age });
+        let age = age_of(h.oldest_change);
+        let threshold = limits.alert_lag.zip(h.allowed_wait).map(|(lag, wait)| lag.saturating_add(wait));
+        if threshold.is_some_and(|t| age >= t) {
+            out.push(Alarm::Lag { table: h.table.to_string(), age });
         }
     }
     out.sort_by(|a, b| a.table().cmp(b.table()));
@@ -80,7 +95,8 @@ mod tests {
     fn lag_and_retention_alarms_follow_the_clock() {
         let limits = AlarmLimits { alert_lag: Some(6 * HOUR as u64), retention: Some(24 * HOUR as u64) };
         let made = 1_000_000;
-        let at = |hours: i64| alarms([("Orders", made)], made + hours * HOUR, limits);
+        let held = Held { table: "Orders", oldest_change: made, oldest_kept: made, allowed_wait: Some(0) };
+        let at = |hours: i64| alarms([held], made + hours * HOUR, limits);
         assert!(at(5).is_empty(), "five hours: under the lag threshold");
         assert_eq!(at(6), vec![Alarm::Lag { table: "Orders".into(), age: 6 * 3600 }]);
         assert_eq!(at(19), vec![Alarm::Lag { table: "Orders".into(), age: 19 * 3600 }]);
@@ -94,13 +110,37 @@ mod tests {
         assert_eq!(at(30), vec![Alarm::Retention { table: "Orders".into(), age: 30 * 3600, left: 0 }]);
     }
 
+    fn held(table: &str, made: i64) -> Held<'_> {
+        Held { table, oldest_change: made, oldest_kept: made, allowed_wait: Some(0) }
+    }
+
     #[test]
     fn no_thresholds_no_alarms_and_tables_in_order() {
-        assert!(alarms([("A", 0)], 10 * 24 * HOUR, AlarmLimits::default()).is_empty());
+        assert!(alarms([held("A", 0)], 10 * 24 * HOUR, AlarmLimits::default()).is_empty());
         let limits = AlarmLimits { alert_lag: Some(60), retention: None };
-        let raised = alarms([("b", 0), ("a", 0), ("c", 100)], 120, limits);
+        let raised = alarms([held("b", 0), held("a", 0), held("c", 100)], 120, limits);
         assert_eq!(raised.iter().map(Alarm::table).collect::<Vec<_>>(), ["a", "b"]);
         // A clock behind the change's time is not an alarm.
-        assert!(alarms([("a", 500)], 100, limits).is_empty());
+        assert!(alarms([held("a", 500)], 100, limits).is_empty());
+    }
+
+    #[test]
+    fn schedules_move_the_lag_alarm_and_positions_held_back_the_retention_alarm() {
+        let limits = AlarmLimits { alert_lag: Some(6 * HOUR as u64), retention: Some(24 * HOUR as u64) };
+        // A daily table may hold a change 24 hours on purpose: late only past 24 + 6 hours
+        // (and the retention alarm comes first).
+        let daily = Held { allowed_wait: Some(24 * HOUR as u64), ..held("Daily", 0) };
+        assert!(alarms([daily], 10 * HOUR, limits).is_empty());
+        // Paused: holding is what was asked for; only the retention alarm.
+        let paused = Held { allowed_wait: None, ..held("Paused", 0) };
+        assert!(alarms([paused], 19 * HOUR, limits).is_empty());
+        assert!(matches!(alarms([paused], 20 * HOUR, limits)[..], [Alarm::Retention { .. }]));
+        // A change made a minute ago on a shard whose held-back position is 20 hours old: no
+        // lag, but the stream must keep that position's record.
+        let pinned = Held { oldest_change: 20 * HOUR - 60, oldest_kept: 0, ..held("Hot", 0) };
+        let raised = alarms([pinned], 20 * HOUR, limits);
+        assert!(matches!(&raised[..], [Alarm::Retention { left, .. }] if *left == 4 * 3600), "{raised:?}");
+        let no_retention = AlarmLimits { retention: None, ..limits };
+        assert!(alarms([pinned], 20 * HOUR, no_retention).is_empty(), "60 s old: no lag alarm");
     }
 }

@@ -378,6 +378,7 @@ pub fn open(
     let runtime = crate::runtime::background("dynashift-streams")
         .map_err(|e| SourceError::Other { what: what(), cause: Cause::of(e) })?;
     let sdk = runtime.block_on(sdk_config(aws));
+    runtime.block_on(crate::aws::require_credentials(&sdk))?;
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
     let mut latest: HashMap<String, String> = HashMap::new();
     for table in tables {

@@ -26,10 +26,15 @@ pub struct KinesisApi {
 impl KinesisApi {
     /// The API of `stream` (a full ARN names the stream too; the API takes the name), its
     /// client built on `runtime`, where it is used.
-    fn new(runtime: &tokio::runtime::Runtime, stream: &str, aws: &AwsSettings) -> KinesisApi {
+    fn new(
+        runtime: &tokio::runtime::Runtime,
+        stream: &str,
+        aws: &AwsSettings,
+    ) -> Result<KinesisApi, crate::aws::CredentialsError> {
         let sdk = runtime.block_on(sdk_config(aws));
+        runtime.block_on(crate::aws::require_credentials(&sdk))?;
         let name = stream.rsplit_once(":stream/").map_or(stream, |(_, n)| n).to_string();
-        KinesisApi { client: aws_sdk_kinesis::Client::new(&sdk), stream: name }
+        Ok(KinesisApi { client: aws_sdk_kinesis::Client::new(&sdk), stream: name })
     }
 
     async fn summary(&self) -> Result<Option<aws_sdk_kinesis::types::StreamDescriptionSummary>, ApiError> {
@@ -184,13 +189,13 @@ pub fn open(
         what: format!("Kinesis stream `{stream}`"),
         cause: Cause::of(e),
     })?;
-    let api = KinesisApi::new(&runtime, stream, aws);
+    let api = KinesisApi::new(&runtime, stream, aws)?;
     ShardReader::open(runtime, api, options, resume)
 }
 
 /// How long `stream` (a name or an ARN) keeps a record, in seconds, as the stream says.
 pub fn retention(stream: &str, aws: &AwsSettings) -> Result<Option<u64>, Cause> {
     let runtime = crate::runtime::background("dynashift-kinesis").map_err(Cause::of)?;
-    let api = KinesisApi::new(&runtime, stream, aws);
+    let api = KinesisApi::new(&runtime, stream, aws).map_err(Cause::of)?;
     runtime.block_on(api.retention()).map_err(ApiError::into_cause)
 }

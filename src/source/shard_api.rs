@@ -166,6 +166,9 @@ pub enum SourceError {
         #[source]
         cause: Cause,
     },
+    /// No credentials (the message says what was tried and what to set).
+    #[error(transparent)]
+    Credentials(#[from] crate::aws::CredentialsError),
     #[error("{what}: {cause}")]
     Other {
         what: String,

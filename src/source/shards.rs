@@ -402,6 +402,7 @@ impl<A: ShardApi> ShardReader<A> {
                             _ => unreachable!("matched above"),
                         };
                         metrics.retries.with_label_values(&[cause]).inc();
+                        metrics.health.source_down.store(true, std::sync::atomic::Ordering::Relaxed);
                         let state = self.shards.entry(id.clone()).or_default();
                         let delay = state.backoff.get_or_insert_with(Backoff::default).next_delay();
                         tracing::warn!(shard = %id, "{text}; retrying in {:.1}s", delay.as_secs_f64());
@@ -448,7 +449,7 @@ impl<A: ShardApi> ShardReader<A> {
     /// The shard figures for monitoring: shards read, idle ones, how far behind each is.
     fn publish_figures(&self) {
         let metrics = crate::metrics::metrics();
-        let readable = self.lineage.readable();
+        let readable: HashSet<String> = self.lineage.readable().into_iter().collect();
         metrics.shards.set(readable.len() as i64);
         let idle = readable.iter().filter(|id| self.shards.get(*id).is_some_and(|s| s.caught_up)).count();
         metrics.idle_shards.set(idle as i64);
@@ -469,6 +470,7 @@ impl<A: ShardApi> ShardReader<A> {
         mut page: Page,
         out: &mut Vec<RawRecord>,
     ) -> Result<Option<Vec<super::lineage::ShardInfo>>, SourceError> {
+        let closed = self.lineage.is_closed(id);
         let state = self.shards.entry(id.to_string()).or_default();
         if let Some(expected) = state.verify.take() {
             let first = page.records.first().map(|r| r.sequence.clone());
@@ -512,8 +514,17 @@ impl<A: ShardApi> ShardReader<A> {
             crate::metrics::metrics().empty_polls.inc();
         }
         // An idle shard is asked less often the longer it stays empty: 1 s, 2 s, 4 s … 10 s.
-        state.idle_rounds = if empty && at_tip { state.idle_rounds + 1 } else { 0 };
-        let pause = if empty && at_tip { idle_pause(state.idle_rounds) } else { MIN_CALL_INTERVAL };
+        crate::metrics::metrics().health.source_down.store(false, std::sync::atomic::Ordering::Relaxed);
+        // A closed shard is read to its end without rests: `sync --once` waits for it.
+        let idle = empty && at_tip && !closed;
+        state.idle_rounds = if idle { state.idle_rounds + 1 } else { 0 };
+        let pause = if idle {
+            idle_pause(state.idle_rounds)
+        } else if empty && at_tip {
+            EMPTY_PAUSE
+        } else {
+            MIN_CALL_INTERVAL
+        };
         state.behind_ms = match (page.behind_ms, page.newest_made_ms) {
             (Some(behind), _) => Some(behind),
             (None, Some(made)) => Some((now_micros() / 1000 - made).max(0)),

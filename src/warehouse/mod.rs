@@ -56,6 +56,9 @@ pub struct Batch {
     /// With schedules: the tables this batch applies and when (seconds since the epoch),
     /// kept so that a later run (`sync --once` from cron) knows when each is next due.
     pub applied_at: Vec<(String, i64)>,
+    /// With schedules: what each table holds after this batch, as `status` shows it (table →
+    /// `"<changes> <oldest change, seconds since the epoch>"`, or `PRUNED`: nothing held).
+    pub held: Vec<(String, String)>,
     /// With schedules: how far the tables this batch applies have their changes in, per
     /// shard (`PRUNED`: a mark dropped), so a restart that re-reads from the low watermark
     /// skips what each table already has.
@@ -72,6 +75,11 @@ pub struct TableMark {
 /// The checkpoint source under which the tables' last applies are kept for `source`.
 pub fn applies_source(source: &str) -> String {
     format!("{source}@applied")
+}
+
+/// The checkpoint source under which what each table holds is kept for `source`.
+pub fn held_source(source: &str) -> String {
+    format!("{source}@held")
 }
 
 /// The checkpoint source under which the tables' marks are kept for `source`: one row per

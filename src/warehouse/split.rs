@@ -34,6 +34,7 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         changes: if last { batch.changes } else { 0 },
         applied_at: if last { batch.applied_at.clone() } else { Vec::new() },
         table_marks: if last { batch.table_marks.clone() } else { Vec::new() },
+        held: if last { batch.held.clone() } else { Vec::new() },
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {
@@ -95,6 +96,7 @@ mod tests {
             changes: 5,
             applied_at: Vec::new(),
             table_marks: Vec::new(),
+            held: Vec::new(),
         };
         let (first, second) = split_batch(&batch).unwrap();
         let rows = |b: &Batch| b.tables.iter().map(|t| t.rows.len()).collect::<Vec<_>>();

@@ -73,6 +73,10 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
             steps.push(checkpoint_step(d, layout, &source, table, &at.to_string()));
         }
     }
+    let held = super::held_source(&batch.source);
+    for (table, text) in &batch.held {
+        steps.push(checkpoint_step(d, layout, &held, table, text));
+    }
     let source = super::marks_source(&batch.source);
     for marks in batch.table_marks.chunks(MARKS_PER_STATEMENT) {
         steps.push(marks_step(d, layout, &source, marks));

@@ -21,6 +21,8 @@ const TABLE_FIELDS: &[(&str, &str)] = &[
     ("paused", "boolean"),
     ("last_applied", "string?"),
     ("next_due", "string?"),
+    ("held_changes", "integer?"),
+    ("oldest_held_change", "string?"),
 ];
 
 const TOP_FIELDS: &[(&str, &str)] = &[
