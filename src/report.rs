@@ -144,13 +144,15 @@ pub fn status_json(config: &Config, s: &Status, kept: &Kept, now: i64) -> serde_
     })
 }
 
-/// Per table with changes or a schedule of its own: its schedule, when it was last applied
-/// and when it is next due (at `now`). Held changes live in the running process only.
+/// Per table with changes or a schedule of its own: its schedule, when it was last applied,
+/// what it held after the last batch, and when it is next due (at `now`).
 pub fn format_schedules(config: &Config, status: &Status, kept: &Kept, now: i64) -> String {
     let Kept { last_applied, held } = kept;
     let schedules = &config.schedules;
     let mut tables: Vec<&str> = status.tables.iter().map(|t| t.source_table.as_str()).collect();
     tables.extend(schedules.listed().map(|(t, _)| t));
+    // A table holding changes it never applied has no registry row yet.
+    tables.extend(held.keys().map(String::as_str));
     tables.sort_unstable();
     tables.dedup();
     let mut out = format!(

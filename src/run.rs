@@ -208,8 +208,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         // Even when every table is applied (`--all`), the next pass must know when.
         planner.record_applies();
     }
-    if config.schedules.is_active() && options.all && set_up {
-        // Every table is applied without marks, and positions may pass them: drop them.
+    if set_up && !options.dry_run && (options.all || !config.schedules.is_active()) {
+        // Every table is applied without marks, and positions may pass them: drop them (and
+        // what an earlier run with schedules said the tables held).
         let marks = table_marks(&mut warehouse, planner.source_name())?;
         planner.drop_marks(marks);
         let held = held_changes(&mut warehouse, planner.source_name())?;
@@ -256,8 +257,9 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         Some(scheduler) => Flow::with_scheduler(limits, scheduler),
         None => Flow::new(limits),
     };
-    let alarm_limits =
-        AlarmLimits { alert_lag: config.monitoring.alert_lag, retention: source.retention_secs() };
+    // A file's changes may be of any age (a replayed export): its lag is no alarm.
+    let alert_lag = if config.source.is_file() { None } else { config.monitoring.alert_lag };
+    let alarm_limits = AlarmLimits { alert_lag, retention: source.retention_secs() };
     metrics().health.started.store(true, Ordering::Relaxed);
     // A backlog whose first batch never commits is a stall too.
     metrics().health.progressed(unix_now());

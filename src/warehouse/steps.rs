@@ -64,6 +64,13 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     for r in &batch.rejects {
         steps.push(Step::Sql(reject_statement(d, layout, &batch.source, r)));
     }
+    // Marks before positions: where a batch spans several transactions (the Data API), a mark
+    // deleted with a position's move must not outlive a stop between them (it would count
+    // past the new position), while a new mark only speaks of data written before it.
+    let source = super::marks_source(&batch.source);
+    for marks in batch.table_marks.chunks(MARKS_PER_STATEMENT) {
+        steps.push(marks_step(d, layout, &source, marks));
+    }
     for p in &batch.checkpoints {
         steps.push(checkpoint_step(d, layout, &batch.source, &p.shard, &p.sequence));
     }
@@ -76,10 +83,6 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     let held = super::held_source(&batch.source);
     for (table, text) in &batch.held {
         steps.push(checkpoint_step(d, layout, &held, table, text));
-    }
-    let source = super::marks_source(&batch.source);
-    for marks in batch.table_marks.chunks(MARKS_PER_STATEMENT) {
-        steps.push(marks_step(d, layout, &source, marks));
     }
     steps.push(Step::Sql(Statement::with(
         format!(
