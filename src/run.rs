@@ -403,7 +403,18 @@ fn drive(
                     flow.handed_over(planned, &selection, now, planner.gathered());
                 }
             }
-            Step::AwaitWarehouse => heard(flow, done.recv()),
+            Step::AwaitWarehouse => loop {
+                match done.recv_timeout(std::time::Duration::from_secs(1)) {
+                    Ok(word) => break heard(flow, Ok(word)),
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                        break heard(flow, Err(RecvError))
+                    }
+                    // Still applying (or retrying a lost connection): the alarms keep time.
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                        watch_held(planner, &planner.gathered(), unix_now(), alarms)
+                    }
+                }
+            },
             Step::Wait(table) if !options.follow => {
                 // One pass cannot wait for an unpause: it ends, applying what is due.
                 tracing::warn!(
@@ -462,11 +473,23 @@ fn watch(
     log: &mut AlarmLog,
 ) {
     let m = metrics();
-    m.held_bytes.set(gathered.bytes as i64);
     m.health.backlog.store(!caught_up, Ordering::Relaxed);
     if caught_up {
         m.health.progressed(now);
     }
+    watch_held(planner, gathered, now, log);
+}
+
+/// The held part of `watch`, also run while waiting for the warehouse: an outage is when
+/// held changes grow old.
+fn watch_held(
+    planner: &crate::planner::Planner,
+    gathered: &crate::flow::Gathered,
+    now: i64,
+    log: &mut AlarmLog,
+) {
+    let m = metrics();
+    m.held_bytes.set(gathered.bytes as i64);
     let held: Vec<Held> = planner
         .oldest_unapplied()
         .map(|(table, oldest_change, oldest_kept)| Held {
