@@ -1,6 +1,8 @@
 //! `check`: what can be verified about the source before a run, one line each. Nothing is
 //! written anywhere.
 
+pub mod permissions;
+
 use crate::aws::{sdk_config, sdk_message};
 use crate::cause::{error_chain, Cause};
 use crate::config::{Config, SourceConfig};
@@ -67,7 +69,7 @@ pub fn source_lines(config: &Config) -> Vec<String> {
 /// stream what `DescribeStreamSummary` says (`None` when it cannot be asked), a file for ever.
 pub fn source_retention(config: &Config) -> Result<Option<u64>, Cause> {
     match &config.source {
-        SourceConfig::File(_) => Ok(None),
+        SourceConfig::File(_) | SourceConfig::Export(_) | SourceConfig::Scan(_) => Ok(None),
         SourceConfig::DynamodbStreams(_) => Ok(Some(crate::source::dynamodb_streams::RETENTION_SECS)),
         SourceConfig::Kinesis(k) => crate::source::kinesis::retention(&k.stream, &k.aws).map_err(|e| {
             let message = format!("DescribeStreamSummary failed, retention not checked: {}", error_chain(&e));

@@ -92,6 +92,21 @@ impl Scheduler {
         Scheduler { schedules, last_applied, retention, early: 0 }
     }
 
+    /// What the lag alarm judges a change of `table` made at `made` by (seconds): when its
+    /// schedule would first apply it, and the longest the schedule may hold a change (its
+    /// interval and closed window, plus what quiet windows push this change back); both
+    /// `None` when paused.
+    pub fn alarm_terms(&self, table: &str, made: i64) -> (Option<i64>, Option<u64>) {
+        let schedule = self.schedules.of(table);
+        let last = self.last_applied.get(table).copied();
+        let due_at = schedule.next_due(last, made, &self.schedules.quiet);
+        let pushed = match (due_at, schedule.next_due(last, made, &[])) {
+            (Some(quiet), Some(plain)) => (quiet - plain).max(0) as u64,
+            _ => 0,
+        };
+        (due_at, schedule.longest_wait().map(|wait| wait + pushed))
+    }
+
     /// The tables a batch holding `held` applies at `now`.
     pub fn choose(&self, held: &[HeldTable], now: i64, over_budget: bool) -> Choice {
         let schedule = |t: &str| self.schedules.of(t);
@@ -180,6 +195,11 @@ impl Flow {
     /// step): changes the stream will soon drop, unapplied.
     pub fn expiring_paused(&self) -> &[String] {
         &self.expiring_paused
+    }
+
+    /// The schedules' state, when batches follow them.
+    pub fn scheduler(&self) -> Option<&Scheduler> {
+        self.scheduler.as_ref()
     }
 
     /// A flow whose batches apply the tables `scheduler` chooses.

@@ -4,6 +4,7 @@
 //! adapters around it: configuration, sources, warehouses and the run loop.
 
 pub mod aws;
+pub mod backfill;
 pub mod backoff;
 pub mod cause;
 pub mod check;
@@ -22,5 +23,6 @@ pub mod size;
 pub mod source;
 pub mod text;
 pub mod warehouse;
+pub mod watch;
 
 pub use dynashift_core as core;

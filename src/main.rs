@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dynashift::cause::error_chain;
 use dynashift::config::Config;
-use dynashift::report::{format_schedules, format_status, format_summary, status_json, Kept};
+use dynashift::report::{format_schedules, format_shards, format_status, format_summary, status_json, Kept};
 use dynashift::run::{held_changes, last_applies, open_warehouse, run, unix_now, RunOptions, RunResult};
 
 #[cfg(feature = "bench")]
@@ -84,6 +84,36 @@ enum Command {
         #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "2")]
         watch: Option<u64>,
     },
+    /// Load a table's current items from a DynamoDB export or a parallel Scan (the stream then
+    /// carries on from them).
+    Backfill {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The export's folder: `s3://bucket/prefix/AWSDynamoDB/<export id>/`, or a local copy
+        /// of it (manifest-summary.json, manifest-files.json, data/*.json.gz).
+        #[arg(long, value_name = "FOLDER", required_unless_present = "scan", conflicts_with = "scan")]
+        from_export: Option<String>,
+        /// Read the table with a parallel Scan (strongly consistent) instead of an export.
+        #[arg(long, requires = "table")]
+        scan: bool,
+        /// Scan segments read in parallel.
+        #[arg(long, default_value_t = 4, requires = "scan")]
+        segments: u32,
+        /// Read capacity units a second the scan may use, all segments together.
+        #[arg(long, value_name = "UNITS", requires = "scan")]
+        rate: Option<f64>,
+        /// Items per Scan request (default: DynamoDB's pages of 1 MB); smaller pages spread
+        /// the reads more evenly under --rate.
+        #[arg(long, value_name = "ITEMS", requires = "scan")]
+        page_items: Option<u32>,
+        /// The table to load (with an export, the table it must be of).
+        #[arg(long)]
+        table: Option<String>,
+        /// The table's key attributes (partition key, then sort key), when the configuration
+        /// does not give them and DescribeTable cannot be asked.
+        #[arg(long, value_delimiter = ',')]
+        keys: Vec<String>,
+    },
     /// Check the configuration, that the target can be opened, and the source's settings.
     Check {
         #[arg(long, short)]
@@ -116,6 +146,10 @@ enum Command {
         /// report the rate and peak memory as the tables grow.
         #[arg(long)]
         growth: bool,
+        /// Also backfill as many generated items from an export-format folder (DuckDB, or
+        /// PostgreSQL with --postgres-url) and compare with the stream path.
+        #[arg(long)]
+        backfill: bool,
     },
 }
 
@@ -205,6 +239,12 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for line in dynashift::check::source_lines(&config) {
                 println!("{line}");
             }
+            let probes = dynashift::check::permissions::probes(&config);
+            for probe in &probes {
+                println!("{}", probe.line());
+            }
+            let refused: Vec<&str> =
+                probes.iter().filter(|p| p.is_problem()).map(|p| p.action.as_str()).collect();
             if config.schedules.is_active() {
                 let retention = match dynashift::check::source_retention(&config) {
                     Ok(retention) => retention,
@@ -219,6 +259,51 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 }
                 anyhow::ensure!(refusals.is_empty(), "{}", refusals.join("; "));
             }
+            anyhow::ensure!(
+                refused.is_empty(),
+                "{} of the {} AWS calls a run needs failed: {} (see the lines above)",
+                refused.len(),
+                probes.len(),
+                refused.join(", ")
+            );
+            Ok(())
+        }
+        Command::Backfill { config, from_export, scan, segments, rate, page_items, table, keys } => {
+            use dynashift::backfill::{BackfillFrom, BackfillRequest, Loading};
+            let config = load(&config)?;
+            let from = match from_export {
+                Some(folder) if !scan => BackfillFrom::Export(folder),
+                _ => BackfillFrom::Scan { segments, page_items, rate },
+            };
+            let request = BackfillRequest { from, table, keys };
+            let (backfill, loading) = dynashift::backfill::backfill_config(&config, &request)?;
+            let what = match &loading {
+                Loading::Export(summary) => {
+                    println!(
+                        "loading export {} of `{}` ({} items, consistent as of {}) into {}",
+                        summary.export_id(),
+                        summary.table,
+                        summary.item_count.map_or_else(|| "?".to_string(), |c| c.to_string()),
+                        dynashift::warehouse::registry::format_version(summary.export_time_micros),
+                        backfill.target.schema()
+                    );
+                    format!("export {}", summary.export_id())
+                }
+                Loading::Scan { table } => {
+                    println!("scanning `{table}` in {segments} segments into {}", backfill.target.schema());
+                    format!("the scan of `{table}`")
+                }
+            };
+            replicate(&backfill, RunOptions { all: true, ..RunOptions::default() }, stop)?;
+            let unfinished = dynashift::backfill::unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
+            anyhow::ensure!(
+                unfinished.is_empty(),
+                "{what}: {} not loaded whole (see the rejects in `status`): {}; once they are replaced, \
+                 run the backfill again: it resumes where it stopped",
+                unfinished.len(),
+                unfinished.join(", ")
+            );
+            println!("{what} loaded whole");
             Ok(())
         }
         #[cfg(feature = "bench")]
@@ -231,6 +316,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             postgres_url,
             kinesis_endpoint,
             growth,
+            backfill,
         } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
             let options = bench::BenchOptions {
@@ -242,6 +328,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 postgres_url,
                 kinesis_endpoint,
                 growth,
+                backfill,
             };
             let report = bench::bench(&exe, &options)?;
             print!("{report}");
@@ -269,13 +356,15 @@ fn status_text(
     }
     let status = w.status()?;
     let source = config.source.checkpoint_name();
-    let kept = Kept { last_applied: last_applies(w, &source)?, held: held_changes(w, &source)? };
+    let shards = Kept::shards_from(w.load_checkpoints(&dynashift::warehouse::behind_source(&source))?);
+    let kept = Kept { last_applied: last_applies(w, &source)?, held: held_changes(w, &source)?, shards };
     if json {
         let mut value = status_json(config, &status, &kept, now);
         value["set_up"] = serde_json::Value::Bool(true);
         return Ok(format!("{value}\n"));
     }
     let mut out = format_status(&status, now);
+    out.push_str(&format_shards(&kept, now));
     if config.schedules.is_active() {
         out.push_str(&format!("\n{}", format_schedules(config, &status, &kept, now)));
     }

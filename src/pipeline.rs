@@ -91,7 +91,7 @@ impl<W: Warehouse> Pipeline<W> {
         let last_applied = crate::run::last_applies(&mut self.warehouse, &source)?;
         let marks = crate::run::table_marks(&mut self.warehouse, &source)?;
         let held = crate::run::held_changes(&mut self.warehouse, &source)?;
-        self.planner.held_listed(held.into_keys());
+        self.planner.held_listed(held);
         self.planner.hold_tables(&resume, marks);
         self.planner.record_applies();
         let scheduler = Scheduler::new(config.schedules.clone(), last_applied, None);

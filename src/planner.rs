@@ -55,7 +55,10 @@ pub struct Planner {
     /// Table marks found invalid at start, deleted by the next batch.
     dropped_marks: Vec<TableMark>,
     /// Tables the warehouse lists as holding changes (see `held_rows`).
-    held_listed: std::collections::HashSet<String>,
+    held_listed: HashMap<String, String>,
+    /// Shards whose lag the warehouse lists, and when this process last wrote them.
+    behind_listed: std::collections::HashSet<String>,
+    behind_written: Option<i64>,
 }
 
 /// Decodes records for a planner; a clone can run on another thread than the planner's.
@@ -167,6 +170,7 @@ impl Planner {
         let context = DecodeContext {
             default_table: config.source.default_table(),
             key_attributes: config.key_attributes(),
+            load_version: config.source.load_version(),
         };
         let source_name = config.source.checkpoint_name();
         Planner {
@@ -180,6 +184,8 @@ impl Planner {
             record_applies: false,
             dropped_marks: Vec::new(),
             held_listed: Default::default(),
+            behind_listed: Default::default(),
+            behind_written: None,
         }
     }
 
@@ -423,21 +429,54 @@ impl Planner {
         if self.record_applies || !self.held_listed.is_empty() {
             prepared.batch.held = self.held_rows();
         }
+        prepared.batch.shard_behind = self.behind_rows(now);
         prepared
     }
 
-    /// What the tables still hold after a batch, for `status`: per table, its changes and
-    /// when the oldest was made (`"<changes> <seconds>"`), and `PRUNED` for a table that held
-    /// changes at the last batch and holds none now.
+    /// How far behind each shard's reading is (the reader's figures), for `status`: every
+    /// `BEHIND_EVERY_SECS` at most, with `PRUNED` for shards listed but no longer read.
+    fn behind_rows(&mut self, now: i64) -> Vec<(String, String)> {
+        if self.behind_written.is_some_and(|at| now - at < crate::warehouse::BEHIND_EVERY_SECS) {
+            return Vec::new();
+        }
+        let current = crate::metrics::metrics().lag().shard_behind_ms.clone();
+        if current.is_empty() && self.behind_listed.is_empty() {
+            return Vec::new();
+        }
+        self.behind_written = Some(now);
+        let mut rows: Vec<(String, String)> =
+            current.iter().map(|(shard, ms)| (shard.clone(), format!("{ms} {now}"))).collect();
+        for gone in self.behind_listed.iter().filter(|s| !current.contains_key(*s)) {
+            rows.push((gone.clone(), PRUNED.to_string()));
+        }
+        self.behind_listed = current.into_keys().collect();
+        rows.sort();
+        rows
+    }
+
+    /// Shards the warehouse lists a lag for (from an earlier process): those no longer read
+    /// are deleted with the first write.
+    pub fn behind_listed(&mut self, shards: impl IntoIterator<Item = String>) {
+        self.behind_listed.extend(shards);
+    }
+
+    /// What the tables still hold after a batch, for `status`: per table whose figures
+    /// changed since they were last written, its changes and when the oldest was made
+    /// (`"<changes> <seconds>"`), and `PRUNED` for a table listed as holding changes that
+    /// holds none now.
     fn held_rows(&mut self) -> Vec<(String, String)> {
-        let mut rows: Vec<(String, String)> = self
+        let now_held: HashMap<String, String> = self
             .pending
             .tables
             .iter()
             .map(|(table, held)| (table.clone(), format!("{} {}", held.seen, held.oldest_made)))
             .collect();
-        let now_held: std::collections::HashSet<String> = self.pending.tables.keys().cloned().collect();
-        for gone in self.held_listed.difference(&now_held) {
+        let mut rows: Vec<(String, String)> = now_held
+            .iter()
+            .filter(|(table, text)| self.held_listed.get(*table) != Some(*text))
+            .map(|(table, text)| (table.clone(), text.clone()))
+            .collect();
+        for gone in self.held_listed.keys().filter(|t| !now_held.contains_key(*t)) {
             rows.push((gone.clone(), PRUNED.to_string()));
         }
         self.held_listed = now_held;
@@ -445,10 +484,12 @@ impl Planner {
         rows
     }
 
-    /// Tables the warehouse lists as holding changes (from an earlier process): the first
-    /// batch replaces those rows.
-    pub fn held_listed(&mut self, tables: impl IntoIterator<Item = String>) {
-        self.held_listed.extend(tables);
+    /// What the warehouse lists as held (from an earlier process): the first batch writes
+    /// only what differs.
+    pub fn held_listed(&mut self, held: HashMap<String, (u64, i64)>) {
+        self.held_listed.extend(
+            held.into_iter().map(|(table, (changes, oldest))| (table, format!("{changes} {oldest}"))),
+        );
     }
 
     fn hand_over_tables(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
@@ -556,6 +597,7 @@ impl Planner {
             changes,
             applied_at: Vec::new(),
             held: Vec::new(),
+            shard_behind: Vec::new(),
             table_marks,
         };
         Prepared { batch, seen, skipped, newest_change }

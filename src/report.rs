@@ -1,6 +1,6 @@
 //! What the commands print: a run's per-table summary, `status`, and the schedules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::config::Config;
 use crate::pipeline::Summary;
@@ -94,49 +94,96 @@ pub struct Kept {
     pub last_applied: HashMap<String, i64>,
     /// Changes held and when the oldest was made (seconds since the epoch).
     pub held: HashMap<String, (u64, i64)>,
+    /// Per shard of a stream: how far behind its tip the reading was (milliseconds), and
+    /// when that was recorded (seconds since the epoch).
+    pub shards: BTreeMap<String, (i64, i64)>,
+}
+
+impl Kept {
+    /// The shards' lag rows a run wrote (`"<milliseconds> <seconds>"`); others are skipped.
+    pub fn shards_from(rows: HashMap<String, String>) -> BTreeMap<String, (i64, i64)> {
+        let parse = |text: &str| -> Option<(i64, i64)> {
+            let (ms, at) = text.split_once(' ')?;
+            Some((ms.parse().ok()?, at.parse().ok()?))
+        };
+        rows.into_iter().filter_map(|(shard, text)| parse(&text).map(|v| (shard, v))).collect()
+    }
+}
+
+/// Each shard's lag as the last run recorded it, for the text form of `status`.
+pub fn format_shards(kept: &Kept, now: i64) -> String {
+    if kept.shards.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "
+{:<60} {:>10} {:>10}
+",
+        "shard", "behind", "recorded"
+    );
+    for (shard, (ms, at)) in &kept.shards {
+        out.push_str(&format!(
+            "{:<60} {:>10} {:>10}
+",
+            shard,
+            format_age(ms / 1000),
+            format!("{} ago", format_age((now - at).max(0)))
+        ));
+    }
+    out
 }
 
 /// `status --json`: the same figures with stable field names (docs/operations.md), times as
 /// RFC 3339 text and lags in seconds, and each table's schedule.
 pub fn status_json(config: &Config, s: &Status, kept: &Kept, now: i64) -> serde_json::Value {
-    let Kept { last_applied, held } = kept;
+    let Kept { last_applied, held, shards } = kept;
     let schedules = &config.schedules;
     let time = |secs: i64| format_version(secs.saturating_mul(1_000_000));
-    let tables: Vec<serde_json::Value> = s
-        .tables
-        .iter()
-        .map(|t| {
-            let schedule = schedules.of(&t.source_table);
-            let last = last_applied.get(&t.source_table).copied();
-            let next_due = match schedule.next_due(last, now, &schedules.quiet) {
-                _ if schedule.paused => None,
-                Some(at) => Some(time(at.max(now))),
-                None => None,
-            };
-            serde_json::json!({
-                "table": t.source_table,
-                "target": t.target,
-                "columns_mode": t.mode,
-                "rows": t.rows,
-                "columns": t.columns,
-                "changes_applied": t.changes_applied,
-                "deletes_applied": t.deletes_applied,
-                "expired": t.expired,
-                "rejects": t.rejects,
-                "overflow_rows": t.overflow_rows,
-                "newest_change": t.newest_change,
-                "lag_seconds": lag_secs(t.newest_change_micros, now),
-                "schedule": schedule.to_string(),
-                "paused": schedule.paused,
-                "last_applied": last.map(time),
-                "next_due": next_due,
-                "held_changes": held.get(&t.source_table).map(|(changes, _)| changes),
-                "oldest_held_change": held.get(&t.source_table).map(|(_, oldest)| time(*oldest)),
-            })
+    let entry = |name: &str, t: Option<&crate::warehouse::TableStatus>| {
+        let schedule = schedules.of(name);
+        let last = last_applied.get(name).copied();
+        let next_due = match schedule.next_due(last, now, &schedules.quiet) {
+            _ if schedule.paused => None,
+            Some(at) => Some(time(at.max(now))),
+            None => None,
+        };
+        let count = |f: fn(&crate::warehouse::TableStatus) -> i64| t.map_or(0, f);
+        serde_json::json!({
+            "table": name,
+            "target": t.map(|t| &t.target),
+            "columns_mode": t.map(|t| &t.mode),
+            "rows": count(|t| t.rows),
+            "columns": count(|t| t.columns),
+            "changes_applied": count(|t| t.changes_applied),
+            "deletes_applied": count(|t| t.deletes_applied),
+            "expired": count(|t| t.expired),
+            "rejects": count(|t| t.rejects),
+            "overflow_rows": count(|t| t.overflow_rows),
+            "newest_change": t.and_then(|t| t.newest_change.as_ref()),
+            "lag_seconds": lag_secs(t.and_then(|t| t.newest_change_micros), now),
+            "schedule": schedule.to_string(),
+            "paused": schedule.paused,
+            "last_applied": last.map(time),
+            "next_due": next_due,
+            "held_changes": held.get(name).map(|(changes, _)| changes),
+            "oldest_held_change": held.get(name).map(|(_, oldest)| time(*oldest)),
         })
+    };
+    // Tables in the warehouse, and those holding changes they never applied (no table yet).
+    let mut tables: Vec<(&str, Option<&crate::warehouse::TableStatus>)> =
+        s.tables.iter().map(|t| (t.source_table.as_str(), Some(t))).collect();
+    tables.extend(
+        held.keys().filter(|h| !s.tables.iter().any(|t| &t.source_table == *h)).map(|h| (h.as_str(), None)),
+    );
+    tables.sort_by(|a, b| a.0.cmp(b.0));
+    let tables: Vec<serde_json::Value> = tables.into_iter().map(|(name, t)| entry(name, t)).collect();
+    let shards: Vec<serde_json::Value> = shards
+        .iter()
+        .map(|(shard, (ms, at))| serde_json::json!({ "shard": shard, "behind_ms": ms, "recorded_at": time(*at) }))
         .collect();
     serde_json::json!({
         "tables": tables,
+        "shards": shards,
         "unattributed_rejects": s.unattributed_rejects,
         "batches": s.batches,
         "last_batch_at": s.last_batch_at,
@@ -147,7 +194,7 @@ pub fn status_json(config: &Config, s: &Status, kept: &Kept, now: i64) -> serde_
 /// Per table with changes or a schedule of its own: its schedule, when it was last applied,
 /// what it held after the last batch, and when it is next due (at `now`).
 pub fn format_schedules(config: &Config, status: &Status, kept: &Kept, now: i64) -> String {
-    let Kept { last_applied, held } = kept;
+    let Kept { last_applied, held, .. } = kept;
     let schedules = &config.schedules;
     let mut tables: Vec<&str> = status.tables.iter().map(|t| t.source_table.as_str()).collect();
     tables.extend(schedules.listed().map(|(t, _)| t));

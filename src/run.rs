@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use dynashift_core::alarm::{Alarm, AlarmLimits, Held};
+use dynashift_core::alarm::AlarmLimits;
 
 use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Scheduler, Selection, Step};
@@ -23,6 +23,7 @@ use crate::warehouse::postgres::PostgresWarehouse;
 use crate::warehouse::redshift_wire::RedshiftWireWarehouse;
 use crate::warehouse::retry::{apply_with_retry, until_available};
 use crate::warehouse::{Status, Warehouse};
+use crate::watch::{watch, watch_held, AlarmLog};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -34,6 +35,11 @@ pub struct RunOptions {
     pub max_batches: Option<u64>,
     /// Apply every table in every batch, whatever its schedule (`sync --once --all`).
     pub all: bool,
+}
+
+/// Microseconds since the Unix epoch, by the system clock.
+pub fn unix_now_micros() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Seconds since the Unix epoch, by the system clock.
@@ -98,6 +104,23 @@ fn open_source(
         SourceConfig::Kinesis(k) => {
             let reader = k.reading.reader_options(once, config.round_bytes());
             Source::Kinesis(crate::source::kinesis::open(&k.stream, &k.aws, reader, resume)?)
+        }
+        SourceConfig::Export(e) => {
+            let location = crate::source::export::object::ExportLocation::parse(&e.location, &e.aws)
+                .map_err(|why| anyhow::anyhow!("{}: {why}", e.location))?;
+            let source = crate::source::export::ExportSource::open(location, resume)?;
+            Source::Export(source.with_read_bytes(config.read_bytes()))
+        }
+        SourceConfig::Scan(scan) => {
+            let shape = (scan.segments, scan.page_items, scan.rate);
+            let source = crate::source::scan::ScanSource::open(&scan.table, shape, &scan.aws, resume)?;
+            tracing::info!(
+                table = scan.table,
+                items = source.item_count.unwrap_or(-1),
+                segments = scan.segments,
+                "scanning (items: DescribeTable's approximate count)"
+            );
+            Source::Scan(source.with_read_bytes(config.read_bytes()))
         }
         SourceConfig::DynamodbStreams(d) => {
             let reader = d.reading.reader_options(once, config.round_bytes());
@@ -214,12 +237,16 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         let marks = table_marks(&mut warehouse, planner.source_name())?;
         planner.drop_marks(marks);
         let held = held_changes(&mut warehouse, planner.source_name())?;
-        planner.held_listed(held.into_keys());
+        planner.held_listed(held);
+    }
+    if set_up && !config.source.is_file() {
+        let behind = warehouse.load_checkpoints(&crate::warehouse::behind_source(planner.source_name()))?;
+        planner.behind_listed(behind.into_keys());
     }
     let scheduler = if config.schedules.is_active() && !options.all {
         let (last_applied, marks) = if set_up {
             let source = planner.source_name().to_string();
-            planner.held_listed(held_changes(&mut warehouse, &source)?.into_keys());
+            planner.held_listed(held_changes(&mut warehouse, &source)?);
             (last_applies(&mut warehouse, &source)?, table_marks(&mut warehouse, &source)?)
         } else {
             (HashMap::new(), HashMap::new())
@@ -252,7 +279,7 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
         lines.extend(warehouse.describe(&prepared.batch));
         return Ok(RunResult::Plan(lines));
     }
-    let scheduled = scheduler.as_ref().map(|_| config.schedules.clone());
+    let scheduled = scheduler.is_some();
     let mut flow = match scheduler {
         Some(scheduler) => Flow::with_scheduler(limits, scheduler),
         None => Flow::new(limits),
@@ -353,7 +380,7 @@ fn drive(
                         let consumed = decoded.is_empty() && !options.follow;
                         planner.fold(decoded, now);
                         let gathered = planner.gathered();
-                        watch(planner, &gathered, caught_up, now, alarms);
+                        watch(planner, &gathered, caught_up, now, alarms, flow.scheduler());
                         flow.read(gathered, caught_up);
                         if consumed {
                             flow.input_over();
@@ -411,7 +438,7 @@ fn drive(
                     }
                     // Still applying (or retrying a lost connection): the alarms keep time.
                     Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                        watch_held(planner, &planner.gathered(), unix_now(), alarms)
+                        watch_held(planner, &planner.gathered(), unix_now(), alarms, flow.scheduler())
                     }
                 }
             },
@@ -435,92 +462,13 @@ fn drive(
                 }
                 crossbeam_channel::select! {
                     recv(done) -> word => heard(flow, word),
-                    default(std::time::Duration::from_secs(1)) => {}
+                    // Held changes age while reading waits: the alarms keep time.
+                    default(std::time::Duration::from_secs(1)) => {
+                        watch_held(planner, &planner.gathered(), unix_now(), alarms, flow.scheduler())
+                    }
                 }
             }
             Step::Finish => return Ok(()),
-        }
-    }
-}
-
-/// The alarms' thresholds and the schedules (the wait each allows), and when each alarm was
-/// last logged: each is repeated once a minute while it holds.
-struct AlarmLog {
-    limits: AlarmLimits,
-    schedules: Option<crate::config::Schedules>,
-    logged: HashMap<(String, bool), std::time::Instant>,
-}
-
-impl AlarmLog {
-    /// Without schedules nothing is held on purpose, and a change near the retention is in
-    /// the next batch: only the lag alarm.
-    fn new(limits: AlarmLimits, schedules: Option<crate::config::Schedules>) -> AlarmLog {
-        let limits = if schedules.is_some() { limits } else { AlarmLimits { retention: None, ..limits } };
-        AlarmLog { limits, schedules, logged: HashMap::new() }
-    }
-}
-
-/// How often a raised alarm is logged again.
-const ALARM_REPEAT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// After each read: the figures of what is held (bytes, per-table oldest change), the
-/// source's backlog, and the alarms those raise — logged when raised and once a minute after.
-fn watch(
-    planner: &crate::planner::Planner,
-    gathered: &crate::flow::Gathered,
-    caught_up: bool,
-    now: i64,
-    log: &mut AlarmLog,
-) {
-    let m = metrics();
-    m.health.backlog.store(!caught_up, Ordering::Relaxed);
-    if caught_up {
-        m.health.progressed(now);
-    }
-    watch_held(planner, gathered, now, log);
-}
-
-/// The held part of `watch`, also run while waiting for the warehouse: an outage is when
-/// held changes grow old.
-fn watch_held(
-    planner: &crate::planner::Planner,
-    gathered: &crate::flow::Gathered,
-    now: i64,
-    log: &mut AlarmLog,
-) {
-    let m = metrics();
-    m.held_bytes.set(gathered.bytes as i64);
-    let held: Vec<Held> = planner
-        .oldest_unapplied()
-        .map(|(table, oldest_change, oldest_kept)| Held {
-            table,
-            oldest_change,
-            oldest_kept,
-            allowed_wait: log.schedules.as_ref().map_or(Some(0), |s| s.of(table).longest_wait()),
-        })
-        .collect();
-    let raised = dynashift_core::alarm::alarms(held.iter().copied(), now, log.limits);
-    m.set_unapplied(held.iter().map(|h| (h.table.to_string(), h.oldest_change)));
-    m.set_alarms(&raised);
-    let key = |a: &Alarm| (a.table().to_string(), matches!(a, Alarm::Retention { .. }));
-    log.logged.retain(|k, _| raised.iter().any(|a| key(a) == *k));
-    for alarm in &raised {
-        if log.logged.get(&key(alarm)).is_some_and(|at| at.elapsed() < ALARM_REPEAT) {
-            continue;
-        }
-        log.logged.insert(key(alarm), std::time::Instant::now());
-        match alarm {
-            Alarm::Lag { table, age } => tracing::warn!(
-                table,
-                hours = format!("{:.1}", *age as f64 / 3600.0),
-                "the oldest unapplied change of this table is older than alert_lag"
-            ),
-            Alarm::Retention { table, left, .. } => tracing::error!(
-                table,
-                hours_left = format!("{:.1}", *left as f64 / 3600.0),
-                "this table's oldest unapplied change nears the stream's retention: apply it (`sync --once --all`) \
-                 or the stream drops changes it has not applied"
-            ),
         }
     }
 }

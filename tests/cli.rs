@@ -439,3 +439,39 @@ fn bench_reports_decode_rate_throughput_and_peak_memory() {
     assert!(text.contains("changes/s"), "{text}");
     assert!(text.contains("peak"), "{text}");
 }
+
+/// On a terminal, a long pass shows a progress line with its figures (run under `script`,
+/// which gives the binary a pseudo-terminal and records what it draws).
+#[test]
+fn a_long_pass_on_a_terminal_shows_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dynashift_testkit::WorkloadSpec {
+        records: 60_000,
+        keys: 20_000,
+        seed: 3,
+        ..dynashift_testkit::WorkloadSpec::w1()
+    };
+    let (lines, _) = support::generate(&spec, true);
+    std::fs::write(dir.path().join("changes.jsonl"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n\
+         [defaults]\nbatch_size = 500\nmax_batch_records = 1000\n",
+    )
+    .unwrap();
+    let command = format!("{BIN} sync --once --config p.toml");
+    let out = Command::new("script")
+        .current_dir(dir.path())
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `script` (util-linux) to give the run a terminal: {e}"));
+    let drawn = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{drawn}");
+    let line = drawn
+        .split(['\r', '\n'])
+        .find(|l| l.contains(" records, ") && l.contains("/s), ") && l.contains(" batches, "))
+        .unwrap_or_else(|| panic!("no progress line drawn:\n{drawn}"));
+    assert!(line.contains("rejects, lag "), "{line}");
+    // The summary is still printed once the line is cleared.
+    assert!(drawn.contains("60000 records in"), "{drawn}");
+}

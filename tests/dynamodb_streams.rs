@@ -340,3 +340,105 @@ fn a_keys_only_stream_is_refused_in_one_line() {
     assert_eq!(message.trim().lines().count(), 1, "{message}");
     assert!(message.contains("KEYS_ONLY") && message.contains("NEW_AND_OLD_IMAGES"), "{message}");
 }
+
+/// `check` with credentials whose policy denies one source call and one staging call (moto's
+/// IAM enforcement): it tries every call a run needs, says which are allowed, names each
+/// denied action with what to grant, and fails.
+#[test]
+fn check_names_every_denied_permission() {
+    let moto = MotoServer::start();
+    let server = PgServer::start();
+    server.create_db("dev");
+    let db = Dynamo::new(&moto);
+    db.create("Orders", &[("id", ScalarAttributeType::S, KeyType::Hash)]);
+    db.put("Orders", vec![("id", s("o-1"))]);
+    let settings = moto.aws_settings();
+    db.rt.block_on(async {
+        let client = dynashift::aws::s3_client(&sdk_config(&settings).await, &settings);
+        client.create_bucket().bucket("stage-bucket").send().await.unwrap();
+    });
+    let api = support::data_api::DataApiStandIn::start(&server.url("dev"), &moto.endpoint());
+    let (key, secret) = moto.restricted_user("reader", &["dynamodb:GetRecords", "s3:PutObject"]);
+    let (full_key, full_secret) = moto.restricted_user("replicator", &[]);
+    moto.enforce_iam();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("check.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"Orders\"]\nregion = \"us-east-1\"\nendpoint_url = \"{0}\"\n\
+             [target]\nkind = \"redshift\"\nconnection = \"data-api\"\ndatabase = \"dev\"\n\
+             cluster_identifier = \"analytics\"\ndb_user = \"replicator\"\n\
+             s3_staging = \"s3://stage-bucket/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{0}\"\ndata_api_endpoint_url = \"{1}\"\n",
+            moto.endpoint(),
+            api.endpoint()
+        ),
+    )
+    .unwrap();
+    let check = |key: &str, secret: &str| {
+        Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .output()
+            .unwrap()
+    };
+    let out = check(&key, &secret);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "check passed with denied permissions:\n{stdout}");
+    let line = |action: &str| {
+        let lines: Vec<&str> =
+            stdout.lines().filter(|l| l.starts_with(&format!("permission {action} "))).collect();
+        assert_eq!(lines.len(), 1, "one line for {action} expected:\n{stdout}");
+        lines[0].to_string()
+    };
+    for action in ["dynamodb:GetRecords", "s3:PutObject"] {
+        let l = line(action);
+        assert!(l.contains("DENIED") && l.contains(&format!("grant `{action}`")), "{l}");
+    }
+    for action in [
+        "dynamodb:DescribeTable",
+        "dynamodb:ListStreams",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetShardIterator",
+        "s3:DeleteObject",
+    ] {
+        assert!(
+            line(action).ends_with(": allowed") || line(action).contains(": allowed ("),
+            "{}",
+            line(action)
+        );
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("2 of the 7") && stderr.contains("dynamodb:GetRecords, s3:PutObject"),
+        "{stderr}"
+    );
+    // With every permission: all allowed, and the staging probe's object is gone again.
+    let out = check(&full_key, &full_secret);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let probes: Vec<&str> = stdout.lines().filter(|l| l.starts_with("permission ")).collect();
+    assert_eq!(probes.len(), 7, "{stdout}");
+    assert!(probes.iter().all(|l| l.contains(": allowed")), "{stdout}");
+    let credentials = aws_credential_types::Credentials::new(&full_key, &full_secret, None, None, "test");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&db.rt.block_on(sdk_config(&settings)))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build(),
+    );
+    let listed = db.rt.block_on(s3.list_objects_v2().bucket("stage-bucket").send()).unwrap();
+    assert_eq!(listed.key_count(), Some(0), "the staging probe left {:?}", listed.contents());
+    // A key no user owns is refused on every call.
+    let out = check("AKIAUNKNOWN000000000", "nope");
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        stdout.lines().filter(|l| l.starts_with("permission ")).all(|l| !l.contains(": allowed")),
+        "{stdout}"
+    );
+}

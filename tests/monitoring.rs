@@ -83,6 +83,8 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
     let hot: Vec<String> = (0..20).map(|i| change("Hot", &format!("h{i}"), now_millis())).collect();
     stream.put(&hot, 0);
 
+    // The binary reaches kinesalite through a relay counting the GetRecords calls it receives.
+    let proxy = support::counting_proxy::CountingProxy::start(kinesalite.port, "Kinesis_20131202.GetRecords");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("monitored.toml");
     std::fs::write(
@@ -91,7 +93,7 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
             "[source]\nkind = \"kinesis\"\nstream = \"changes\"\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
              flush_interval_ms = 200\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
              [tables.\"Audit\"]\nevery = \"1h\"\n[monitoring]\nalert_lag = \"10m\"\n",
-            kinesalite.endpoint(),
+            proxy.endpoint(),
             dir.path().join("out.duckdb").display().to_string()
         ),
     )
@@ -132,13 +134,22 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
     assert!(later >= first + 2.0, "lag {first} s, then {later} s two seconds later");
 
     // Idle: the empty shard's rest doubles up to 10 s (1 + 2 + 4 + 8 s to reach it), so over
-    // the next 10 s it is asked at most twice.
+    // the next 10 s kinesalite receives at most two GetRecords calls for it (docs/operations.md:
+    // one every 10 s), as the process's own count says too.
     std::thread::sleep(Duration::from_secs(14));
-    let before = sample(&scrape(port), "dynashift_empty_polls_total").unwrap();
+    let (before, received_before) =
+        (sample(&scrape(port), "dynashift_empty_polls_total").unwrap(), proxy.count());
     std::thread::sleep(Duration::from_secs(10));
     let body = scrape(port);
     let polls = sample(&body, "dynashift_empty_polls_total").unwrap() - before;
+    let received = proxy.count() - received_before;
+    assert!(received <= 2, "kinesalite received {received} GetRecords calls for one idle shard in 10 s");
     assert!(polls <= 2.0, "{polls} empty polls of one idle shard in 10 s");
+    assert!(
+        proxy.count() >= 5,
+        "the relay saw {} GetRecords calls in all: is it in the path?",
+        proxy.count()
+    );
     assert_eq!(sample(&body, "dynashift_idle_shards"), Some(1.0), "{body}");
 
     // An hourly table, never applied, takes its first changes at once; changes made two hours
@@ -165,4 +176,16 @@ fn metrics_lag_and_readiness_while_replicating_from_kinesis() {
 
     child.kill().unwrap();
     child.wait().unwrap();
+
+    // What the run recorded of its shard's lag is in `status`, without a running process.
+    let out = Command::new(BIN).args(["status", "--json", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    support::status_schema::assert_status_json(&text);
+    let shards = support::status_schema::shards_behind(&text);
+    assert_eq!(shards.len(), 1, "one shard's lag recorded: {text}");
+    assert!(shards[0].0.starts_with("shardId-") && (0..60_000).contains(&shards[0].1), "{shards:?}");
+    let out = Command::new(BIN).args(["status", "--config"]).arg(&config).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains(&shards[0].0) && text.contains("behind"), "{text}");
 }

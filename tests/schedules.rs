@@ -265,10 +265,18 @@ fn sync_once_honours_schedules_and_all_overrides_them() {
     assert!(plan.contains("Audit (paused)") && plan.contains("Orders (every 1h, due in"), "{plan}");
     let status = run(&["status", "-c", "dynashift.toml"]);
     assert!(status.contains("every 1h") && status.contains("paused"), "{status}");
-    // What each table held after the last pass, kept for status: Orders o:2 (Audit, never
-    // applied, has no table yet).
+    // What each table held after the last pass, kept for status: Orders o:2, and Audit x:1,
+    // listed though never applied (it has no table yet), in the documented shape.
     let text = run(&["status", "--json", "-c", "dynashift.toml"]);
+    support::status_schema::assert_status_json(text.lines().next().unwrap_or_default());
     let json: serde_json::Value = serde_json::from_str(text.lines().next().unwrap_or_default()).unwrap();
+    let audit = json["tables"].as_array().unwrap().iter().find(|t| t["table"] == "Audit").cloned();
+    let audit = audit.unwrap_or_else(|| panic!("the held-only table is missing: {json}"));
+    assert_eq!(
+        (&audit["target"], &audit["rows"], &audit["held_changes"]),
+        (&serde_json::Value::Null, &serde_json::json!(0), &serde_json::json!(1)),
+        "{audit}"
+    );
     let held = |table: &str| {
         let tables = json["tables"].as_array().unwrap();
         tables.iter().find(|t| t["table"] == table).map(|t| t["held_changes"].clone())

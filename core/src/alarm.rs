@@ -5,12 +5,17 @@
 /// What a table's oldest unapplied change raises.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Alarm {
-    /// Older than `alert_lag`: a warning, and the process reports itself not ready.
+    /// Still unapplied `alert_lag` after its schedule would have applied it, or older than
+    /// `alert_lag` plus all the wait its schedule can explain: a warning, and the process
+    /// reports itself not ready.
     Lag {
         /// The source table.
         table: String,
         /// Seconds since the change was made.
         age: u64,
+        /// Seconds since the schedule would first have applied it (0: not due yet, but older
+        /// than its schedule explains: read late).
+        overdue: u64,
     },
     /// At least `RETENTION_ALARM_PERCENT` of the stream's retention old: an error every
     /// minute until it is applied.
@@ -46,14 +51,22 @@ pub struct Held<'a> {
     /// When the oldest record the stream must keep for it was made: its oldest change, or
     /// earlier, the record a position it holds back stays at.
     pub oldest_kept: i64,
-    /// How long its schedule may hold a change on purpose (seconds); `None`: paused, so
-    /// holding is what was asked for and only the retention alarm applies.
+    /// When its schedule would first apply that change (seconds since the epoch): the
+    /// change's own time for a continuous table, later for an interval, a daily window or a
+    /// quiet window; `None`: paused (or never due), so holding is what was asked for and
+    /// only the retention alarm applies.
+    pub due_at: Option<i64>,
+    /// The longest its schedule may hold any change on purpose (seconds: `every`, the closed
+    /// part of its window, and the quiet windows that push this change's apply back), past
+    /// which a change is stale however it came to be held (a backlog read late); `None`
+    /// when paused.
     pub allowed_wait: Option<u64>,
 }
 
 /// The alarms `held` raises at `now`: the retention alarm when the oldest record kept for a
 /// table is `RETENTION_ALARM_PERCENT` of the retention old; otherwise the lag alarm when its
-/// oldest change is older than `alert_lag` plus the wait its schedule allows.
+/// oldest change is still unapplied `alert_lag` after its schedule would have applied it, or
+/// is older than `alert_lag` plus its allowed wait.
 pub fn alarms<'a>(held: impl IntoIterator<Item = Held<'a>>, now: i64, limits: AlarmLimits) -> Vec<Alarm> {
     let age_of = |at: i64| now.saturating_sub(at).max(0) as u64;
     let mut out = Vec::new();
@@ -66,10 +79,12 @@ pub fn alarms<'a>(held: impl IntoIterator<Item = Held<'a>>, now: i64, limits: Al
                 continue;
             }
         }
+        let Some(lag) = limits.alert_lag else { continue };
         let age = age_of(h.oldest_change);
-        let threshold = limits.alert_lag.zip(h.allowed_wait).map(|(lag, wait)| lag.saturating_add(wait));
-        if threshold.is_some_and(|t| age >= t) {
-            out.push(Alarm::Lag { table: h.table.to_string(), age });
+        let overdue = h.due_at.map_or(0, |due| age_of(due.max(h.oldest_change)));
+        let stale = h.allowed_wait.is_some_and(|wait| age >= lag.saturating_add(wait));
+        if (h.due_at.is_some() && overdue >= lag) || stale {
+            out.push(Alarm::Lag { table: h.table.to_string(), age, overdue });
         }
     }
     out.sort_by(|a, b| a.table().cmp(b.table()));
@@ -95,11 +110,17 @@ mod tests {
     fn lag_and_retention_alarms_follow_the_clock() {
         let limits = AlarmLimits { alert_lag: Some(6 * HOUR as u64), retention: Some(24 * HOUR as u64) };
         let made = 1_000_000;
-        let held = Held { table: "Orders", oldest_change: made, oldest_kept: made, allowed_wait: Some(0) };
+        let held = Held {
+            table: "Orders",
+            oldest_change: made,
+            oldest_kept: made,
+            due_at: Some(made),
+            allowed_wait: Some(0),
+        };
         let at = |hours: i64| alarms([held], made + hours * HOUR, limits);
         assert!(at(5).is_empty(), "five hours: under the lag threshold");
-        assert_eq!(at(6), vec![Alarm::Lag { table: "Orders".into(), age: 6 * 3600 }]);
-        assert_eq!(at(19), vec![Alarm::Lag { table: "Orders".into(), age: 19 * 3600 }]);
+        assert_eq!(at(6), vec![Alarm::Lag { table: "Orders".into(), age: 6 * 3600, overdue: 6 * 3600 }]);
+        assert_eq!(at(19), vec![Alarm::Lag { table: "Orders".into(), age: 19 * 3600, overdue: 19 * 3600 }]);
         // 80% of 24 hours is 19.2 hours.
         let at_20 = at(20);
         assert_eq!(
@@ -111,7 +132,7 @@ mod tests {
     }
 
     fn held(table: &str, made: i64) -> Held<'_> {
-        Held { table, oldest_change: made, oldest_kept: made, allowed_wait: Some(0) }
+        Held { table, oldest_change: made, oldest_kept: made, due_at: Some(made), allowed_wait: Some(0) }
     }
 
     #[test]
@@ -127,12 +148,16 @@ mod tests {
     #[test]
     fn schedules_move_the_lag_alarm_and_positions_held_back_the_retention_alarm() {
         let limits = AlarmLimits { alert_lag: Some(6 * HOUR as u64), retention: Some(24 * HOUR as u64) };
-        // A daily table may hold a change 24 hours on purpose: late only past 24 + 6 hours
-        // (and the retention alarm comes first).
-        let daily = Held { allowed_wait: Some(24 * HOUR as u64), ..held("Daily", 0) };
+        // A daily table due 18 hours after its change: late only 6 hours after that (and the
+        // retention alarm comes first).
+        let daily =
+            Held { due_at: Some(18 * HOUR), allowed_wait: Some(24 * HOUR as u64), ..held("Daily", 0) };
         assert!(alarms([daily], 10 * HOUR, limits).is_empty());
+        assert!(alarms([daily], 23 * HOUR, AlarmLimits { retention: None, ..limits }).is_empty());
+        let late = alarms([daily], 24 * HOUR, AlarmLimits { retention: None, ..limits });
+        assert_eq!(late, vec![Alarm::Lag { table: "Daily".into(), age: 24 * 3600, overdue: 6 * 3600 }]);
         // Paused: holding is what was asked for; only the retention alarm.
-        let paused = Held { allowed_wait: None, ..held("Paused", 0) };
+        let paused = Held { due_at: None, allowed_wait: None, ..held("Paused", 0) };
         assert!(alarms([paused], 19 * HOUR, limits).is_empty());
         assert!(matches!(alarms([paused], 20 * HOUR, limits)[..], [Alarm::Retention { .. }]));
         // A change made a minute ago on a shard whose held-back position is 20 hours old: no
@@ -142,5 +167,32 @@ mod tests {
         assert!(matches!(&raised[..], [Alarm::Retention { left, .. }] if *left == 4 * 3600), "{raised:?}");
         let no_retention = AlarmLimits { retention: None, ..limits };
         assert!(alarms([pinned], 20 * HOUR, no_retention).is_empty(), "60 s old: no lag alarm");
+    }
+
+    #[test]
+    fn lateness_counts_from_when_the_schedule_would_apply() {
+        use crate::schedule::{Quiet, Schedule};
+        let limits = AlarmLimits { alert_lag: Some(HOUR as u64), retention: None };
+        let hourly = Schedule { every: HOUR as u64, ..Schedule::default() };
+        // Applied at 10:00; a change at 10:05 is first due at 11:00, late from 12:00.
+        let (applied, made) = (10 * HOUR, 10 * HOUR + 300);
+        let due_at = hourly.next_due(Some(applied), made, &[]);
+        assert_eq!(due_at, Some(11 * HOUR));
+        let hourly_held = Held { due_at, allowed_wait: Some(HOUR as u64), ..held("Hourly", made) };
+        assert!(alarms([hourly_held], 12 * HOUR - 1, limits).is_empty());
+        assert_eq!(alarms([hourly_held], 12 * HOUR, limits).len(), 1);
+        // Read two hours late, just after an apply: not due for an hour, but older than the
+        // hour the schedule explains plus alert_lag.
+        let late =
+            Held { due_at: Some(11 * HOUR), allowed_wait: Some(HOUR as u64), ..held("Hourly", 8 * HOUR) };
+        assert!(matches!(alarms([late], 10 * HOUR + 60, limits)[..], [Alarm::Lag { overdue: 0, .. }]));
+        // A continuous table whose change falls in a quiet window 01:00-05:00: due at 05:00.
+        let quiet = [Quiet::parse("01:00-05:00").unwrap()];
+        let due_at = Schedule::default().next_due(None, HOUR, &quiet);
+        assert_eq!(due_at, Some(5 * HOUR));
+        // The quiet window pushes this change's apply back 4 hours: its allowed wait.
+        let quiet_held = Held { due_at, allowed_wait: Some(4 * HOUR as u64), ..held("Quiet", HOUR) };
+        assert!(alarms([quiet_held], 6 * HOUR - 1, limits).is_empty(), "5 h old, but only just due");
+        assert!(matches!(alarms([quiet_held], 6 * HOUR, limits)[..], [Alarm::Lag { overdue: 3600, .. }]));
     }
 }

@@ -24,6 +24,9 @@ pub struct DecodeContext {
     pub default_table: Option<String>,
     /// Key attribute names per table, needed for export lines (they carry only the item).
     pub key_attributes: HashMap<String, Vec<String>>,
+    /// The creation time export lines are given (µs since the epoch): a backfill's export
+    /// time or scan start; 0 (older than any change) when unset.
+    pub load_version: Option<i64>,
 }
 
 /// Why a record was rejected. The message is shown to users and stored with the raw record.
@@ -327,7 +330,7 @@ fn decode_export_line(
         Some(PackedItem::pack(&item).as_bytes()),
         None,
         EventKind::Load,
-        Version::new(0, None),
+        Version::new(ctx.load_version.unwrap_or(0), None),
         position,
         EventIds::default(),
     );

@@ -11,6 +11,7 @@ use dynashift_core::decode::{decode_packed, DecodeContext};
 
 use dynashift_testkit::{generate, WorkloadSpec};
 
+mod backfill;
 mod kinesis_load;
 mod postgres_baseline;
 
@@ -29,6 +30,9 @@ pub struct BenchOptions {
     /// Also replicate four times the records over four times the keys, and report how the
     /// rate and peak memory hold up as the tables grow.
     pub growth: bool,
+    /// Also backfill `records` generated items from an export-format folder, and compare its
+    /// rate with the stream path's.
+    pub backfill: bool,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -119,6 +123,14 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         report.push_str(&format!(
             "baseline: raw binary COPY of the {rows} final rows into empty tables: {secs:.2} s = {:.0} rows/s\n",
             rows as f64 / secs
+        ));
+    }
+    if options.backfill {
+        let backfill_secs =
+            backfill::backfill(exe, spec.records, options.postgres_url.as_deref(), &dir, &mut report)?;
+        report.push_str(&format!(
+            "backfill items/s at {:.0}% of the stream path's changes/s\n",
+            100.0 * secs / backfill_secs
         ));
     }
     Ok(report)

@@ -21,7 +21,8 @@ pub use self::monitoring::{parse_listen_address, Monitoring};
 pub use self::raw::TableOverride;
 pub use self::schedule::Schedules;
 pub use self::source::{
-    FileSourceConfig, KinesisSourceConfig, SourceConfig, StreamReading, StreamsSourceConfig,
+    ExportSourceConfig, FileSourceConfig, KinesisSourceConfig, ScanSourceConfig, SourceConfig, StreamReading,
+    StreamsSourceConfig,
 };
 pub use self::target::{DuckDbTargetConfig, RedshiftTargetConfig, TargetConfig};
 

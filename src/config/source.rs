@@ -12,6 +12,39 @@ pub enum SourceConfig {
     File(FileSourceConfig),
     Kinesis(KinesisSourceConfig),
     DynamodbStreams(StreamsSourceConfig),
+    /// A DynamoDB table export, read by `backfill` (not a `[source]` of the file).
+    Export(ExportSourceConfig),
+    /// A table read with a parallel Scan, by `backfill --scan` (not a `[source]` of the file).
+    Scan(ScanSourceConfig),
+}
+
+/// A table to scan for a backfill.
+#[derive(Debug, Clone)]
+pub struct ScanSourceConfig {
+    pub table: String,
+    pub aws: AwsSettings,
+    /// Segments read in parallel.
+    pub segments: u32,
+    /// Items per Scan request (`None`: DynamoDB's 1 MB pages).
+    pub page_items: Option<u32>,
+    /// Read capacity units a second, shared by the segments (`None`: no limit).
+    pub rate: Option<f64>,
+    /// When this scan started (µs since the epoch): its rows' version, at or before every read.
+    pub started_micros: i64,
+}
+
+/// A table export to load: where it is, and what its manifest says.
+#[derive(Debug, Clone)]
+pub struct ExportSourceConfig {
+    /// A local folder or `s3://bucket/prefix/AWSDynamoDB/<export id>/`.
+    pub location: String,
+    pub aws: AwsSettings,
+    /// The export's id, which names its positions.
+    pub export_id: String,
+    /// The exported table.
+    pub table: String,
+    /// The moment the export is consistent with (µs since the epoch): its rows' version.
+    pub version_micros: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +117,18 @@ impl SourceConfig {
             SourceConfig::File(_) => "file".into(),
             SourceConfig::Kinesis(k) => format!("kinesis:{}", k.stream_name()),
             SourceConfig::DynamodbStreams(_) => "dynamodb-streams".into(),
+            SourceConfig::Export(e) => format!("export:{}", e.export_id),
+            SourceConfig::Scan(s) => format!("scan:{}", s.table),
+        }
+    }
+
+    /// The version export lines carry (µs since the epoch): the export's time for a
+    /// backfill, so that the stream's later changes win over it and its rows over earlier ones.
+    pub fn load_version(&self) -> Option<i64> {
+        match self {
+            SourceConfig::Export(e) => Some(e.version_micros),
+            SourceConfig::Scan(s) => Some(s.started_micros),
+            _ => None,
         }
     }
 
@@ -93,12 +138,14 @@ impl SourceConfig {
             SourceConfig::File(f) => f.table.clone(),
             SourceConfig::Kinesis(k) => k.table.clone(),
             SourceConfig::DynamodbStreams(_) => None,
+            SourceConfig::Export(e) => Some(e.table.clone()),
+            SourceConfig::Scan(s) => Some(s.table.clone()),
         }
     }
 
-    /// Whether the input ends (a file), rather than being followed (a stream).
+    /// Whether the input ends (a file, an export, a scan), rather than being followed (a stream).
     pub fn is_file(&self) -> bool {
-        matches!(self, SourceConfig::File(_))
+        matches!(self, SourceConfig::File(_) | SourceConfig::Export(_) | SourceConfig::Scan(_))
     }
 }
 

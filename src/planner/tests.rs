@@ -281,3 +281,26 @@ fn pending_is_full_at_the_record_or_memory_limit() {
     p.ingest_one((2..12).map(|i| record(i, &format!("k{i}"), 1)).collect());
     assert!(pending_full(&p), "eleven held changes pass 2 KB");
 }
+
+#[test]
+fn held_figures_are_written_only_when_they_change() {
+    use crate::flow::Selection;
+    use dynashift_core::schedule::Choice;
+    let mut p = planner("");
+    p.record_applies();
+    // The warehouse lists A as holding 1 change made at 0 s, and C, which holds nothing now.
+    p.held_listed(HashMap::from([("A".to_string(), (1, 0)), ("C".to_string(), (4, 1))]));
+    p.ingest_one(vec![of("A", "a", 2), of("B", "a", 3)]);
+    let choose = |t: &str| Selection::Chosen(Choice { due: vec![t.to_string()], ..Choice::default() });
+    let held = |p: &mut Planner, t: &str| p.hand_over(&choose(t), 10).batch.held;
+    let row = |t: &str, text: &str| (t.to_string(), text.to_string());
+    // B is applied; A's figures are what the warehouse has; C is pruned.
+    let first = held(&mut p, "B");
+    assert_eq!(first, vec![row("C", PRUNED)], "A unchanged since it was written");
+    // Nothing changed: nothing written.
+    assert!(held(&mut p, "B").is_empty());
+    p.ingest_one(vec![of("A", "b", 4)]);
+    assert_eq!(held(&mut p, "B"), vec![row("A", "2 0")], "A holds one more change");
+    assert_eq!(held(&mut p, "A"), vec![row("A", PRUNED)], "A applied");
+    assert!(held(&mut p, "A").is_empty());
+}

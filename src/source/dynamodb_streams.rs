@@ -12,10 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodbstreams::types::{
-    AttributeValue, Record, ShardFilter, ShardFilterType, ShardIteratorType, StreamViewType,
+    Record, ShardFilter, ShardFilterType, ShardIteratorType, StreamViewType,
 };
-use dynashift_core::value::{base64_encode, write_json_string};
+use dynashift_core::value::write_json_string;
 
+use super::attribute_json::streams::write_map;
 use super::lineage::ShardInfo;
 use super::shards::{
     classify, ApiError, IteratorStart, Listing, Page, Payload, ReaderOptions, ShardApi, ShardReader,
@@ -245,80 +246,6 @@ impl ShardApi for StreamsApi {
     fn has_timestamps(&self) -> bool {
         false
     }
-}
-
-fn write_value(out: &mut String, v: &AttributeValue) {
-    let b64 = base64_encode;
-    let strings = |out: &mut String, items: &mut dyn Iterator<Item = String>| {
-        out.push('[');
-        for (i, s) in items.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            write_json_string(out, &s);
-        }
-        out.push(']');
-    };
-    match v {
-        AttributeValue::S(s) => {
-            out.push_str("{\"S\":");
-            write_json_string(out, s);
-        }
-        AttributeValue::N(n) => {
-            out.push_str("{\"N\":");
-            write_json_string(out, n);
-        }
-        AttributeValue::B(b) => {
-            out.push_str("{\"B\":");
-            write_json_string(out, &b64(b.as_ref()));
-        }
-        AttributeValue::Bool(b) => out.push_str(&format!("{{\"BOOL\":{b}")),
-        AttributeValue::Null(_) => out.push_str("{\"NULL\":true"),
-        AttributeValue::Ss(items) => {
-            out.push_str("{\"SS\":");
-            strings(out, &mut items.iter().cloned());
-        }
-        AttributeValue::Ns(items) => {
-            out.push_str("{\"NS\":");
-            strings(out, &mut items.iter().cloned());
-        }
-        AttributeValue::Bs(items) => {
-            out.push_str("{\"BS\":");
-            strings(out, &mut items.iter().map(|b| b64(b.as_ref())));
-        }
-        AttributeValue::L(items) => {
-            out.push_str("{\"L\":[");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(out, item);
-            }
-            out.push(']');
-        }
-        AttributeValue::M(map) => {
-            out.push_str("{\"M\":");
-            write_map(out, map);
-        }
-        // A type newer than this SDK: an empty object, which the decoder rejects with a reason.
-        _ => out.push('{'),
-    }
-    out.push('}');
-}
-
-fn write_map(out: &mut String, map: &HashMap<String, AttributeValue>) {
-    let mut names: Vec<&String> = map.keys().collect();
-    names.sort();
-    out.push('{');
-    for (i, name) in names.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        write_json_string(out, name);
-        out.push(':');
-        write_value(out, &map[name]);
-    }
-    out.push('}');
 }
 
 /// The DynamoDB Streams JSON of `r`: what a Lambda relaying the stream would receive.

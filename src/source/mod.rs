@@ -1,9 +1,12 @@
 //! Sources hand over raw records with their positions; decoding happens elsewhere.
 
+pub mod attribute_json;
 pub mod dynamodb_streams;
+pub mod export;
 pub mod file;
 pub mod kinesis;
 pub mod lineage;
+pub mod scan;
 pub mod shard_api;
 pub mod shards;
 
@@ -24,6 +27,8 @@ pub enum Source {
     File(file::FileSource),
     Kinesis(shards::ShardReader<kinesis::KinesisApi>),
     DynamodbStreams(shards::ShardReader<dynamodb_streams::StreamsApi>),
+    Export(export::ExportSource),
+    Scan(scan::ScanSource),
 }
 
 impl Source {
@@ -33,6 +38,8 @@ impl Source {
             Source::File(f) => f.next_batch(max)?,
             Source::Kinesis(k) => k.next_batch(max)?,
             Source::DynamodbStreams(d) => d.next_batch(max)?,
+            Source::Export(e) => e.next_batch(max)?,
+            Source::Scan(s) => s.next_batch(max)?,
         })
     }
 
@@ -43,6 +50,8 @@ impl Source {
     pub fn read_was_cut(&self) -> bool {
         match self {
             Source::File(f) => f.read_was_cut(),
+            Source::Export(e) => e.read_was_cut(),
+            Source::Scan(s) => s.read_was_cut(),
             _ => false,
         }
     }
@@ -50,7 +59,7 @@ impl Source {
     /// How long the source keeps a record, in seconds (`None` for files: for ever).
     pub fn retention_secs(&self) -> Option<u64> {
         match self {
-            Source::File(_) => None,
+            Source::File(_) | Source::Export(_) | Source::Scan(_) => None,
             Source::Kinesis(k) => k.retention_secs(),
             Source::DynamodbStreams(d) => d.retention_secs(),
         }
@@ -59,6 +68,8 @@ impl Source {
     pub fn take_marks(&mut self) -> Vec<Position> {
         match self {
             Source::File(_) => Vec::new(),
+            Source::Export(e) => e.take_marks(),
+            Source::Scan(s) => s.take_marks(),
             Source::Kinesis(k) => k.take_marks(),
             Source::DynamodbStreams(d) => d.take_marks(),
         }

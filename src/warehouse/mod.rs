@@ -59,6 +59,10 @@ pub struct Batch {
     /// With schedules: what each table holds after this batch, as `status` shows it (table →
     /// `"<changes> <oldest change, seconds since the epoch>"`, or `PRUNED`: nothing held).
     pub held: Vec<(String, String)>,
+    /// For a stream: how far behind its tip each shard's reading was, for `status` (shard →
+    /// `"<milliseconds> <as of, seconds since the epoch>"`, or `PRUNED`: no longer read),
+    /// written at most every `BEHIND_EVERY_SECS`.
+    pub shard_behind: Vec<(String, String)>,
     /// With schedules: how far the tables this batch applies have their changes in, per
     /// shard (`PRUNED`: a mark dropped), so a restart that re-reads from the low watermark
     /// skips what each table already has.
@@ -81,6 +85,14 @@ pub fn applies_source(source: &str) -> String {
 pub fn held_source(source: &str) -> String {
     format!("{source}@held")
 }
+
+/// The checkpoint source under which how far behind each shard was is kept for `source`.
+pub fn behind_source(source: &str) -> String {
+    format!("{source}@behind")
+}
+
+/// How often (seconds) a batch writes the shards' lag for `status`.
+pub const BEHIND_EVERY_SECS: i64 = 30;
 
 /// The checkpoint source under which the tables' marks are kept for `source`: one row per
 /// table and shard, its `shard` column the pair as a JSON array (names may hold anything).

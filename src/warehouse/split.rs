@@ -35,6 +35,7 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         applied_at: if last { batch.applied_at.clone() } else { Vec::new() },
         table_marks: if last { batch.table_marks.clone() } else { Vec::new() },
         held: if last { batch.held.clone() } else { Vec::new() },
+        shard_behind: if last { batch.shard_behind.clone() } else { Vec::new() },
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {
@@ -97,6 +98,7 @@ mod tests {
             applied_at: Vec::new(),
             table_marks: Vec::new(),
             held: Vec::new(),
+            shard_behind: Vec::new(),
         };
         let (first, second) = split_batch(&batch).unwrap();
         let rows = |b: &Batch| b.tables.iter().map(|t| t.rows.len()).collect::<Vec<_>>();

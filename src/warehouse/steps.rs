@@ -84,6 +84,10 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
     for (table, text) in &batch.held {
         steps.push(checkpoint_step(d, layout, &held, table, text));
     }
+    let behind = super::behind_source(&batch.source);
+    for (shard, text) in &batch.shard_behind {
+        steps.push(checkpoint_step(d, layout, &behind, shard, text));
+    }
     steps.push(Step::Sql(Statement::with(
         format!(
             "INSERT INTO {} (committed_at, records, changes, rejects, applied) VALUES ({}, {}, 0)",

@@ -2,6 +2,8 @@
 //! correct replica must end in. Used by dynashift's tests and its benchmark; not part of the
 //! shipped binary.
 
+pub mod export;
+
 use std::collections::BTreeMap;
 
 use dynashift_core::number::Number;

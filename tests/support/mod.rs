@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+pub mod counting_proxy;
 pub mod data_api;
 pub mod kinesalite;
 pub mod moto;
@@ -589,13 +590,27 @@ pub fn kill_and_restart(
     total: usize,
     progress: &mut dyn FnMut() -> usize,
 ) -> usize {
+    let command = || {
+        let mut command = std::process::Command::new(bin);
+        command.args(["run", "--config"]).arg(config);
+        command
+    };
+    kill_and_restart_command(&command, rounds, seed, total, progress)
+}
+
+/// `kill_and_restart` for any command `make` builds (a `backfill`, say).
+pub fn kill_and_restart_command(
+    make: &dyn Fn() -> std::process::Command,
+    rounds: usize,
+    seed: u64,
+    total: usize,
+    progress: &mut dyn FnMut() -> usize,
+) -> usize {
     let mut rng = dynashift_testkit::Rng::new(seed);
     let mut landed = 0;
     let mut before = progress();
     for round in 0..rounds {
-        let mut command = std::process::Command::new(bin);
-        command.args(["run", "--config"]).arg(config);
-        let mut run = Watched::start(command);
+        let mut run = Watched::start(make());
         let killed = if run.wait_commits(1) {
             std::thread::sleep(std::time::Duration::from_millis(rng.below(20)));
             run.kill_or_check_ended(round)

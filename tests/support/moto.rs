@@ -61,6 +61,56 @@ impl MotoServer {
     }
 }
 
+/// Creates (through moto's IAM API, with boto3, which moto brings) a user named `user`, allowed every
+/// DynamoDB, DynamoDB Streams, Kinesis, S3 and Redshift Data API action except `denied`, and
+/// returns its access key id and secret.
+const RESTRICTED_USER: &str = "import boto3, json, sys\n\
+endpoint, user, denied = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])\n\
+iam = boto3.client('iam', endpoint_url=endpoint, region_name='us-east-1',\n\
+    aws_access_key_id='testing', aws_secret_access_key='testing')\n\
+iam.create_user(UserName=user)\n\
+allow = {'Effect': 'Allow', 'Action': ['dynamodb:*', 'kinesis:*', 's3:*', 'redshift-data:*'], 'Resource': '*'}\n\
+deny = {'Effect': 'Deny', 'Action': denied, 'Resource': '*'}\n\
+policy = {'Version': '2012-10-17', 'Statement': [allow, deny] if denied else [allow]}\n\
+iam.put_user_policy(UserName=user, PolicyName='dynashift', PolicyDocument=json.dumps(policy))\n\
+key = iam.create_access_key(UserName=user)['AccessKey']\n\
+print(key['AccessKeyId'], key['SecretAccessKey'])\n";
+
+impl MotoServer {
+    /// A user named `user` allowed everything the product calls except the `denied` IAM actions: its
+    /// access key id and secret. Takes effect once `enforce_iam` is called.
+    pub fn restricted_user(&self, user: &str, denied: &[&str]) -> (String, String) {
+        let denied = serde_json::to_string(denied).expect("denied actions as JSON");
+        let out = Command::new("python3")
+            .args(["-c", RESTRICTED_USER, &self.endpoint(), user, &denied])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 for moto's IAM ({e})"));
+        assert!(
+            out.status.success(),
+            "creating the IAM user failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (id, secret) = text.trim().split_once(' ').unwrap_or_else(|| panic!("no access key in `{text}`"));
+        (id.to_string(), secret.to_string())
+    }
+
+    /// From now on every call must be signed by an IAM user's key and allowed by its policy
+    /// (moto's IAM enforcement, switched on through its control API).
+    pub fn enforce_iam(&self) {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, urllib.request\n\
+                 urllib.request.urlopen(urllib.request.Request(sys.argv[1] + '/moto-api/reset-auth', data=b'0', method='POST', headers={'Content-Type': 'text/plain'})).read()\n",
+                &self.endpoint(),
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run python3 for moto's IAM ({e})"));
+        assert!(out.status.success(), "enforcing IAM failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 impl Drop for MotoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

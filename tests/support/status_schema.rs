@@ -6,8 +6,8 @@ use serde_json::Value;
 /// Every field of a table entry and its JSON type (`?`: may be null).
 const TABLE_FIELDS: &[(&str, &str)] = &[
     ("table", "string"),
-    ("target", "string"),
-    ("columns_mode", "string"),
+    ("target", "string?"),
+    ("columns_mode", "string?"),
     ("rows", "integer"),
     ("columns", "integer"),
     ("changes_applied", "integer"),
@@ -25,8 +25,13 @@ const TABLE_FIELDS: &[(&str, &str)] = &[
     ("oldest_held_change", "string?"),
 ];
 
+/// Every field of a shard entry.
+const SHARD_FIELDS: &[(&str, &str)] =
+    &[("shard", "string"), ("behind_ms", "integer"), ("recorded_at", "string")];
+
 const TOP_FIELDS: &[(&str, &str)] = &[
     ("tables", "array"),
+    ("shards", "array"),
     ("unattributed_rejects", "integer"),
     ("batches", "integer"),
     ("last_batch_at", "string?"),
@@ -74,5 +79,18 @@ pub fn assert_status_json(text: &str) -> Vec<String> {
             t["table"].as_str().unwrap_or_default().to_string()
         })
         .collect();
+    for shard in value["shards"].as_array().into_iter().flatten() {
+        check_object(shard, SHARD_FIELDS, "status.shards[]");
+    }
     listed
+}
+
+/// The shards `status --json` lists with their lag (milliseconds).
+pub fn shards_behind(text: &str) -> Vec<(String, i64)> {
+    let value: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+    let shards = value["shards"].as_array().cloned().unwrap_or_default();
+    shards
+        .iter()
+        .map(|s| (s["shard"].as_str().unwrap_or_default().to_string(), s["behind_ms"].as_i64().unwrap_or(-1)))
+        .collect()
 }

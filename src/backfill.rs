@@ -1,0 +1,162 @@
+//! `backfill`: a table's first load, from a DynamoDB export or a parallel Scan, through the
+//! same planner, bulk paths and schema evolution as the stream. Its rows carry the export's
+//! time (or the scan's start) as their version, so the stream's changes after it win over
+//! them and its rows win over changes before it: reading the stream from any position at or
+//! before that time makes the overlap exact.
+
+use anyhow::Context as _;
+
+use crate::aws::{sdk_config, sdk_message, AwsSettings};
+use crate::config::{Config, ExportSourceConfig, ScanSourceConfig, SourceConfig};
+use crate::source::export::manifest::ExportSummary;
+use crate::source::export::object::ExportLocation;
+
+/// What `backfill` was asked for.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    pub from: BackfillFrom,
+    /// The table to load (with an export: the table the export must be of).
+    pub table: Option<String>,
+    /// The table's key attributes, when neither the configuration nor DescribeTable gives them.
+    pub keys: Vec<String>,
+}
+
+/// Where a backfill's items come from.
+#[derive(Debug, Clone)]
+pub enum BackfillFrom {
+    /// A local export folder or `s3://bucket/prefix/AWSDynamoDB/<export id>/`.
+    Export(String),
+    /// A parallel Scan of the table: its segments, and read capacity units a second in all.
+    Scan { segments: u32, page_items: Option<u32>, rate: Option<f64> },
+}
+
+/// The AWS settings the configuration's source uses for DynamoDB and S3 calls.
+fn source_aws(config: &Config) -> AwsSettings {
+    match &config.source {
+        SourceConfig::Kinesis(k) => k.dynamodb_aws.clone(),
+        SourceConfig::DynamodbStreams(s) => s.aws.clone(),
+        SourceConfig::Export(e) => e.aws.clone(),
+        SourceConfig::Scan(s) => s.aws.clone(),
+        SourceConfig::File(_) => AwsSettings::default(),
+    }
+}
+
+/// What a backfill loads, for its first line of output.
+pub enum Loading {
+    Export(ExportSummary),
+    Scan { table: String },
+}
+
+/// The configuration a backfill runs with: the export or the scan as the source (its
+/// positions named by the export's id or the table), the table's keys known.
+pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Result<(Config, Loading)> {
+    let aws = source_aws(config);
+    let mut backfill = config.clone();
+    let (table, loading) = match &request.from {
+        BackfillFrom::Export(from) => {
+            let location =
+                ExportLocation::parse(from, &aws).map_err(|why| anyhow::anyhow!("{from}: {why}"))?;
+            let source = crate::source::export::ExportSource::open(location, Default::default())?;
+            let summary = source.summary().clone();
+            if let Some(table) = request.table.as_ref().filter(|t| **t != summary.table) {
+                anyhow::bail!("{from} is an export of `{}`, not of `{table}`", summary.table);
+            }
+            backfill.source = SourceConfig::Export(ExportSourceConfig {
+                location: from.clone(),
+                aws: aws.clone(),
+                export_id: summary.export_id().to_string(),
+                table: summary.table.clone(),
+                version_micros: load_version(summary.export_time_micros),
+            });
+            (summary.table.clone(), Loading::Export(summary))
+        }
+        BackfillFrom::Scan { segments, page_items, rate } => {
+            let table = request.table.clone().context("a scan needs the table: pass --table")?;
+            anyhow::ensure!((1..=1_000_000).contains(segments), "--segments must be between 1 and 1,000,000");
+            anyhow::ensure!(
+                rate.is_none_or(|r| r > 0.0),
+                "--rate must be above 0 read capacity units a second"
+            );
+            backfill.source = SourceConfig::Scan(ScanSourceConfig {
+                table: table.clone(),
+                aws: aws.clone(),
+                segments: *segments,
+                page_items: *page_items,
+                rate: *rate,
+                started_micros: load_version(crate::run::unix_now_micros()),
+            });
+            (table.clone(), Loading::Scan { table })
+        }
+    };
+    let configured = backfill.tables.get(&table).and_then(|t| t.keys.clone());
+    let keys = match configured {
+        Some(keys) => keys,
+        None if !request.keys.is_empty() => request.keys.clone(),
+        None => table_keys(&table, &aws).with_context(|| {
+            format!(
+                "the key attributes of `{table}` are needed to load it: set `keys` in [tables.\"{table}\"] \
+                 or pass --keys"
+            )
+        })?,
+    };
+    backfill.tables.entry(table).or_default().keys = Some(keys);
+    Ok((backfill, loading))
+}
+
+/// The version a backfill's rows carry, for a snapshot taken at `micros`: the last
+/// microsecond before the second it falls in. DynamoDB Streams times changes to the second, so
+/// a change made just after the snapshot can carry an earlier time than the snapshot's; every
+/// change of that second then wins over the loaded row (one made before the snapshot only
+/// re-applies a value the stream then carries forward).
+pub fn load_version(micros: i64) -> i64 {
+    micros.div_euclid(1_000_000) * 1_000_000 - 1
+}
+
+/// The table's key attributes, from DescribeTable.
+fn table_keys(table: &str, aws: &AwsSettings) -> anyhow::Result<Vec<String>> {
+    let runtime = crate::runtime::background("dynashift-backfill")?;
+    let sdk = runtime.block_on(sdk_config(aws));
+    runtime.block_on(crate::aws::require_credentials(&sdk))?;
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let out = runtime
+        .block_on(client.describe_table().table_name(table).send())
+        .map_err(|e| anyhow::anyhow!("DescribeTable failed: {}", sdk_message(&e)))?;
+    let keys: Vec<String> = out
+        .table()
+        .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_string()).collect())
+        .unwrap_or_default();
+    anyhow::ensure!(!keys.is_empty(), "DescribeTable gave no key schema");
+    Ok(keys)
+}
+
+/// After a backfill: the shards (an export's data files, a scan's segments) not read to
+/// their end, named; empty when the whole table is loaded.
+pub fn unfinished(
+    warehouse: &mut dyn crate::warehouse::Warehouse,
+    backfill: &Config,
+) -> anyhow::Result<Vec<String>> {
+    let shards: Vec<String> = match &backfill.source {
+        SourceConfig::Export(e) => {
+            let location = ExportLocation::parse(&e.location, &e.aws)
+                .map_err(|why| anyhow::anyhow!("{}: {why}", e.location))?;
+            let source = crate::source::export::ExportSource::open(location, Default::default())?;
+            source.files().iter().map(|f| f.key.clone()).collect()
+        }
+        SourceConfig::Scan(s) => {
+            (0..s.segments).map(|i| crate::source::scan::segment_shard(i, s.segments)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let committed = warehouse.load_checkpoints(&backfill.source.checkpoint_name())?;
+    let ended = Some(dynashift_core::checkpoint::ENDED);
+    Ok(shards.into_iter().filter(|s| committed.get(s).map(String::as_str) != ended).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_load_is_older_than_every_change_of_its_second() {
+        assert_eq!(super::load_version(1_796_040_000_250_000), 1_796_039_999_999_999);
+        assert_eq!(super::load_version(1_796_040_000_000_000), 1_796_039_999_999_999);
+    }
+}

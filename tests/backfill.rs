@@ -1,0 +1,567 @@
+//! `backfill --from-export`: exports in DynamoDB's layout (written by the tests from a known
+//! table: gzip data files, manifests with checksums and item counts) loaded cell for cell into
+//! DuckDB and PostgreSQL, from a folder and from S3 (moto); damaged and miscounted files named
+//! while the rest loads; the hand-off to the stream exact in either order; killed and resumed.
+#![cfg(feature = "duckdb")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift_core::types::ColumnMode;
+use dynashift_core::value::Item;
+use dynashift_testkit::export::{write_export, write_summary, Part};
+use dynashift_testkit::WorkloadSpec;
+use support::Tables;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
+const TABLE: &str = "Orders";
+const EXPORT_TIME: &str = "2026-11-30T12:00:00.500Z";
+/// `EXPORT_TIME` in microseconds since the epoch.
+const EXPORT_MICROS: i64 = 1_796_040_000_500_000;
+/// The start of the second the export falls in.
+const EXPORT_SECOND: i64 = 1_796_040_000_000_000;
+/// The version loaded rows carry: the last microsecond before the export's second.
+const LOAD_MICROS: i64 = EXPORT_SECOND - 1;
+
+fn keys() -> BTreeMap<String, Vec<String>> {
+    BTreeMap::from([(TABLE.to_string(), vec!["orderId".to_string()])])
+}
+
+/// A model table of `n` keys (a generated workload's final `Orders` items).
+fn orders(keys: usize, seed: u64) -> BTreeMap<String, Item> {
+    let spec = WorkloadSpec { records: keys * 6, keys: keys * 3, seed, ..WorkloadSpec::w1() };
+    let (_, model) = support::generate(&spec, true);
+    dynashift_testkit::export::table_items(&model, TABLE)
+}
+
+/// What a loaded export must leave: its items, each a LOAD at the export's time.
+fn expected_load(items: &BTreeMap<String, Item>) -> Tables {
+    let model = BTreeMap::from([(TABLE.to_string(), items.clone())]);
+    let mut tables = support::expected(&model, ColumnMode::Typed, &keys());
+    for row in tables.values_mut().flat_map(|rows| rows.values_mut()) {
+        row.event = Some("LOAD".into());
+        row.version = Some(LOAD_MICROS);
+    }
+    tables
+}
+
+fn duckdb_config(dir: &Path, extra: &str) -> PathBuf {
+    let config = dir.join("backfill.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n\
+             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n{extra}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn backfill(dir: &Path, config: &Path, from: &str) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["backfill", "--config"])
+        .arg(config)
+        .args(["--from-export", from])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+fn duckdb_tables(dir: &Path) -> Tables {
+    support::read_back(&mut DuckDbWarehouse::open(&dir.join("out.duckdb"), "dynamodb").unwrap())
+}
+
+fn duckdb_query(dir: &Path, sql: &str) -> Vec<String> {
+    let w = DuckDbWarehouse::open(&dir.join("out.duckdb"), "dynamodb").unwrap();
+    let conn = w.connection();
+    let mut statement = conn.prepare(sql).unwrap();
+    let rows = statement.query_map([], |r| r.get::<_, String>(0)).unwrap();
+    rows.map(Result::unwrap).collect()
+}
+
+#[test]
+fn an_export_folder_loads_cell_for_cell_and_only_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(3_000, 11);
+    let parts = write_export(&dir.path().join("export"), TABLE, items.values(), 5, EXPORT_TIME);
+    assert_eq!(parts.last().map(|p| p.items), Some(0), "an empty partition's file is part of the export");
+    let config = duckdb_config(dir.path(), "[defaults]\nbatch_size = 500\n");
+    let out = backfill(dir.path(), &config, "export");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("loaded whole"), "{}", text(&out));
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &expected_load(&items));
+    // Every data file is committed as ended: a second backfill reads none of them again.
+    let ended = duckdb_query(
+        dir.path(),
+        "SELECT shard FROM _dynashift.checkpoints WHERE sequence = 'end' ORDER BY 1",
+    );
+    assert_eq!(ended.len(), parts.len(), "{ended:?}");
+    let batches = || duckdb_query(dir.path(), "SELECT CAST(COUNT(*) AS VARCHAR) FROM _dynashift.runs");
+    let before = batches();
+    let again = backfill(dir.path(), &config, "export");
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(batches(), before, "a finished export is not loaded again");
+    // An export of another table than asked for is refused.
+    let other = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["backfill", "--config"])
+        .arg(&config)
+        .args(["--from-export", "export", "--table", "Users"])
+        .output()
+        .unwrap();
+    assert!(!other.status.success() && text(&other).contains("is an export of `Orders`, not of `Users`"));
+}
+
+/// A data file whose bytes differ from its MD5, one holding fewer items than listed, and one
+/// cut short (no MD5 listed): each is named, as a reject and in the exit message, and every
+/// other file loads. Replaced by good copies, the next backfill loads just them.
+#[test]
+fn damaged_and_miscounted_files_are_named_and_the_rest_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(1_500, 12);
+    let export = dir.path().join("export");
+    let parts: Vec<Part> = write_export(&export, TABLE, items.values(), 5, EXPORT_TIME);
+    let originals: Vec<Vec<u8>> =
+        parts.iter().map(|p| std::fs::read(export.join(&p.relative)).unwrap()).collect();
+    // Part 0: one byte flipped. Part 1: listed with one item more (the summary agreeing).
+    // Part 2: cut in half, its MD5 left out of the manifest.
+    let mut flipped = originals[0].clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    std::fs::write(export.join(&parts[0].relative), &flipped).unwrap();
+    std::fs::write(export.join(&parts[2].relative), &originals[2][..originals[2].len() / 2]).unwrap();
+    let manifest = std::fs::read_to_string(export.join("manifest-files.json")).unwrap();
+    let good_manifest = manifest.clone();
+    let lines: Vec<String> = manifest
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match i {
+            1 => l.replace(
+                &format!("\"itemCount\":{}", parts[1].items),
+                &format!("\"itemCount\":{}", parts[1].items + 1),
+            ),
+            2 => {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                format!("{{\"itemCount\":{},\"dataFileS3Key\":{}}}", v["itemCount"], v["dataFileS3Key"])
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(export.join("manifest-files.json"), lines.join("\n") + "\n").unwrap();
+    write_summary(&export, TABLE, items.len() + 1, EXPORT_TIME);
+
+    let config = duckdb_config(dir.path(), "");
+    let out = backfill(dir.path(), &config, "export");
+    let said = text(&out);
+    assert!(!out.status.success(), "{said}");
+    for part in &parts[..3] {
+        assert!(said.contains(&part.key), "{} not named:\n{said}", part.key);
+    }
+    let rejects = duckdb_query(dir.path(), "SELECT reason FROM _dynashift.rejects ORDER BY 1");
+    assert_eq!(rejects.len(), 3, "{rejects:?}");
+    assert!(rejects.iter().any(|r| r.contains(&parts[0].key) && r.contains("MD5")), "{rejects:?}");
+    assert!(
+        rejects.iter().any(|r| r.contains(&parts[1].key) && r.contains("manifest-files.json lists")),
+        "{rejects:?}"
+    );
+    assert!(rejects.iter().any(|r| r.contains(&parts[2].key) && r.contains("decompressed")), "{rejects:?}");
+    // Nothing of the refused file, everything of the good ones, all of the miscounted one.
+    let loaded = duckdb_tables(dir.path());
+    let expected = expected_load(&items);
+    let rows = &loaded[TABLE];
+    let refused: Vec<&String> = items.keys().step_by(4).collect();
+    for key in &refused {
+        let name = support::oracle::stored_key_name(key);
+        assert!(!rows.contains_key(&name), "{name} of the refused file was loaded");
+    }
+    assert!(rows.len() >= items.len() / 2, "only {} of {} rows loaded", rows.len(), items.len());
+
+    // The files replaced by good copies: the next backfill loads them, and the table is whole.
+    std::fs::write(export.join(&parts[0].relative), &originals[0]).unwrap();
+    std::fs::write(export.join(&parts[2].relative), &originals[2]).unwrap();
+    std::fs::write(export.join("manifest-files.json"), good_manifest).unwrap();
+    write_summary(&export, TABLE, items.len(), EXPORT_TIME);
+    let out = backfill(dir.path(), &config, "export");
+    assert!(out.status.success(), "{}", text(&out));
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &expected);
+}
+
+/// A summary whose item count disagrees with its files, an ION export and an incremental one
+/// are refused before anything is loaded.
+#[test]
+fn unusable_exports_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(200, 13);
+    let export = dir.path().join("export");
+    write_export(&export, TABLE, items.values(), 3, EXPORT_TIME);
+    let config = duckdb_config(dir.path(), "");
+    write_summary(&export, TABLE, items.len() + 7, EXPORT_TIME);
+    let out = backfill(dir.path(), &config, "export");
+    assert!(!out.status.success());
+    assert!(text(&out).contains(&format!("says {}", items.len() + 7)), "{}", text(&out));
+    let summary = std::fs::read_to_string(export.join("manifest-summary.json")).unwrap();
+    std::fs::write(
+        export.join("manifest-summary.json"),
+        summary
+            .replace(&format!("\"itemCount\":{}", items.len() + 7), &format!("\"itemCount\":{}", items.len()))
+            .replace("DYNAMODB_JSON", "ION"),
+    )
+    .unwrap();
+    let out = backfill(dir.path(), &config, "export");
+    assert!(!out.status.success() && text(&out).contains("reads DYNAMODB_JSON exports"), "{}", text(&out));
+    let out = backfill(dir.path(), &config, "no-such-folder");
+    assert!(!out.status.success() && text(&out).contains("manifest-summary.json"), "{}", text(&out));
+    assert!(
+        !dir.path().join("out.duckdb").exists()
+            || duckdb_query(dir.path(), "SELECT CAST(COUNT(*) AS VARCHAR) FROM _dynashift.runs") == ["0"]
+    );
+}
+
+/// One change of `Orders` item `id` as a stream record made at `micros`.
+fn stream_change(id: &str, event: &str, micros: i64, v: &str) -> String {
+    let image = if event == "REMOVE" {
+        String::new()
+    } else {
+        format!(r#","NewImage":{{"orderId":{{"S":"{id}"}},"v":{{"S":"{v}"}}}}"#)
+    };
+    format!(
+        r#"{{"eventName":"{event}","tableName":"{TABLE}","dynamodb":{{"ApproximateCreationDateTime":{micros},"ApproximateCreationDateTimePrecision":"MICROSECOND","Keys":{{"orderId":{{"S":"{id}"}}}}{image}}}}}"#
+    )
+}
+
+/// The stream's changes around the export's time, applied before or after the backfill,
+/// leave the same rows: a change older than the export loses to it, a newer one wins, a
+/// delete after the export removes the row, and an item created and deleted before the
+/// export stays away, whichever comes first.
+#[test]
+fn the_hand_off_to_the_stream_is_exact_in_either_order() {
+    let item = |id: &str, v: &str| {
+        let mut item = Item::new();
+        item.insert("orderId".into(), dynashift_core::value::AttrValue::S(id.into()));
+        item.insert("v".into(), dynashift_core::value::AttrValue::S(v.into()));
+        item
+    };
+    // The export holds a, b, c, g as of EXPORT_MICROS; e was created and deleted before it.
+    let exported = [item("a", "export"), item("b", "export"), item("c", "export"), item("g", "export")];
+    let before = EXPORT_MICROS - 5_000_000;
+    let after = EXPORT_MICROS + 5_000_000;
+    let changes = [
+        stream_change("e", "INSERT", before - 1_000_000, "gone-before"),
+        stream_change("a", "MODIFY", before, "older"),
+        stream_change("e", "REMOVE", before, ""),
+        stream_change("b", "MODIFY", after, "newer"),
+        stream_change("c", "REMOVE", after, ""),
+        stream_change("d", "INSERT", after, "after"),
+        // Made just after the export, but timed to the second (as DynamoDB Streams times
+        // changes): earlier than the export's own time, it must still win.
+        stream_change("g", "MODIFY", EXPORT_SECOND, "same-second"),
+    ];
+    let want: BTreeMap<String, Item> =
+        [item("a", "export"), item("b", "newer"), item("d", "after"), item("g", "same-second")]
+            .into_iter()
+            .map(|i| {
+                (
+                    dynashift_core::value::key_text(
+                        &i.iter()
+                            .filter(|(k, _)| k.as_str() == "orderId")
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                    i,
+                )
+            })
+            .collect();
+    let expected =
+        support::expected(&BTreeMap::from([(TABLE.to_string(), want)]), ColumnMode::Typed, &keys());
+    for order in ["backfill first", "stream first"] {
+        let dir = tempfile::tempdir().unwrap();
+        write_export(&dir.path().join("export"), TABLE, exported.iter(), 2, EXPORT_TIME);
+        std::fs::write(dir.path().join("changes.jsonl"), changes.join("\n") + "\n").unwrap();
+        let config = duckdb_config(dir.path(), "");
+        let sync = || {
+            let out = Command::new(BIN)
+                .current_dir(dir.path())
+                .args(["sync", "--once", "--config"])
+                .arg(&config)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{order}: {}", text(&out));
+        };
+        let load = || {
+            let out = backfill(dir.path(), &config, "export");
+            assert!(out.status.success(), "{order}: {}", text(&out));
+        };
+        if order == "backfill first" {
+            load();
+            sync();
+        } else {
+            sync();
+            load();
+        }
+        let mut actual = duckdb_tables(dir.path());
+        eprintln!("{order}");
+        actual.retain(|_, rows| !rows.is_empty());
+        support::assert_tables_equal(&actual, &expected);
+    }
+}
+
+/// The same export from S3 (moto) into PostgreSQL, killed at random moments and restarted:
+/// every line consumed once across the committed batches, the table equal cell for cell.
+#[test]
+fn an_s3_export_into_postgres_survives_kills() {
+    let moto = support::moto::MotoServer::start();
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("backfill");
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(6_000, 14);
+    let export = dir.path().join("export");
+    let parts = write_export(&export, TABLE, items.values(), 6, EXPORT_TIME);
+    let settings = moto.aws_settings();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = dynashift::aws::s3_client(&dynashift::aws::sdk_config(&settings).await, &settings);
+        client.create_bucket().bucket("export-bucket").send().await.unwrap();
+        let prefix = format!("exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID);
+        let mut names = vec!["manifest-summary.json".to_string(), "manifest-files.json".to_string()];
+        names.extend(parts.iter().map(|p| p.relative.clone()));
+        for name in names {
+            let body = std::fs::read(export.join(&name)).unwrap();
+            client
+                .put_object()
+                .bucket("export-bucket")
+                .key(format!("{prefix}{name}"))
+                .body(body.into())
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    let config = dir.path().join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"{TABLE}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+             [target]\nkind = \"postgres\"\nurl = \"{url}\"\n[defaults]\nbatch_size = 400\nmax_batch_records = 800\n\
+             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let from = format!("s3://export-bucket/exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID);
+    let command = || {
+        let mut command = Command::new(BIN);
+        command
+            .args(["backfill", "--config"])
+            .arg(&config)
+            .args(["--from-export", &from])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing");
+        command
+    };
+    let mut progress = || {
+        let exists =
+            server.query("backfill", "SELECT CAST(to_regclass('_dynashift.runs') IS NOT NULL AS TEXT)");
+        if exists[0].as_deref() != Some("true") {
+            return 0;
+        }
+        let sum =
+            server.query("backfill", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
+        sum[0].as_deref().unwrap_or("0").parse().unwrap()
+    };
+    let landed = support::kill_and_restart_command(&command, 6, 21, items.len(), &mut progress);
+    eprintln!("{landed} of 6 kills landed inside the load");
+    assert!(landed >= 3, "only {landed} of 6 kills landed inside the load");
+    let out = command().output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(progress(), items.len(), "every line consumed once across committed batches");
+    let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    support::assert_tables_equal(&support::read_back(&mut w), &expected_load(&items));
+}
+
+/// An item as DynamoDB JSON, written here (not by the product) for the oracle.
+fn typed(v: &aws_sdk_dynamodb::types::AttributeValue) -> serde_json::Value {
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
+    use serde_json::json;
+    match v {
+        Av::S(s) => json!({ "S": s }),
+        Av::N(n) => json!({ "N": n }),
+        Av::Bool(b) => json!({ "BOOL": b }),
+        Av::Null(_) => json!({ "NULL": true }),
+        Av::Ss(s) => json!({ "SS": s }),
+        Av::Ns(n) => json!({ "NS": n }),
+        Av::L(l) => json!({ "L": l.iter().map(typed).collect::<Vec<_>>() }),
+        Av::M(m) => {
+            json!({ "M": m.iter().map(|(k, v)| (k.clone(), typed(v))).collect::<serde_json::Map<_, _>>() })
+        }
+        other => panic!("the test writes no {other:?}"),
+    }
+}
+
+/// A parallel Scan while items are put, updated, deleted and re-inserted through the API,
+/// then the table's stream (enabled before the scan started) read after it: the warehouse
+/// equals a final Scan of the table, cell for cell. The stream alone could not do it: the
+/// items written before it was enabled are only in the scan.
+#[test]
+fn a_scan_during_writes_then_the_stream_equals_the_table() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let moto = support::moto::MotoServer::start();
+    let settings = moto.aws_settings();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&rt.block_on(dynashift::aws::sdk_config(&settings)));
+    rt.block_on(
+        client
+            .create_table()
+            .table_name(TABLE)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("orderId")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("orderId")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let item = |i: u64, round: u64| {
+        let mut item = std::collections::HashMap::from([
+            ("orderId".to_string(), Av::S(format!("ord-{i:05}"))),
+            ("amount".to_string(), Av::N(format!("{}.{:02}", i * 3 + round, i % 100))),
+            ("round".to_string(), Av::N(round.to_string())),
+        ]);
+        if i.is_multiple_of(3) {
+            let lines = Av::L(vec![Av::M(std::collections::HashMap::from([(
+                "sku".to_string(),
+                Av::S(format!("s{i}")),
+            )]))]);
+            item.insert("lines".to_string(), lines);
+        }
+        if round > 0 {
+            item.insert("note".to_string(), Av::S(format!("changed in round {round}")));
+        }
+        item
+    };
+    let put = |i: u64, round: u64| {
+        rt.block_on(client.put_item().table_name(TABLE).set_item(Some(item(i, round))).send()).unwrap();
+    };
+    let delete = |i: u64| {
+        let key = std::collections::HashMap::from([("orderId".to_string(), Av::S(format!("ord-{i:05}")))]);
+        rt.block_on(client.delete_item().table_name(TABLE).set_key(Some(key)).send()).unwrap();
+    };
+    const ITEMS: u64 = 2_000;
+    for i in 0..ITEMS {
+        put(i, 0);
+    }
+    // The stream starts now: every item above is only in the scan.
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .unwrap();
+    rt.block_on(client.update_table().table_name(TABLE).stream_specification(stream).send()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("scan.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"dynamodb-streams\"\ntables = [\"{TABLE}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+             flush_interval_ms = 200\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n[defaults]\nbatch_size = 300\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let scan = Command::new(BIN)
+        .current_dir(dir.path())
+        .args([
+            "backfill",
+            "--config",
+            "scan.toml",
+            "--scan",
+            "--table",
+            TABLE,
+            "--segments",
+            "4",
+            "--page-items",
+            "50",
+            "--rate",
+            "20",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it scans: updates, deletes, re-inserts and new items, in several rounds.
+    let mut rng = dynashift_testkit::Rng::new(99);
+    for round in 1..=4 {
+        for _ in 0..150 {
+            let i = rng.below(ITEMS + 200);
+            match rng.below(4) {
+                0 => delete(i),
+                _ => put(i, round),
+            }
+        }
+    }
+    let out = scan.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("loaded whole"), "{}", text(&out));
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["sync", "--once", "--config", "scan.toml"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // The final Scan, as the oracle reads it.
+    let mut model: BTreeMap<String, Item> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page =
+            rt.block_on(client.scan().table_name(TABLE).set_exclusive_start_key(start).send()).unwrap();
+        for raw in page.items() {
+            let object: serde_json::Map<String, serde_json::Value> =
+                raw.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
+            let item = Item::from_typed_json(&serde_json::Value::Object(object).to_string()).unwrap();
+            let key: Item = item
+                .iter()
+                .filter(|(k, _)| k.as_str() == "orderId")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            model.insert(dynashift_core::value::key_text(&key), item);
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    assert!(model.len() > 1_500, "{} items left", model.len());
+    let expected =
+        support::expected(&BTreeMap::from([(TABLE.to_string(), model)]), ColumnMode::Typed, &keys());
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &expected);
+}
