@@ -91,8 +91,12 @@ enum Command {
         config: PathBuf,
         /// The export's folder: `s3://bucket/prefix/AWSDynamoDB/<export id>/`, or a local copy
         /// of it (manifest-summary.json, manifest-files.json, data/*.json.gz).
-        #[arg(long, value_name = "FOLDER", required_unless_present = "scan", conflicts_with = "scan")]
+        #[arg(long, value_name = "FOLDER", required_unless_present_any = ["scan", "export"], conflicts_with_all = ["scan", "export"])]
         from_export: Option<String>,
+        /// Export the table first (ExportTableToPointInTime into `s3://bucket/prefix/`; its
+        /// point-in-time recovery must be on), wait for it, then load it.
+        #[arg(long, value_name = "S3_PREFIX", requires = "table", conflicts_with = "scan")]
+        export: Option<String>,
         /// Read the table with a parallel Scan (strongly consistent) instead of an export.
         #[arg(long, requires = "table")]
         scan: bool,
@@ -268,11 +272,27 @@ fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Backfill { config, from_export, scan, segments, rate, page_items, table, keys } => {
+        Command::Backfill {
+            config,
+            from_export,
+            export,
+            scan: _,
+            segments,
+            rate,
+            page_items,
+            table,
+            keys,
+        } => {
             use dynashift::backfill::{BackfillFrom, BackfillRequest, Loading};
             let config = load(&config)?;
-            let from = match from_export {
-                Some(folder) if !scan => BackfillFrom::Export(folder),
+            let from = match (from_export, export, &table) {
+                (Some(folder), _, _) => BackfillFrom::Export(folder),
+                (None, Some(to), Some(table)) => {
+                    let aws = dynashift::backfill::source_aws(&config);
+                    let folder = dynashift::backfill::export_job::export_table(table, &to, &aws)?;
+                    println!("export of `{table}` completed: {folder}");
+                    BackfillFrom::Export(folder)
+                }
                 _ => BackfillFrom::Scan { segments, page_items, rate },
             };
             let request = BackfillRequest { from, table, keys };

@@ -510,7 +510,7 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
                 "batch committed"
             );
             let lag = prepared.newest_change.values().max().map(|made| (unix_now() - made).max(0));
-            progress.committed(&summary, lag);
+            let _ = progress.committed(&summary, lag);
             // The run loop may have finished already and gone: the batch is committed anyway.
             let _ = done_tx.send(true);
         }

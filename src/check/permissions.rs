@@ -54,8 +54,13 @@ impl Probe {
             Outcome::Allowed(None) => format!("{head}: allowed"),
             Outcome::Allowed(Some(note)) => format!("{head}: allowed ({note})"),
             Outcome::Denied(why) => {
+                let kms = if self.action.starts_with("s3:") {
+                    " (with SSE-KMS on the bucket, also kms:GenerateDataKey and kms:Decrypt on its key)"
+                } else {
+                    ""
+                };
                 format!(
-                    "{head}: DENIED ({why}); dynashift needs it {}: grant `{}`",
+                    "{head}: DENIED ({why}); dynashift needs it {}: grant `{}`{kms}",
                     self.purpose, self.action
                 )
             }
@@ -64,6 +69,16 @@ impl Probe {
         }
     }
 }
+
+/// Error codes of a call refused for its rate: it was authorized.
+const THROTTLE_CODES: [&str; 6] = [
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "SlowDown",
+];
 
 /// Error codes by which AWS services refuse a caller's permissions.
 const DENIAL_CODES: [&str; 4] =
@@ -78,6 +93,9 @@ where
 {
     let Err(e) = result else { return Outcome::Allowed(None) };
     let code = e.code();
+    if code.is_some_and(|c| THROTTLE_CODES.contains(&c)) {
+        return Outcome::Allowed(Some(format!("throttled ({}), so authorized", code.unwrap_or_default())));
+    }
     let status = e.raw_response().map(|r| r.status().as_u16());
     let denied = code.is_some_and(|c| DENIAL_CODES.contains(&c)) || (code.is_none() && status == Some(403));
     if denied {
@@ -205,13 +223,24 @@ async fn streams(s: &StreamsSourceConfig) -> Vec<Probe> {
             listed.ok().and_then(|o| o.streams().first().and_then(|s| s.stream_arn().map(str::to_string)));
         arns.extend(latest.or(listed));
     }
-    let Some(arn) = arns.first() else {
+    arns.sort();
+    arns.dedup();
+    if arns.is_empty() {
         for action in ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"] {
             let why = "no stream was found to try it on".to_string();
             probes.push(Probe::new(action, "-", "to read the stream", Outcome::NotTried(why)));
         }
-        return probes;
-    };
+    }
+    // Policies are often scoped per stream ARN: each stream a run reads is tried.
+    for arn in &arns {
+        probes.extend(stream_probes(&client, arn).await);
+    }
+    probes
+}
+
+/// DescribeStream, GetShardIterator and GetRecords on one DynamoDB stream.
+async fn stream_probes(client: &aws_sdk_dynamodbstreams::Client, arn: &str) -> Vec<Probe> {
+    let mut probes = Vec::new();
     let on = format!("stream `{arn}`");
     let described = client.describe_stream().stream_arn(arn).limit(1).send().await;
     probes.push(Probe::new(

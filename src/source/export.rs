@@ -111,6 +111,13 @@ impl ExportSource {
             self.line.clear();
             let read = match reading.lines.read_until(b'\n', &mut self.line) {
                 Ok(n) => n,
+                // S3 failing is no fault of the file: stop (a rerun resumes from the positions).
+                Err(e) if object::is_s3_failure(&e) => {
+                    return Err(ExportError::Object {
+                        what: reading.shard.to_string(),
+                        source: ObjectError::Read(e),
+                    })
+                }
                 Err(e) => {
                     // A damaged file: what was read of it stays; it is reported and not ended.
                     let problem = format!(
@@ -187,9 +194,14 @@ impl ExportSource {
                     continue;
                 }
             }
-            let raw = self.location.open(&file).map_err(object_error)?;
-            let mut lines: Box<dyn BufRead + Send> =
-                Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(raw)));
+            let mut raw = BufReader::with_capacity(1 << 20, self.location.open(&file).map_err(object_error)?);
+            // An empty partition's file may hold no gzip stream at all (0 bytes): no items.
+            let empty = raw.fill_buf().map_err(|e| object_error(ObjectError::Read(e)))?.is_empty();
+            let mut lines: Box<dyn BufRead + Send> = if empty {
+                Box::new(std::io::empty())
+            } else {
+                Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(raw)))
+            };
             let shard: Arc<str> = Arc::from(file.key.as_str());
             let mut skipped = 0;
             while skipped < start {
@@ -197,6 +209,7 @@ impl ExportSource {
                 match lines.read_until(b'\n', &mut self.line) {
                     Ok(0) => break,
                     Ok(_) => skipped += 1,
+                    Err(e) if object::is_s3_failure(&e) => return Err(object_error(ObjectError::Read(e))),
                     Err(e) => {
                         let problem =
                             format!("{}: cannot be decompressed after line {skipped}: {e}", file.key);

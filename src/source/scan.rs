@@ -21,16 +21,20 @@ use dynashift_core::Position;
 use super::RawRecord;
 use crate::aws::{sdk_config, sdk_message, AwsSettings};
 
-/// Pages a segment may read ahead of the run (a page is at most 1 MB).
+/// Pages a segment may read ahead of the run (a page is at most 1 MB of items).
 const PAGES_AHEAD: usize = 2;
+/// Segments read at once; the others wait for one to finish. With `PAGES_AHEAD`, this bounds
+/// what the scan holds to about 50 MB of items, and the pages requested before `--rate` can
+/// pace them.
+const SEGMENTS_AT_ONCE: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("{0}")]
     Setup(String),
     #[error(
-        "a scan of `{table}` with {found} segments is under way (its positions are in the warehouse): \
-         resume it with --segments {found}"
+        "a scan of `{table}` with {found} segments is under way or done (its positions are in the \
+         warehouse, source `scan:{table}`): resume it with --segments {found}"
     )]
     Segments { table: String, found: u32 },
     #[error("segment {segment}: the committed position `{position}` is not one a scan writes")]
@@ -128,8 +132,10 @@ impl ScanSource {
             .block_on(client.describe_table().table_name(table).send())
             .map_err(|e| setup(format!("DescribeTable of `{table}` failed: {}", sdk_message(&e))))?;
         let item_count = described.table().and_then(|t| t.item_count());
-        let (tx, rx) = tokio::sync::mpsc::channel(PAGES_AHEAD * segments.max(1) as usize);
+        let running = (segments as usize).clamp(1, SEGMENTS_AT_ONCE);
+        let (tx, rx) = tokio::sync::mpsc::channel(PAGES_AHEAD * running);
         let limiter = Arc::new(Limiter { rate, next: Mutex::new(Instant::now()) });
+        let turns = Arc::new(tokio::sync::Semaphore::new(running));
         for segment in 0..segments {
             let shard = segment_shard(segment, segments);
             let Some(start) = start_of(segment, resume.get(&shard))? else { continue };
@@ -143,7 +149,12 @@ impl ScanSource {
                 limiter: limiter.clone(),
                 tx: tx.clone(),
             };
-            runtime.spawn(reader.run(start));
+            let turns = turns.clone();
+            runtime.spawn(async move {
+                // Closed only when the source is dropped, which ends the scan anyway.
+                let Ok(_turn) = turns.acquire_owned().await else { return };
+                reader.run(start).await;
+            });
         }
         Ok(ScanSource {
             _runtime: runtime,
@@ -186,8 +197,9 @@ impl ScanSource {
                     self.queue.push_front(record);
                     break;
                 }
-                // Wait for a page only when there is nothing to hand over yet.
-                None if out.is_empty() && self.marks.is_empty() => match self.pages.blocking_recv() {
+                // Wait for a page while no record is taken: an empty read (marks alone) would
+                // tell the run the input is over while other segments still read.
+                None if out.is_empty() => match self.pages.blocking_recv() {
                     Some(page) => self.queue.extend(page?),
                     None => break,
                 },
@@ -216,7 +228,11 @@ struct SegmentReader {
 
 impl SegmentReader {
     async fn run(self, (mut page, mut key): Start) {
+        // Each request first pays for what the one before it consumed, so that no segment
+        // asks again before its share of `--rate` allows.
+        let mut owed = 0.0;
         loop {
+            self.limiter.pay(owed).await;
             let request = self
                 .client
                 .scan()
@@ -263,8 +279,7 @@ impl SegmentReader {
             if self.tx.send(Ok(entries)).await.is_err() {
                 return;
             }
-            let units = out.consumed_capacity().and_then(|c| c.capacity_units()).unwrap_or(0.0);
-            self.limiter.pay(units).await;
+            owed = out.consumed_capacity().and_then(|c| c.capacity_units()).unwrap_or(0.0);
             match next {
                 Some(k) => {
                     key = Some(k);

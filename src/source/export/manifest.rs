@@ -41,7 +41,7 @@ impl DataFile {
     /// The file's name below the export's `data/` folder (`data/<name>.json.gz`), which is
     /// how a local copy of the export is laid out.
     pub fn relative_path(&self) -> &str {
-        match self.key.find("/data/") {
+        match self.key.rfind("/data/") {
             Some(at) => &self.key[at + 1..],
             None => &self.key,
         }
@@ -161,6 +161,13 @@ mod tests {
         let parsed = parse_files(files.as_bytes(), &summary).unwrap();
         assert_eq!(parsed.len(), 2);
         assert_eq!(parsed[0].relative_path(), "data/a.json.gz");
+        // An export prefix holding a `data` folder of its own.
+        let nested = DataFile {
+            key: "analytics/data/orders/AWSDynamoDB/x/data/c.json.gz".into(),
+            item_count: 1,
+            md5_base64: None,
+        };
+        assert_eq!(nested.relative_path(), "data/c.json.gz");
         assert_eq!(parsed[0].md5_base64.as_deref(), Some("q1w2=="));
         assert_eq!(parsed[1].md5_base64, None);
     }

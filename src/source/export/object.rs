@@ -27,6 +27,17 @@ pub enum ObjectError {
     TooLarge,
 }
 
+/// A failed S3 call while a data file is read: the service's trouble, not the file's (the
+/// backfill stops and resumes from its positions; the file is not reported as damaged).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct S3ReadError(pub String);
+
+/// Whether an I/O error from a data file's stream is an S3 call that failed.
+pub fn is_s3_failure(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<S3ReadError>())
+}
+
 /// An export's folder.
 pub enum ExportLocation {
     Dir(PathBuf),
@@ -141,14 +152,13 @@ impl Read for S3Reader {
                 let out = request.await.map_err(|e| sdk_message(&e))?;
                 out.body.collect().await.map(|b| b.into_bytes().to_vec()).map_err(|e| e.to_string())
             });
-            let bytes = fetched.map_err(|why| {
-                std::io::Error::other(format!("s3://{}/{}: GetObject failed: {why}", self.bucket, self.key))
-            })?;
+            let failed = |why: String| {
+                let message = format!("s3://{}/{}: GetObject failed: {why}", self.bucket, self.key);
+                std::io::Error::other(S3ReadError(message))
+            };
+            let bytes = fetched.map_err(failed)?;
             if bytes.is_empty() {
-                return Err(std::io::Error::other(format!(
-                    "s3://{}/{}: an empty range",
-                    self.bucket, self.key
-                )));
+                return Err(failed("an empty range".into()));
             }
             self.offset += bytes.len() as u64;
             self.chunk = bytes;

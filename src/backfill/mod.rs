@@ -4,6 +4,8 @@
 //! them and its rows win over changes before it: reading the stream from any position at or
 //! before that time makes the overlap exact.
 
+pub mod export_job;
+
 use anyhow::Context as _;
 
 use crate::aws::{sdk_config, sdk_message, AwsSettings};
@@ -31,7 +33,7 @@ pub enum BackfillFrom {
 }
 
 /// The AWS settings the configuration's source uses for DynamoDB and S3 calls.
-fn source_aws(config: &Config) -> AwsSettings {
+pub fn source_aws(config: &Config) -> AwsSettings {
     match &config.source {
         SourceConfig::Kinesis(k) => k.dynamodb_aws.clone(),
         SourceConfig::DynamodbStreams(s) => s.aws.clone(),
@@ -83,7 +85,9 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
                 segments: *segments,
                 page_items: *page_items,
                 rate: *rate,
-                started_micros: load_version(crate::run::unix_now_micros()),
+                // Before the scan's first read by this machine's clock, less a margin for
+                // how far it may be ahead of AWS's (an older version only re-applies changes).
+                started_micros: load_version(crate::run::unix_now_micros() - CLOCK_MARGIN_MICROS),
             });
             (table.clone(), Loading::Scan { table })
         }
@@ -102,6 +106,9 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
     backfill.tables.entry(table).or_default().keys = Some(keys);
     Ok((backfill, loading))
 }
+
+/// How far this machine's clock may run ahead of AWS's, taken off a scan's start.
+const CLOCK_MARGIN_MICROS: i64 = 60_000_000;
 
 /// The version a backfill's rows carry, for a snapshot taken at `micros`: the last
 /// microsecond before the second it falls in. DynamoDB Streams times changes to the second, so
