@@ -105,37 +105,35 @@ impl Health {
     }
 }
 
+/// Registers the metric `make` builds under `name` (fixed, distinct names: neither step can
+/// fail, and a failure is a bug worth stopping on).
+fn register<M>(registry: &Registry, name: &str, make: impl FnOnce() -> prometheus::Result<M>) -> M
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    let metric = make().unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.register(Box::new(metric.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    metric
+}
+
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    c
+    register(registry, name, || IntCounter::new(name, help))
 }
 
 fn counters(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    c
+    register(registry, name, || IntCounterVec::new(Opts::new(name, help), &[label]))
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    g
+    register(registry, name, || IntGauge::new(name, help))
 }
 
 fn gauges(registry: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
-    let g =
-        IntGaugeVec::new(Opts::new(name, help), &[label]).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    g
+    register(registry, name, || IntGaugeVec::new(Opts::new(name, help), &[label]))
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    h
+    register(registry, name, || Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)))
 }
 
 impl Metrics {

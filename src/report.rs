@@ -63,6 +63,14 @@ pub fn format_status(s: &Status, now: i64) -> String {
     if s.unattributed_rejects > 0 {
         out.push_str(&format!("rejects not tied to a table: {}\n", s.unattributed_rejects));
     }
+    for b in &s.backfills {
+        let (what, unit) = match b.source.split_once(':') {
+            Some(("export", id)) => (format!("backfill from export {id}"), "data files"),
+            Some((_, table)) => (format!("backfill by scan of `{table}`"), "segments"),
+            None => (b.source.clone(), "shards"),
+        };
+        out.push_str(&format!("{what}: {} of the {} {unit} started are read whole\n", b.ended, b.started));
+    }
     out.push_str(&format!(
         "{} batches committed; last at {}\n",
         s.batches,
@@ -181,9 +189,15 @@ pub fn status_json(config: &Config, s: &Status, kept: &Kept, now: i64) -> serde_
         .iter()
         .map(|(shard, (ms, at))| serde_json::json!({ "shard": shard, "behind_ms": ms, "recorded_at": time(*at) }))
         .collect();
+    let backfills: Vec<serde_json::Value> = s
+        .backfills
+        .iter()
+        .map(|b| serde_json::json!({ "source": b.source, "started": b.started, "ended": b.ended }))
+        .collect();
     serde_json::json!({
         "tables": tables,
         "shards": shards,
+        "backfills": backfills,
         "unattributed_rejects": s.unattributed_rejects,
         "batches": s.batches,
         "last_batch_at": s.last_batch_at,

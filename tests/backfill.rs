@@ -187,6 +187,11 @@ fn damaged_and_miscounted_files_are_named_and_the_rest_loads() {
     }
     let rejects = duckdb_query(dir.path(), "SELECT reason FROM _dynashift.rejects ORDER BY 1");
     assert_eq!(rejects.len(), 3, "{rejects:?}");
+    // status: five files started, two read whole (the good one and the empty one).
+    assert_eq!(
+        backfills(dir.path(), &config),
+        vec![(format!("export:{}", dynashift_testkit::export::EXPORT_ID), 5, 2)]
+    );
     assert!(rejects.iter().any(|r| r.contains(&parts[0].key) && r.contains("MD5")), "{rejects:?}");
     assert!(
         rejects.iter().any(|r| r.contains(&parts[1].key) && r.contains("manifest-files.json lists")),
@@ -212,6 +217,36 @@ fn damaged_and_miscounted_files_are_named_and_the_rest_loads() {
     let out = backfill(dir.path(), &config, "export");
     assert!(out.status.success(), "{}", text(&out));
     support::assert_tables_equal(&duckdb_tables(dir.path()), &expected);
+    assert_eq!(
+        backfills(dir.path(), &config),
+        vec![(format!("export:{}", dynashift_testkit::export::EXPORT_ID), 5, 5)]
+    );
+    let status =
+        Command::new(BIN).current_dir(dir.path()).args(["status", "--config"]).arg(&config).output().unwrap();
+    let said = text(&status);
+    assert!(said.contains("5 of the 5 data files started are read whole"), "{said}");
+}
+
+/// The backfills `status --json` lists, in the documented shape: (source, started, ended).
+fn backfills(dir: &Path, config: &Path) -> Vec<(String, i64, i64)> {
+    let out = Command::new(BIN)
+        .current_dir(dir)
+        .args(["status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{json}{}", String::from_utf8_lossy(&out.stderr));
+    support::status_schema::assert_status_json(&json);
+    let value: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let listed = value["backfills"].as_array().cloned().unwrap_or_default();
+    listed
+        .iter()
+        .map(|b| {
+            let n = |f: &str| b[f].as_i64().unwrap_or(-1);
+            (b["source"].as_str().unwrap_or_default().to_string(), n("started"), n("ended"))
+        })
+        .collect()
 }
 
 /// A summary whose item count disagrees with its files, an ION export and an incremental one
@@ -722,4 +757,5 @@ fn a_scan_with_more_segments_than_items_loads_them_all() {
     assert_eq!(duckdb_tables(dir.path())[TABLE].len(), 3);
     let ended = duckdb_query(dir.path(), "SELECT shard FROM _dynashift.checkpoints WHERE sequence = 'end'");
     assert_eq!(ended.len(), 24, "{ended:?}");
+    assert_eq!(backfills(dir.path(), &dir.path().join("scan.toml")), vec![(format!("scan:{TABLE}"), 24, 24)]);
 }

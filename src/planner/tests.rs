@@ -1,5 +1,6 @@
 //! The planner's decisions on small hand-made reads: folding, positions held back by
 //! held tables, table marks, rejects.
+use super::decode::{decode_all, furthest_positions};
 use super::*;
 
 impl Planner {

@@ -155,9 +155,21 @@ pub struct TableStatus {
     pub overflow_rows: i64,
 }
 
+/// A backfill's progress: the shards it started (an export's data files, a scan's segments)
+/// and those read to their end.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BackfillStatus {
+    /// `export:<export id>` or `scan:<table>`.
+    pub source: String,
+    pub started: i64,
+    pub ended: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Status {
     pub tables: Vec<TableStatus>,
+    /// Backfills with positions in the warehouse.
+    pub backfills: Vec<BackfillStatus>,
     /// Rejects that could not be tied to a table.
     pub unattributed_rejects: i64,
     pub batches: i64,

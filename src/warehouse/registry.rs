@@ -11,7 +11,7 @@ use dynashift_core::sql::{Layout, Param};
 use dynashift_core::types::{ColumnMode, ColumnType};
 use dynashift_core::Position;
 
-use super::{Status, TableStatus, WarehouseError};
+use super::{BackfillStatus, Status, TableStatus, WarehouseError};
 
 /// One value of a result row, as the registry queries need them.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +222,19 @@ pub fn status(q: &mut dyn Query) -> Result<Status, WarehouseError> {
     }
     // What is left could not be tied to a replicated table.
     status.unattributed_rejects = rejects.values().sum();
+    // Backfills: their shards (an export's data files, a scan's segments) started and ended.
+    let sql = format!(
+        "SELECT source, COUNT(*), CAST(SUM(CASE WHEN sequence = 'end' THEN 1 ELSE 0 END) AS BIGINT) FROM {} \
+         WHERE (source LIKE 'export:%' OR source LIKE 'scan:%') AND source NOT LIKE '%@%' GROUP BY source ORDER BY source",
+        control(q, "checkpoints")
+    );
+    for mut row in q.rows(&sql, &[])? {
+        status.backfills.push(BackfillStatus {
+            source: text(&mut row, 0, "checkpoints.source")?,
+            started: int(&row, 1, "backfill shards")?,
+            ended: int(&row, 2, "backfill shards ended")?,
+        });
+    }
     let sql = format!("SELECT COUNT(*), CAST(MAX(committed_at) AS VARCHAR) FROM {}", control(q, "runs"));
     if let Some(mut row) = q.rows(&sql, &[])?.pop() {
         status.batches = int(&row, 0, "batch count")?;

@@ -306,13 +306,27 @@ impl S3Stager {
                 .quiet(true)
                 .build()
                 .map_err(|e| stage_error(&self.location, e))?;
-            self.client
+            let out = self
+                .client
                 .delete_objects()
                 .bucket(&self.location.bucket)
                 .delete(delete)
                 .send()
                 .await
                 .map_err(|e| stage_error(&self.location, e))?;
+            // In quiet mode the call succeeds and lists the keys it could not delete (a
+            // missing s3:DeleteObject, say): those objects stay, and the caller must hear it.
+            if let Some(refused) = out.errors().first() {
+                let why = format!(
+                    "{} of {} staged objects not deleted, e.g. {}: {}: {}",
+                    out.errors().len(),
+                    chunk.len(),
+                    refused.key().unwrap_or("?"),
+                    refused.code().unwrap_or("error"),
+                    refused.message().unwrap_or("")
+                );
+                return Err(stage_error(&self.location, std::io::Error::other(why)));
+            }
         }
         Ok(())
     }

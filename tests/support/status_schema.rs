@@ -29,9 +29,14 @@ const TABLE_FIELDS: &[(&str, &str)] = &[
 const SHARD_FIELDS: &[(&str, &str)] =
     &[("shard", "string"), ("behind_ms", "integer"), ("recorded_at", "string")];
 
+/// Every field of a backfill entry.
+const BACKFILL_FIELDS: &[(&str, &str)] =
+    &[("source", "string"), ("started", "integer"), ("ended", "integer")];
+
 const TOP_FIELDS: &[(&str, &str)] = &[
     ("tables", "array"),
     ("shards", "array"),
+    ("backfills", "array"),
     ("unattributed_rejects", "integer"),
     ("batches", "integer"),
     ("last_batch_at", "string?"),
@@ -81,6 +86,9 @@ pub fn assert_status_json(text: &str) -> Vec<String> {
         .collect();
     for shard in value["shards"].as_array().into_iter().flatten() {
         check_object(shard, SHARD_FIELDS, "status.shards[]");
+    }
+    for backfill in value["backfills"].as_array().into_iter().flatten() {
+        check_object(backfill, BACKFILL_FIELDS, "status.backfills[]");
     }
     listed
 }
