@@ -199,12 +199,16 @@ fn execute(command: Command) -> anyhow::Result<()> {
             }
             // A stream has no end: `run` follows it (use `sync --once` for one pass).
             let follow = follow || !config.source.is_file();
+            if !dry_run {
+                auto_backfill(&config, &stop)?;
+            }
             replicate(&config, RunOptions { follow, dry_run, ..RunOptions::default() }, stop)
         }
         Command::Sync { config, once, all, metrics } => {
             anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");
             let config = load(&config)?;
             serve_metrics(metrics.or(config.monitoring.metrics))?;
+            auto_backfill(&config, &stop)?;
             replicate(&config, RunOptions { all, ..RunOptions::default() }, stop)
         }
         Command::Plan { config } => {
@@ -406,6 +410,30 @@ fn serve_metrics(address: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
             Ok(bound) => eprintln!("metrics: http://{bound}/metrics"),
             Err(e) => tracing::warn!("{}; replicating without it", error_chain(&e)),
         }
+    }
+    Ok(())
+}
+
+/// With `backfill = "auto"`: scans the source's tables not loaded yet, before the stream is
+/// first read (each resumes where a stop left it; none once the stream has started).
+fn auto_backfill(config: &Config, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    use dynashift::backfill::{backfill_config, unfinished, BackfillFrom, BackfillRequest, AUTO_SEGMENTS};
+    let pending = dynashift::backfill::tables_to_backfill(&mut *open_warehouse(config)?, config)?;
+    for table in pending {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let from = BackfillFrom::Scan { segments: AUTO_SEGMENTS, page_items: None, rate: None };
+        let request = BackfillRequest { from, table: Some(table.clone()), keys: Vec::new() };
+        let (backfill, _) = backfill_config(config, &request)?;
+        println!("backfill = \"auto\": scanning `{table}` before the stream is first read");
+        replicate(&backfill, RunOptions { all: true, ..RunOptions::default() }, stop.clone())?;
+        let left = unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
+        anyhow::ensure!(
+            left.is_empty(),
+            "the scan of `{table}` stopped before its end ({}): run again to resume it",
+            left.join(", ")
+        );
     }
     Ok(())
 }

@@ -590,27 +590,7 @@ fn a_scan_during_writes_then_the_stream_equals_the_table() {
     assert!(out.status.success(), "{}", text(&out));
 
     // The final Scan, as the oracle reads it.
-    let mut model: BTreeMap<String, Item> = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page =
-            rt.block_on(client.scan().table_name(TABLE).set_exclusive_start_key(start).send()).unwrap();
-        for raw in page.items() {
-            let object: serde_json::Map<String, serde_json::Value> =
-                raw.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
-            let item = Item::from_typed_json(&serde_json::Value::Object(object).to_string()).unwrap();
-            let key: Item = item
-                .iter()
-                .filter(|(k, _)| k.as_str() == "orderId")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            model.insert(dynashift_core::value::key_text(&key), item);
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            break;
-        }
-    }
+    let model = scan_table(&rt, &client);
     assert!(model.len() > 1_500, "{} items left", model.len());
     let expected =
         support::expected(&BTreeMap::from([(TABLE.to_string(), model)]), ColumnMode::Typed, &keys());
@@ -758,4 +738,123 @@ fn a_scan_with_more_segments_than_items_loads_them_all() {
     let ended = duckdb_query(dir.path(), "SELECT shard FROM _dynashift.checkpoints WHERE sequence = 'end'");
     assert_eq!(ended.len(), 24, "{ended:?}");
     assert_eq!(backfills(dir.path(), &dir.path().join("scan.toml")), vec![(format!("scan:{TABLE}"), 24, 24)]);
+}
+
+/// A Scan of the whole table, as the oracle reads it: key text → item.
+fn scan_table(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client) -> BTreeMap<String, Item> {
+    let mut model: BTreeMap<String, Item> = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page =
+            rt.block_on(client.scan().table_name(TABLE).set_exclusive_start_key(start).send()).unwrap();
+        for raw in page.items() {
+            let object: serde_json::Map<String, serde_json::Value> =
+                raw.iter().map(|(k, v)| (k.clone(), typed(v))).collect();
+            let item = Item::from_typed_json(&serde_json::Value::Object(object).to_string()).unwrap();
+            let key: Item = item
+                .iter()
+                .filter(|(k, _)| k.as_str() == "orderId")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            model.insert(dynashift_core::value::key_text(&key), item);
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    model
+}
+
+/// `backfill = "auto"`: the first pass scans the table (its items written before the stream
+/// was enabled are only there), then reads the stream; the next pass only reads the stream.
+/// With `start = "latest"`, the setting is refused in one line.
+#[test]
+fn an_automatic_backfill_scans_once_then_the_stream_carries_on() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
+        ScalarAttributeType, StreamSpecification, StreamViewType,
+    };
+    let moto = support::moto::MotoServer::start();
+    let settings = moto.aws_settings();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = aws_sdk_dynamodb::Client::new(&rt.block_on(dynashift::aws::sdk_config(&settings)));
+    let key = AttributeDefinition::builder().attribute_name("orderId").attribute_type(ScalarAttributeType::S);
+    let schema = KeySchemaElement::builder().attribute_name("orderId").key_type(KeyType::Hash);
+    rt.block_on(
+        client
+            .create_table()
+            .table_name(TABLE)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(key.build().unwrap())
+            .key_schema(schema.build().unwrap())
+            .send(),
+    )
+    .unwrap();
+    let put = |i: u64, v: &str| {
+        let item = std::collections::HashMap::from([
+            ("orderId".to_string(), Av::S(format!("o{i:04}"))),
+            ("v".to_string(), Av::S(v.to_string())),
+        ]);
+        rt.block_on(client.put_item().table_name(TABLE).set_item(Some(item)).send()).unwrap();
+    };
+    let delete = |i: u64| {
+        let key = std::collections::HashMap::from([("orderId".to_string(), Av::S(format!("o{i:04}")))]);
+        rt.block_on(client.delete_item().table_name(TABLE).set_key(Some(key)).send()).unwrap();
+    };
+    for i in 0..300 {
+        put(i, "before the stream");
+    }
+    let stream = StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::NewAndOldImages)
+        .build()
+        .unwrap();
+    rt.block_on(client.update_table().table_name(TABLE).stream_specification(stream).send()).unwrap();
+    for i in (0..300).step_by(7) {
+        put(i, "in the stream");
+    }
+    for i in (3..300).step_by(11) {
+        delete(i);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let write_config = |start: &str| {
+        std::fs::write(
+            dir.path().join("auto.toml"),
+            format!(
+                "[source]\nkind = \"dynamodb-streams\"\ntables = [\"{TABLE}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+                 start = \"{start}\"\nbackfill = \"auto\"\nflush_interval_ms = 200\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n",
+                moto.endpoint()
+            ),
+        )
+        .unwrap();
+    };
+    let sync = || {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(["sync", "--once", "--config", "auto.toml"])
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap();
+        (out.status.success(), text(&out))
+    };
+    write_config("latest");
+    let (ok, said) = sync();
+    assert!(!ok && said.contains("source.backfill") && said.contains("trim_horizon"), "{said}");
+    write_config("trim_horizon");
+    let (ok, said) = sync();
+    assert!(ok, "{said}");
+    assert!(said.contains("scanning `Orders` before the stream is first read"), "{said}");
+    let expected =
+        |model| support::expected(&BTreeMap::from([(TABLE.to_string(), model)]), ColumnMode::Typed, &keys());
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &expected(scan_table(&rt, &client)));
+    for i in (0..300).step_by(5) {
+        put(i, "later");
+    }
+    delete(1);
+    let (ok, said) = sync();
+    assert!(ok, "{said}");
+    assert!(!said.contains("scanning"), "the table was scanned again: {said}");
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &expected(scan_table(&rt, &client)));
 }

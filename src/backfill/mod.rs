@@ -159,6 +159,43 @@ pub fn unfinished(
     Ok(shards.into_iter().filter(|s| committed.get(s).map(String::as_str) != ended).collect())
 }
 
+/// Segments an automatic backfill scans with (fixed, so that a resumed one finds its positions).
+pub const AUTO_SEGMENTS: u32 = 4;
+
+/// With `backfill = "auto"`: the source's tables still to scan before its stream is first
+/// read. None once the stream has committed a position (it has started: a table is never
+/// scanned again), else those whose scan has not read every segment to its end (a scan a
+/// stop interrupted resumes).
+pub fn tables_to_backfill(
+    warehouse: &mut dyn crate::warehouse::Warehouse,
+    config: &Config,
+) -> anyhow::Result<Vec<String>> {
+    let (tables, auto) = match &config.source {
+        SourceConfig::DynamodbStreams(s) => (&s.tables, s.reading.backfill_auto),
+        SourceConfig::Kinesis(k) => (&k.tables, k.reading.backfill_auto),
+        _ => return Ok(Vec::new()),
+    };
+    if !auto || !warehouse.is_set_up()? {
+        return Ok(if auto { tables.clone() } else { Vec::new() });
+    }
+    let positions = warehouse.load_checkpoints(&config.source.checkpoint_name())?;
+    if positions.keys().any(|shard| !shard.starts_with('@')) {
+        return Ok(Vec::new());
+    }
+    let ended = Some(dynashift_core::checkpoint::ENDED);
+    let mut pending = Vec::new();
+    for table in tables {
+        let scanned = warehouse.load_checkpoints(&format!("scan:{table}"))?;
+        let whole = (0..AUTO_SEGMENTS).all(|i| {
+            scanned.get(&crate::source::scan::segment_shard(i, AUTO_SEGMENTS)).map(String::as_str) == ended
+        });
+        if !whole {
+            pending.push(table.clone());
+        }
+    }
+    Ok(pending)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

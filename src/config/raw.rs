@@ -86,6 +86,8 @@ pub struct RawKinesisSource {
     pub tables: Vec<String>,
     /// Endpoint of the DynamoDB API for `check`, when `endpoint_url` (Kinesis) is not it.
     pub dynamodb_endpoint_url: Option<String>,
+    /// `auto`: scan `tables` into the target before the stream is first read.
+    pub backfill: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +106,8 @@ pub struct RawStreamsSource {
     pub flush_interval_ms: u64,
     #[serde(default)]
     pub skip_trim_check: bool,
+    /// `auto`: scan `tables` into the target before the stream is first read.
+    pub backfill: Option<String>,
 }
 
 fn default_start() -> String {

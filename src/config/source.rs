@@ -64,6 +64,26 @@ pub struct StreamReading {
     pub flush_interval: Duration,
     /// Continue past committed positions that cannot be proved to exist.
     pub skip_trim_check: bool,
+    /// `backfill = "auto"`: the source's tables are scanned into the target before the
+    /// stream is first read.
+    pub backfill_auto: bool,
+}
+
+/// `backfill = "auto"` (or unset): whether the tables are scanned before the stream is first
+/// read. A `latest` start would miss the changes made while they are scanned.
+fn backfill_auto(raw: Option<&str>, start: &StartPosition) -> Result<bool, InvalidSetting> {
+    match raw {
+        None | Some("off") => Ok(false),
+        Some("auto") if matches!(start, StartPosition::Latest) => Err(InvalidSetting::value(
+            "source.backfill",
+            "`auto` reads the stream from before the scan: use start = \"trim_horizon\" (a `latest` start \
+             would miss the changes made while the tables are scanned)",
+        )),
+        Some("auto") => Ok(true),
+        Some(other) => {
+            Err(InvalidSetting::value("source.backfill", format!("`{other}`: expected \"auto\" or \"off\"")))
+        }
+    }
 }
 
 impl StreamReading {
@@ -184,6 +204,7 @@ impl TryFrom<RawKinesisSource> for KinesisSourceConfig {
             stream: raw.stream,
             aws,
             reading: StreamReading {
+                backfill_auto: backfill_auto(raw.backfill.as_deref(), &start)?,
                 start,
                 flush_interval: Duration::from_millis(raw.flush_interval_ms),
                 skip_trim_check: raw.skip_trim_check,
@@ -221,6 +242,7 @@ impl TryFrom<RawStreamsSource> for StreamsSourceConfig {
             stream_arns: raw.stream_arns,
             aws: AwsSettings::from_config(&raw.region, &raw.endpoint_url, &raw.profile),
             reading: StreamReading {
+                backfill_auto: backfill_auto(raw.backfill.as_deref(), &start)?,
                 start,
                 flush_interval: Duration::from_millis(raw.flush_interval_ms),
                 skip_trim_check: raw.skip_trim_check,
