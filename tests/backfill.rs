@@ -466,36 +466,10 @@ fn typed(v: &aws_sdk_dynamodb::types::AttributeValue) -> serde_json::Value {
 /// items written before it was enabled are only in the scan.
 #[test]
 fn a_scan_during_writes_then_the_stream_equals_the_table() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType, StreamSpecification, StreamViewType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue as Av, StreamSpecification, StreamViewType};
     let moto = support::moto::MotoServer::start();
     let settings = moto.aws_settings();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = aws_sdk_dynamodb::Client::new(&rt.block_on(dynashift::aws::sdk_config(&settings)));
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(TABLE)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("orderId")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("orderId")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send(),
-    )
-    .unwrap();
+    let (rt, _, client) = orders_table(&settings);
     let item = |i: u64, round: u64| {
         let mut item = std::collections::HashMap::from([
             ("orderId".to_string(), Av::S(format!("ord-{i:05}"))),
@@ -602,27 +576,10 @@ fn a_scan_during_writes_then_the_stream_equals_the_table() {
 /// (moto writes no manifests, so the load then stops, naming what to pass instead).
 #[test]
 fn an_export_is_started_and_waited_for() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::PointInTimeRecoverySpecification;
     let moto = support::moto::MotoServer::start();
     let settings = moto.aws_settings();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let sdk = rt.block_on(dynashift::aws::sdk_config(&settings));
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let key = AttributeDefinition::builder().attribute_name("orderId").attribute_type(ScalarAttributeType::S);
-    let schema = KeySchemaElement::builder().attribute_name("orderId").key_type(KeyType::Hash);
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(TABLE)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(key.build().unwrap())
-            .key_schema(schema.build().unwrap())
-            .send(),
-    )
-    .unwrap();
+    let (rt, sdk, client) = orders_table(&settings);
     rt.block_on(dynashift::aws::s3_client(&sdk, &settings).create_bucket().bucket("export-bucket").send())
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -677,26 +634,10 @@ fn an_export_is_started_and_waited_for() {
 /// once, and the scan still reads the others to their end.
 #[test]
 fn a_scan_with_more_segments_than_items_loads_them_all() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue as Av;
     let moto = support::moto::MotoServer::start();
     let settings = moto.aws_settings();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = aws_sdk_dynamodb::Client::new(&rt.block_on(dynashift::aws::sdk_config(&settings)));
-    let key = AttributeDefinition::builder().attribute_name("orderId").attribute_type(ScalarAttributeType::S);
-    let schema = KeySchemaElement::builder().attribute_name("orderId").key_type(KeyType::Hash);
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(TABLE)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(key.build().unwrap())
-            .key_schema(schema.build().unwrap())
-            .send(),
-    )
-    .unwrap();
+    let (rt, _, client) = orders_table(&settings);
     for i in 0..3 {
         let item = std::collections::HashMap::from([
             ("orderId".to_string(), Av::S(format!("o{i}"))),
@@ -771,26 +712,10 @@ fn scan_table(rt: &tokio::runtime::Runtime, client: &aws_sdk_dynamodb::Client) -
 /// With `start = "latest"`, the setting is refused in one line.
 #[test]
 fn an_automatic_backfill_scans_once_then_the_stream_carries_on() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue as Av, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType, StreamSpecification, StreamViewType,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue as Av, StreamSpecification, StreamViewType};
     let moto = support::moto::MotoServer::start();
     let settings = moto.aws_settings();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let client = aws_sdk_dynamodb::Client::new(&rt.block_on(dynashift::aws::sdk_config(&settings)));
-    let key = AttributeDefinition::builder().attribute_name("orderId").attribute_type(ScalarAttributeType::S);
-    let schema = KeySchemaElement::builder().attribute_name("orderId").key_type(KeyType::Hash);
-    rt.block_on(
-        client
-            .create_table()
-            .table_name(TABLE)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(key.build().unwrap())
-            .key_schema(schema.build().unwrap())
-            .send(),
-    )
-    .unwrap();
+    let (rt, _, client) = orders_table(&settings);
     let put = |i: u64, v: &str| {
         let item = std::collections::HashMap::from([
             ("orderId".to_string(), Av::S(format!("o{i:04}"))),
@@ -857,4 +782,27 @@ fn an_automatic_backfill_scans_once_then_the_stream_carries_on() {
     assert!(ok, "{said}");
     assert!(!said.contains("scanning"), "the table was scanned again: {said}");
     support::assert_tables_equal(&duckdb_tables(dir.path()), &expected(scan_table(&rt, &client)));
+}
+
+/// The DynamoDB API at `settings` (moto) with an empty on-demand `Orders` table keyed by
+/// `orderId`: the runtime, the SDK configuration and the client.
+fn orders_table(
+    settings: &dynashift::aws::AwsSettings,
+) -> (tokio::runtime::Runtime, aws_config::SdkConfig, aws_sdk_dynamodb::Client) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sdk = rt.block_on(dynashift::aws::sdk_config(settings));
+    let client = aws_sdk_dynamodb::Client::new(&sdk);
+    let key = AttributeDefinition::builder().attribute_name("orderId").attribute_type(ScalarAttributeType::S);
+    let schema = KeySchemaElement::builder().attribute_name("orderId").key_type(KeyType::Hash);
+    let create = client
+        .create_table()
+        .table_name(TABLE)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(key.build().unwrap())
+        .key_schema(schema.build().unwrap());
+    rt.block_on(create.send()).unwrap();
+    (rt, sdk, client)
 }
