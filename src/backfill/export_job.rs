@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::types::{ExportFormat, ExportStatus};
 
-use crate::aws::{sdk_config, sdk_message, AwsSettings};
+use crate::aws::{sdk_message, AwsSettings};
 use crate::warehouse::s3_stage::S3Location;
 
 /// The longest wait between two status calls.
@@ -16,15 +16,8 @@ const POLL_MAX: Duration = Duration::from_secs(15);
 /// Exports `table` into `to` and returns the export's folder (`s3://bucket/…/AWSDynamoDB/<id>/`).
 pub fn export_table(table: &str, to: &str, aws: &AwsSettings) -> anyhow::Result<String> {
     let location = S3Location::parse(to).map_err(|e| anyhow::anyhow!("--export {to}: {e}"))?;
-    let runtime = crate::runtime::background("dynashift-export-job")?;
-    let sdk = runtime.block_on(sdk_config(aws));
-    runtime.block_on(crate::aws::require_credentials(&sdk))?;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    let described = runtime
-        .block_on(client.describe_table().table_name(table).send())
-        .map_err(|e| anyhow::anyhow!("DescribeTable of `{table}` failed: {}", sdk_message(&e)))?;
-    let arn =
-        described.table().and_then(|t| t.table_arn()).context("DescribeTable gave no table ARN")?.to_string();
+    let (runtime, client, described) = super::describe_table(table, aws)?;
+    let arn = described.table_arn().context("DescribeTable gave no table ARN")?.to_string();
     let prefix = location.prefix.trim_end_matches('/');
     let request = client
         .export_table_to_point_in_time()

@@ -121,19 +121,31 @@ pub fn load_version(micros: i64) -> i64 {
 
 /// The table's key attributes, from DescribeTable.
 fn table_keys(table: &str, aws: &AwsSettings) -> anyhow::Result<Vec<String>> {
+    let (_, _, described) = describe_table(table, aws)?;
+    let keys: Vec<String> = described.key_schema().iter().map(|k| k.attribute_name().to_string()).collect();
+    anyhow::ensure!(!keys.is_empty(), "DescribeTable gave no key schema");
+    Ok(keys)
+}
+
+/// A DynamoDB client on a runtime of its own (credentials required), and `table` as
+/// DescribeTable describes it.
+fn describe_table(
+    table: &str,
+    aws: &AwsSettings,
+) -> anyhow::Result<(
+    tokio::runtime::Runtime,
+    aws_sdk_dynamodb::Client,
+    aws_sdk_dynamodb::types::TableDescription,
+)> {
     let runtime = crate::runtime::background("dynashift-backfill")?;
     let sdk = runtime.block_on(sdk_config(aws));
     runtime.block_on(crate::aws::require_credentials(&sdk))?;
     let client = aws_sdk_dynamodb::Client::new(&sdk);
     let out = runtime
         .block_on(client.describe_table().table_name(table).send())
-        .map_err(|e| anyhow::anyhow!("DescribeTable failed: {}", sdk_message(&e)))?;
-    let keys: Vec<String> = out
-        .table()
-        .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_string()).collect())
-        .unwrap_or_default();
-    anyhow::ensure!(!keys.is_empty(), "DescribeTable gave no key schema");
-    Ok(keys)
+        .map_err(|e| anyhow::anyhow!("DescribeTable of `{table}` failed: {}", sdk_message(&e)))?;
+    let described = out.table.context("DescribeTable gave no description")?;
+    Ok((runtime, client, described))
 }
 
 /// After a backfill: the shards (an export's data files, a scan's segments) not read to
