@@ -58,9 +58,11 @@ pub enum Selection {
 pub enum Step {
     /// Take the next read (and any word from the warehouse that comes first).
     Read,
-    /// Plan the selected tables of the gathered batch and give it to the warehouse, which
-    /// is free.
-    HandOver(Selection),
+    /// Plan the selected tables of the gathered batch: at once when the warehouse is free,
+    /// or while it applies the batch before when memory allows both (`Flow::planned`).
+    Plan(Selection),
+    /// Give the planned batch to the warehouse, which is free (`Flow::handed_over`).
+    HandOver,
     /// Wait until the warehouse has applied its batch.
     AwaitWarehouse,
     /// Read nothing for now: the held changes of this paused table fill the memory bound.
@@ -160,6 +162,9 @@ pub struct Flow {
     gathered: Gathered,
     /// Memory of the batch the warehouse is applying, if it is applying one.
     applying: Option<usize>,
+    /// Memory of the batch planned and waiting for the warehouse, if there is one.
+    planned: Option<usize>,
+    planned_count: u64,
     /// The last read was short: the source has no backlog.
     caught_up: bool,
     input_over: bool,
@@ -180,6 +185,8 @@ impl Flow {
             limits,
             gathered: Gathered::default(),
             applying: None,
+            planned: None,
+            planned_count: 0,
             caught_up: false,
             input_over: false,
             stopping: false,
@@ -228,19 +235,36 @@ impl Flow {
         self.stopping = true;
     }
 
-    /// The gathered batch went to the warehouse at `now`, planned into `planned_bytes`, with
-    /// the tables `selection` names; `left`: what the planner still holds.
-    pub fn handed_over(&mut self, planned_bytes: usize, selection: &Selection, now: i64, left: Gathered) {
-        debug_assert!(self.applying.is_none(), "handed over to a busy warehouse");
-        self.applying = Some(planned_bytes);
+    /// The gathered batch was planned at `now` into `planned_bytes`, with the tables
+    /// `selection` names; `left`: what the planner still holds. It waits for the warehouse.
+    pub fn planned(&mut self, planned_bytes: usize, selection: &Selection, now: i64, left: Gathered) {
+        debug_assert!(self.planned.is_none(), "planned over a batch still waiting");
+        self.planned = Some(planned_bytes);
+        self.planned_count += 1;
         self.gathered = left;
-        self.handed_over += 1;
         if let (Some(scheduler), Selection::Chosen(choice)) = (&mut self.scheduler, selection) {
             scheduler.early += choice.early.len() as u64;
             for table in choice.tables() {
                 scheduler.last_applied.insert(table.clone(), now);
             }
         }
+    }
+
+    /// The planned batch went to the warehouse.
+    pub fn handed_over(&mut self) {
+        debug_assert!(self.applying.is_none(), "handed over to a busy warehouse");
+        self.applying = self.planned.take();
+        self.handed_over += 1;
+    }
+
+    /// Whether the gathered batch may be planned while the warehouse applies another: the
+    /// batch applied, the held changes and their planned rows (estimated at one and a half
+    /// times the changes) must fit in `total_bytes` together. Small batches (a backfill's:
+    /// each item a row of its own) are planned ahead; large ones wait, as memory demands.
+    fn room_to_plan_ahead(&self) -> bool {
+        let gathered = self.gathered.bytes;
+        let planning = gathered.saturating_add(gathered / 2 * 3);
+        self.applying.unwrap_or(0).saturating_add(planning) <= self.limits.total_bytes
     }
 
     /// The warehouse committed its batch.
@@ -258,6 +282,11 @@ impl Flow {
         self.handed_over
     }
 
+    /// Batches planned so far: what is read now joins batch number `batches_planned()`.
+    pub fn batches_planned(&self) -> u64 {
+        self.planned_count
+    }
+
     pub fn memory_waits(&self) -> u64 {
         self.memory_waits
     }
@@ -270,10 +299,16 @@ impl Flow {
     /// The next step at `now` (seconds since the epoch). Records the reason when reading
     /// waits for memory, so call it once per step taken.
     pub fn next_step(&mut self, now: i64) -> Step {
-        if self.failed || self.limits.max_batches.is_some_and(|m| self.handed_over >= m) {
+        if self.failed {
             return Step::Finish;
         }
         let idle = self.applying.is_none();
+        if self.planned.is_some() {
+            return if idle { Step::HandOver } else { Step::AwaitWarehouse };
+        }
+        if self.limits.max_batches.is_some_and(|m| self.planned_count >= m) {
+            return Step::Finish;
+        }
         let selection = match &self.scheduler {
             None => Selection::All,
             Some(scheduler) => {
@@ -292,7 +327,11 @@ impl Flow {
         // gets what there is at once.
         let ready = self.full() || self.input_over || self.stopping || (self.caught_up && idle);
         if work && ready {
-            return if idle { Step::HandOver(selection) } else { Step::AwaitWarehouse };
+            return if idle || self.room_to_plan_ahead() {
+                Step::Plan(selection)
+            } else {
+                Step::AwaitWarehouse
+            };
         }
         if self.input_over || self.stopping {
             // What is not due stays held: its positions were not committed.
@@ -318,6 +357,13 @@ mod tests {
     const LIMITS: FlowLimits =
         FlowLimits { batch_records: 100, batch_bytes: 1_000, total_bytes: 2_500, max_batches: None };
 
+    /// Plans the batch and hands it to the free warehouse, as the driver does.
+    fn hand(flow: &mut Flow, planned: usize, selection: &Selection, now: i64, left: Gathered) {
+        flow.planned(planned, selection, now, left);
+        assert_eq!(flow.next_step(now), Step::HandOver);
+        flow.handed_over();
+    }
+
     fn gathered(records: u64, bytes: usize) -> Gathered {
         Gathered { records, bytes, ..Gathered::default() }
     }
@@ -336,48 +382,65 @@ mod tests {
         flow.read(gathered(50, 400), false);
         assert_eq!(flow.next_step(0), Step::Read, "a full read: more of the backlog folds in");
         flow.read(gathered(100, 800), false);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All), "the record bound");
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "the record bound");
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 1_000), false);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All), "the memory bound");
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "the memory bound");
     }
 
     #[test]
     fn a_caught_up_source_hands_over_to_a_free_warehouse_at_once() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(3, 30), true);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        flow.handed_over(45, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
+        hand(&mut flow, 45, &Selection::All, 0, Gathered::default());
         flow.read(gathered(2, 20), true);
         assert_eq!(flow.next_step(0), Step::Read, "busy: the next batch keeps gathering");
         flow.applied();
         assert_eq!(
             flow.next_step(0),
-            Step::HandOver(Selection::All),
+            Step::Plan(Selection::All),
             "free again: what was gathered goes at once"
         );
     }
 
     #[test]
-    fn a_full_batch_waits_for_a_busy_warehouse() {
+    fn a_full_batch_is_planned_while_the_warehouse_applies_when_memory_allows() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(100, 10), false);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        flow.handed_over(20, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
+        hand(&mut flow, 20, &Selection::All, 0, Gathered::default());
         flow.read(gathered(100, 10), false);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "planned ahead");
+        flow.planned(15, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.batches_planned(), 2);
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse, "nothing is read past a planned batch");
+        flow.applied();
+        assert_eq!(flow.next_step(0), Step::HandOver);
+        flow.handed_over();
+        assert_eq!(flow.next_step(0), Step::Read);
+        assert_eq!((flow.batches_handed_over(), flow.memory_waits()), (2, 0));
+    }
+
+    #[test]
+    fn a_full_batch_too_large_to_plan_beside_the_one_applied_waits() {
+        let mut flow = Flow::new(LIMITS);
+        flow.read(gathered(10, 1_000), false);
+        hand(&mut flow, 1_000, &Selection::All, 0, Gathered::default());
+        // 1,000 applied + 1,000 held + 1,500 planned pass 2,500.
+        flow.read(gathered(10, 1_000), false);
         assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        assert_eq!(flow.memory_waits(), 0);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
     }
 
     #[test]
     fn reading_waits_while_both_batches_together_reach_the_memory_bound() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 1_000), false);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
         // Planned rows take more memory than the held changes they came from.
-        flow.handed_over(1_800, &Selection::All, 0, Gathered::default());
+        hand(&mut flow, 1_800, &Selection::All, 0, Gathered::default());
         flow.read(gathered(5, 600), false);
         assert_eq!(flow.next_step(0), Step::Read, "2,400 of 2,500");
         flow.read(gathered(6, 700), false);
@@ -392,8 +455,8 @@ mod tests {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), false);
         flow.input_over();
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        flow.handed_over(10, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
+        hand(&mut flow, 10, &Selection::All, 0, Gathered::default());
         assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
         assert_eq!(flow.next_step(0), Step::Finish);
@@ -403,7 +466,7 @@ mod tests {
     fn markers_alone_are_handed_over() {
         let mut flow = Flow::new(LIMITS);
         flow.read(Gathered { marks: true, ..Gathered::default() }, true);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
     }
 
     #[test]
@@ -411,13 +474,16 @@ mod tests {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), false);
         flow.read(gathered(20, 20), false);
-        flow.handed_over(10, &Selection::All, 0, Gathered::default());
+        hand(&mut flow, 10, &Selection::All, 0, Gathered::default());
         flow.read(gathered(5, 5), false);
         flow.stop();
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "planned while the warehouse applies");
+        flow.planned(5, &Selection::All, 0, Gathered::default());
         assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        flow.handed_over(5, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::HandOver);
+        flow.handed_over();
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse);
         flow.applied();
         assert_eq!(flow.next_step(0), Step::Finish);
     }
@@ -426,13 +492,13 @@ mod tests {
     fn a_failure_or_the_batch_limit_finishes() {
         let mut flow = Flow::new(LIMITS);
         flow.read(gathered(10, 10), true);
-        flow.handed_over(10, &Selection::All, 0, Gathered::default());
+        hand(&mut flow, 10, &Selection::All, 0, Gathered::default());
         flow.failed();
         assert_eq!(flow.next_step(0), Step::Finish);
         let mut flow = Flow::new(FlowLimits { max_batches: Some(1), ..LIMITS });
         flow.read(gathered(10, 10), true);
-        assert_eq!(flow.next_step(0), Step::HandOver(Selection::All));
-        flow.handed_over(10, &Selection::All, 0, Gathered::default());
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
+        hand(&mut flow, 10, &Selection::All, 0, Gathered::default());
         flow.read(gathered(10, 10), true);
         assert_eq!(flow.next_step(0), Step::Finish, "what the warehouse holds is still applied");
     }
@@ -464,14 +530,14 @@ mod tests {
 
     fn selection(step: &Step) -> Selection {
         match step {
-            Step::HandOver(selection) => selection.clone(),
+            Step::Plan(selection) => selection.clone(),
             other => panic!("not a hand-over: {other:?}"),
         }
     }
 
     fn chosen(step: Step) -> Choice {
         match step {
-            Step::HandOver(Selection::Chosen(choice)) => choice,
+            Step::Plan(Selection::Chosen(choice)) => choice,
             other => panic!("not a scheduled hand-over: {other:?}"),
         }
     }
@@ -482,7 +548,7 @@ mod tests {
         flow.read(holding(&[("Hot", 10), ("Orders", 10)]), true);
         let step = flow.next_step(T);
         assert_eq!(chosen(step.clone()).due, vec!["Orders", "Hot"], "never applied: due; by priority");
-        flow.handed_over(20, &selection(&step), T, Gathered::default());
+        hand(&mut flow, 20, &selection(&step), T, Gathered::default());
         flow.applied();
         flow.read(holding(&[("Orders", 10)]), true);
         assert_eq!(flow.next_step(T + 60), Step::Read, "Orders waits for its hour");
@@ -522,7 +588,7 @@ mod tests {
             flow.read(holding(&[("Orders", 10)]), true);
             flow.next_step(T)
         };
-        flow.handed_over(10, &selection(&step), T, Gathered::default());
+        hand(&mut flow, 10, &selection(&step), T, Gathered::default());
         flow.applied();
         flow.read(holding(&[("Orders", 900), ("Hot", 100)]), false);
         let step = flow.next_step(T + 1);
@@ -531,7 +597,7 @@ mod tests {
         flow.read(holding(&[("Orders", 1_000)]), false);
         let step = flow.next_step(T + 2);
         assert_eq!(chosen(step.clone()).early, vec!["Orders"]);
-        flow.handed_over(1_000, &selection(&step), T + 2, Gathered::default());
+        hand(&mut flow, 1_000, &selection(&step), T + 2, Gathered::default());
         assert_eq!(flow.early_applies(), 1);
     }
 
@@ -541,7 +607,7 @@ mod tests {
         flow.read(holding(&[("Audit", 1_000)]), false);
         assert_eq!(flow.next_step(T), Step::Wait("Audit".into()));
         flow.read(holding(&[("Audit", 1_000)]), false);
-        flow.handed_over(10, &Selection::All, T, holding(&[("Audit", 1_000)]));
+        hand(&mut flow, 10, &Selection::All, T, holding(&[("Audit", 1_000)]));
         assert_eq!(flow.next_step(T), Step::AwaitWarehouse, "a batch in flight is waited for first");
         flow.applied();
         flow.stop();

@@ -202,17 +202,17 @@ fn execute(command: Command) -> anyhow::Result<()> {
             if !dry_run {
                 auto_backfill(&config, &stop)?;
             }
-            replicate(&config, RunOptions { follow, dry_run, ..RunOptions::default() }, stop)
+            replicate(&config, RunOptions { follow, dry_run, ..RunOptions::default() }, stop).map(drop)
         }
         Command::Sync { config, once, all, metrics } => {
             anyhow::ensure!(once, "`sync` runs one pass: pass --once (or use `run --follow` to keep going)");
             let config = load(&config)?;
             serve_metrics(metrics.or(config.monitoring.metrics))?;
             auto_backfill(&config, &stop)?;
-            replicate(&config, RunOptions { all, ..RunOptions::default() }, stop)
+            replicate(&config, RunOptions { all, ..RunOptions::default() }, stop).map(drop)
         }
         Command::Plan { config } => {
-            replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop)
+            replicate(&load(&config)?, RunOptions { dry_run: true, ..Default::default() }, stop).map(drop)
         }
         // `status` and `check` only read: a warehouse never set up stays untouched.
         Command::Status { config, json, watch } => {
@@ -300,7 +300,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 _ => BackfillFrom::Scan { segments, page_items, rate },
             };
             let request = BackfillRequest { from, table, keys };
-            let (backfill, loading) = dynashift::backfill::backfill_config(&config, &request)?;
+            let dynashift::backfill::Backfill { config: backfill, loading, expected } =
+                dynashift::backfill::backfill_config(&config, &request)?;
             let what = match &loading {
                 Loading::Export(summary) => {
                     println!(
@@ -318,7 +319,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     format!("the scan of `{table}`")
                 }
             };
-            replicate(&backfill, RunOptions { all: true, ..RunOptions::default() }, stop)?;
+            let started = std::time::Instant::now();
+            let options = RunOptions { all: true, backfill: Some(expected), ..RunOptions::default() };
+            let records = replicate(&backfill, options, stop)?;
+            let secs = started.elapsed().as_secs_f64();
             let unfinished = dynashift::backfill::unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
             anyhow::ensure!(
                 unfinished.is_empty(),
@@ -327,7 +331,10 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 unfinished.len(),
                 unfinished.join(", ")
             );
-            println!("{what} loaded whole");
+            println!(
+                "{what} loaded whole; this run: {records} items in {secs:.1} s ({:.0} items/s)",
+                records as f64 / secs
+            );
             Ok(())
         }
         #[cfg(feature = "bench")]
@@ -425,9 +432,11 @@ fn auto_backfill(config: &Config, stop: &Arc<AtomicBool>) -> anyhow::Result<()> 
         }
         let from = BackfillFrom::Scan { segments: AUTO_SEGMENTS, page_items: None, rate: None };
         let request = BackfillRequest { from, table: Some(table.clone()), keys: Vec::new() };
-        let (backfill, _) = backfill_config(config, &request)?;
+        let dynashift::backfill::Backfill { config: backfill, expected, .. } =
+            backfill_config(config, &request)?;
         println!("backfill = \"auto\": scanning `{table}` before the stream is first read");
-        replicate(&backfill, RunOptions { all: true, ..RunOptions::default() }, stop.clone())?;
+        let options = RunOptions { all: true, backfill: Some(expected), ..RunOptions::default() };
+        replicate(&backfill, options, stop.clone())?;
         let left = unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
         anyhow::ensure!(
             left.is_empty(),
@@ -438,7 +447,8 @@ fn auto_backfill(config: &Config, stop: &Arc<AtomicBool>) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Runs the pipeline and prints its summary; returns the records it read.
+fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
     match run(config, &options, stop)? {
         RunResult::Done(summary) => {
             print!("{}", format_summary(&summary));
@@ -446,6 +456,7 @@ fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> any
             if let Some(kb) = dynashift::memory::peak_memory_kb() {
                 println!("peak memory {} MB", kb / 1024);
             }
+            return Ok(summary.records);
         }
         RunResult::Plan(statements) if statements.is_empty() => {
             println!("-- nothing to apply: the input is consumed")
@@ -456,5 +467,5 @@ fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> any
             }
         }
     }
-    Ok(())
+    Ok(0)
 }

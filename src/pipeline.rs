@@ -64,6 +64,8 @@ pub struct Pipeline<W: Warehouse> {
     flow: Flow,
     /// The batch handed to the warehouse and not yet applied.
     in_flight: Option<Prepared>,
+    /// A batch planned while `in_flight` was applied, waiting for the warehouse.
+    planned: Option<Prepared>,
     /// The time the flow decides by (seconds since the epoch): the clock's, unless set.
     now: Option<i64>,
 }
@@ -77,7 +79,15 @@ impl<W: Warehouse> Pipeline<W> {
 
     fn with_planner(config: Config, planner: Planner, warehouse: W) -> Pipeline<W> {
         let flow = Flow::new(config.flow_limits(None));
-        Pipeline { planner, warehouse, summary: Summary::default(), flow, in_flight: None, now: None }
+        Pipeline {
+            planner,
+            warehouse,
+            summary: Summary::default(),
+            flow,
+            in_flight: None,
+            planned: None,
+            now: None,
+        }
     }
 
     /// Applies tables by their schedules (from the configuration, and the last applies the
@@ -135,10 +145,10 @@ impl<W: Warehouse> Pipeline<W> {
         self.warehouse.load_checkpoints(&source)
     }
 
-    /// Batches handed to the warehouse so far: the records of a read join batch number
-    /// `batches_handed_over()` as it was when they were read.
-    pub fn batches_handed_over(&self) -> u64 {
-        self.flow.batches_handed_over()
+    /// Batches planned so far: the records of a read join batch number
+    /// `batches_planned()` as it was when they were read.
+    pub fn batches_planned(&self) -> u64 {
+        self.flow.batches_planned()
     }
 
     /// One read, as the run loop receives it; `caught_up`: the read was short (the source
@@ -181,11 +191,15 @@ impl<W: Warehouse> Pipeline<W> {
             match self.flow.next_step(now) {
                 // Waiting for a paused table is the caller's to end (by a stop or more time).
                 Step::Read | Step::Wait(_) => return Ok(outcome),
-                Step::HandOver(selection) => {
+                Step::Plan(selection) => {
                     let prepared = self.planner.hand_over(&selection, now);
                     let planned = prepared.batch.planned_weight();
-                    self.in_flight = Some(prepared);
-                    self.flow.handed_over(planned, &selection, now, self.planner.gathered());
+                    self.planned = Some(prepared);
+                    self.flow.planned(planned, &selection, now, self.planner.gathered());
+                }
+                Step::HandOver => {
+                    self.in_flight = self.planned.take();
+                    self.flow.handed_over();
                 }
                 Step::AwaitWarehouse => outcome.add(self.apply_in_flight()?),
                 Step::Finish => {

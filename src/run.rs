@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use dynashift_core::alarm::AlarmLimits;
 
+use crate::backfill::progress::BackfillProgress;
 use crate::config::{Config, RedshiftTargetConfig, SourceConfig, TargetConfig};
 use crate::flow::{Flow, Scheduler, Selection, Step};
 use crate::metrics::metrics;
@@ -35,6 +36,8 @@ pub struct RunOptions {
     pub max_batches: Option<u64>,
     /// Apply every table in every batch, whatever its schedule (`sync --once --all`).
     pub all: bool,
+    /// A backfill: what it expects to load, for its progress.
+    pub backfill: Option<crate::backfill::progress::Expected>,
 }
 
 /// Microseconds since the Unix epoch, by the system clock.
@@ -290,7 +293,8 @@ pub fn run(config: &Config, options: &RunOptions, stop: Arc<AtomicBool>) -> anyh
     metrics().health.started.store(true, Ordering::Relaxed);
     // A backlog whose first batch never commits is a stall too.
     metrics().health.progressed(unix_now());
-    let mut progress = Progress::start();
+    let backfill = options.backfill.clone().map(|expected| BackfillProgress::new(expected, &resume));
+    let mut progress = Progress::start(backfill);
     // Set while the warehouse waits for work: decoding then takes every core.
     let applier_idle = Arc::new(AtomicBool::new(true));
     let reading_over = AtomicBool::new(false);
@@ -356,6 +360,8 @@ fn drive(
     let mut stop_noted = false;
     let mut waiting_for: Option<String> = None;
     let mut loss_warned: Option<std::time::Instant> = None;
+    // A batch planned while the warehouse applied the one before, until it is free.
+    let mut next_batch: Option<Prepared> = None;
     loop {
         if !stop_noted && stop.load(Ordering::Relaxed) {
             stop_noted = true;
@@ -393,7 +399,7 @@ fn drive(
                 },
                 recv(done) -> word => heard(flow, word),
             },
-            Step::HandOver(selection) => {
+            Step::Plan(selection) => {
                 waiting_for = None;
                 let started = std::time::Instant::now();
                 let held_mb = planner.gathered().bytes >> 20;
@@ -423,11 +429,16 @@ fn drive(
                     resident_mb = crate::memory::resident_mb(),
                     "batch planned"
                 );
+                flow.planned(planned, &selection, now, planner.gathered());
+                next_batch = Some(prepared);
+            }
+            Step::HandOver => {
+                let prepared = next_batch.take().context("the flow handed over a batch it never planned")?;
                 if batches.send(prepared).is_err() {
                     // The warehouse has stopped on an error (reported when it is joined).
                     flow.failed();
                 } else {
-                    flow.handed_over(planned, &selection, now, planner.gathered());
+                    flow.handed_over();
                 }
             }
             Step::AwaitWarehouse => loop {
@@ -510,10 +521,14 @@ fn spawn_applying<'scope, W: Warehouse + Send + 'scope>(
                 "batch committed"
             );
             let lag = prepared.newest_change.values().max().map(|made| (unix_now() - made).max(0));
-            let _ = progress.committed(&summary, lag);
+            let _ = progress.committed(&summary, &prepared.batch.checkpoints, lag);
             // The run loop may have finished already and gone: the batch is committed anyway.
             let _ = done_tx.send(true);
         }
+        // Closing may take a while: DuckDB writes what its log holds into the file.
+        let closing = std::time::Instant::now();
+        drop(warehouse);
+        tracing::debug!(close_ms = closing.elapsed().as_millis() as u64, "warehouse closed");
         Ok(summary)
     });
     (batch_tx, done_rx, applier)

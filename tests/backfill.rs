@@ -140,6 +140,35 @@ fn an_export_folder_loads_cell_for_cell_and_only_once() {
     assert!(!other.status.success() && text(&other).contains("is an export of `Orders`, not of `Users`"));
 }
 
+/// On a terminal, a backfill draws its items against the export's count with the time left,
+/// and a bar for the data file being read (run under `script`, which gives it a terminal).
+#[test]
+fn a_backfill_on_a_terminal_shows_its_items_files_and_time_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(4_000, 12);
+    write_export(&dir.path().join("export"), TABLE, items.values(), 3, EXPORT_TIME);
+    let config = duckdb_config(dir.path(), "[defaults]\nbatch_size = 200\nmax_batch_records = 200\n");
+    let command = format!("{BIN} backfill --config {} --from-export export", config.display());
+    let out = support::on_a_terminal(dir.path(), &command);
+    let drawn = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{drawn}");
+    let total = format!(" of {} items (", items.len());
+    let line = drawn
+        .split(['\r', '\n'])
+        .find(|l| l.contains(&total) && l.contains(" items/s; data files: "))
+        .unwrap_or_else(|| panic!("no backfill progress drawn:\n{drawn}"));
+    assert!(line.contains(" left, ") && line.contains(" read whole"), "{line}");
+    // A data file's own bar: its name, then how far it is (`… 400 of 1594 items`).
+    let file_bar = drawn
+        .match_indices(".json.gz ")
+        .map(|(at, _)| &drawn[at + ".json.gz ".len()..])
+        .find(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or_else(|| panic!("no data file's bar drawn:\n{drawn}"));
+    let progress = file_bar.split(" items").next().unwrap_or_default();
+    assert!(progress.contains(" of "), "{progress}");
+    assert!(drawn.contains("loaded whole"), "{drawn}");
+}
+
 /// A data file whose bytes differ from its MD5, one holding fewer items than listed, and one
 /// cut short (no MD5 listed): each is named, as a reject and in the exit message, and every
 /// other file loads. Replaced by good copies, the next backfill loads just them.

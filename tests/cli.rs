@@ -459,12 +459,7 @@ fn a_long_pass_on_a_terminal_shows_progress() {
          [defaults]\nbatch_size = 500\nmax_batch_records = 1000\n",
     )
     .unwrap();
-    let command = format!("{BIN} sync --once --config p.toml");
-    let out = Command::new("script")
-        .current_dir(dir.path())
-        .args(["-qec", &command, "/dev/null"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run `script` (util-linux) to give the run a terminal: {e}"));
+    let out = support::on_a_terminal(dir.path(), &format!("{BIN} sync --once --config p.toml"));
     let drawn = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{drawn}");
     let line = drawn

@@ -206,7 +206,7 @@ fn replicate_into<W: Warehouse>(
             pipeline.settle().unwrap();
         }
         // What is read now joins the batch handed over next.
-        batch_of.resize(end, pipeline.batches_handed_over() as usize);
+        batch_of.resize(end, pipeline.batches_planned() as usize);
         pipeline.read(records[start..end].to_vec(), !n.is_multiple_of(4)).unwrap();
         start = end;
     }

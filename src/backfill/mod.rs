@@ -5,6 +5,7 @@
 //! before that time makes the overlap exact.
 
 pub mod export_job;
+pub mod progress;
 
 use anyhow::Context as _;
 
@@ -49,12 +50,21 @@ pub enum Loading {
     Scan { table: String },
 }
 
+/// A backfill's configuration, what it loads, and what it expects to load (for progress).
+pub struct Backfill {
+    pub config: Config,
+    pub loading: Loading,
+    pub expected: progress::Expected,
+}
+
 /// The configuration a backfill runs with: the export or the scan as the source (its
 /// positions named by the export's id or the table), the table's keys known.
-pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Result<(Config, Loading)> {
+pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Result<Backfill> {
     let aws = source_aws(config);
     let mut backfill = config.clone();
-    let (table, loading) = match &request.from {
+    // A scan's table, described once: its keys and its approximate item count.
+    let mut described = None;
+    let (table, loading, expected) = match &request.from {
         BackfillFrom::Export(from) => {
             let location =
                 ExportLocation::parse(from, &aws).map_err(|why| anyhow::anyhow!("{from}: {why}"))?;
@@ -70,7 +80,14 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
                 table: summary.table.clone(),
                 version_micros: load_version(summary.export_time_micros),
             });
-            (summary.table.clone(), Loading::Export(summary))
+            let files: u64 = source.files().iter().map(|f| f.item_count).sum();
+            let expected = progress::Expected {
+                items: Some(summary.item_count.unwrap_or(files)),
+                approximate: false,
+                shards: source.files().iter().map(|f| (f.key.clone(), Some(f.item_count))).collect(),
+                unit: "data files",
+            };
+            (summary.table.clone(), Loading::Export(summary), expected)
         }
         BackfillFrom::Scan { segments, page_items, rate } => {
             let table = request.table.clone().context("a scan needs the table: pass --table")?;
@@ -89,14 +106,24 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
                 // how far it may be ahead of AWS's (an older version only re-applies changes).
                 started_micros: load_version(crate::run::unix_now_micros() - CLOCK_MARGIN_MICROS),
             });
-            (table.clone(), Loading::Scan { table })
+            let description = describe_table(&table, &aws).map(|(_, _, d)| d);
+            let expected = progress::Expected {
+                items: description.as_ref().ok().and_then(|d| d.item_count()).map(|c| c.max(0) as u64),
+                approximate: true,
+                shards: (0..*segments)
+                    .map(|i| (crate::source::scan::segment_shard(i, *segments), None))
+                    .collect(),
+                unit: "segments",
+            };
+            described = Some(description);
+            (table.clone(), Loading::Scan { table }, expected)
         }
     };
     let configured = backfill.tables.get(&table).and_then(|t| t.keys.clone());
     let keys = match configured {
         Some(keys) => keys,
         None if !request.keys.is_empty() => request.keys.clone(),
-        None => table_keys(&table, &aws).with_context(|| {
+        None => table_keys(&table, &aws, described).with_context(|| {
             format!(
                 "the key attributes of `{table}` are needed to load it: set `keys` in [tables.\"{table}\"] \
                  or pass --keys"
@@ -104,8 +131,18 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
         })?,
     };
     backfill.tables.entry(table).or_default().keys = Some(keys);
-    Ok((backfill, loading))
+    if backfill.defaults.max_batch_memory.is_none() && !backfill.target.is_redshift() {
+        backfill.defaults.max_batch_memory = Some(backfill.memory_budget_bytes() / BATCH_SHARE);
+    }
+    Ok(Backfill { config: backfill, loading, expected })
 }
+
+/// A backfill's batches take this share of the memory budget unless `max_batch_memory` says
+/// otherwise (Redshift keeps its large batches: each costs an S3 upload and a COPY). Every
+/// item is a row of its own, so large batches save the warehouse nothing; small ones let the
+/// next batch be planned while one is applied. 1,000,000 items into DuckDB: 15.7 s and 665 MB
+/// with the stream's 128 MB batches, 10.0 s and 413 MB with 32 MB ones.
+const BATCH_SHARE: u64 = 16;
 
 /// How far this machine's clock may run ahead of AWS's, taken off a scan's start.
 const CLOCK_MARGIN_MICROS: i64 = 60_000_000;
@@ -119,9 +156,16 @@ pub fn load_version(micros: i64) -> i64 {
     micros.div_euclid(1_000_000) * 1_000_000 - 1
 }
 
-/// The table's key attributes, from DescribeTable.
-fn table_keys(table: &str, aws: &AwsSettings) -> anyhow::Result<Vec<String>> {
-    let (_, _, described) = describe_table(table, aws)?;
+/// The table's key attributes, from DescribeTable (its answer when already asked).
+fn table_keys(
+    table: &str,
+    aws: &AwsSettings,
+    described: Option<anyhow::Result<aws_sdk_dynamodb::types::TableDescription>>,
+) -> anyhow::Result<Vec<String>> {
+    let described = match described {
+        Some(described) => described?,
+        None => describe_table(table, aws)?.2,
+    };
     let keys: Vec<String> = described.key_schema().iter().map(|k| k.attribute_name().to_string()).collect();
     anyhow::ensure!(!keys.is_empty(), "DescribeTable gave no key schema");
     Ok(keys)

@@ -52,6 +52,10 @@ impl TargetConfig {
         }
     }
 
+    pub fn is_redshift(&self) -> bool {
+        matches!(self, TargetConfig::Redshift(_))
+    }
+
     /// Whether the warehouse runs inside this process (DuckDB) rather than on a server.
     pub fn is_embedded(&self) -> bool {
         matches!(self, TargetConfig::Duckdb(_))

@@ -269,7 +269,7 @@ fn pending_is_full_at_the_record_or_memory_limit() {
     let pending_full = |p: &Planner| {
         let mut flow = crate::flow::Flow::new(p.config.flow_limits(None));
         flow.read(p.gathered(), false);
-        flow.next_step(0) == crate::flow::Step::HandOver(crate::flow::Selection::All)
+        flow.next_step(0) == crate::flow::Step::Plan(crate::flow::Selection::All)
     };
     let mut p = planner("[defaults]\nbatch_size = 2\nmax_batch_records = 4\n");
     p.ingest_one(vec![record(1, "a", 1), record(2, "b", 1)]);

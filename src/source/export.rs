@@ -150,7 +150,9 @@ impl ExportSource {
             }
             bytes += self.line.len();
             out.push(RawRecord {
-                data: std::mem::replace(&mut self.line, Vec::with_capacity(4096)),
+                // An exact copy: handing over the line buffer would keep its capacity (4 KB
+                // and up) for each item of a few hundred bytes, 100 MB a read.
+                data: self.line.clone(),
                 position: Position::new(reading.shard.clone(), reading.taken.to_string()),
                 problem: None,
             });

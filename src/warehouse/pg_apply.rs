@@ -109,6 +109,9 @@ pub async fn apply_batch(
     stage_from: StageFrom<'_>,
 ) -> Result<Outcome, WarehouseError> {
     let tx = client.transaction().await.map_err(|e| query_error("starting a transaction", e))?;
+    for setting in d.batch_settings() {
+        run_sql(&tx, setting, &[]).await?;
+    }
     let mut outcome = Outcome::default();
     let mut unstorable = Vec::new();
     for step in batch_steps(d, layout, batch) {

@@ -52,6 +52,17 @@ pub fn pass_as_fd3(command: &mut std::process::Command, listener: &std::net::Tcp
     }
 }
 
+/// Runs the shell line `command` in `dir` under `script` (util-linux), which gives it a
+/// pseudo-terminal of 160 columns and records what it draws, escape sequences and all.
+pub fn on_a_terminal(dir: &std::path::Path, command: &str) -> std::process::Output {
+    let command = format!("stty cols 160 rows 40; {command}");
+    std::process::Command::new("script")
+        .current_dir(dir)
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run `script` (util-linux) to give a command a terminal: {e}"))
+}
+
 /// `lines` as records of shard `s`, numbered from 1.
 pub fn records(lines: &[String]) -> Vec<dynashift::source::RawRecord> {
     lines

@@ -20,6 +20,11 @@ pub trait Dialect: Send + Sync {
     /// The warehouse kind, as `by_name` takes it.
     fn name(&self) -> &'static str;
 
+    /// Settings each batch's transaction starts with, for its statements' plans.
+    fn batch_settings(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Longest identifier, in bytes.
     fn max_identifier(&self) -> usize {
         self.limits().max_identifier

@@ -16,6 +16,15 @@ impl Dialect for Postgres {
         "postgres"
     }
 
+    /// A batch's guards join its stage to the target's key index. Once a table has
+    /// statistics, PostgreSQL prefers to hash the whole table, a scan that grows with it: 524
+    /// ms against 1,000,000 rows for a stage of 75,000 keys, where probing the index took 188
+    /// ms whatever the table's size. Compiling each statement (JIT, about 20 ms) pays nothing
+    /// back for them.
+    fn batch_settings(&self) -> &'static [&'static str] {
+        &["SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off", "SET LOCAL jit = off"]
+    }
+
     /// 63-byte names; at most 1,600 columns; system column names (`xmin`, `ctid`, …) are
     /// refused as user column names.
     /// <https://www.postgresql.org/docs/current/limits.html>,
