@@ -65,11 +65,29 @@ pub fn source_lines(config: &Config) -> Vec<String> {
         .collect()
 }
 
+/// With `kind = "redshift-mv"`: the view reached, with the columns dynashift reads (or why
+/// not, which fails the check).
+pub fn view_line(config: &Config) -> Option<Result<String, String>> {
+    let SourceConfig::RedshiftMv(m) = &config.source else { return None };
+    Some(match crate::source::redshift_mv::MvSource::open(m, Default::default()) {
+        Ok(_) => Ok(format!(
+            "source: {}.{} is readable and holds {}",
+            m.schema,
+            m.view,
+            crate::source::redshift_mv::REQUIRED_COLUMNS.join(", ")
+        )),
+        Err(e) => Err(format!("source: {e}")),
+    })
+}
+
 /// How long the source keeps a record, in seconds: DynamoDB Streams 24 hours, a Kinesis
 /// stream what `DescribeStreamSummary` says (`None` when it cannot be asked), a file for ever.
 pub fn source_retention(config: &Config) -> Result<Option<u64>, Cause> {
     match &config.source {
-        SourceConfig::File(_) | SourceConfig::Export(_) | SourceConfig::Scan(_) => Ok(None),
+        SourceConfig::File(_)
+        | SourceConfig::Export(_)
+        | SourceConfig::Scan(_)
+        | SourceConfig::RedshiftMv(_) => Ok(None),
         SourceConfig::DynamodbStreams(_) => Ok(Some(crate::source::dynamodb_streams::RETENTION_SECS)),
         SourceConfig::Kinesis(k) => crate::source::kinesis::retention(&k.stream, &k.aws).map_err(|e| {
             let message = format!("DescribeStreamSummary failed, retention not checked: {}", error_chain(&e));

@@ -17,8 +17,9 @@ pub struct FlowLimits {
     pub batch_records: u64,
     /// Memory the changes one batch holds may reach (`max_batch_memory`).
     pub batch_bytes: usize,
-    /// Memory the batch being gathered and the batch being applied (as planned rows) may
-    /// hold together: past it, reading waits for the warehouse instead of gathering more.
+    /// Memory the batch being gathered (or planned and waiting) and the batch being applied
+    /// (as planned rows) may hold together: past it, reading waits for the warehouse
+    /// instead of gathering more, and a full batch is not planned ahead.
     pub total_bytes: usize,
     /// Batches to hand over at most (`--max-batches`).
     pub max_batches: Option<u64>,
@@ -77,7 +78,7 @@ pub enum Step {
 pub struct Scheduler {
     schedules: Schedules,
     /// Seconds since the epoch of each table's last apply (from the warehouse, then as
-    /// batches are handed over).
+    /// batches are planned).
     last_applied: HashMap<String, i64>,
     /// How long the stream keeps a record (seconds), which bounds how long a change is held.
     retention: Option<u64>,

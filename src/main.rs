@@ -247,6 +247,11 @@ fn execute(command: Command) -> anyhow::Result<()> {
             for line in dynashift::check::source_lines(&config) {
                 println!("{line}");
             }
+            match dynashift::check::view_line(&config) {
+                Some(Ok(line)) => println!("{line}"),
+                Some(Err(problem)) => anyhow::bail!("{problem}"),
+                None => {}
+            }
             let probes = dynashift::check::permissions::probes(&config);
             for probe in &probes {
                 println!("{}", probe.line());

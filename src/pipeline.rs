@@ -198,6 +198,7 @@ impl<W: Warehouse> Pipeline<W> {
                     self.flow.planned(planned, &selection, now, self.planner.gathered());
                 }
                 Step::HandOver => {
+                    debug_assert!(self.planned.is_some(), "the flow handed over a batch it never planned");
                     self.in_flight = self.planned.take();
                     self.flow.handed_over();
                 }

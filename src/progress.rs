@@ -39,7 +39,7 @@ impl Progress {
         let multi = MultiProgress::new();
         let bar = terminal.then(|| {
             let bar = multi.add(ProgressBar::new_spinner());
-            let (template, length) = match backfill.as_ref().and_then(|b| b.expected().items) {
+            let (template, length) = match backfill.as_ref().and_then(BackfillProgress::items) {
                 // `wide_msg`: cut to the terminal's width, so that a line never wraps
                 // and the bars below it keep their places.
                 Some(items) => ("{bar:30} {wide_msg} [{elapsed}]", items),

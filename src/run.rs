@@ -125,6 +125,10 @@ fn open_source(
             );
             Source::Scan(source.with_read_bytes(config.read_bytes()))
         }
+        SourceConfig::RedshiftMv(m) => {
+            let source = crate::source::redshift_mv::MvSource::open(m, resume)?;
+            Source::RedshiftMv(Box::new(source.with_read_bytes(config.read_bytes())))
+        }
         SourceConfig::DynamodbStreams(d) => {
             let reader = d.reading.reader_options(once, config.round_bytes());
             Source::DynamodbStreams(crate::source::dynamodb_streams::open(

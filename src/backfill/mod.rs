@@ -40,7 +40,7 @@ pub fn source_aws(config: &Config) -> AwsSettings {
         SourceConfig::DynamodbStreams(s) => s.aws.clone(),
         SourceConfig::Export(e) => e.aws.clone(),
         SourceConfig::Scan(s) => s.aws.clone(),
-        SourceConfig::File(_) => AwsSettings::default(),
+        SourceConfig::File(_) | SourceConfig::RedshiftMv(_) => AwsSettings::default(),
     }
 }
 
@@ -84,7 +84,8 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
             let expected = progress::Expected {
                 items: Some(summary.item_count.unwrap_or(files)),
                 approximate: false,
-                shards: source.files().iter().map(|f| (f.key.clone(), Some(f.item_count))).collect(),
+                shard_items: source.files().iter().map(|f| (f.key.clone(), f.item_count)).collect(),
+                shard_count: source.files().len(),
                 unit: "data files",
             };
             (summary.table.clone(), Loading::Export(summary), expected)
@@ -107,12 +108,14 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
                 started_micros: load_version(crate::run::unix_now_micros() - CLOCK_MARGIN_MICROS),
             });
             let description = describe_table(&table, &aws).map(|(_, _, d)| d);
+            if let Err(e) = &description {
+                tracing::debug!("no item count to show the scan's progress against: {e:#}");
+            }
             let expected = progress::Expected {
                 items: description.as_ref().ok().and_then(|d| d.item_count()).map(|c| c.max(0) as u64),
                 approximate: true,
-                shards: (0..*segments)
-                    .map(|i| (crate::source::scan::segment_shard(i, *segments), None))
-                    .collect(),
+                shard_items: Default::default(),
+                shard_count: *segments as usize,
                 unit: "segments",
             };
             described = Some(description);

@@ -124,7 +124,10 @@ pub fn probes(config: &Config) -> Vec<Probe> {
     };
     let mut probes = Vec::new();
     match &config.source {
-        SourceConfig::File(_) | SourceConfig::Export(_) | SourceConfig::Scan(_) => {}
+        SourceConfig::File(_)
+        | SourceConfig::Export(_)
+        | SourceConfig::Scan(_)
+        | SourceConfig::RedshiftMv(_) => {}
         SourceConfig::Kinesis(k) => probes.extend(runtime.block_on(kinesis(k))),
         SourceConfig::DynamodbStreams(s) => probes.extend(runtime.block_on(streams(s))),
     }

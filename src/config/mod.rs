@@ -21,8 +21,8 @@ pub use self::monitoring::{parse_listen_address, Monitoring};
 pub use self::raw::TableOverride;
 pub use self::schedule::Schedules;
 pub use self::source::{
-    ExportSourceConfig, FileSourceConfig, KinesisSourceConfig, ScanSourceConfig, SourceConfig, StreamReading,
-    StreamsSourceConfig,
+    ExportSourceConfig, FileSourceConfig, KinesisSourceConfig, MvSourceConfig, ScanSourceConfig,
+    SourceConfig, StreamReading, StreamsSourceConfig,
 };
 pub use self::target::{DuckDbTargetConfig, RedshiftTargetConfig, TargetConfig};
 
@@ -135,10 +135,10 @@ impl Config {
         bytes.min(usize::MAX as u64) as usize
     }
 
-    /// The bounds of the run loop (`flow::Flow`). The batch being gathered and the batch
-    /// being applied (as planned rows, about 1.5 times its held changes) share half the
-    /// budget with DuckDB, three quarters with a server warehouse, and never less than one
-    /// batch's held changes.
+    /// The bounds of the run loop (`flow::Flow`). The batch being gathered (or planned and
+    /// waiting) and the batch being applied (as planned rows, about 1.5 times its held
+    /// changes) share half the budget with DuckDB, three quarters with a server warehouse,
+    /// and never less than one batch's held changes.
     pub fn flow_limits(&self, max_batches: Option<u64>) -> crate::flow::FlowLimits {
         let batch_bytes = self.max_batch_memory_bytes();
         let share = if self.target.is_embedded() {

@@ -51,6 +51,36 @@ pub enum RawSource {
     File(RawFileSource),
     Kinesis(RawKinesisSource),
     DynamodbStreams(RawStreamsSource),
+    RedshiftMv(RawMvSource),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMvSource {
+    /// The streaming-ingestion materialized view (or a landing table with its columns),
+    /// `schema.name`.
+    pub view: String,
+    /// Its server: a PostgreSQL connection string (Redshift's wire protocol included).
+    pub url: String,
+    /// Environment variable holding the password, when `url` has none.
+    #[serde(default = "default_mv_password_env")]
+    pub password_env: String,
+    /// `REFRESH MATERIALIZED VIEW` before each pass (when its auto refresh is off).
+    #[serde(default)]
+    pub refresh: bool,
+    /// Rows one query reads at most.
+    #[serde(default = "default_mv_page_rows")]
+    pub page_rows: usize,
+    /// Table for relayed Streams records that carry no table name.
+    pub table: Option<String>,
+}
+
+fn default_mv_password_env() -> String {
+    "DYNASHIFT_SOURCE_PASSWORD".into()
+}
+
+fn default_mv_page_rows() -> usize {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::raw::{RawFileSource, RawKinesisSource, RawSource, RawStreamsSource};
+use super::raw::{RawFileSource, RawKinesisSource, RawMvSource, RawSource, RawStreamsSource};
 use super::InvalidSetting;
 use crate::aws::AwsSettings;
 use crate::source::shards::{ReaderOptions, StartPosition};
@@ -16,6 +16,20 @@ pub enum SourceConfig {
     Export(ExportSourceConfig),
     /// A table read with a parallel Scan, by `backfill --scan` (not a `[source]` of the file).
     Scan(ScanSourceConfig),
+    /// Redshift's streaming-ingestion materialized view of the Kinesis stream.
+    RedshiftMv(MvSourceConfig),
+}
+
+/// A materialized view (or landing table) holding the Kinesis stream's records.
+#[derive(Debug, Clone)]
+pub struct MvSourceConfig {
+    pub schema: String,
+    pub view: String,
+    pub url: String,
+    pub password_env: String,
+    pub refresh: bool,
+    pub page_rows: usize,
+    pub table: Option<String>,
 }
 
 /// A table to scan for a backfill.
@@ -139,6 +153,7 @@ impl SourceConfig {
             SourceConfig::DynamodbStreams(_) => "dynamodb-streams".into(),
             SourceConfig::Export(e) => format!("export:{}", e.export_id),
             SourceConfig::Scan(s) => format!("scan:{}", s.table),
+            SourceConfig::RedshiftMv(m) => format!("redshift-mv:{}.{}", m.schema, m.view),
         }
     }
 
@@ -160,6 +175,7 @@ impl SourceConfig {
             SourceConfig::DynamodbStreams(_) => None,
             SourceConfig::Export(e) => Some(e.table.clone()),
             SourceConfig::Scan(s) => Some(s.table.clone()),
+            SourceConfig::RedshiftMv(m) => m.table.clone(),
         }
     }
 
@@ -177,6 +193,33 @@ impl TryFrom<RawSource> for SourceConfig {
             RawSource::File(f) => SourceConfig::File(f.try_into()?),
             RawSource::Kinesis(k) => SourceConfig::Kinesis(k.try_into()?),
             RawSource::DynamodbStreams(d) => SourceConfig::DynamodbStreams(d.try_into()?),
+            RawSource::RedshiftMv(m) => SourceConfig::RedshiftMv(m.try_into()?),
+        })
+    }
+}
+
+impl TryFrom<RawMvSource> for MvSourceConfig {
+    type Error = InvalidSetting;
+
+    fn try_from(raw: RawMvSource) -> Result<MvSourceConfig, InvalidSetting> {
+        let Some((schema, view)) = raw.view.split_once('.').filter(|(s, v)| !s.is_empty() && !v.is_empty())
+        else {
+            return Err(InvalidSetting::value("source.view", "name the view as `schema.name`"));
+        };
+        if raw.url.trim().is_empty() {
+            return Err(InvalidSetting::value("source.url", "must not be empty"));
+        }
+        if raw.page_rows == 0 {
+            return Err(InvalidSetting::value("source.page_rows", "must be at least 1"));
+        }
+        Ok(MvSourceConfig {
+            schema: schema.to_string(),
+            view: view.to_string(),
+            url: raw.url,
+            password_env: raw.password_env,
+            refresh: raw.refresh,
+            page_rows: raw.page_rows,
+            table: raw.table,
         })
     }
 }

@@ -6,6 +6,7 @@ pub mod export;
 pub mod file;
 pub mod kinesis;
 pub mod lineage;
+pub mod redshift_mv;
 pub mod scan;
 pub mod shard_api;
 pub mod shards;
@@ -29,6 +30,7 @@ pub enum Source {
     DynamodbStreams(shards::ShardReader<dynamodb_streams::StreamsApi>),
     Export(export::ExportSource),
     Scan(scan::ScanSource),
+    RedshiftMv(Box<redshift_mv::MvSource>),
 }
 
 impl Source {
@@ -40,6 +42,7 @@ impl Source {
             Source::DynamodbStreams(d) => d.next_batch(max)?,
             Source::Export(e) => e.next_batch(max)?,
             Source::Scan(s) => s.next_batch(max)?,
+            Source::RedshiftMv(m) => m.next_batch(max)?,
         })
     }
 
@@ -52,6 +55,7 @@ impl Source {
             Source::File(f) => f.read_was_cut(),
             Source::Export(e) => e.read_was_cut(),
             Source::Scan(s) => s.read_was_cut(),
+            Source::RedshiftMv(m) => m.read_was_cut(),
             _ => false,
         }
     }
@@ -59,7 +63,8 @@ impl Source {
     /// How long the source keeps a record, in seconds (`None` for files: for ever).
     pub fn retention_secs(&self) -> Option<u64> {
         match self {
-            Source::File(_) | Source::Export(_) | Source::Scan(_) => None,
+            // The view keeps what Redshift keeps: as long as the user likes.
+            Source::File(_) | Source::Export(_) | Source::Scan(_) | Source::RedshiftMv(_) => None,
             Source::Kinesis(k) => k.retention_secs(),
             Source::DynamodbStreams(d) => d.retention_secs(),
         }
@@ -67,7 +72,7 @@ impl Source {
 
     pub fn take_marks(&mut self) -> Vec<Position> {
         match self {
-            Source::File(_) => Vec::new(),
+            Source::File(_) | Source::RedshiftMv(_) => Vec::new(),
             Source::Export(e) => e.take_marks(),
             Source::Scan(s) => s.take_marks(),
             Source::Kinesis(k) => k.take_marks(),

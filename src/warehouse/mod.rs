@@ -12,7 +12,7 @@ pub mod pg_bind;
 pub mod pg_data_api;
 pub mod pg_nul;
 pub mod pg_session;
-mod pg_sql;
+pub(crate) mod pg_sql;
 pub mod postgres;
 pub mod redshift;
 pub mod redshift_wire;

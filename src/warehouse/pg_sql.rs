@@ -57,7 +57,7 @@ pub(super) fn pg_message(e: &tokio_postgres::Error) -> String {
     one_line(text)
 }
 
-pub(super) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
+pub(crate) fn query_error(context: impl Into<String>, e: tokio_postgres::Error) -> WarehouseError {
     let context = context.into();
     let transient = is_transient(&e);
     let cause = Cause::with_message(pg_message(&e), e);

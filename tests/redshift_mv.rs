@@ -1,0 +1,239 @@
+//! The `redshift-mv` source against a real PostgreSQL server: a landing table with the columns
+//! of Redshift's streaming-ingestion view, filled with generated Kinesis records for DynamoDB
+//! (several shards, one of them resharded into a child, sequence numbers of growing length,
+//! duplicates, rows in no particular order), read into DuckDB and PostgreSQL — equal to the
+//! model, a record that is not JSON rejected, killed and resumed exactly.
+#![cfg(feature = "duckdb")]
+
+mod support;
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use dynashift::warehouse::duckdb::DuckDbWarehouse;
+use dynashift::warehouse::postgres::{PgSettings, PostgresWarehouse};
+use dynashift_testkit::{Model, Rng, WorkloadSpec};
+use support::pg::PgServer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_dynashift");
+const VIEW: &str = "kds.ddb_changes";
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A landing table with the view's columns (`kinesis_data` as PostgreSQL's bytea for
+/// Redshift's VARBYTE), in database `db`.
+fn create_landing(server: &PgServer, db: &str) {
+    server.exec(
+        db,
+        "CREATE SCHEMA kds; CREATE TABLE kds.ddb_changes (approximate_arrival_timestamp TIMESTAMPTZ, \
+         partition_key VARCHAR(256), shard_id VARCHAR(128), sequence_number VARCHAR(128), \
+         refresh_time TIMESTAMPTZ, kinesis_data BYTEA)",
+    );
+}
+
+/// One landed record: its shard, sequence number and bytes.
+struct Landed {
+    shard: String,
+    sequence: String,
+    data: Vec<u8>,
+}
+
+/// The generated history spread over three shards by item key, as DynamoDB's stream does;
+/// two thirds of the way through, shard 0 is split and its keys go on in child shard 3.
+/// Sequence numbers start at seven digits and pass eight, so that ordering them as text
+/// would put later records first.
+fn landed(lines: &[String]) -> Vec<Landed> {
+    let mut next: [u64; 4] = [9_999_000; 4];
+    let split_at = lines.len() * 2 / 3;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut hasher = DefaultHasher::new();
+            record["dynamodb"]["Keys"].to_string().hash(&mut hasher);
+            let mut shard = (hasher.finish() % 3) as usize;
+            if shard == 0 && i >= split_at {
+                shard = 3;
+            }
+            next[shard] += 37;
+            Landed {
+                shard: format!("shardId-00000000000{shard}"),
+                sequence: next[shard].to_string(),
+                data: line.clone().into_bytes(),
+            }
+        })
+        .collect()
+}
+
+/// Inserts `rows` in a shuffled order (the history itself holds re-deliveries, each with a
+/// sequence number of its own, as Kinesis gives them).
+fn insert(server: &PgServer, db: &str, rows: &[Landed], seed: u64) {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut rng = Rng::new(seed);
+    let window = order.len().max(1);
+    dynashift_testkit::shuffle_within_windows(&mut order, window, &mut rng);
+    let mut values = Vec::new();
+    for &i in &order {
+        let row = &rows[i];
+        let hex: String = row.data.iter().map(|b| format!("{b:02x}")).collect();
+        let value =
+            format!("(now(), 'pk', '{}', '{}', now(), decode('{hex}', 'hex'))", row.shard, row.sequence);
+        values.push(value);
+    }
+    for chunk in values.chunks(500) {
+        server.exec(
+            db,
+            &format!(
+                "INSERT INTO kds.ddb_changes (approximate_arrival_timestamp, partition_key, shard_id, \
+                 sequence_number, refresh_time, kinesis_data) VALUES {}",
+                chunk.join(", ")
+            ),
+        );
+    }
+}
+
+fn workload(records: usize, keys: usize, seed: u64) -> (Vec<String>, Model) {
+    let spec = WorkloadSpec { records, keys, seed, ..WorkloadSpec::w1() };
+    support::generate(&spec, true)
+}
+
+fn write_config(dir: &Path, source_url: &str, target: &str, extra: &str) -> PathBuf {
+    let path = dir.join("mv.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\nkind = \"redshift-mv\"\nview = \"{VIEW}\"\nurl = \"{source_url}\"\npage_rows = 700\n\n\
+             [target]\n{target}\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// `dynashift <args> --config <config>`, run in the configuration's folder.
+fn dynashift(args: &[&str], config: &Path) -> Output {
+    let dir = config.parent().unwrap_or(Path::new("."));
+    Command::new(BIN).current_dir(dir).args(args).arg("--config").arg(config).output().unwrap()
+}
+
+fn sync(config: &Path) -> Output {
+    dynashift(&["sync", "--once"], config)
+}
+
+fn duckdb_tables(dir: &Path) -> support::Tables {
+    let mut warehouse = DuckDbWarehouse::open(&dir.join("out.duckdb"), "dynamodb").unwrap();
+    support::read_back(&mut warehouse)
+}
+
+#[test]
+fn a_landing_table_read_into_duckdb_equals_the_model_and_keeps_what_is_not_json() {
+    let server = PgServer::start();
+    let url = server.create_db("landing");
+    create_landing(&server, "landing");
+    let (lines, model) = workload(6_000, 900, 21);
+    let (first, rest) = lines.split_at(4_000);
+    let rows = landed(&lines);
+    insert(&server, "landing", &rows[..first.len()], 1);
+    // A record that is not JSON: kept by the view (no CAN_JSON_PARSE filter), rejected here.
+    server.exec(
+        "landing",
+        "INSERT INTO kds.ddb_changes (shard_id, sequence_number, kinesis_data) \
+         VALUES ('shardId-000000000001', '5', 'not json at all'::bytea)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &url,
+        "kind = \"duckdb\"\npath = \"out.duckdb\"",
+        "[defaults]\nbatch_size = 1000\n",
+    );
+    let check = dynashift(&["check"], &config);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("source: kds.ddb_changes is readable and holds shard_id"),
+        "{}",
+        text(&check)
+    );
+    let out = sync(&config);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(support::count_before(&text(&out), " rejected"), Some(1), "{}", text(&out));
+
+    // The rest of the history lands later; the next pass reads only it.
+    insert(&server, "landing", &rows[first.len()..], 2);
+    let again = sync(&config);
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(
+        support::count_before(&text(&again), " records in"),
+        Some(rest.len() as u64),
+        "only the rows landed since are read: {}",
+        text(&again)
+    );
+    assert_eq!(support::count_before(&text(&again), " rejected"), Some(0), "{}", text(&again));
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &support::expected_model(&model));
+}
+
+#[test]
+fn killed_and_restarted_into_postgres_ends_at_the_model() {
+    let server = PgServer::start();
+    let source_url = server.create_db("landed");
+    let target_url = server.create_db("target");
+    create_landing(&server, "landed");
+    let (lines, model) = workload(8_000, 1_200, 22);
+    let rows = landed(&lines);
+    insert(&server, "landed", &rows, 3);
+    let total = rows.len();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &source_url,
+        &format!("kind = \"postgres\"\nurl = \"{target_url}\""),
+        "[defaults]\nbatch_size = 300\nmax_batch_records = 300\n",
+    );
+    let mut progress = || {
+        let exists =
+            server.query("target", "SELECT CAST(to_regclass('_dynashift.runs') IS NOT NULL AS TEXT)");
+        if exists[0].as_deref() != Some("true") {
+            return 0;
+        }
+        let sum =
+            server.query("target", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
+        sum[0].as_deref().unwrap_or("0").parse().unwrap()
+    };
+    let landed = support::kill_and_restart(BIN, &config, 10, 7, total, &mut progress);
+    eprintln!("{landed} of 10 kills landed between commits");
+    assert!(landed >= 5, "only {landed} of 10 kills landed inside the work");
+    let out = sync(&config);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(progress(), total, "every landed row read exactly once");
+    let settings = PgSettings::parse(&target_url, "PGPASSWORD", "dynamodb").unwrap();
+    let mut warehouse = PostgresWarehouse::open(settings).unwrap();
+    support::assert_tables_equal(&support::read_back(&mut warehouse), &support::expected_model(&model));
+}
+
+#[test]
+fn a_view_without_the_raw_record_is_refused_naming_what_is_missing() {
+    let server = PgServer::start();
+    let url = server.create_db("reference");
+    // The reference design's view keeps JSON_PARSE(kinesis_data) as `payload`, not the bytes.
+    server.exec(
+        "reference",
+        "CREATE SCHEMA kds; CREATE TABLE kds.ddb_changes (approximate_arrival_timestamp TIMESTAMPTZ, \
+         partition_key VARCHAR(256), shard_id VARCHAR(128), sequence_number VARCHAR(128), \
+         refresh_time TIMESTAMPTZ, payload TEXT)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &url, "kind = \"duckdb\"\npath = \"out.duckdb\"", "");
+    for command in ["sync", "check"] {
+        let args: &[&str] = if command == "sync" { &["sync", "--once"] } else { &["check"] };
+        let out = dynashift(args, &config);
+        assert!(!out.status.success(), "{command}: {}", text(&out));
+        let message = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(message.trim().lines().count(), 1, "{command}: {message}");
+        assert!(message.contains("kds.ddb_changes lacks the column(s) kinesis_data"), "{command}: {message}");
+    }
+}
