@@ -261,13 +261,7 @@ fn follow_tails_new_lines_and_stops_cleanly_on_sigint() {
     writeln!(f, "{}", record("b", 1764000000001)).unwrap();
     drop(f);
     assert!(run.wait_commits(1), "the appended line was never committed: {}", run.log());
-    support::wait_until_signals_are_caught(&mut run.child);
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(run.child.id() as libc::pid_t, libc::SIGINT) };
-    let started = std::time::Instant::now();
-    let (status, log) = run.wait();
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopping took too long");
-    assert!(status.success(), "{log}");
+    run.interrupt_promptly();
     let summary = run.stdout();
     assert_eq!(support::count_before(&summary, " records"), Some(2), "{summary}");
 }

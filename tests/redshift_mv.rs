@@ -24,14 +24,20 @@ fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
-/// A landing table with the view's columns (`kinesis_data` as PostgreSQL's bytea for
-/// Redshift's VARBYTE), in database `db`.
-fn create_landing(server: &PgServer, db: &str) {
+/// A landing table with the view's columns in database `db`, `kinesis_data` of type `data`:
+/// BYTEA, a domain named `varbyte` (as Redshift names its type), or TEXT; `shard_id` is
+/// CHAR(20), as in the view.
+fn create_landing(server: &PgServer, db: &str, data: &str) {
+    if data == "varbyte" {
+        server.exec(db, "CREATE DOMAIN varbyte AS BYTEA");
+    }
     server.exec(
         db,
-        "CREATE SCHEMA kds; CREATE TABLE kds.ddb_changes (approximate_arrival_timestamp TIMESTAMPTZ, \
-         partition_key VARCHAR(256), shard_id VARCHAR(128), sequence_number VARCHAR(128), \
-         refresh_time TIMESTAMPTZ, kinesis_data BYTEA)",
+        &format!(
+            "CREATE SCHEMA kds; CREATE TABLE kds.ddb_changes (approximate_arrival_timestamp TIMESTAMPTZ, \
+             partition_key VARCHAR(256), shard_id CHAR(20), sequence_number VARCHAR(128), \
+             refresh_time TIMESTAMPTZ, kinesis_data {data})"
+        ),
     );
 }
 
@@ -71,8 +77,8 @@ fn landed(lines: &[String]) -> Vec<Landed> {
 }
 
 /// Inserts `rows` in a shuffled order (the history itself holds re-deliveries, each with a
-/// sequence number of its own, as Kinesis gives them).
-fn insert(server: &PgServer, db: &str, rows: &[Landed], seed: u64) {
+/// sequence number of its own, as Kinesis gives them); `text`: `kinesis_data` is a text column.
+fn insert(server: &PgServer, db: &str, rows: &[Landed], seed: u64, text: bool) {
     let mut order: Vec<usize> = (0..rows.len()).collect();
     let mut rng = Rng::new(seed);
     let window = order.len().max(1);
@@ -81,8 +87,9 @@ fn insert(server: &PgServer, db: &str, rows: &[Landed], seed: u64) {
     for &i in &order {
         let row = &rows[i];
         let hex: String = row.data.iter().map(|b| format!("{b:02x}")).collect();
-        let value =
-            format!("(now(), 'pk', '{}', '{}', now(), decode('{hex}', 'hex'))", row.shard, row.sequence);
+        let bytes = format!("decode('{hex}', 'hex')");
+        let data = if text { format!("convert_from({bytes}, 'UTF8')") } else { bytes };
+        let value = format!("(now(), 'pk', '{}', '{}', now(), {data})", row.shard, row.sequence);
         values.push(value);
     }
     for chunk in values.chunks(500) {
@@ -134,11 +141,11 @@ fn duckdb_tables(dir: &Path) -> support::Tables {
 fn a_landing_table_read_into_duckdb_equals_the_model_and_keeps_what_is_not_json() {
     let server = PgServer::start();
     let url = server.create_db("landing");
-    create_landing(&server, "landing");
+    create_landing(&server, "landing", "BYTEA");
     let (lines, model) = workload(6_000, 900, 21);
     let (first, rest) = lines.split_at(4_000);
     let rows = landed(&lines);
-    insert(&server, "landing", &rows[..first.len()], 1);
+    insert(&server, "landing", &rows[..first.len()], 1, false);
     // A record that is not JSON: kept by the view (no CAN_JSON_PARSE filter), rejected here.
     server.exec(
         "landing",
@@ -164,7 +171,7 @@ fn a_landing_table_read_into_duckdb_equals_the_model_and_keeps_what_is_not_json(
     assert_eq!(support::count_before(&text(&out), " rejected"), Some(1), "{}", text(&out));
 
     // The rest of the history lands later; the next pass reads only it.
-    insert(&server, "landing", &rows[first.len()..], 2);
+    insert(&server, "landing", &rows[first.len()..], 2, false);
     let again = sync(&config);
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(
@@ -182,10 +189,10 @@ fn killed_and_restarted_into_postgres_ends_at_the_model() {
     let server = PgServer::start();
     let source_url = server.create_db("landed");
     let target_url = server.create_db("target");
-    create_landing(&server, "landed");
+    create_landing(&server, "landed", "TEXT");
     let (lines, model) = workload(8_000, 1_200, 22);
     let rows = landed(&lines);
-    insert(&server, "landed", &rows, 3);
+    insert(&server, "landed", &rows, 3, true);
     let total = rows.len();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
@@ -204,7 +211,13 @@ fn killed_and_restarted_into_postgres_ends_at_the_model() {
             server.query("target", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
         sum[0].as_deref().unwrap_or("0").parse().unwrap()
     };
-    let landed = support::kill_and_restart(BIN, &config, 10, 7, total, &mut progress);
+    // One pass each (`sync --once`), so a round that finishes the work ends by itself.
+    let command = || {
+        let mut command = Command::new(BIN);
+        command.args(["sync", "--once", "--config"]).arg(&config);
+        command
+    };
+    let landed = support::kill_and_restart_command(&command, 10, 7, total, &mut progress);
     eprintln!("{landed} of 10 kills landed between commits");
     assert!(landed >= 5, "only {landed} of 10 kills landed inside the work");
     let out = sync(&config);
@@ -236,4 +249,41 @@ fn a_view_without_the_raw_record_is_refused_naming_what_is_missing() {
         assert_eq!(message.trim().lines().count(), 1, "{command}: {message}");
         assert!(message.contains("kds.ddb_changes lacks the column(s) kinesis_data"), "{command}: {message}");
     }
+}
+
+/// `run` follows the view: rows landed while it runs are applied, and SIGINT stops it at once.
+#[test]
+fn run_follows_the_view_and_stops_cleanly_on_sigint() {
+    let server = PgServer::start();
+    let source_url = server.create_db("live");
+    let target_url = server.create_db("applied");
+    create_landing(&server, "live", "varbyte");
+    let (lines, model) = workload(1_500, 300, 23);
+    let rows = landed(&lines);
+    let (first, later) = rows.split_at(1_000);
+    insert(&server, "live", first, 4, false);
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), &source_url, &format!("kind = \"postgres\"\nurl = \"{target_url}\""), "");
+    let mut command = Command::new(BIN);
+    command.args(["run", "--config"]).arg(&config);
+    let mut run = support::Watched::start(command);
+    assert!(run.wait_commits(1), "the run ended: {}", run.log());
+    insert(&server, "live", later, 5, false);
+    let applied = || {
+        let sum =
+            server.query("applied", "SELECT CAST(COALESCE(SUM(records), 0) AS TEXT) FROM _dynashift.runs");
+        sum[0].as_deref().unwrap_or("0").parse::<usize>().unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while applied() < rows.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(applied(), rows.len(), "the rows landed later were not all applied: {}", run.log());
+    // Idle now: the view is asked again only after a rest, which a stop does not wait out.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    run.interrupt_promptly();
+    let settings = PgSettings::parse(&target_url, "PGPASSWORD", "dynamodb").unwrap();
+    let mut warehouse = PostgresWarehouse::open(settings).unwrap();
+    support::assert_tables_equal(&support::read_back(&mut warehouse), &support::expected_model(&model));
 }

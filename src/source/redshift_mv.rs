@@ -11,10 +11,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dynashift_core::dialect::Postgres;
 use dynashift_core::Position;
+use tokio_postgres::SimpleQueryMessage;
 
 use super::RawRecord;
 use crate::config::MvSourceConfig;
@@ -53,8 +54,12 @@ pub struct MvSource {
     page_rows: usize,
     read_bytes: usize,
     refresh: bool,
-    /// Empty reads in a row: the next waits a little longer (1 s … 10 s).
+    /// Empty reads in a row, and when the view is next asked after one (1 s, 2 s, 4 s … 10 s
+    /// later).
     idle: u32,
+    next_poll: Option<Instant>,
+    /// Running average of a record's bytes, which sizes pages.
+    average_bytes: usize,
     cut: bool,
 }
 
@@ -76,6 +81,8 @@ impl MvSource {
             read_bytes: super::file::READ_BYTES,
             refresh: config.refresh,
             idle: 0,
+            next_poll: None,
+            average_bytes: 4096,
             cut: false,
         };
         source.check_columns()?;
@@ -95,9 +102,17 @@ impl MvSource {
     /// The view's columns, as a query of none of its rows describes them.
     fn check_columns(&mut self) -> Result<(), MvError> {
         let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.relation);
-        let columns: Vec<String> = self.session.with_client(|handle, _, _, client| {
-            let statement = handle.block_on(client.prepare(&sql)).map_err(|e| query_error(&sql, e))?;
-            Ok(statement.columns().iter().map(|c| c.name().to_lowercase()).collect())
+        let columns: Vec<String> = self.with_retry(&sql, |handle, client, sql| {
+            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
+            Ok(messages
+                .iter()
+                .find_map(|m| match m {
+                    SimpleQueryMessage::RowDescription(columns) => {
+                        Some(columns.iter().map(|c| c.name().to_lowercase()).collect())
+                    }
+                    _ => None,
+                })
+                .unwrap_or_default())
         })?;
         let missing: Vec<&str> =
             REQUIRED_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
@@ -110,9 +125,16 @@ impl MvSource {
     /// Up to `max` records, a page of one shard after another; empty when every shard is read
     /// to the view's end.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, MvError> {
-        if self.idle > 0 {
-            // Nothing came last time: ask again after a rest, not at once.
-            std::thread::sleep(Duration::from_secs(u64::from(self.idle.min(10))));
+        if let Some(at) = self.next_poll {
+            // Nothing came last time: rest, at most a second per call so that a stop is
+            // heard between calls, and ask the view again only once the rest is over.
+            let now = Instant::now();
+            if now < at {
+                std::thread::sleep((at - now).min(Duration::from_secs(1)));
+                if Instant::now() < at {
+                    return Ok(Vec::new());
+                }
+            }
         }
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -121,11 +143,15 @@ impl MvSource {
         }
         while out.len() < max && bytes < self.read_bytes && self.next < self.pass.len() {
             let shard = self.pass[self.next].clone();
-            let want = self.page_rows.min(max - out.len());
+            // Pages are bounded in bytes too: by the records' average size so far (an item
+            // reaches 400 KB, a Kinesis record 1 MB, twice that as hex text).
+            let by_bytes = (self.read_bytes.saturating_sub(bytes) / self.average_bytes.max(1)).max(1);
+            let want = self.page_rows.min(max - out.len()).min(by_bytes);
             let page = self.page(&shard, want)?;
             let full = page.len() >= want;
             for (sequence, data) in page {
                 bytes += data.len();
+                self.average_bytes = (self.average_bytes * 7 + data.len()) / 8;
                 self.last.insert(shard.clone(), sequence.clone());
                 out.push(RawRecord {
                     data,
@@ -140,6 +166,8 @@ impl MvSource {
         }
         self.cut = out.len() < max && bytes >= self.read_bytes;
         self.idle = if out.is_empty() { self.idle + 1 } else { 0 };
+        self.next_poll = (self.idle > 0)
+            .then(|| Instant::now() + Duration::from_secs((1u64 << (self.idle - 1).min(4)).min(10)));
         Ok(out)
     }
 
@@ -153,59 +181,83 @@ impl MvSource {
         }
         let sql =
             format!("SELECT DISTINCT shard_id FROM {} WHERE shard_id IS NOT NULL ORDER BY 1", self.relation);
-        let shards = self.with_retry(&sql, |handle, client, sql| {
-            let rows = handle.block_on(client.query(sql, &[])).map_err(|e| query_error(sql, e))?;
-            rows.iter().map(|r| r.try_get::<_, String>(0).map_err(|e| query_error(sql, e))).collect()
+        let shards: Vec<String> = self.with_retry(&sql, |handle, client, sql| {
+            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
+            Ok(messages
+                .iter()
+                .filter_map(|m| match m {
+                    // Redshift's CHAR(20) arrives padded where a shard id is shorter.
+                    SimpleQueryMessage::Row(row) => row.get(0).map(|s| s.trim_end().to_string()),
+                    _ => None,
+                })
+                .collect())
         })?;
+        // Kinesis names shards `shardId-…`; anything else cannot be a position to keep.
+        if let Some(odd) = shards
+            .iter()
+            .find(|s| s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return Err(MvError::Row {
+                view: self.name.clone(),
+                what: format!("shard_id {odd:?} is not a Kinesis shard id"),
+            });
+        }
         self.pass = shards;
         self.next = 0;
         Ok(())
     }
 
     /// Up to `rows` records of `shard` after its last one read, in sequence order.
+    ///
+    /// Read as text (the simple query protocol), as Redshift's own drivers read VARBYTE: its
+    /// binary form is not documented, and a driver asking for it gets a type it cannot map.
+    /// The literals are the shard's name, quoted, and a sequence number checked to be digits.
     fn page(&mut self, shard: &str, rows: usize) -> Result<Vec<(String, Vec<u8>)>, MvError> {
         // Sequence numbers are decimal text of varying length: a longer one is larger.
         let after = self.last.get(shard).cloned().unwrap_or_default();
+        if !after.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MvError::Row {
+                view: self.name.clone(),
+                what: format!("the committed position of shard {shard} is {after:?}, not a sequence number"),
+            });
+        }
         let sql = format!(
-            "SELECT sequence_number, kinesis_data FROM {} WHERE shard_id = $1 AND (LENGTH(sequence_number) > $2 \
-             OR (LENGTH(sequence_number) = $2 AND sequence_number > $3)) \
+            "SELECT sequence_number, kinesis_data FROM {} WHERE shard_id = {} AND (LENGTH(sequence_number) > {len} \
+             OR (LENGTH(sequence_number) = {len} AND sequence_number > '{after}')) \
              ORDER BY LENGTH(sequence_number), sequence_number LIMIT {rows}",
-            self.relation
+            self.relation,
+            literal(shard),
+            len = after.len(),
         );
-        let length = after.len() as i32;
-        let name = self.name.clone();
         let found = self.with_retry(&sql, |handle, client, sql| {
-            let rows = handle
-                .block_on(client.query(sql, &[&shard, &length, &after]))
-                .map_err(|e| query_error(sql, e))?;
-            Ok(rows
+            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
+            Ok(messages
                 .iter()
-                .map(|r| {
-                    let sequence: Option<String> = r.try_get(0).ok().flatten();
-                    // `kinesis_data` is VARBYTE in Redshift (bytea in PostgreSQL); a text
-                    // column of a landing table is read as its bytes.
-                    let data: Option<Vec<u8>> = r
-                        .try_get::<_, Option<Vec<u8>>>(1)
-                        .or_else(|_| r.try_get::<_, Option<String>>(1).map(|t| t.map(String::into_bytes)))
-                        .ok()
-                        .flatten();
-                    (sequence, data)
+                .filter_map(|m| match m {
+                    SimpleQueryMessage::Row(row) => {
+                        Some((row.get(0).map(|s| s.trim_end().to_string()), row.get(1).map(str::to_string)))
+                    }
+                    _ => None,
                 })
                 .collect::<Vec<_>>())
         })?;
         found
             .into_iter()
-            .map(|(sequence, data)| match sequence {
-                Some(sequence) if !sequence.is_empty() && sequence.bytes().all(|b| b.is_ascii_digit()) => {
-                    Ok((sequence, data.unwrap_or_default()))
-                }
-                other => Err(MvError::Row {
-                    view: name.clone(),
-                    what: format!(
-                        "shard {shard} holds a row whose sequence_number is {other:?}, not a decimal number: \
-                         positions cannot be kept past it"
-                    ),
-                }),
+            .map(|(sequence, data)| {
+                let problem = |what: String| MvError::Row { view: self.name.clone(), what };
+                let sequence = match sequence {
+                    Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s,
+                    other => {
+                        return Err(problem(format!(
+                            "shard {shard} holds a row whose sequence_number is {other:?}, not a decimal \
+                             number: positions cannot be kept past it"
+                        )))
+                    }
+                };
+                let data = record_bytes(data.as_deref().unwrap_or_default()).map_err(|why| {
+                    problem(format!("shard {shard}, sequence number {sequence}: kinesis_data {why}"))
+                })?;
+                Ok((sequence, data))
             })
             .collect()
     }
@@ -234,6 +286,36 @@ impl MvSource {
     }
 }
 
+/// The bytes of a record from `kinesis_data`'s text form: VARBYTE prints as hex, PostgreSQL's
+/// bytea as `\x` and hex; a text column of a landing table is the record itself. (A record
+/// from DynamoDB is JSON, never all hex digits.)
+fn record_bytes(text: &str) -> Result<Vec<u8>, String> {
+    let hex = match text.strip_prefix("\\x") {
+        Some(hex) => hex,
+        None if !text.is_empty()
+            && text.len().is_multiple_of(2)
+            && text.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            text
+        }
+        None => return Ok(text.as_bytes().to_vec()),
+    };
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| match pair {
+            [hi, lo] => digit(*hi).zip(digit(*lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| "is neither hex nor text the decoder can read".to_string())
+}
+
+/// `text` as an SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
@@ -253,4 +335,25 @@ fn redacted(url: &str) -> String {
 fn query_error(sql: &str, e: tokio_postgres::Error) -> WarehouseError {
     let words: Vec<&str> = sql.split_whitespace().take(4).collect();
     crate::warehouse::pg_sql::query_error(format!("reading the view ({} …)", words.join(" ")), e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_come_from_hex_bytea_or_text() {
+        assert_eq!(record_bytes("\\x7b7d"), Ok(b"{}".to_vec()), "PostgreSQL's bytea");
+        assert_eq!(record_bytes("7B7d"), Ok(b"{}".to_vec()), "Redshift's VARBYTE");
+        assert_eq!(record_bytes("{\"a\":1}"), Ok(b"{\"a\":1}".to_vec()), "a text column");
+        assert_eq!(record_bytes("not json"), Ok(b"not json".to_vec()));
+        assert!(record_bytes("\\x7g").is_err());
+        assert!(record_bytes("\\x7").is_err());
+    }
+
+    #[test]
+    fn literals_are_quoted() {
+        assert_eq!(literal("shardId-000000000001"), "'shardId-000000000001'");
+        assert_eq!(literal("a'b"), "'a''b'");
+    }
 }

@@ -571,6 +571,19 @@ impl Watched {
         (status, self.log())
     }
 
+    /// Stops the process with SIGINT once it catches signals, and checks that it stopped
+    /// cleanly within five seconds; returns its log.
+    pub fn interrupt_promptly(&mut self) -> String {
+        wait_until_signals_are_caught(&mut self.child);
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let started = std::time::Instant::now();
+        let (status, log) = self.wait();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "stopping took too long");
+        assert!(status.success(), "{log}");
+        log
+    }
+
     pub fn log(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
