@@ -19,6 +19,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod runtime;
+pub mod setup;
 pub mod size;
 pub mod source;
 pub mod text;

@@ -118,6 +118,15 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         keys: Vec<String>,
     },
+    /// Create what replication needs once, idempotently: for a `redshift-mv` source the
+    /// streaming view (or adopt an existing one), then the control tables in the target.
+    Setup {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print the SQL instead of running it (connects to nothing).
+        #[arg(long)]
+        print: bool,
+    },
     /// Check the configuration, that the target can be opened, and the source's settings.
     Check {
         #[arg(long, short)]
@@ -236,6 +245,17 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     std::thread::sleep(std::time::Duration::from_millis(100));
                 }
             }
+        }
+        Command::Setup { config, print } => {
+            let config = load(&config)?;
+            if print {
+                print!("{}", dynashift::setup::script(&config)?);
+            } else {
+                for line in dynashift::setup::run(&config)? {
+                    println!("{line}");
+                }
+            }
+            Ok(())
         }
         Command::Check { config } => {
             let config = load(&config)?;

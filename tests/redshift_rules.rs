@@ -295,10 +295,57 @@ fn copy_json_auto_column_names() {
     case(COPY_JSON_AUTO, &[], &copy("C0"), &copy("c0"));
 }
 
+#[test]
+fn external_schemas_over_kinesis_follow_the_documented_grammar() {
+    let good = "CREATE EXTERNAL SCHEMA IF NOT EXISTS \"kds\" FROM KINESIS IAM_ROLE 'arn:aws:iam::123456789012:role/r'";
+    for bad in [
+        "CREATE EXTERNAL SCHEMA \"kds\" FROM KINESIS",
+        "CREATE EXTERNAL SCHEMA \"kds\" FROM KAFKA IAM_ROLE default",
+        "CREATE EXTERNAL SCHEMA \"kds\" FROM KINESIS IAM_ROLE 'arn:aws:iam::1:role/a, arn:aws:iam::1:role/b'",
+        "CREATE EXTERNAL SCHEMA \"kds\" FROM KINESIS IAM_ROLE default AUTHENTICATION iam",
+    ] {
+        case(EXTERNAL_SCHEMA, &[], bad, good);
+    }
+    case(
+        EXTERNAL_SCHEMA,
+        &[],
+        "CREATE EXTERNAL SCHEMA kds FROM KINESIS IAM_ROLE 'my_role'",
+        "CREATE EXTERNAL SCHEMA kds FROM KINESIS REGION 'eu-west-1' IAM_ROLE default",
+    );
+}
+
+#[test]
+fn streaming_views_follow_the_documented_grammar() {
+    let columns =
+        "approximate_arrival_timestamp, partition_key, shard_id, sequence_number, refresh_time, kinesis_data";
+    let good =
+        format!("CREATE MATERIALIZED VIEW cdc.v AUTO REFRESH YES AS SELECT {columns} FROM kds.\"my-stream\"");
+    for bad in [
+        format!("CREATE MATERIALIZED VIEW IF NOT EXISTS cdc.v AS SELECT {columns} FROM kds.s"),
+        format!("CREATE MATERIALIZED VIEW cdc.v AUTO REFRESH YES BACKUP NO AS SELECT {columns} FROM kds.s"),
+        format!("CREATE MATERIALIZED VIEW cdc.v AUTO REFRESH YES AS SELECT {columns} FROM kds.s ORDER BY shard_id"),
+        "CREATE MATERIALIZED VIEW cdc.v AS SELECT shard_id, payload FROM kds.s".to_string(),
+        "CREATE MATERIALIZED VIEW cdc.v AS SELECT a.shard_id FROM kds.s a JOIN kds.t b ON a.shard_id = b.shard_id"
+            .to_string(),
+    ] {
+        case(STREAMING_VIEW, &[], &bad, &good);
+    }
+    // The query is checked as any statement too.
+    let leader = format!("CREATE MATERIALIZED VIEW cdc.v AS SELECT {columns}, NOW() AS t FROM kds.s");
+    let mut rules = RedshiftRules::new();
+    assert!(fired(&mut rules, &leader, &[]).contains(&LEADER_NODE_ONLY));
+    let attributes = format!(
+        "CREATE MATERIALIZED VIEW cdc.v BACKUP NO DISTKEY(shard_id) SORTKEY(shard_id, sequence_number) \
+         AUTO REFRESH NO AS SELECT {columns}, JSON_PARSE(kinesis_data) AS payload FROM kds.s \
+         WHERE CAN_JSON_PARSE(kinesis_data)"
+    );
+    assert_eq!(fired(&mut rules, &attributes, &[]), Vec::<Rule>::new());
+}
+
 /// Every rule has a case above that makes it fire.
 #[test]
 fn every_rule_is_exercised() {
-    assert_eq!(RULES.len(), 19);
+    assert_eq!(RULES.len(), 21);
     let names: std::collections::HashSet<&str> = RULES.iter().map(|r| r.name).collect();
     assert_eq!(names.len(), RULES.len(), "two rules share a name");
 }

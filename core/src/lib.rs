@@ -21,6 +21,7 @@ pub mod reduce;
 pub mod schedule;
 pub mod schema;
 pub mod sql;
+pub mod streaming_view;
 pub mod text;
 pub mod typed_json;
 pub mod types;

@@ -73,6 +73,17 @@ pub struct RawMvSource {
     pub page_rows: usize,
     /// Table for relayed Streams records that carry no table name.
     pub table: Option<String>,
+    /// For `dynashift setup`: the Kinesis stream the view reads.
+    pub stream: Option<String>,
+    /// For `dynashift setup`: the IAM role Redshift reads the stream with (ARN or `default`).
+    pub iam_role: Option<String>,
+    /// For `dynashift setup`: the external schema naming the stream.
+    #[serde(default = "default_mv_external_schema")]
+    pub external_schema: String,
+}
+
+fn default_mv_external_schema() -> String {
+    "kds".into()
 }
 
 fn default_mv_password_env() -> String {

@@ -6,6 +6,7 @@ use super::raw::{RawFileSource, RawKinesisSource, RawMvSource, RawSource, RawStr
 use super::InvalidSetting;
 use crate::aws::AwsSettings;
 use crate::source::shards::{ReaderOptions, StartPosition};
+use dynashift_core::streaming_view::{setup_statements, StreamingView, ViewSettingError};
 
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
@@ -30,6 +31,9 @@ pub struct MvSourceConfig {
     pub refresh: bool,
     pub page_rows: usize,
     pub table: Option<String>,
+    /// What `dynashift setup` creates the view from (`None` without `stream` and `iam_role`:
+    /// the view must exist, and is adopted).
+    pub streaming: Option<dynashift_core::streaming_view::StreamingView>,
 }
 
 /// A table to scan for a backfill.
@@ -212,7 +216,9 @@ impl TryFrom<RawMvSource> for MvSourceConfig {
         if raw.page_rows == 0 {
             return Err(InvalidSetting::value("source.page_rows", "must be at least 1"));
         }
+        let streaming = streaming_view(&raw, schema, view)?;
         Ok(MvSourceConfig {
+            streaming,
             schema: schema.to_string(),
             view: view.to_string(),
             url: raw.url,
@@ -222,6 +228,47 @@ impl TryFrom<RawMvSource> for MvSourceConfig {
             table: raw.table,
         })
     }
+}
+
+/// The view `setup` would create: both `stream` and `iam_role`, or neither.
+fn streaming_view(
+    raw: &RawMvSource,
+    schema: &str,
+    view: &str,
+) -> Result<Option<StreamingView>, InvalidSetting> {
+    let (stream, iam_role) = match (&raw.stream, &raw.iam_role) {
+        (None, None) => return Ok(None),
+        (Some(stream), Some(role)) => (stream.clone(), role.clone()),
+        (Some(_), None) => {
+            return Err(InvalidSetting::value(
+                "source.iam_role",
+                "give it with source.stream (an ARN, or `default`)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(InvalidSetting::value(
+                "source.stream",
+                "give it with source.iam_role (the Kinesis stream's name)",
+            ))
+        }
+    };
+    let streaming = StreamingView {
+        external_schema: raw.external_schema.clone(),
+        iam_role,
+        stream,
+        schema: schema.to_string(),
+        view: view.to_string(),
+        auto_refresh: !raw.refresh,
+    };
+    // Checked now, so a bad role or stream name is reported by every command.
+    if let Err(e) = setup_statements(&streaming) {
+        let setting = match e {
+            ViewSettingError::Stream(_) => "source.stream",
+            _ => "source.iam_role",
+        };
+        return Err(InvalidSetting::value(setting, e.to_string()));
+    }
+    Ok(Some(streaming))
 }
 
 impl TryFrom<RawFileSource> for FileSourceConfig {

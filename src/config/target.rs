@@ -61,6 +61,15 @@ impl TargetConfig {
         matches!(self, TargetConfig::Duckdb(_))
     }
 
+    /// The SQL dialect the target speaks.
+    pub fn dialect(&self) -> &'static dyn dynashift_core::dialect::Dialect {
+        match self {
+            TargetConfig::Duckdb(_) => &dynashift_core::dialect::DuckDb,
+            TargetConfig::Postgres(_) => &dynashift_core::dialect::Postgres,
+            TargetConfig::Redshift(_) => &dynashift_core::dialect::Redshift,
+        }
+    }
+
     /// Schema of the replicated tables.
     pub fn schema(&self) -> &str {
         match self {

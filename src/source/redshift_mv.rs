@@ -36,6 +36,8 @@ pub enum MvError {
     MissingColumns { view: String, missing: String },
     #[error("{view}: {what}")]
     Row { view: String, what: String },
+    #[error("{view} does not exist: create it with `dynashift setup` (which needs source.stream and source.iam_role), or see `dynashift setup --print`")]
+    Absent { view: String },
     #[error("{0}: not a PostgreSQL connection string")]
     Url(String),
 }
@@ -66,15 +68,24 @@ pub struct MvSource {
 impl MvSource {
     /// Connects and checks the view's columns; `resume` maps shard → committed sequence.
     pub fn open(config: &MvSourceConfig, resume: HashMap<String, String>) -> Result<MvSource, MvError> {
+        let mut source = MvSource::connect(config)?;
+        source.last = resume.into_iter().filter(|(shard, _)| !shard.starts_with('@')).collect();
+        source.check_columns()?;
+        Ok(source)
+    }
+
+    /// Prepares the connection (made on first use) without looking at the view, which `setup`
+    /// may be about to create.
+    pub fn connect(config: &MvSourceConfig) -> Result<MvSource, MvError> {
         let settings = PgSettings::parse(&config.url, &config.password_env, "public")
             .map_err(|_| MvError::Url(redacted(&config.url)))?;
         let session = PgSession::new(settings, "the view's server", &Postgres)?;
         let relation = format!("{}.{}", quote(&config.schema), quote(&config.view));
-        let mut source = MvSource {
+        Ok(MvSource {
             session,
             relation,
             name: format!("{}.{}", config.schema, config.view),
-            last: resume.into_iter().filter(|(shard, _)| !shard.starts_with('@')).collect(),
+            last: HashMap::new(),
             pass: Vec::new(),
             next: 0,
             page_rows: config.page_rows,
@@ -84,9 +95,7 @@ impl MvSource {
             next_poll: None,
             average_bytes: 4096,
             cut: false,
-        };
-        source.check_columns()?;
-        Ok(source)
+        })
     }
 
     /// Reads stop past `bytes` (a record larger than that is still read, alone).
@@ -99,27 +108,53 @@ impl MvSource {
         self.cut
     }
 
-    /// The view's columns, as a query of none of its rows describes them.
-    fn check_columns(&mut self) -> Result<(), MvError> {
+    /// The view's columns, as a query of none of its rows describes them; `None` when there is
+    /// no such relation (or schema).
+    pub fn columns(&mut self) -> Result<Option<Vec<String>>, MvError> {
+        use tokio_postgres::error::SqlState;
         let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.relation);
-        let columns: Vec<String> = self.with_retry(&sql, |handle, client, sql| {
-            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
-            Ok(messages
-                .iter()
-                .find_map(|m| match m {
-                    SimpleQueryMessage::RowDescription(columns) => {
-                        Some(columns.iter().map(|c| c.name().to_lowercase()).collect())
-                    }
-                    _ => None,
-                })
-                .unwrap_or_default())
-        })?;
+        self.with_retry(&sql, |handle, client, sql| {
+            let messages = match handle.block_on(client.simple_query(sql)) {
+                Ok(messages) => messages,
+                Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(query_error(sql, e)),
+            };
+            Ok(Some(
+                messages
+                    .iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::RowDescription(columns) => {
+                            Some(columns.iter().map(|c| c.name().to_lowercase()).collect())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+            ))
+        })
+    }
+
+    /// Refuses a view that is absent or lacks a column the source reads, naming what is missing.
+    pub fn check_columns(&mut self) -> Result<(), MvError> {
+        let Some(columns) = self.columns()? else {
+            return Err(MvError::Absent { view: self.name.clone() });
+        };
         let missing: Vec<&str> =
             REQUIRED_COLUMNS.iter().copied().filter(|c| !columns.iter().any(|have| have == c)).collect();
         if missing.is_empty() {
             return Ok(());
         }
         Err(MvError::MissingColumns { view: self.name.clone(), missing: missing.join(", ") })
+    }
+
+    /// Runs one statement of `setup` on the view's server, by itself (outside any transaction).
+    pub fn execute(&mut self, sql: &str) -> Result<(), MvError> {
+        self.with_retry(sql, |handle, client, sql| {
+            handle
+                .block_on(client.batch_execute(sql))
+                .map_err(|e| crate::warehouse::pg_sql::query_error(format!("running `{sql}`"), e))
+        })
     }
 
     /// Up to `max` records, a page of one shard after another; empty when every shard is read
@@ -311,6 +346,12 @@ fn record_bytes(text: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| "is neither hex nor text the decoder can read".to_string())
 }
 
+/// The first words of a statement, for messages.
+fn shortened(sql: &str) -> String {
+    let words: Vec<&str> = sql.split_whitespace().take(5).collect();
+    format!("{} …", words.join(" "))
+}
+
 /// `text` as an SQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -333,8 +374,7 @@ fn redacted(url: &str) -> String {
 
 /// A failed query, transient when the connection was lost.
 fn query_error(sql: &str, e: tokio_postgres::Error) -> WarehouseError {
-    let words: Vec<&str> = sql.split_whitespace().take(4).collect();
-    crate::warehouse::pg_sql::query_error(format!("reading the view ({} …)", words.join(" ")), e)
+    crate::warehouse::pg_sql::query_error(format!("reading the view ({})", shortened(sql)), e)
 }
 
 #[cfg(test)]

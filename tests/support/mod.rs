@@ -13,6 +13,7 @@ pub mod pg;
 pub mod redshift_on_pg;
 pub mod redshift_rules;
 pub mod status_schema;
+pub mod streaming_ddl;
 
 use base64::Engine as _;
 use dynashift::warehouse::duckdb::DuckDbWarehouse;

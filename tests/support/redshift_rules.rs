@@ -114,6 +114,24 @@ rule!(DATA_API_CALLS, "Data API calls of 1 to 40 statements of at most 100 KB", 
 // case-sensitive … matching JSON field names must also be lowercase".
 rule!(COPY_JSON_AUTO, "COPY … JSON 'auto' into lower-case column names", "copy-usage_notes-copy-from-json");
 
+// "CREATE EXTERNAL SCHEMA" (r_CREATE_EXTERNAL_SCHEMA), for Kinesis: `[IF NOT EXISTS] name FROM
+// KINESIS [REGION '…'] IAM_ROLE { default | 'arn…' }`, up to 10 chained roles without spaces.
+rule!(
+    EXTERNAL_SCHEMA,
+    "CREATE EXTERNAL SCHEMA … FROM KINESIS IAM_ROLE in its documented form",
+    "r_CREATE_EXTERNAL_SCHEMA"
+);
+// "CREATE MATERIALIZED VIEW" (materialized-view-create-sql-command): no IF NOT EXISTS; BACKUP,
+// table attributes, AUTO REFRESH, in that order, then AS and a query without ORDER BY or
+// LIMIT. "Getting started with streaming ingestion from Amazon Kinesis Data Streams": a view
+// reads one stream, its columns approximate_arrival_timestamp, partition_key, shard_id,
+// sequence_number, refresh_time, kinesis_data; no joins.
+rule!(
+    STREAMING_VIEW,
+    "CREATE MATERIALIZED VIEW over one stream in its documented form",
+    "materialized-view-create-sql-command"
+);
+
 /// Every rule, for the README table and the tests that make each fire.
 pub const RULES: &[Rule] = &[
     LEADER_NODE_ONLY,
@@ -135,6 +153,8 @@ pub const RULES: &[Rule] = &[
     VALUE_SIZE,
     DATA_API_CALLS,
     COPY_JSON_AUTO,
+    EXTERNAL_SCHEMA,
+    STREAMING_VIEW,
 ];
 
 impl Rule {
@@ -255,7 +275,13 @@ impl RedshiftRules {
             }
         }
         check_tokens(sql, &mut flag);
-        let statements = match Parser::parse_sql(&RedshiftSqlDialect {}, sql) {
+        let view_query = match super::streaming_ddl::check(sql, &mut flag) {
+            super::streaming_ddl::Streaming::No => None,
+            super::streaming_ddl::Streaming::Done => return out,
+            super::streaming_ddl::Streaming::Query(query) => Some(query),
+        };
+        let statements = match Parser::parse_sql(&RedshiftSqlDialect {}, view_query.as_deref().unwrap_or(sql))
+        {
             Ok(s) => s,
             Err(e) => {
                 flag(POSTGRES_ONLY, format!("does not parse as Redshift SQL: {e}"));
@@ -263,6 +289,9 @@ impl RedshiftRules {
             }
         };
         for statement in &statements {
+            if view_query.is_some() {
+                super::streaming_ddl::check_view_query(statement, &mut flag);
+            }
             self.check_statement(statement, &mut flag);
         }
         out
