@@ -146,16 +146,7 @@ fn cluster_credentials_come_from_get_cluster_credentials() {
     let moto = MotoServer::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let sdk = aws_sdk(&rt, &moto);
-    rt.block_on(
-        aws_sdk_redshift::Client::new(&sdk)
-            .create_cluster()
-            .cluster_identifier("analytics")
-            .node_type("ra3.xlplus")
-            .master_username("admin")
-            .master_user_password("Secret-123")
-            .send(),
-    )
-    .unwrap();
+    moto.create_redshift_cluster("analytics");
     let auth = RedshiftAuth::Cluster {
         cluster_identifier: "analytics".into(),
         db_user: "replicator".into(),

@@ -287,3 +287,64 @@ fn run_follows_the_view_and_stops_cleanly_on_sigint() {
     let mut warehouse = PostgresWarehouse::open(settings).unwrap();
     support::assert_tables_equal(&support::read_back(&mut warehouse), &support::expected_model(&model));
 }
+
+/// Without a `url`, the view is read over the Redshift target's own connection and login: here
+/// IAM credentials from `GetClusterCredentials` (moto), for a user that exists on the server
+/// only under its IAM name, while the user in the connection string does not exist at all.
+#[test]
+fn without_a_url_the_view_is_read_over_the_redshift_targets_iam_login() {
+    let moto = support::moto::MotoServer::start();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sdk = rt.block_on(dynashift::aws::sdk_config(&moto.aws_settings()));
+    moto.create_redshift_cluster("analytics");
+    rt.block_on(dynashift::aws::s3_client(&sdk, &moto.aws_settings()).create_bucket().bucket("stage").send())
+        .unwrap();
+    let server = PgServer::start();
+    server.create_db("dev");
+    create_landing(&server, "dev", "BYTEA");
+    let port = server.url("dev").split("port=").nth(1).unwrap().split(' ').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mv.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[source]\nkind = \"redshift-mv\"\nview = \"{VIEW}\"\n\n[target]\nkind = \"redshift\"\n\
+             url = \"host=127.0.0.1 port={port} dbname=dev user=nobody connect_timeout=5\"\n\
+             auth = \"cluster\"\ncluster_identifier = \"analytics\"\ndb_user = \"replicator\"\n\
+             s3_staging = \"s3://stage/dynashift/\"\ncopy_role = \"arn:aws:iam::123456789012:role/copy\"\n\
+             region = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+            moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let check = || {
+        Command::new(BIN)
+            .args(["check", "--config"])
+            .arg(&path)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .unwrap()
+    };
+    let refused = check();
+    assert!(!refused.status.success(), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("IAM:replicator"),
+        "the IAM user was not the one logging in: {}",
+        text(&refused)
+    );
+    server.exec(
+        "dev",
+        "CREATE ROLE \"IAM:replicator\" LOGIN; GRANT USAGE ON SCHEMA kds TO \"IAM:replicator\"; \
+                        GRANT SELECT ON kds.ddb_changes TO \"IAM:replicator\"",
+    );
+    let out = check();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("source: kds.ddb_changes is readable and holds shard_id"), "{}", text(&out));
+
+    // A target that cannot lend its connection needs a url.
+    std::fs::write(&path, format!("[source]\nkind = \"redshift-mv\"\nview = \"{VIEW}\"\n[target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n")).unwrap();
+    let out = check();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("source.url"), "{}", text(&out));
+}

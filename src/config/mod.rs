@@ -86,10 +86,22 @@ impl TryFrom<raw::RawConfig> for Config {
     fn try_from(raw: raw::RawConfig) -> Result<Config, InvalidSetting> {
         let schedules = schedule::schedules(&raw.defaults, &raw.tables, &raw.schedule)?;
         let monitoring = Monitoring::try_from(&raw.monitoring)?;
+        let target: TargetConfig = raw.target.try_into()?;
+        let mut source: SourceConfig = raw.source.try_into()?;
+        if let SourceConfig::RedshiftMv(mv) = &mut source {
+            if mv.url.is_none() {
+                mv.target_login = Some(Box::new(target.wire_login().ok_or_else(|| {
+                    InvalidSetting::value(
+                        "source.url",
+                        "give the view's server: only a Redshift target over the wire protocol lends its connection",
+                    )
+                })?));
+            }
+        }
         Ok(Config {
             monitoring,
-            source: raw.source.try_into()?,
-            target: raw.target.try_into()?,
+            source,
+            target,
             defaults: raw.defaults.try_into()?,
             tables: raw.tables,
             schedules,

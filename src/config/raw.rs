@@ -60,8 +60,9 @@ pub struct RawMvSource {
     /// The streaming-ingestion materialized view (or a landing table with its columns),
     /// `schema.name`.
     pub view: String,
-    /// Its server: a PostgreSQL connection string (Redshift's wire protocol included).
-    pub url: String,
+    /// Its server: a PostgreSQL connection string (Redshift's wire protocol included); without
+    /// it, the Redshift target's own connection and login.
+    pub url: Option<String>,
     /// Environment variable holding the password, when `url` has none.
     #[serde(default = "default_mv_password_env")]
     pub password_env: String,

@@ -26,14 +26,25 @@ pub enum SourceConfig {
 pub struct MvSourceConfig {
     pub schema: String,
     pub view: String,
-    pub url: String,
+    /// The view's server; `None`: the Redshift target's (`target_login`).
+    pub url: Option<String>,
     pub password_env: String,
+    /// The Redshift target's connection and login, lent when `url` is not given.
+    pub target_login: Option<Box<TargetLogin>>,
     pub refresh: bool,
     pub page_rows: usize,
     pub table: Option<String>,
     /// What `dynashift setup` creates the view from (`None` without `stream` and `iam_role`:
     /// the view must exist, and is adopted).
     pub streaming: Option<dynashift_core::streaming_view::StreamingView>,
+}
+
+/// A Redshift target's wire connection and how it logs in (password, or IAM credentials).
+#[derive(Debug, Clone)]
+pub struct TargetLogin {
+    pub settings: crate::warehouse::pg_session::PgSettings,
+    pub auth: crate::warehouse::redshift::RedshiftAuth,
+    pub aws: AwsSettings,
 }
 
 /// A table to scan for a backfill.
@@ -210,8 +221,11 @@ impl TryFrom<RawMvSource> for MvSourceConfig {
         else {
             return Err(InvalidSetting::value("source.view", "name the view as `schema.name`"));
         };
-        if raw.url.trim().is_empty() {
-            return Err(InvalidSetting::value("source.url", "must not be empty"));
+        if raw.url.as_deref().is_some_and(|url| url.trim().is_empty()) {
+            return Err(InvalidSetting::value(
+                "source.url",
+                "must not be empty (leave it out to use the Redshift target's connection)",
+            ));
         }
         if raw.page_rows == 0 {
             return Err(InvalidSetting::value("source.page_rows", "must be at least 1"));
@@ -223,6 +237,7 @@ impl TryFrom<RawMvSource> for MvSourceConfig {
             view: view.to_string(),
             url: raw.url,
             password_env: raw.password_env,
+            target_login: None,
             refresh: raw.refresh,
             page_rows: raw.page_rows,
             table: raw.table,

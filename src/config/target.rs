@@ -61,6 +61,22 @@ impl TargetConfig {
         matches!(self, TargetConfig::Duckdb(_))
     }
 
+    /// A Redshift target's wire connection and login, for a `redshift-mv` source without a
+    /// `url` of its own.
+    pub fn wire_login(&self) -> Option<super::source::TargetLogin> {
+        match self {
+            TargetConfig::Redshift(t) => match t.as_ref() {
+                RedshiftTargetConfig::Wire { settings, options } => Some(super::source::TargetLogin {
+                    settings: settings.clone(),
+                    auth: options.auth.clone(),
+                    aws: options.aws.clone(),
+                }),
+                RedshiftTargetConfig::DataApi(_) => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The SQL dialect the target speaks.
     pub fn dialect(&self) -> &'static dyn dynashift_core::dialect::Dialect {
         match self {

@@ -77,9 +77,24 @@ impl MvSource {
     /// Prepares the connection (made on first use) without looking at the view, which `setup`
     /// may be about to create.
     pub fn connect(config: &MvSourceConfig) -> Result<MvSource, MvError> {
-        let settings = PgSettings::parse(&config.url, &config.password_env, "public")
-            .map_err(|_| MvError::Url(redacted(&config.url)))?;
-        let session = PgSession::new(settings, "the view's server", &Postgres)?;
+        let session = match (&config.url, &config.target_login) {
+            (Some(url), _) => {
+                let settings = PgSettings::parse(url, &config.password_env, "public")
+                    .map_err(|_| MvError::Url(redacted(url)))?;
+                PgSession::new(settings, "the view's server", &Postgres)?
+            }
+            (None, Some(lent)) => {
+                // The Redshift target's connection, logged in as it is (IAM credentials afresh
+                // for every connection).
+                let session = PgSession::new(lent.settings.clone(), "the view's server", &Postgres)?;
+                let sdk = session.runtime().block_on(crate::aws::sdk_config(&lent.aws));
+                let auth = lent.auth.clone();
+                session.with_login(Box::new(move |runtime, db_name| {
+                    runtime.block_on(crate::warehouse::redshift::temporary_credentials(&auth, &sdk, db_name))
+                }))
+            }
+            (None, None) => return Err(MvError::Url("no `url`".into())),
+        };
         let relation = format!("{}.{}", quote(&config.schema), quote(&config.view));
         Ok(MvSource {
             session,

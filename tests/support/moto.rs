@@ -46,6 +46,22 @@ impl MotoServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// Creates a Redshift cluster `id` on the emulator (for `GetClusterCredentials`).
+    pub fn create_redshift_cluster(&self, id: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let sdk = rt.block_on(dynashift::aws::sdk_config(&self.aws_settings()));
+        rt.block_on(
+            aws_sdk_redshift::Client::new(&sdk)
+                .create_cluster()
+                .cluster_identifier(id)
+                .node_type("ra3.xlplus")
+                .master_username("admin")
+                .master_user_password("Secret-123")
+                .send(),
+        )
+        .expect("creating a cluster on moto");
+    }
+
     /// AWS settings that reach this server, one attempt per call (an unimplemented call
     /// answers 500, which would otherwise be retried for seconds). The emulator accepts any
     /// credentials; these keep the SDK from looking further.
