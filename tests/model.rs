@@ -438,6 +438,12 @@ fn varchar_tables_equal_the_model() {
     warehouse_equals_model(ColumnMode::Varchar, "hard");
 }
 
+/// The reference design's layout: text columns under lower-cased names, and `dist_key`.
+#[test]
+fn reference_layout_tables_equal_the_model() {
+    warehouse_equals_model(ColumnMode::Reference, "hard");
+}
+
 #[test]
 fn document_tables_equal_the_model() {
     warehouse_equals_model(ColumnMode::Document, "hard");
@@ -495,6 +501,7 @@ fn postgres_equals_model() {
             (ColumnMode::Typed, "hard"),
             (ColumnMode::Varchar, "hard"),
             (ColumnMode::Document, "hard"),
+            (ColumnMode::Reference, "hard"),
             (ColumnMode::Typed, "soft"),
         ];
         // PostgreSQL's plan; Redshift's; Redshift's as the Data API sends it (calls of

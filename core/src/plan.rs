@@ -7,7 +7,7 @@ use crate::change::{Change, EventKind, Version};
 use crate::limits::Limits;
 use crate::naming::NamingStyle;
 use crate::schema::{Catalog, ColumnDef, TableSchema};
-use crate::types::ColumnMode;
+use crate::types::{Cell, ColumnMode};
 
 /// What deleting an item does to its row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -160,7 +160,11 @@ pub fn register_table(
     if catalog.tables.contains_key(source_table) {
         return false;
     }
-    let name = catalog.allocate_table_name(source_table, options.naming, limits.max_identifier);
+    let name = catalog.allocate_table_name(
+        source_table,
+        options.columns.naming(options.naming),
+        limits.max_identifier,
+    );
     let keys = keys.map(|k| k.keys().map(|k| k.to_string()).collect()).unwrap_or_default();
     let table = TableSchema::new(source_table, name, options.columns, options.naming, keys, limits);
     catalog.restore_table(table);
@@ -201,7 +205,10 @@ pub fn plan_rows(
             }
             _ => (RowOp::Delete, true, &change.keys),
         };
-        let cells = schema.cells_for_image(image);
+        let mut cells = schema.cells_for_image(image);
+        if let Some(dist_key) = schema.reference_key_column() {
+            cells.push((dist_key, Cell::Text(change.key_text.as_str().into())));
+        }
         for (i, _) in &cells {
             if *i >= used.len() {
                 used.resize(i + 1, false);

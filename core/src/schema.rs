@@ -36,6 +36,10 @@ pub enum SystemType {
 /// Name of the whole-item column in `document` mode.
 pub const DOCUMENT_COLUMN: &str = "item";
 
+/// Name of the column that holds, in `reference` mode, the item's key as DynamoDB JSON (as
+/// the reference design's `dist_key` does).
+pub const REFERENCE_KEY_COLUMN: &str = "dist_key";
+
 /// Name of the column holding, as one JSON object, the attributes of an item that found no
 /// column because the table is at the warehouse's column limit.
 pub const OVERFLOW_COLUMN: &str = "_ddb_overflow";
@@ -43,7 +47,8 @@ pub const OVERFLOW_COLUMN: &str = "_ddb_overflow";
 /// One column of a target table and what it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnDef {
-    /// The DynamoDB attribute; `None` for the document column.
+    /// The DynamoDB attribute; `None` for a column derived from the whole item (the
+    /// document column, `dist_key`) and for the overflow column.
     pub attribute: Option<String>,
     /// The column's identifier in the warehouse.
     pub name: String,
@@ -55,7 +60,8 @@ pub struct ColumnDef {
 }
 
 impl ColumnDef {
-    /// The document column of `document` mode.
+    /// The column derived from the whole item: `item` in `document` mode, `dist_key` in
+    /// `reference` mode.
     pub fn is_document(&self) -> bool {
         self.attribute.is_none() && !self.is_variant
     }
@@ -101,6 +107,7 @@ impl TableSchema {
         key_attributes: Vec<String>,
         limits: Limits,
     ) -> TableSchema {
+        let naming = mode.naming(naming);
         let mut names = NameSet::new();
         for (sys, _) in SYSTEM_COLUMNS {
             names.reserve(sys);
@@ -119,14 +126,14 @@ impl TableSchema {
             names,
             by_attribute: HashMap::new(),
         };
-        if mode == ColumnMode::Document {
-            schema.names.reserve(DOCUMENT_COLUMN);
-            schema.columns.push(ColumnDef {
-                attribute: None,
-                name: DOCUMENT_COLUMN.into(),
-                ty: ColumnType::Json,
-                is_variant: false,
-            });
+        let derived = match mode {
+            ColumnMode::Document => Some((DOCUMENT_COLUMN, ColumnType::Json)),
+            ColumnMode::Reference => Some((REFERENCE_KEY_COLUMN, ColumnType::Text)),
+            ColumnMode::Typed | ColumnMode::Varchar => None,
+        };
+        if let Some((name, ty)) = derived {
+            schema.names.reserve(name);
+            schema.columns.push(ColumnDef { attribute: None, name: name.into(), ty, is_variant: false });
         }
         schema
     }
@@ -141,6 +148,11 @@ impl TableSchema {
         if column.attribute.is_some() || !self.columns.iter().any(|c| kind(c) == kind(&column)) {
             self.columns.push(column);
         }
+    }
+
+    /// Index of the `dist_key` column, in `reference` mode.
+    pub fn reference_key_column(&self) -> Option<usize> {
+        (self.mode == ColumnMode::Reference).then(|| self.document_column()).flatten()
     }
 
     /// Index of the document column, in `document` mode.
@@ -189,7 +201,7 @@ impl TableSchema {
     /// The column that stores `value` of `attribute` exactly, adding a main or variant column
     /// when none does; `None` when a column would be needed and the table is at its limit.
     pub fn place(&mut self, attribute: &str, value: &AttrValue) -> Option<(usize, Cell)> {
-        if self.mode == ColumnMode::Varchar {
+        if matches!(self.mode, ColumnMode::Varchar | ColumnMode::Reference) {
             let index = match self.by_attribute.get(attribute).and_then(|v| v.first()) {
                 Some(&i) => i,
                 None if self.has_room() => self.add_column(attribute, ColumnType::Text, None),
@@ -231,7 +243,7 @@ impl TableSchema {
     /// (the table is at its column limit) go, as plain JSON, into the overflow column.
     pub fn cells_for_image(&mut self, image: &Item) -> Vec<(usize, Cell)> {
         match self.mode {
-            ColumnMode::Typed | ColumnMode::Varchar => {
+            ColumnMode::Typed | ColumnMode::Varchar | ColumnMode::Reference => {
                 let mut cells = Vec::with_capacity(image.len());
                 let mut overflow = String::new();
                 // Near the column limit the key attributes take their columns first, so a key
@@ -415,5 +427,18 @@ mod tests {
         assert_eq!(s.place("a", &n("1.50")).unwrap().1, Cell::Text("1.5".into()));
         assert_eq!(s.place("a", &AttrValue::Bool(true)).unwrap().1, Cell::Text("true".into()));
         assert_eq!(s.columns.len(), 1);
+    }
+
+    #[test]
+    fn reference_mode_has_dist_key_and_lower_cased_text_columns() {
+        let mut s = schema(ColumnMode::Reference);
+        assert_eq!(s.reference_key_column(), Some(0));
+        assert_eq!(s.columns[0].name, REFERENCE_KEY_COLUMN);
+        let (i, cell) = s.place("customerId", &n("7")).unwrap();
+        assert_eq!((s.columns[i].name.as_str(), cell), ("customerid", Cell::Text("7".into())));
+        // An attribute of the key column's name gets a name of its own.
+        let (j, _) = s.place("dist_key", &AttrValue::S("x".into())).unwrap();
+        assert_ne!(s.columns[j].name, REFERENCE_KEY_COLUMN);
+        assert_eq!(schema(ColumnMode::Varchar).reference_key_column(), None);
     }
 }

@@ -17,6 +17,9 @@ pub enum ColumnMode {
     Varchar,
     /// Key columns plus one JSON column `item` holding the whole item.
     Document,
+    /// The reference design's own layout, so its users' queries keep working: one text
+    /// column per attribute, lower-cased names, and `dist_key` holding the item's key.
+    Reference,
 }
 
 impl ColumnMode {
@@ -26,6 +29,16 @@ impl ColumnMode {
             ColumnMode::Typed => "typed",
             ColumnMode::Varchar => "varchar",
             ColumnMode::Document => "document",
+            ColumnMode::Reference => "reference",
+        }
+    }
+
+    /// The naming a table in this mode uses: the reference layout's names are always the
+    /// source's own, lower-cased, as its users' queries expect.
+    pub fn naming(self, configured: crate::naming::NamingStyle) -> crate::naming::NamingStyle {
+        match self {
+            ColumnMode::Reference => crate::naming::NamingStyle::Lower,
+            _ => configured,
         }
     }
 }

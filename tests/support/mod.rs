@@ -133,7 +133,7 @@ pub fn expected_cells(item: &Item, mode: ColumnMode, keys: &[String]) -> BTreeMa
             ColumnMode::Typed => {
                 row.insert(attr.to_string(), typed_logical(v));
             }
-            ColumnMode::Varchar => {
+            ColumnMode::Varchar | ColumnMode::Reference => {
                 row.insert(attr.to_string(), varchar_logical(v));
             }
             ColumnMode::Document => {
@@ -145,6 +145,20 @@ pub fn expected_cells(item: &Item, mode: ColumnMode, keys: &[String]) -> BTreeMa
     }
     if mode == ColumnMode::Document {
         row.insert("\u{0}item".into(), Logical::Json(oracle::item_json(item)));
+    }
+    if mode == ColumnMode::Reference {
+        // `dist_key`: the key attributes as typed JSON (compared in canonical form).
+        let key: Item = item
+            .iter()
+            .filter(|(k, _)| keys.iter().any(|n| n == k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(
+            key.len(),
+            keys.len(),
+            "the reference layout's expected dist_key needs the key attributes"
+        );
+        row.insert("\u{0}dist_key".into(), Logical::Text(oracle::key_name(&key)));
     }
     row
 }
@@ -362,8 +376,21 @@ fn read_table(w: &mut dyn ReadBack, table: &TableSchema) -> BTreeMap<String, Row
         for (c, v) in table.columns.iter().zip(cells) {
             let Some(v) = v.clone() else { continue };
             let (attr, logical) = match &c.attribute {
+                None if table.mode == ColumnMode::Reference => {
+                    assert_eq!(c.name, "dist_key", "the reference layout's key column");
+                    ("\u{0}dist_key".to_string(), Logical::Text(oracle::stored_key_name(&v)))
+                }
                 None => ("\u{0}item".to_string(), Logical::Json(json_cell(&v))),
-                Some(a) if table.mode == ColumnMode::Varchar => (a.clone(), Logical::Text(v)),
+                Some(a) if matches!(table.mode, ColumnMode::Varchar | ColumnMode::Reference) => {
+                    if table.mode == ColumnMode::Reference {
+                        assert!(
+                            !c.name.chars().any(char::is_uppercase),
+                            "reference columns are lower-cased: {}",
+                            c.name
+                        );
+                    }
+                    (a.clone(), Logical::Text(v))
+                }
                 Some(a) => (a.clone(), stored_logical(c.ty, &v)),
             };
             let previous = row.cells.insert(attr.clone(), logical);
