@@ -163,6 +163,10 @@ enum Command {
         /// PostgreSQL with --postgres-url) and compare with the stream path.
         #[arg(long)]
         backfill: bool,
+        /// Also land the workload in a table with the columns of Redshift's streaming-ingestion
+        /// view (in the --postgres-url database) and time the `redshift-mv` source on it.
+        #[arg(long, requires = "postgres_url")]
+        mv: bool,
     },
 }
 
@@ -373,6 +377,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             kinesis_endpoint,
             growth,
             backfill,
+            mv,
         } => {
             let exe = std::env::current_exe().context("locating the dynashift binary")?;
             let options = bench::BenchOptions {
@@ -385,6 +390,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 kinesis_endpoint,
                 growth,
                 backfill,
+                mv,
             };
             let report = bench::bench(&exe, &options)?;
             print!("{report}");

@@ -13,6 +13,7 @@ use dynashift_testkit::{generate, WorkloadSpec};
 
 mod backfill;
 mod kinesis_load;
+mod mv_landing;
 mod postgres_baseline;
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct BenchOptions {
     /// Also backfill `records` generated items from an export-format folder, and compare its
     /// rate with the stream path's.
     pub backfill: bool,
+    /// Also land the workload in a PostgreSQL table with the columns of Redshift's
+    /// streaming-ingestion view and replicate it with the `redshift-mv` source (needs
+    /// `postgres_url`), against the file source's rate.
+    pub mv: bool,
 }
 
 /// Writes the workload file (once per size and seed) and returns its path.
@@ -104,12 +109,27 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
         return Ok(report);
     }
 
-    let (secs, peak_mb) = end_to_end(exe, options, &spec, &dir, &file, &mut report)?;
+    let (secs, peak_mb) = end_to_end(exe, options, &spec, &dir, &file, false, &mut report)?;
+    if options.mv {
+        let url = options.postgres_url.as_deref().context("--mv needs --postgres-url")?;
+        let landed = mv_landing::land(url, &file)?;
+        report.push_str(&format!(
+            "landed in {} (4 shards, bytea): {} records in {landed:.1} s (not counted below)\n",
+            mv_landing::VIEW,
+            spec.records
+        ));
+        let (mv_secs, _) = end_to_end(exe, options, &spec, &dir, &file, true, &mut report)?;
+        report.push_str(&format!(
+            "the redshift-mv source at {:.0}% of the file source's changes/s\n",
+            100.0 * secs / mv_secs
+        ));
+    }
     if options.growth {
         let grown = WorkloadSpec { records: spec.records * 4, keys: spec.keys * 4, ..spec.clone() };
         eprintln!("generating {} records over {} keys …", grown.records, grown.keys);
         let grown_file = workload_file(&dir, &grown)?;
-        let (grown_secs, grown_peak) = end_to_end(exe, options, &grown, &dir, &grown_file, &mut report)?;
+        let (grown_secs, grown_peak) =
+            end_to_end(exe, options, &grown, &dir, &grown_file, false, &mut report)?;
         let rate = |records: usize, secs: f64| records as f64 / secs;
         report.push_str(&format!(
             "growth: 4x the records and keys at {:.0}% of the rate; peak {} → {} MB\n",
@@ -136,13 +156,15 @@ pub fn bench(exe: &Path, options: &BenchOptions) -> anyhow::Result<String> {
     Ok(report)
 }
 
-/// One timed `dynashift sync --once` of `file` into a fresh target; its seconds and peak MB.
+/// One timed `dynashift sync --once` of `file` (or, with `from_view`, of the landing table it
+/// was put in) into a fresh target; its seconds and peak MB.
 fn end_to_end(
     exe: &Path,
     options: &BenchOptions,
     spec: &WorkloadSpec,
     dir: &Path,
     file: &Path,
+    from_view: bool,
     report: &mut String,
 ) -> anyhow::Result<(f64, Option<u64>)> {
     // End to end: a separate `dynashift run` process into a fresh DuckDB file or database.
@@ -159,8 +181,11 @@ fn end_to_end(
             format!("kind = \"duckdb\"\npath = {:?}", db.display().to_string())
         }
     };
-    let source = match &options.kinesis_endpoint {
-        Some(endpoint) => {
+    let source = match (&options.kinesis_endpoint, &options.postgres_url) {
+        (_, Some(url)) if from_view => {
+            format!("kind = \"redshift-mv\"\nview = {:?}\nurl = {url:?}", mv_landing::VIEW)
+        }
+        (Some(endpoint), _) => {
             let stream = format!("w1-{}-{}", spec.records, std::process::id());
             let put_secs = kinesis_load::load_stream(endpoint, &stream, file)?;
             report.push_str(&format!(
@@ -173,7 +198,7 @@ fn end_to_end(
                  flush_interval_ms = 200"
             )
         }
-        None => format!("kind = \"file\"\npath = {:?}", file.display().to_string()),
+        _ => format!("kind = \"file\"\npath = {:?}", file.display().to_string()),
     };
     std::fs::write(
         &config,
@@ -201,7 +226,11 @@ fn end_to_end(
         .find_map(|l| l.strip_prefix("peak memory ")?.strip_suffix(" MB")?.parse::<u64>().ok());
     report.push_str(&format!(
         "end-to-end ({} → {}): {} changes in {:.2} s = {:.0} changes/s, batch size {}\n",
-        if options.kinesis_endpoint.is_some() { "Kinesis" } else { "file" },
+        match (from_view, &options.kinesis_endpoint) {
+            (true, _) => "view (landing table)",
+            (false, Some(_)) => "Kinesis",
+            (false, None) => "file",
+        },
         if options.postgres_url.is_some() { "PostgreSQL" } else { "DuckDB" },
         spec.records,
         secs,

@@ -21,8 +21,8 @@ pub use self::monitoring::{parse_listen_address, Monitoring};
 pub use self::raw::TableOverride;
 pub use self::schedule::Schedules;
 pub use self::source::{
-    ExportSourceConfig, FileSourceConfig, KinesisSourceConfig, MvSourceConfig, ScanSourceConfig,
-    SourceConfig, StreamReading, StreamsSourceConfig,
+    ExportSourceConfig, FileSourceConfig, KinesisSourceConfig, LentConnection, MvSourceConfig,
+    ScanSourceConfig, SourceConfig, StreamReading, StreamsSourceConfig,
 };
 pub use self::target::{DuckDbTargetConfig, RedshiftTargetConfig, TargetConfig};
 
@@ -90,10 +90,10 @@ impl TryFrom<raw::RawConfig> for Config {
         let mut source: SourceConfig = raw.source.try_into()?;
         if let SourceConfig::RedshiftMv(mv) = &mut source {
             if mv.url.is_none() {
-                mv.target_login = Some(Box::new(target.wire_login().ok_or_else(|| {
+                mv.target_login = Some(Box::new(target.lent_connection().ok_or_else(|| {
                     InvalidSetting::value(
                         "source.url",
-                        "give the view's server: only a Redshift target over the wire protocol lends its connection",
+                        "give the view's server: only a Redshift target lends its connection",
                     )
                 })?));
             }

@@ -30,13 +30,22 @@ pub struct MvSourceConfig {
     pub url: Option<String>,
     pub password_env: String,
     /// The Redshift target's connection and login, lent when `url` is not given.
-    pub target_login: Option<Box<TargetLogin>>,
+    pub target_login: Option<Box<LentConnection>>,
     pub refresh: bool,
     pub page_rows: usize,
     pub table: Option<String>,
     /// What `dynashift setup` creates the view from (`None` without `stream` and `iam_role`:
     /// the view must exist, and is adopted).
     pub streaming: Option<dynashift_core::streaming_view::StreamingView>,
+}
+
+/// How a Redshift target reaches its cluster, lent to a `redshift-mv` source without a `url`.
+#[derive(Debug, Clone)]
+pub enum LentConnection {
+    /// The wire protocol, logged in as the target is.
+    Wire(TargetLogin),
+    /// The Data API, with the target's cluster or workgroup, database and login.
+    DataApi(crate::warehouse::data_api::DataApiOptions),
 }
 
 /// A Redshift target's wire connection and how it logs in (password, or IAM credentials).

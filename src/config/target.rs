@@ -61,20 +61,19 @@ impl TargetConfig {
         matches!(self, TargetConfig::Duckdb(_))
     }
 
-    /// A Redshift target's wire connection and login, for a `redshift-mv` source without a
-    /// `url` of its own.
-    pub fn wire_login(&self) -> Option<super::source::TargetLogin> {
-        match self {
-            TargetConfig::Redshift(t) => match t.as_ref() {
-                RedshiftTargetConfig::Wire { settings, options } => Some(super::source::TargetLogin {
-                    settings: settings.clone(),
-                    auth: options.auth.clone(),
-                    aws: options.aws.clone(),
-                }),
-                RedshiftTargetConfig::DataApi(_) => None,
-            },
-            _ => None,
-        }
+    /// A Redshift target's connection and login, for a `redshift-mv` source without a `url`
+    /// of its own.
+    pub fn lent_connection(&self) -> Option<super::source::LentConnection> {
+        use super::source::{LentConnection, TargetLogin};
+        let TargetConfig::Redshift(t) = self else { return None };
+        Some(match t.as_ref() {
+            RedshiftTargetConfig::Wire { settings, options } => LentConnection::Wire(TargetLogin {
+                settings: settings.clone(),
+                auth: options.auth.clone(),
+                aws: options.aws.clone(),
+            }),
+            RedshiftTargetConfig::DataApi(options) => LentConnection::DataApi(options.clone()),
+        })
     }
 
     /// The SQL dialect the target speaks.

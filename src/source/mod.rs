@@ -10,6 +10,7 @@ pub mod redshift_mv;
 pub mod scan;
 pub mod shard_api;
 pub mod shards;
+pub mod view_server;
 
 use dynashift_core::Position;
 

@@ -15,18 +15,16 @@ use std::time::{Duration, Instant};
 
 use dynashift_core::dialect::Postgres;
 use dynashift_core::Position;
-use tokio_postgres::SimpleQueryMessage;
 
+use super::view_server::ViewServer;
 use super::RawRecord;
-use crate::config::MvSourceConfig;
+use crate::config::{LentConnection, MvSourceConfig};
+use crate::warehouse::data_api::DataApiWarehouse;
 use crate::warehouse::pg_session::{PgSession, PgSettings};
 use crate::warehouse::WarehouseError;
 
 /// The columns the source reads; a view without them is refused, naming the missing ones.
 pub const REQUIRED_COLUMNS: [&str; 3] = ["shard_id", "sequence_number", "kinesis_data"];
-
-/// Attempts at a query the server dropped before the read gives up (and the run with it).
-const ATTEMPTS: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MvError {
@@ -43,7 +41,7 @@ pub enum MvError {
 }
 
 pub struct MvSource {
-    session: PgSession,
+    server: ViewServer,
     /// `"schema"."view"`, quoted.
     relation: String,
     /// For messages.
@@ -77,27 +75,34 @@ impl MvSource {
     /// Prepares the connection (made on first use) without looking at the view, which `setup`
     /// may be about to create.
     pub fn connect(config: &MvSourceConfig) -> Result<MvSource, MvError> {
-        let session = match (&config.url, &config.target_login) {
+        let server = match (&config.url, &config.target_login) {
             (Some(url), _) => {
                 let settings = PgSettings::parse(url, &config.password_env, "public")
                     .map_err(|_| MvError::Url(redacted(url)))?;
-                PgSession::new(settings, "the view's server", &Postgres)?
+                ViewServer::Wire(Box::new(PgSession::new(settings, "the view's server", &Postgres)?))
             }
-            (None, Some(lent)) => {
-                // The Redshift target's connection, logged in as it is (IAM credentials afresh
-                // for every connection).
-                let session = PgSession::new(lent.settings.clone(), "the view's server", &Postgres)?;
-                let sdk = session.runtime().block_on(crate::aws::sdk_config(&lent.aws));
-                let auth = lent.auth.clone();
-                session.with_login(Box::new(move |runtime, db_name| {
-                    runtime.block_on(crate::warehouse::redshift::temporary_credentials(&auth, &sdk, db_name))
-                }))
-            }
+            (None, Some(lent)) => match lent.as_ref() {
+                LentConnection::Wire(login) => {
+                    // The Redshift target's connection, logged in as it is (IAM credentials
+                    // afresh for every connection).
+                    let session = PgSession::new(login.settings.clone(), "the view's server", &Postgres)?;
+                    let sdk = session.runtime().block_on(crate::aws::sdk_config(&login.aws));
+                    let auth = login.auth.clone();
+                    let session = session.with_login(Box::new(move |runtime, db_name| {
+                        runtime
+                            .block_on(crate::warehouse::redshift::temporary_credentials(&auth, &sdk, db_name))
+                    }));
+                    ViewServer::Wire(Box::new(session))
+                }
+                LentConnection::DataApi(options) => {
+                    ViewServer::DataApi(Box::new(DataApiWarehouse::open(options.clone())?))
+                }
+            },
             (None, None) => return Err(MvError::Url("no `url`".into())),
         };
         let relation = format!("{}.{}", quote(&config.schema), quote(&config.view));
         Ok(MvSource {
-            session,
+            server,
             relation,
             name: format!("{}.{}", config.schema, config.view),
             last: HashMap::new(),
@@ -126,28 +131,7 @@ impl MvSource {
     /// The view's columns, as a query of none of its rows describes them; `None` when there is
     /// no such relation (or schema).
     pub fn columns(&mut self) -> Result<Option<Vec<String>>, MvError> {
-        use tokio_postgres::error::SqlState;
-        let sql = format!("SELECT * FROM {} WHERE 1 = 0", self.relation);
-        self.with_retry(&sql, |handle, client, sql| {
-            let messages = match handle.block_on(client.simple_query(sql)) {
-                Ok(messages) => messages,
-                Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME) => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(query_error(sql, e)),
-            };
-            Ok(Some(
-                messages
-                    .iter()
-                    .find_map(|m| match m {
-                        SimpleQueryMessage::RowDescription(columns) => {
-                            Some(columns.iter().map(|c| c.name().to_lowercase()).collect())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default(),
-            ))
-        })
+        Ok(self.server.columns(&format!("SELECT * FROM {} WHERE 1 = 0", self.relation))?)
     }
 
     /// Refuses a view that is absent or lacks a column the source reads, naming what is missing.
@@ -165,11 +149,7 @@ impl MvSource {
 
     /// Runs one statement of `setup` on the view's server, by itself (outside any transaction).
     pub fn execute(&mut self, sql: &str) -> Result<(), MvError> {
-        self.with_retry(sql, |handle, client, sql| {
-            handle
-                .block_on(client.batch_execute(sql))
-                .map_err(|e| crate::warehouse::pg_sql::query_error(format!("running `{sql}`"), e))
-        })
+        Ok(self.server.execute(sql)?)
     }
 
     /// Up to `max` records, a page of one shard after another; empty when every shard is read
@@ -224,24 +204,17 @@ impl MvSource {
     /// Refreshes the view if asked, then lists its shards for a pass over them.
     fn start_pass(&mut self) -> Result<(), MvError> {
         if self.refresh {
-            let sql = format!("REFRESH MATERIALIZED VIEW {}", self.relation);
-            self.with_retry(&sql, |handle, client, sql| {
-                handle.block_on(client.batch_execute(sql)).map_err(|e| query_error(sql, e))
-            })?;
+            self.server.execute(&format!("REFRESH MATERIALIZED VIEW {}", self.relation))?;
         }
         let sql =
             format!("SELECT DISTINCT shard_id FROM {} WHERE shard_id IS NOT NULL ORDER BY 1", self.relation);
-        let shards: Vec<String> = self.with_retry(&sql, |handle, client, sql| {
-            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
-            Ok(messages
-                .iter()
-                .filter_map(|m| match m {
-                    // Redshift's CHAR(20) arrives padded where a shard id is shorter.
-                    SimpleQueryMessage::Row(row) => row.get(0).map(|s| s.trim_end().to_string()),
-                    _ => None,
-                })
-                .collect())
-        })?;
+        // Redshift's CHAR(20) arrives padded where a shard id is shorter.
+        let shards: Vec<String> = self
+            .server
+            .text_rows(&sql)?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten().map(|s| s.trim_end().to_string()))
+            .collect();
         // Kinesis names shards `shardId-…`; anything else cannot be a position to keep.
         if let Some(odd) = shards
             .iter()
@@ -279,18 +252,15 @@ impl MvSource {
             literal(shard),
             len = after.len(),
         );
-        let found = self.with_retry(&sql, |handle, client, sql| {
-            let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
-            Ok(messages
-                .iter()
-                .filter_map(|m| match m {
-                    SimpleQueryMessage::Row(row) => {
-                        Some((row.get(0).map(|s| s.trim_end().to_string()), row.get(1).map(str::to_string)))
-                    }
-                    _ => None,
-                })
-                .collect::<Vec<_>>())
-        })?;
+        let found: Vec<(Option<String>, Option<String>)> = self
+            .server
+            .text_rows(&sql)?
+            .into_iter()
+            .map(|row| {
+                let mut fields = row.into_iter();
+                (fields.next().flatten().map(|s| s.trim_end().to_string()), fields.next().flatten())
+            })
+            .collect();
         found
             .into_iter()
             .map(|(sequence, data)| {
@@ -310,29 +280,6 @@ impl MvSource {
                 Ok((sequence, data))
             })
             .collect()
-    }
-
-    /// Runs `work` on the connection, connecting again after a dropped one, a few times.
-    fn with_retry<T>(
-        &mut self,
-        sql: &str,
-        work: impl Fn(&tokio::runtime::Handle, &mut tokio_postgres::Client, &str) -> Result<T, WarehouseError>,
-    ) -> Result<T, MvError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.session.with_client(|handle, _, _, client| work(handle, client, sql)) {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                    tracing::warn!(
-                        view = self.name,
-                        attempt,
-                        "the view's server is unavailable, retrying: {e}"
-                    );
-                    std::thread::sleep(Duration::from_secs(1 << attempt.min(4)));
-                }
-                other => return other.map_err(MvError::from),
-            }
-        }
     }
 }
 
@@ -361,12 +308,6 @@ fn record_bytes(text: &str) -> Result<Vec<u8>, String> {
         .ok_or_else(|| "is neither hex nor text the decoder can read".to_string())
 }
 
-/// The first words of a statement, for messages.
-fn shortened(sql: &str) -> String {
-    let words: Vec<&str> = sql.split_whitespace().take(5).collect();
-    format!("{} …", words.join(" "))
-}
-
 /// `text` as an SQL string literal.
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
@@ -385,11 +326,6 @@ fn redacted(url: &str) -> String {
         Some((_, host)) => format!("…@{host}"),
         None => url.to_string(),
     }
-}
-
-/// A failed query, transient when the connection was lost.
-fn query_error(sql: &str, e: tokio_postgres::Error) -> WarehouseError {
-    crate::warehouse::pg_sql::query_error(format!("reading the view ({})", shortened(sql)), e)
 }
 
 #[cfg(test)]

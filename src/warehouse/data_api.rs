@@ -135,19 +135,7 @@ impl DataApiWarehouse {
         let what = self.what();
         self.runtime.block_on(async {
             let id = if sqls.len() == 1 {
-                let out = self
-                    .client
-                    .execute_statement()
-                    .sql(&sqls[0])
-                    .database(&t.database)
-                    .set_cluster_identifier(t.cluster_identifier.clone())
-                    .set_workgroup_name(t.workgroup.clone())
-                    .set_db_user(t.db_user.clone())
-                    .set_secret_arn(t.secret_arn.clone())
-                    .send()
-                    .await
-                    .map_err(|e| api_error(&format!("ExecuteStatement on {what}"), e))?;
-                out.id().map(str::to_string)
+                Some(self.execute_statement(&sqls[0]).await?)
             } else {
                 let out = self
                     .client
@@ -179,6 +167,50 @@ impl DataApiWarehouse {
             }
             Ok(results)
         })
+    }
+
+    /// Sends `sql` as one `ExecuteStatement`; its statement id.
+    async fn execute_statement(&self, sql: &str) -> Result<String, WarehouseError> {
+        let t = &self.target;
+        let what = self.what();
+        let out = self
+            .client
+            .execute_statement()
+            .sql(sql)
+            .database(&t.database)
+            .set_cluster_identifier(t.cluster_identifier.clone())
+            .set_workgroup_name(t.workgroup.clone())
+            .set_db_user(t.db_user.clone())
+            .set_secret_arn(t.secret_arn.clone())
+            .send()
+            .await
+            .map_err(|e| api_error(&format!("ExecuteStatement on {what}"), e))?;
+        out.id()
+            .map(str::to_string)
+            .ok_or_else(|| WarehouseError::Corrupt(format!("{what} returned no statement id")))
+    }
+
+    /// The column names of `sql`'s result (run as a call of its own); `None` when a relation
+    /// it reads does not exist.
+    pub fn result_columns(&self, sql: &str) -> Result<Option<Vec<String>>, WarehouseError> {
+        let outcome = self.runtime.block_on(async {
+            let id = self.execute_statement(sql).await?;
+            self.wait(&id, &[sql.to_string()]).await?;
+            let page = self
+                .client
+                .get_statement_result()
+                .id(&id)
+                .send()
+                .await
+                .map_err(|e| api_error("GetStatementResult", e))?;
+            Ok(page.column_metadata().iter().map(|c| c.name().unwrap_or_default().to_lowercase()).collect())
+        });
+        match outcome {
+            Err(WarehouseError::Query { cause, .. }) if cause.to_string().contains("does not exist") => {
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
     }
 
     /// Describes statement `id`, riding out throttling and network trouble for a while: the
