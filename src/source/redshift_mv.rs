@@ -40,6 +40,9 @@ pub enum MvError {
     Url(String),
 }
 
+/// A row of the view: its sequence_number, and its record's bytes or why they cannot be read.
+type SequencedRow = (Option<String>, Result<Vec<u8>, String>);
+
 pub struct MvSource {
     server: ViewServer,
     /// `"schema"."view"`, quoted.
@@ -147,6 +150,15 @@ impl MvSource {
         Err(MvError::MissingColumns { view: self.name.clone(), missing: missing.join(", ") })
     }
 
+    /// Each row of `sql` as its sequence_number and its record's bytes (decoded from the text
+    /// the server sent, without copying it first).
+    fn sequenced_rows(&mut self, sql: &str) -> Result<Vec<SequencedRow>, MvError> {
+        Ok(self.server.map_rows(sql, |fields| {
+            let field = |i: usize| fields.get(i).copied().flatten();
+            (field(0).map(|s| s.trim_end().to_string()), record_bytes(field(1).unwrap_or_default()))
+        })?)
+    }
+
     /// Runs one statement of `setup` on the view's server, by itself (outside any transaction).
     pub fn execute(&mut self, sql: &str) -> Result<(), MvError> {
         Ok(self.server.execute(sql)?)
@@ -244,23 +256,32 @@ impl MvSource {
                 what: format!("the committed position of shard {shard} is {after:?}, not a sequence number"),
             });
         }
-        let sql = format!(
-            "SELECT sequence_number, kinesis_data FROM {} WHERE shard_id = {} AND (LENGTH(sequence_number) > {len} \
-             OR (LENGTH(sequence_number) = {len} AND sequence_number > '{after}')) \
-             ORDER BY LENGTH(sequence_number), sequence_number LIMIT {rows}",
+        // Two ranges, each one index range on (shard_id, LENGTH(sequence_number),
+        // sequence_number) where a landing table has that index: the rest of this length, then,
+        // at a shard's end, longer numbers. A single condition joining them with OR walks every
+        // row already read.
+        let select = format!(
+            "SELECT sequence_number, kinesis_data FROM {} WHERE shard_id = {}",
             self.relation,
-            literal(shard),
-            len = after.len(),
+            literal(shard)
         );
-        let found: Vec<(Option<String>, Option<String>)> = self
-            .server
-            .text_rows(&sql)?
-            .into_iter()
-            .map(|row| {
-                let mut fields = row.into_iter();
-                (fields.next().flatten().map(|s| s.trim_end().to_string()), fields.next().flatten())
-            })
-            .collect();
+        let len = after.len();
+        let mut found = Vec::new();
+        if len > 0 {
+            let same_length = format!(
+                "{select} AND LENGTH(sequence_number) = {len} AND sequence_number > '{after}' \
+                 ORDER BY sequence_number LIMIT {rows}"
+            );
+            found = self.sequenced_rows(&same_length)?;
+        }
+        if found.len() < rows {
+            let longer = format!(
+                "{select} AND LENGTH(sequence_number) > {len} ORDER BY LENGTH(sequence_number), sequence_number \
+                 LIMIT {}",
+                rows - found.len()
+            );
+            found.extend(self.sequenced_rows(&longer)?);
+        }
         found
             .into_iter()
             .map(|(sequence, data)| {
@@ -274,7 +295,7 @@ impl MvSource {
                         )))
                     }
                 };
-                let data = record_bytes(data.as_deref().unwrap_or_default()).map_err(|why| {
+                let data = data.map_err(|why| {
                     problem(format!("shard {shard}, sequence number {sequence}: kinesis_data {why}"))
                 })?;
                 Ok((sequence, data))
@@ -287,25 +308,46 @@ impl MvSource {
 /// bytea as `\x` and hex; a text column of a landing table is the record itself. (A record
 /// from DynamoDB is JSON, never all hex digits.)
 fn record_bytes(text: &str) -> Result<Vec<u8>, String> {
-    let hex = match text.strip_prefix("\\x") {
-        Some(hex) => hex,
-        None if !text.is_empty()
-            && text.len().is_multiple_of(2)
-            && text.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            text
+    if let Some(hex) = text.strip_prefix("\\x") {
+        return decode_hex(hex).ok_or_else(|| "is neither hex nor text the decoder can read".to_string());
+    }
+    match decode_hex(text) {
+        Some(bytes) if !text.is_empty() => Ok(bytes),
+        _ => Ok(text.as_bytes().to_vec()),
+    }
+}
+
+/// The bytes of hex digits; `None` at the first character that is not one, or an odd count
+/// (a JSON record fails at its first character).
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    /// Each byte's value as a hex digit, 0xff for any other byte.
+    const VALUE: [u8; 256] = {
+        let mut table = [0xff; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
         }
-        None => return Ok(text.as_bytes().to_vec()),
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            table[b'A' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
     };
-    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    hex.as_bytes()
-        .chunks(2)
-        .map(|pair| match pair {
-            [hi, lo] => digit(*hi).zip(digit(*lo)).map(|(h, l)| h << 4 | l),
-            _ => None,
-        })
-        .collect::<Option<Vec<u8>>>()
-        .ok_or_else(|| "is neither hex nor text the decoder can read".to_string())
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(hex.len() / 2);
+    let mut bad = 0u8;
+    for pair in hex.as_bytes().chunks_exact(2) {
+        let (high, low) = (VALUE[usize::from(pair[0])], VALUE[usize::from(pair[1])]);
+        bad |= high | low;
+        out.push(high << 4 | (low & 15));
+    }
+    // A record fails as a whole: checked once, after the loop, to keep the loop branch-free.
+    (bad <= 15).then_some(out)
 }
 
 /// `text` as an SQL string literal.

@@ -54,14 +54,27 @@ impl ViewServer {
 
     /// Every row of `sql`, each field as text (`None` for NULL).
     pub fn text_rows(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, WarehouseError> {
+        self.map_rows(sql, |fields| fields.iter().map(|f| f.map(str::to_string)).collect())
+    }
+
+    /// Every row of `sql` through `map`, which sees its fields as text where the driver holds
+    /// them (a page of large records is not copied before it is decoded).
+    pub fn map_rows<T>(
+        &mut self,
+        sql: &str,
+        map: impl Fn(&[Option<&str>]) -> T,
+    ) -> Result<Vec<T>, WarehouseError> {
         self.with_retry(sql, |server| match server {
             ViewServer::Wire(session) => session.with_client(|handle, _, _, client| {
                 let messages = handle.block_on(client.simple_query(sql)).map_err(|e| query_error(sql, e))?;
+                let mut fields: Vec<Option<&str>> = Vec::new();
                 Ok(messages
                     .iter()
                     .filter_map(|m| match m {
                         SimpleQueryMessage::Row(row) => {
-                            Some((0..row.len()).map(|i| row.get(i).map(str::to_string)).collect())
+                            fields.clear();
+                            fields.extend((0..row.len()).map(|i| row.get(i)));
+                            Some(map(&fields))
                         }
                         _ => None,
                     })
@@ -71,14 +84,17 @@ impl ViewServer {
                 .rows(sql, &[])?
                 .into_iter()
                 .map(|row| {
-                    row.into_iter()
+                    let texts: Vec<Option<String>> = row
+                        .into_iter()
                         .map(|field| match field {
                             Field::Null => None,
                             Field::Text(t) => Some(t),
                             Field::Int(i) => Some(i.to_string()),
                             Field::Bool(b) => Some(b.to_string()),
                         })
-                        .collect()
+                        .collect();
+                    let fields: Vec<Option<&str>> = texts.iter().map(|t| t.as_deref()).collect();
+                    map(&fields)
                 })
                 .collect()),
         })
