@@ -397,3 +397,29 @@ fn through_the_data_api_the_view_is_read_and_applied_to_the_model() {
     let violations: Vec<_> = calls.iter().flat_map(|c| rules.check_call(c)).collect();
     assert_conforms(&violations);
 }
+
+/// Per-table schedules hold with this source too: a paused table's changes are read and held,
+/// its positions kept back, so a later pass that applies every table ends at the model.
+#[test]
+fn a_paused_table_is_held_and_applied_later_from_the_view() {
+    let server = PgServer::start();
+    let url = server.create_db("landing");
+    create_landing(&server, "landing", "BYTEA");
+    let (lines, model) = workload(3_000, 500, 24);
+    insert(&server, "landing", &landed(&lines), 5, false);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &url,
+        "kind = \"duckdb\"\npath = \"out.duckdb\"",
+        "[tables.\"Orders\"]\npaused = true\n",
+    );
+    let out = sync(&config);
+    assert!(out.status.success(), "{}", text(&out));
+    let held = duckdb_tables(dir.path());
+    assert!(!held.contains_key("Orders"), "a paused table was applied");
+    assert!(held.contains_key("UserSessions"), "the other tables were not applied: {}", text(&out));
+    let all = dynashift(&["sync", "--once", "--all"], &config);
+    assert!(all.status.success(), "{}", text(&all));
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &support::expected_model(&model));
+}
