@@ -4,7 +4,7 @@
 //! name exists, adopted once its columns are checked. Then the control tables in the target.
 
 use dynashift_core::sql::{control_tables, Layout};
-use dynashift_core::streaming_view::setup_statements;
+use dynashift_core::streaming_view::{needs_case_sensitive_identifiers, setup_statements};
 
 use crate::config::{Config, MvSourceConfig, SourceConfig};
 use crate::source::redshift_mv::{MvError, MvSource, REQUIRED_COLUMNS};
@@ -22,6 +22,12 @@ pub fn script(config: &Config) -> anyhow::Result<String> {
                     view.stream,
                     REQUIRED_COLUMNS.join(", ")
                 ));
+                if needs_case_sensitive_identifiers(view) {
+                    out.push_str(
+                        "-- The stream's name has capitals: turn enable_case_sensitive_identifier on for the\n\
+                         -- database (in the cluster's parameter group) first, or Redshift reads it lower-cased.\n",
+                    );
+                }
                 for sql in setup_statements(view)? {
                     out.push_str(&sql);
                     out.push_str(";\n");
@@ -77,6 +83,18 @@ fn prepare_view(mv: &MvSourceConfig) -> anyhow::Result<String> {
     let Some(view) = &mv.streaming else {
         return Err(MvError::Absent { view: name }.into());
     };
+    if needs_case_sensitive_identifiers(view) {
+        let setting = source.setting("enable_case_sensitive_identifier");
+        if !matches!(setting.as_deref(), Some("on" | "true")) {
+            anyhow::bail!(
+                "source.stream = {:?} has capitals, and enable_case_sensitive_identifier is {} on the view's server: \
+                 Redshift would fold the name to lower case and read another stream, or none; turn it on for the \
+                 database in the cluster's parameter group (auto refresh does not see a session's setting)",
+                view.stream,
+                setting.as_deref().unwrap_or("not set")
+            );
+        }
+    }
     for sql in setup_statements(view)? {
         source.execute(&sql)?;
     }

@@ -358,7 +358,23 @@ fn through_the_data_api_the_view_is_read_and_applied_to_the_model() {
     let server = PgServer::start();
     server.create_db("dev");
     create_landing(&server, "dev", "BYTEA");
-    let (lines, model) = workload(3_000, 400, 23);
+    let (mut lines, model) = workload(3_000, 400, 23);
+    // Records larger than one row of a Data API result (64 KB, twice that as hex) come in
+    // pieces: two items of a table of their own, 100 KB and 250 KB.
+    for (id, size) in [("big-1", 100_000), ("big-2", 250_000)] {
+        let mut record: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        record["tableName"] = "BigItems".into();
+        record["eventName"] = "INSERT".into();
+        record["dynamodb"]["Keys"] = serde_json::json!({ "id": { "S": id } });
+        // In parts of 20,000 bytes: a warehouse text value holds at most 65,535.
+        let mut image = serde_json::json!({ "id": { "S": id } });
+        for part in 0..size / 20_000 {
+            image[format!("part{part}")] = serde_json::json!({ "S": "é".repeat(10_000) });
+        }
+        record["dynamodb"]["NewImage"] = image;
+        record["dynamodb"].as_object_mut().unwrap().remove("OldImage");
+        lines.push(record.to_string());
+    }
     insert(&server, "dev", &landed(&lines), 4, false);
     let moto = support::moto::MotoServer::start();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -387,12 +403,26 @@ fn through_the_data_api_the_view_is_read_and_applied_to_the_model() {
     assert_eq!(support::count_before(&text(&out), " records in"), Some(lines.len() as u64), "{}", text(&out));
     let settings = PgSettings::parse(&server.url("dev"), "PGPASSWORD", "dynamodb").unwrap();
     let mut warehouse = PostgresWarehouse::open(settings).unwrap();
-    support::assert_tables_equal(&support::read_back(&mut warehouse), &support::expected_model(&model));
+    let mut actual = support::read_back(&mut warehouse);
+    let big = actual.remove("BigItems").expect("the large records' table");
+    assert_eq!(big.len(), 2);
+    let sizes = server.query(
+        "dev",
+        "SELECT CONCAT(id, ':', COALESCE(OCTET_LENGTH(part4), 0), ':', COALESCE(OCTET_LENGTH(part11), 0)) \
+         FROM dynamodb.big_items ORDER BY id",
+    );
+    let expected = ["big-1:20000:0", "big-2:20000:20000"].map(|s| Some(s.to_string())).to_vec();
+    assert_eq!(sizes, expected, "the large records, whole");
+    support::assert_tables_equal(&actual, &support::expected_model(&model));
     let mut rules = RedshiftRules::new();
     let calls = api.calls();
     assert!(
         calls.iter().flatten().any(|sql| sql.contains("ORDER BY LENGTH(sequence_number)")),
         "the view was not read through the Data API"
+    );
+    assert!(
+        calls.iter().flatten().any(|sql| sql.contains("SELECT SUBSTRING(kinesis_data")),
+        "no record was read in pieces"
     );
     let violations: Vec<_> = calls.iter().flat_map(|c| rules.check_call(c)).collect();
     assert_conforms(&violations);

@@ -167,6 +167,11 @@ fn what_setup_cannot_use_is_refused_in_one_line() {
         &format!("url = \"{source}\"\nstream = \"s\"\niam_role = \"my_streaming_role\""),
         "is neither an IAM role ARN",
     );
+    // A stream name with capitals, where names fold to lower case.
+    refused(
+        &format!("url = \"{source}\"\nstream = \"RedshiftCdc\"\niam_role = \"default\""),
+        "source.stream = \"RedshiftCdc\" has capitals, and enable_case_sensitive_identifier is not set",
+    );
     // The view is made on the server, statement by statement: PostgreSQL has no Kinesis, and
     // says so about the first one.
     refused(

@@ -49,7 +49,9 @@ pub enum ViewSettingError {
     #[error(transparent)]
     Literal(#[from] LiteralError),
     /// The stream's name is not one Kinesis allows.
-    #[error("{0:?} is not a Kinesis stream's name (1 to 128 letters, digits, `_`, `-` or `.`)")]
+    #[error(
+        "{0:?} is not a Kinesis stream's name Redshift can name (1 to 127 letters, digits, `_`, `-` or `.`)"
+    )]
     Stream(String),
     /// The role is neither `default` nor an IAM role ARN.
     #[error("{0:?} is neither an IAM role ARN (arn:aws:iam::<account>:role/<name>, chained with commas) nor `default`")]
@@ -60,8 +62,9 @@ pub enum ViewSettingError {
 /// no `CREATE MATERIALIZED VIEW IF NOT EXISTS`: setup looks for the view first).
 pub fn setup_statements(view: &StreamingView) -> Result<Vec<String>, ViewSettingError> {
     let d = Redshift;
+    // Kinesis allows 128 characters, a Redshift identifier 127 bytes ("Names and identifiers").
     let stream_ok = !view.stream.is_empty()
-        && view.stream.len() <= 128
+        && view.stream.len() <= 127
         && view.stream.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if !stream_ok {
         return Err(ViewSettingError::Stream(view.stream.clone()));
@@ -90,6 +93,13 @@ pub fn setup_statements(view: &StreamingView) -> Result<Vec<String>, ViewSetting
             d.qualified(&view.external_schema, &view.stream),
         ),
     ])
+}
+
+/// Whether the stream's name needs `enable_case_sensitive_identifier` on: without it Redshift
+/// folds even a quoted name to lower case, and would read another stream, or none
+/// ("enable_case_sensitive_identifier", Redshift Database Developer Guide).
+pub fn needs_case_sensitive_identifiers(view: &StreamingView) -> bool {
+    view.stream.bytes().any(|b| b.is_ascii_uppercase())
 }
 
 /// `arn:<partition>:iam::<12 digits>:role/<path and name>`.
@@ -158,7 +168,7 @@ mod tests {
         }
         let chain = "arn:aws:iam::123456789012:role/a,arn:aws:iam::210987654321:role/b";
         assert!(setup_statements(&StreamingView { iam_role: chain.into(), ..view() }).is_ok());
-        for stream in ["", "a\"b", "a b", &"s".repeat(129)] {
+        for stream in ["", "a\"b", "a b", &"s".repeat(128)] {
             let e = setup_statements(&StreamingView { stream: stream.into(), ..view() }).unwrap_err();
             assert!(matches!(e, ViewSettingError::Stream(_)), "{stream}: {e}");
         }

@@ -26,6 +26,11 @@ use crate::warehouse::WarehouseError;
 /// The columns the source reads; a view without them is refused, naming the missing ones.
 pub const REQUIRED_COLUMNS: [&str; 3] = ["shard_id", "sequence_number", "kinesis_data"];
 
+/// The most of a record one row of a Data API result carries: a row holds at most 64 KB
+/// ("Troubleshooting issues for Amazon Redshift Data API", Management Guide), and VARBYTE
+/// travels as hex, two characters a byte.
+const PIECE_BYTES: usize = 30_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MvError {
     #[error("{0}")]
@@ -40,8 +45,8 @@ pub enum MvError {
     Url(String),
 }
 
-/// A row of the view: its sequence_number, and its record's bytes or why they cannot be read.
-type SequencedRow = (Option<String>, Result<Vec<u8>, String>);
+/// A record of the view: its sequence number and its bytes.
+type Landed = (String, Vec<u8>);
 
 pub struct MvSource {
     server: ViewServer,
@@ -61,8 +66,6 @@ pub struct MvSource {
     /// later).
     idle: u32,
     next_poll: Option<Instant>,
-    /// Running average of a record's bytes, which sizes pages.
-    average_bytes: usize,
     cut: bool,
 }
 
@@ -116,7 +119,6 @@ impl MvSource {
             refresh: config.refresh,
             idle: 0,
             next_poll: None,
-            average_bytes: 4096,
             cut: false,
         })
     }
@@ -150,13 +152,11 @@ impl MvSource {
         Err(MvError::MissingColumns { view: self.name.clone(), missing: missing.join(", ") })
     }
 
-    /// Each row of `sql` as its sequence_number and its record's bytes (decoded from the text
-    /// the server sent, without copying it first).
-    fn sequenced_rows(&mut self, sql: &str) -> Result<Vec<SequencedRow>, MvError> {
-        Ok(self.server.map_rows(sql, |fields| {
-            let field = |i: usize| fields.get(i).copied().flatten();
-            (field(0).map(|s| s.trim_end().to_string()), record_bytes(field(1).unwrap_or_default()))
-        })?)
+    /// A setting of the view's server, as `SHOW` gives it; `None` if the server has no such
+    /// setting (PostgreSQL has none of Redshift's own).
+    pub fn setting(&mut self, name: &str) -> Option<String> {
+        let rows = self.server.text_rows(&format!("SHOW {name}")).ok()?;
+        rows.into_iter().next()?.into_iter().next()?
     }
 
     /// Runs one statement of `setup` on the view's server, by itself (outside any transaction).
@@ -185,15 +185,10 @@ impl MvSource {
         }
         while out.len() < max && bytes < self.read_bytes && self.next < self.pass.len() {
             let shard = self.pass[self.next].clone();
-            // Pages are bounded in bytes too: by the records' average size so far (an item
-            // reaches 400 KB, a Kinesis record 1 MB, twice that as hex text).
-            let by_bytes = (self.read_bytes.saturating_sub(bytes) / self.average_bytes.max(1)).max(1);
-            let want = self.page_rows.min(max - out.len()).min(by_bytes);
-            let page = self.page(&shard, want)?;
-            let full = page.len() >= want;
+            let want = self.page_rows.min(max - out.len());
+            let (page, more) = self.page(&shard, want, self.read_bytes.saturating_sub(bytes))?;
             for (sequence, data) in page {
                 bytes += data.len();
-                self.average_bytes = (self.average_bytes * 7 + data.len()) / 8;
                 self.last.insert(shard.clone(), sequence.clone());
                 out.push(RawRecord {
                     data,
@@ -201,7 +196,7 @@ impl MvSource {
                     problem: None,
                 });
             }
-            if !full {
+            if !more {
                 // This shard is read to the view's end for this pass.
                 self.next += 1;
             }
@@ -242,29 +237,93 @@ impl MvSource {
         Ok(())
     }
 
-    /// Up to `rows` records of `shard` after its last one read, in sequence order.
+    /// Up to `rows` records of `shard` after its last one read, in sequence order, as many as
+    /// fit `budget` bytes (at least one); and whether the shard may hold more.
     ///
     /// Read as text (the simple query protocol), as Redshift's own drivers read VARBYTE: its
     /// binary form is not documented, and a driver asking for it gets a type it cannot map.
     /// The literals are the shard's name, quoted, and a sequence number checked to be digits.
-    fn page(&mut self, shard: &str, rows: usize) -> Result<Vec<(String, Vec<u8>)>, MvError> {
-        // Sequence numbers are decimal text of varying length: a longer one is larger.
+    fn page(&mut self, shard: &str, rows: usize, budget: usize) -> Result<(Vec<Landed>, bool), MvError> {
         let after = self.last.get(shard).cloned().unwrap_or_default();
         if !after.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(MvError::Row {
-                view: self.name.clone(),
-                what: format!("the committed position of shard {shard} is {after:?}, not a sequence number"),
-            });
+            return Err(self.row_error(format!(
+                "the committed position of shard {shard} is {after:?}, not a sequence number"
+            )));
         }
-        // Two ranges, each one index range on (shard_id, LENGTH(sequence_number),
-        // sequence_number) where a landing table has that index: the rest of this length, then,
-        // at a shard's end, longer numbers. A single condition joining them with OR walks every
-        // row already read.
+        // The sizes first, without the records: a page is planned from them, so a burst of
+        // large records after small ones cannot make a page larger than the budget.
+        let sizes = self.ranged(shard, &after, rows, "OCTET_LENGTH(kinesis_data)", |f| {
+            f.get(1).copied().flatten().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0)
+        })?;
+        let (mut take, mut used) = (0, 0);
+        for (_, size) in &sizes {
+            if take > 0 && used + size > budget {
+                break;
+            }
+            used += size;
+            take += 1;
+        }
+        let more = take < sizes.len() || sizes.len() >= rows;
+        if take == 0 {
+            return Ok((Vec::new(), false));
+        }
+        // Through the Data API a row of a result holds at most 64 KB, and VARBYTE travels as
+        // hex: larger records come in pieces, by SUBSTRING.
+        let data = match self.server {
+            ViewServer::Wire(_) => "kinesis_data".to_string(),
+            ViewServer::DataApi(_) => {
+                format!("CASE WHEN OCTET_LENGTH(kinesis_data) <= {PIECE_BYTES} THEN kinesis_data END")
+            }
+        };
+        let found =
+            self.ranged(shard, &after, take, &format!("{data}, OCTET_LENGTH(kinesis_data)"), |f| {
+                let length = f.get(2).copied().flatten().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+                (f.get(1).copied().flatten().map(record_bytes), length)
+            })?;
+        let mut page = Vec::with_capacity(found.len());
+        for (sequence, (data, length)) in found {
+            let sequence = match sequence {
+                Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s,
+                other => {
+                    return Err(self.row_error(format!(
+                        "shard {shard} holds a row whose sequence_number is {other:?}, not a decimal \
+                         number: positions cannot be kept past it"
+                    )))
+                }
+            };
+            let data = match data {
+                Some(data) => data,
+                None if length > PIECE_BYTES => self.record_in_pieces(shard, &sequence, length),
+                None => Ok(Vec::new()),
+            };
+            let data = data.map_err(|why| {
+                self.row_error(format!("shard {shard}, sequence number {sequence}: kinesis_data {why}"))
+            })?;
+            page.push((sequence, data));
+        }
+        Ok((page, more))
+    }
+
+    /// Up to `rows` rows of `shard` after `after`, in sequence order: the sequence number and
+    /// `columns` through `map`. Two ranges, each one index range on (shard_id,
+    /// LENGTH(sequence_number), sequence_number) where a landing table has that index: the
+    /// rest of this length, then, at a shard's end, longer numbers (a single condition joining
+    /// them with OR walks every row already read).
+    fn ranged<T>(
+        &mut self,
+        shard: &str,
+        after: &str,
+        rows: usize,
+        columns: &str,
+        map: impl Fn(&[Option<&str>]) -> T,
+    ) -> Result<Vec<(Option<String>, T)>, MvError> {
         let select = format!(
-            "SELECT sequence_number, kinesis_data FROM {} WHERE shard_id = {}",
+            "SELECT sequence_number, {columns} FROM {} WHERE shard_id = {}",
             self.relation,
             literal(shard)
         );
+        let row =
+            |f: &[Option<&str>]| (f.first().copied().flatten().map(|s| s.trim_end().to_string()), map(f));
         let len = after.len();
         let mut found = Vec::new();
         if len > 0 {
@@ -272,7 +331,7 @@ impl MvSource {
                 "{select} AND LENGTH(sequence_number) = {len} AND sequence_number > '{after}' \
                  ORDER BY sequence_number LIMIT {rows}"
             );
-            found = self.sequenced_rows(&same_length)?;
+            found = self.server.map_rows(&same_length, row)?;
         }
         if found.len() < rows {
             let longer = format!(
@@ -280,27 +339,39 @@ impl MvSource {
                  LIMIT {}",
                 rows - found.len()
             );
-            found.extend(self.sequenced_rows(&longer)?);
+            found.extend(self.server.map_rows(&longer, row)?);
         }
-        found
-            .into_iter()
-            .map(|(sequence, data)| {
-                let problem = |what: String| MvError::Row { view: self.name.clone(), what };
-                let sequence = match sequence {
-                    Some(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s,
-                    other => {
-                        return Err(problem(format!(
-                            "shard {shard} holds a row whose sequence_number is {other:?}, not a decimal \
-                             number: positions cannot be kept past it"
-                        )))
-                    }
-                };
-                let data = data.map_err(|why| {
-                    problem(format!("shard {shard}, sequence number {sequence}: kinesis_data {why}"))
-                })?;
-                Ok((sequence, data))
-            })
-            .collect()
+        Ok(found)
+    }
+
+    /// A record too large for one row of a Data API result, read `PIECE_BYTES` at a time.
+    fn record_in_pieces(&mut self, shard: &str, sequence: &str, length: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(length);
+        while out.len() < length {
+            let sql = format!(
+                "SELECT SUBSTRING(kinesis_data, {}, {PIECE_BYTES}) FROM {} WHERE shard_id = {} AND sequence_number = '{sequence}'",
+                out.len() + 1,
+                self.relation,
+                literal(shard)
+            );
+            let piece = self
+                .server
+                .map_rows(&sql, |f| f.first().copied().flatten().map(record_bytes))
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .next()
+                .flatten()
+                .ok_or_else(|| "was gone when read in pieces".to_string())??;
+            if piece.is_empty() {
+                return Err(format!("ended after {} of its {length} bytes", out.len()));
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
+    fn row_error(&self, what: String) -> MvError {
+        MvError::Row { view: self.name.clone(), what }
     }
 }
 

@@ -96,7 +96,9 @@ fn field(f: &DataField) -> Field {
         DataField::BooleanValue(b) => Field::Bool(*b),
         DataField::StringValue(s) => Field::Text(s.clone()),
         DataField::DoubleValue(d) => Field::Text(d.to_string()),
-        DataField::BlobValue(b) => Field::Text(String::from_utf8_lossy(b.as_ref()).into_owned()),
+        // As hex, as VARBYTE prints: bytes that are not UTF-8 (a record that is not JSON) stay
+        // exact, where a lossy conversion would replace them.
+        DataField::BlobValue(b) => Field::Text(dynashift_core::value::hex_encode(b.as_ref())),
         _ => Field::Null,
     }
 }

@@ -814,6 +814,9 @@ async fn run_statements(shared: &Shared, id: &str, client: &Client, sqls: &[Stri
     true
 }
 
+/// The largest row a result may hold.
+const MAX_ROW_BYTES: usize = 64 * 1024;
+
 /// Runs one statement: rows affected (or returned), and the rows when it returns some. The
 /// statement is prepared only to learn its column types; the simple protocol then runs it,
 /// giving every value as text, which is typed back per column.
@@ -826,6 +829,12 @@ async fn run_sql(client: &Client, sql: &str) -> Result<(i64, Option<ResultSet>),
     for message in messages {
         match message {
             SimpleQueryMessage::Row(row) => {
+                // "Troubleshooting issues for Amazon Redshift Data API" (Management Guide): a
+                // row of a result holds at most 64 KB ("Packet for query is too large").
+                let size: usize = (0..row.len()).map(|i| row.get(i).map_or(0, str::len)).sum();
+                if size > MAX_ROW_BYTES {
+                    return Err(format!("Packet for query is too large ({size} bytes > {MAX_ROW_BYTES})"));
+                }
                 rows.push((0..row.len()).map(|i| field(row.get(i), columns.get(i).map(|c| &c.1))).collect())
             }
             SimpleQueryMessage::CommandComplete(n) => count = i64::try_from(n).unwrap_or(i64::MAX),
