@@ -453,3 +453,50 @@ fn a_paused_table_is_held_and_applied_later_from_the_view() {
     assert!(all.status.success(), "{}", text(&all));
     support::assert_tables_equal(&duckdb_tables(dir.path()), &support::expected_model(&model));
 }
+
+/// `refresh = true` refreshes the view before each pass, for a view without auto refresh: a
+/// PostgreSQL materialized view over the landing table stands in for it. Without the refresh
+/// the rows landed since stay unseen.
+#[test]
+fn refresh_true_refreshes_the_view_before_each_pass() {
+    let server = PgServer::start();
+    let url = server.create_db("refreshed");
+    create_landing(&server, "refreshed", "BYTEA");
+    server.exec(
+        "refreshed",
+        "CREATE SCHEMA cdc; CREATE MATERIALIZED VIEW cdc.changes AS SELECT * FROM kds.ddb_changes",
+    );
+    let (lines, model) = workload(2_000, 300, 25);
+    let rows = landed(&lines);
+    let (first, rest) = rows.split_at(1_200);
+    insert(&server, "refreshed", first, 6, false);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |refresh: bool| {
+        let path = dir.path().join(format!("refresh-{refresh}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[source]\nkind = \"redshift-mv\"\nview = \"cdc.changes\"\nurl = \"{url}\"\nrefresh = {refresh}\n\n\
+                 [target]\nkind = \"duckdb\"\npath = \"out.duckdb\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let records = |out: &Output| support::count_before(&text(out), " records in");
+    let unrefreshed = sync(&config(false));
+    assert!(unrefreshed.status.success(), "{}", text(&unrefreshed));
+    assert_eq!(
+        records(&unrefreshed),
+        Some(0),
+        "rows were read from a view never refreshed: {}",
+        text(&unrefreshed)
+    );
+    let out = sync(&config(true));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(records(&out), Some(first.len() as u64), "{}", text(&out));
+    insert(&server, "refreshed", rest, 7, false);
+    let out = sync(&config(true));
+    assert_eq!(records(&out), Some(rest.len() as u64), "{}", text(&out));
+    support::assert_tables_equal(&duckdb_tables(dir.path()), &support::expected_model(&model));
+}
