@@ -350,7 +350,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
             };
             let started = std::time::Instant::now();
             let options = RunOptions { all: true, backfill: Some(expected), ..RunOptions::default() };
-            let records = replicate(&backfill, options, stop)?;
+            let items = replicate(&backfill, options, stop)?;
             let secs = started.elapsed().as_secs_f64();
             let unfinished = dynashift::backfill::unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
             anyhow::ensure!(
@@ -361,8 +361,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 unfinished.join(", ")
             );
             println!(
-                "{what} loaded whole; this run: {records} items in {secs:.1} s ({:.0} items/s)",
-                records as f64 / secs
+                "{what} loaded whole; this run: {items} items in {secs:.1} s ({:.0} items/s)",
+                items as f64 / secs
             );
             Ok(())
         }
@@ -479,6 +479,8 @@ fn auto_backfill(config: &Config, stop: &Arc<AtomicBool>) -> anyhow::Result<()> 
 }
 
 /// Runs the pipeline and prints its summary; returns the records it read.
+/// Runs (or plans) replication and prints its summary; the changes it read, rejected records
+/// left out.
 fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> anyhow::Result<u64> {
     match run(config, &options, stop)? {
         RunResult::Done(summary) => {
@@ -487,7 +489,7 @@ fn replicate(config: &Config, options: RunOptions, stop: Arc<AtomicBool>) -> any
             if let Some(kb) = dynashift::memory::peak_memory_kb() {
                 println!("peak memory {} MB", kb / 1024);
             }
-            return Ok(summary.records);
+            return Ok(summary.tables.values().map(|t| t.changes).sum());
         }
         RunResult::Plan(statements) if statements.is_empty() => {
             println!("-- nothing to apply: the input is consumed")
