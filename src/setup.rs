@@ -25,7 +25,8 @@ pub fn script(config: &Config) -> anyhow::Result<String> {
                 if needs_case_sensitive_identifiers(view) {
                     out.push_str(
                         "-- The stream's name has capitals: turn enable_case_sensitive_identifier on for the\n\
-                         -- database (in the cluster's parameter group) first, or Redshift reads it lower-cased.\n",
+                         -- database (the cluster's parameter group, or a Serverless workgroup's configuration)\n\
+                         -- first, or Redshift reads it lower-cased.\n",
                     );
                 }
                 for sql in setup_statements(view)? {
@@ -84,12 +85,13 @@ fn prepare_view(mv: &MvSourceConfig) -> anyhow::Result<String> {
         return Err(MvError::Absent { view: name }.into());
     };
     if needs_case_sensitive_identifiers(view) {
-        let setting = source.setting("enable_case_sensitive_identifier");
+        let setting = source.setting("enable_case_sensitive_identifier")?;
         if !matches!(setting.as_deref(), Some("on" | "true")) {
             anyhow::bail!(
                 "source.stream = {:?} has capitals, and enable_case_sensitive_identifier is {} on the view's server: \
                  Redshift would fold the name to lower case and read another stream, or none; turn it on for the \
-                 database in the cluster's parameter group (auto refresh does not see a session's setting)",
+                 database in the cluster's parameter group, or in a Serverless workgroup's configuration \
+                 (auto refresh does not see a session's setting)",
                 view.stream,
                 setting.as_deref().unwrap_or("not set")
             );

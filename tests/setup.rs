@@ -167,6 +167,8 @@ fn what_setup_cannot_use_is_refused_in_one_line() {
         &format!("url = \"{source}\"\nstream = \"s\"\niam_role = \"my_streaming_role\""),
         "is neither an IAM role ARN",
     );
+    // A view in the external schema, which only names the stream.
+    refused(&format!("url = \"{source}\"\n{STREAMING}external_schema = \"cdc\"\n"), "source.external_schema");
     // A stream name with capitals, where names fold to lower case.
     refused(
         &format!("url = \"{source}\"\nstream = \"RedshiftCdc\"\niam_role = \"default\""),

@@ -276,6 +276,12 @@ fn streaming_view(
             ))
         }
     };
+    if raw.external_schema == schema {
+        return Err(InvalidSetting::value(
+            "source.external_schema",
+            format!("{schema:?} is the view's own schema: the external schema only names the stream, so give the view another (as `cdc.{view}`)"),
+        ));
+    }
     let streaming = StreamingView {
         external_schema: raw.external_schema.clone(),
         iam_role,

@@ -31,6 +31,10 @@ pub const REQUIRED_COLUMNS: [&str; 3] = ["shard_id", "sequence_number", "kinesis
 /// travels as hex, two characters a byte.
 const PIECE_BYTES: usize = 30_000;
 
+/// The most record bytes one page asks of the Data API: a result holds at most 100 MB (500 MB
+/// in newer text of the same page), and VARBYTE travels as hex.
+const DATA_API_PAGE_BYTES: usize = 40 << 20;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MvError {
     #[error("{0}")]
@@ -67,6 +71,8 @@ pub struct MvSource {
     idle: u32,
     next_poll: Option<Instant>,
     cut: bool,
+    /// Sent before each page's queries on the same connection (PostgreSQL's `bytea_output`).
+    prefix: &'static str,
 }
 
 impl MvSource {
@@ -75,6 +81,11 @@ impl MvSource {
         let mut source = MvSource::connect(config)?;
         source.last = resume.into_iter().filter(|(shard, _)| !shard.starts_with('@')).collect();
         source.check_columns()?;
+        // PostgreSQL may print bytea in its escape form, which would pass for a text record:
+        // a landing table there is read with bytea in hex.
+        if matches!(source.server, ViewServer::Wire(_)) && source.setting("bytea_output")?.is_some() {
+            source.prefix = "SET bytea_output = 'hex'; ";
+        }
         Ok(source)
     }
 
@@ -120,6 +131,7 @@ impl MvSource {
             idle: 0,
             next_poll: None,
             cut: false,
+            prefix: "",
         })
     }
 
@@ -153,10 +165,13 @@ impl MvSource {
     }
 
     /// A setting of the view's server, as `SHOW` gives it; `None` if the server has no such
-    /// setting (PostgreSQL has none of Redshift's own).
-    pub fn setting(&mut self, name: &str) -> Option<String> {
-        let rows = self.server.text_rows(&format!("SHOW {name}")).ok()?;
-        rows.into_iter().next()?.into_iter().next()?
+    /// setting (PostgreSQL has none of Redshift's own, Redshift not PostgreSQL's `bytea_output`).
+    pub fn setting(&mut self, name: &str) -> Result<Option<String>, MvError> {
+        match self.server.text_rows(&format!("SHOW {name}")) {
+            Ok(rows) => Ok(rows.into_iter().next().and_then(|row| row.into_iter().next().flatten())),
+            Err(e) if e.to_string().contains("unrecognized configuration parameter") => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Runs one statement of `setup` on the view's server, by itself (outside any transaction).
@@ -186,7 +201,12 @@ impl MvSource {
         while out.len() < max && bytes < self.read_bytes && self.next < self.pass.len() {
             let shard = self.pass[self.next].clone();
             let want = self.page_rows.min(max - out.len());
-            let (page, more) = self.page(&shard, want, self.read_bytes.saturating_sub(bytes))?;
+            let mut budget = self.read_bytes.saturating_sub(bytes);
+            if matches!(self.server, ViewServer::DataApi(_)) {
+                // A Data API result holds at most 100 MB, and VARBYTE comes as hex.
+                budget = budget.min(DATA_API_PAGE_BYTES);
+            }
+            let (page, more) = self.page(&shard, want, budget)?;
             for (sequence, data) in page {
                 bytes += data.len();
                 self.last.insert(shard.clone(), sequence.clone());
@@ -331,7 +351,7 @@ impl MvSource {
                 "{select} AND LENGTH(sequence_number) = {len} AND sequence_number > '{after}' \
                  ORDER BY sequence_number LIMIT {rows}"
             );
-            found = self.server.map_rows(&same_length, row)?;
+            found = self.server.map_rows(&format!("{}{same_length}", self.prefix), row)?;
         }
         if found.len() < rows {
             let longer = format!(
@@ -339,7 +359,7 @@ impl MvSource {
                  LIMIT {}",
                 rows - found.len()
             );
-            found.extend(self.server.map_rows(&longer, row)?);
+            found.extend(self.server.map_rows(&format!("{}{longer}", self.prefix), row)?);
         }
         Ok(found)
     }

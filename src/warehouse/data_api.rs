@@ -90,6 +90,14 @@ where
     }
 }
 
+/// Whether a statement failed for a relation or schema that does not exist (and not, say, a
+/// database or user that does not).
+fn is_missing_relation(message: &str) -> bool {
+    ["relation \"", "schema \""]
+        .iter()
+        .any(|what| message.find(what).is_some_and(|at| message[at..].contains("does not exist")))
+}
+
 fn field(f: &DataField) -> Field {
     match f {
         DataField::LongValue(n) => Field::Int(*n),
@@ -208,9 +216,7 @@ impl DataApiWarehouse {
             Ok(page.column_metadata().iter().map(|c| c.name().unwrap_or_default().to_lowercase()).collect())
         });
         match outcome {
-            Err(WarehouseError::Query { cause, .. }) if cause.to_string().contains("does not exist") => {
-                Ok(None)
-            }
+            Err(WarehouseError::Query { cause, .. }) if is_missing_relation(&cause.to_string()) => Ok(None),
             other => other.map(Some),
         }
     }
