@@ -31,14 +31,7 @@ fn create_landing(server: &PgServer, db: &str, data: &str) {
     if data == "varbyte" {
         server.exec(db, "CREATE DOMAIN varbyte AS BYTEA");
     }
-    server.exec(
-        db,
-        &format!(
-            "CREATE SCHEMA kds; CREATE TABLE kds.ddb_changes (approximate_arrival_timestamp TIMESTAMPTZ, \
-             partition_key VARCHAR(256), shard_id CHAR(20), sequence_number VARCHAR(128), \
-             refresh_time TIMESTAMPTZ, kinesis_data {data})"
-        ),
-    );
+    support::create_mv_landing(server, db, VIEW, data);
 }
 
 /// One landed record: its shard, sequence number and bytes.

@@ -113,12 +113,7 @@ fn an_existing_view_is_adopted_and_the_target_prepared_twice_alike() {
     let server = PgServer::start();
     let source = server.create_db("landing");
     let target = server.create_db("target");
-    server.exec(
-        "landing",
-        "CREATE SCHEMA cdc; CREATE TABLE cdc.ddb_changes (approximate_arrival_timestamp TIMESTAMP, \
-         partition_key VARCHAR(256), shard_id CHAR(20), sequence_number VARCHAR(128), \
-         refresh_time TIMESTAMP, kinesis_data BYTEA)",
-    );
+    support::create_mv_landing(&server, "landing", "cdc.ddb_changes", "BYTEA");
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(
         dir.path(),

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynashift_core::dialect::Postgres;
+use dynashift_core::dialect::{Dialect as _, Postgres};
+use dynashift_core::literal::string_literal;
 use dynashift_core::Position;
 
 use super::view_server::ViewServer;
@@ -117,7 +118,7 @@ impl MvSource {
             },
             (None, None) => return Err(MvError::Url("no `url`".into())),
         };
-        let relation = format!("{}.{}", quote(&config.schema), quote(&config.view));
+        let relation = Postgres.qualified(&config.schema, &config.view);
         Ok(MvSource {
             server,
             relation,
@@ -272,9 +273,7 @@ impl MvSource {
         }
         // The sizes first, without the records: a page is planned from them, so a burst of
         // large records after small ones cannot make a page larger than the budget.
-        let sizes = self.ranged(shard, &after, rows, "OCTET_LENGTH(kinesis_data)", |f| {
-            f.get(1).copied().flatten().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0)
-        })?;
+        let sizes = self.ranged(shard, &after, rows, "OCTET_LENGTH(kinesis_data)", |f| size_at(f, 1))?;
         let (mut take, mut used) = (0, 0);
         for (_, size) in &sizes {
             if take > 0 && used + size > budget {
@@ -297,8 +296,7 @@ impl MvSource {
         };
         let found =
             self.ranged(shard, &after, take, &format!("{data}, OCTET_LENGTH(kinesis_data)"), |f| {
-                let length = f.get(2).copied().flatten().and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-                (f.get(1).copied().flatten().map(record_bytes), length)
+                (f.get(1).copied().flatten().map(record_bytes), size_at(f, 2))
             })?;
         let mut page = Vec::with_capacity(found.len());
         for (sequence, (data, length)) in found {
@@ -337,11 +335,9 @@ impl MvSource {
         columns: &str,
         map: impl Fn(&[Option<&str>]) -> T,
     ) -> Result<Vec<(Option<String>, T)>, MvError> {
-        let select = format!(
-            "SELECT sequence_number, {columns} FROM {} WHERE shard_id = {}",
-            self.relation,
-            literal(shard)
-        );
+        let shard = string_literal("shard_id", shard).map_err(|e| self.row_error(e.to_string()))?;
+        let select =
+            format!("SELECT sequence_number, {columns} FROM {} WHERE shard_id = {shard}", self.relation);
         let row =
             |f: &[Option<&str>]| (f.first().copied().flatten().map(|s| s.trim_end().to_string()), map(f));
         let len = after.len();
@@ -366,13 +362,14 @@ impl MvSource {
 
     /// A record too large for one row of a Data API result, read `PIECE_BYTES` at a time.
     fn record_in_pieces(&mut self, shard: &str, sequence: &str, length: usize) -> Result<Vec<u8>, String> {
+        let shard = string_literal("shard_id", shard).map_err(|e| e.to_string())?;
         let mut out = Vec::with_capacity(length);
         while out.len() < length {
             let sql = format!(
                 "SELECT SUBSTRING(kinesis_data, {}, {PIECE_BYTES}) FROM {} WHERE shard_id = {} AND sequence_number = '{sequence}'",
                 out.len() + 1,
                 self.relation,
-                literal(shard)
+                shard
             );
             let piece = self
                 .server
@@ -393,6 +390,11 @@ impl MvSource {
     fn row_error(&self, what: String) -> MvError {
         MvError::Row { view: self.name.clone(), what }
     }
+}
+
+/// The byte count in field `i` of a row (0 for NULL).
+fn size_at(fields: &[Option<&str>], i: usize) -> usize {
+    fields.get(i).copied().flatten().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 /// The bytes of a record from `kinesis_data`'s text form: VARBYTE prints as hex, PostgreSQL's
@@ -441,15 +443,6 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     (bad <= 15).then_some(out)
 }
 
-/// `text` as an SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn quote(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
-}
-
 /// A connection string for messages, without what follows the first `@` or `password=`.
 fn redacted(url: &str) -> String {
     if url.contains("password") {
@@ -477,7 +470,7 @@ mod tests {
 
     #[test]
     fn literals_are_quoted() {
-        assert_eq!(literal("shardId-000000000001"), "'shardId-000000000001'");
-        assert_eq!(literal("a'b"), "'a''b'");
+        assert_eq!(string_literal("shard_id", "shardId-000000000001").unwrap(), "'shardId-000000000001'");
+        assert_eq!(string_literal("shard_id", "a'b").unwrap(), "'a''b'");
     }
 }

@@ -163,6 +163,20 @@ pub fn expected_cells(item: &Item, mode: ColumnMode, keys: &[String]) -> BTreeMa
     row
 }
 
+/// A landing table `schema.name` with the columns and types of Redshift's streaming view,
+/// `kinesis_data` of type `data` (BYTEA, a domain, TEXT), in database `db`.
+pub fn create_mv_landing(server: &pg::PgServer, db: &str, relation: &str, data: &str) {
+    let schema = relation.split('.').next().unwrap_or(relation);
+    server.exec(
+        db,
+        &format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {relation} (approximate_arrival_timestamp TIMESTAMP, \
+             partition_key VARCHAR(256), shard_id CHAR(20), sequence_number VARCHAR(128), \
+             refresh_time TIMESTAMP, kinesis_data {data})"
+        ),
+    );
+}
+
 /// The row name of a model item: from its key attributes when their names are known,
 /// else from the model's own key text.
 pub fn row_name(model_key: &str, item: &Item, keys: Option<&Vec<String>>) -> String {
