@@ -23,6 +23,9 @@ pub struct FlowLimits {
     pub total_bytes: usize,
     /// Batches to hand over at most (`--max-batches`).
     pub max_batches: Option<u64>,
+    /// Bytes of held changes that may go to disk when a backlog fills `batch_bytes`
+    /// (`defaults.spill`; 0: none).
+    pub spill_bytes: u64,
 }
 
 /// What the batch being gathered holds, as the planner reports it after each read.
@@ -37,6 +40,10 @@ pub struct Gathered {
     pub marks: bool,
     /// With schedules: the tables holding changes.
     pub tables: Vec<HeldTable>,
+    /// Bytes of held changes on disk (see `Step::Spill`).
+    pub spilled: u64,
+    /// Batches are being read back from disk: more follow before anything is read.
+    pub draining: bool,
 }
 
 impl Gathered {
@@ -64,6 +71,10 @@ pub enum Step {
     Plan(Selection),
     /// Give the planned batch to the warehouse, which is free (`Flow::handed_over`).
     HandOver,
+    /// Write the held changes to disk and read on (`Flow::spilled`): a backlog filled their
+    /// memory bound. Once the backlog is read, they come back a part of the keys at a time,
+    /// each part a batch (`Gathered::draining`), so every key is written once.
+    Spill,
     /// Wait until the warehouse has applied its batch.
     AwaitWarehouse,
     /// Read nothing for now: the held changes of this paused table fill the memory bound.
@@ -251,6 +262,22 @@ impl Flow {
         }
     }
 
+    /// The held changes went to disk; `left`: what the planner holds now.
+    pub fn spilled(&mut self, left: Gathered) {
+        self.gathered = left;
+    }
+
+    /// Whether a full batch goes to disk rather than to the warehouse: it is full by memory
+    /// while more of a backlog is to come, there are no schedules, and the disk bound allows.
+    fn spills(&self) -> bool {
+        let gathered = &self.gathered;
+        self.scheduler.is_none()
+            && gathered.bytes >= self.limits.batch_bytes
+            && gathered.records < self.limits.batch_records
+            && !(self.input_over || self.stopping || self.caught_up)
+            && gathered.spilled.saturating_add(gathered.bytes as u64) <= self.limits.spill_bytes
+    }
+
     /// The planned batch went to the warehouse.
     pub fn handed_over(&mut self) {
         debug_assert!(self.applying.is_none(), "handed over to a busy warehouse");
@@ -310,6 +337,18 @@ impl Flow {
         if self.limits.max_batches.is_some_and(|m| self.planned_count >= m) {
             return Step::Finish;
         }
+        if self.stopping && (self.gathered.spilled > 0 || self.gathered.draining) {
+            // Changes on disk are left: their positions were never committed, so the next
+            // run reads them again (what a part applied is kept by its versions).
+            return if idle { Step::Finish } else { Step::AwaitWarehouse };
+        }
+        if self.gathered.draining {
+            return if idle || self.room_to_plan_ahead() {
+                Step::Plan(Selection::All)
+            } else {
+                Step::AwaitWarehouse
+            };
+        }
         let selection = match &self.scheduler {
             None => Selection::All,
             Some(scheduler) => {
@@ -328,6 +367,9 @@ impl Flow {
         // gets what there is at once.
         let ready = self.full() || self.input_over || self.stopping || (self.caught_up && idle);
         if work && ready {
+            if self.spills() {
+                return Step::Spill;
+            }
             return if idle || self.room_to_plan_ahead() {
                 Step::Plan(selection)
             } else {
@@ -355,8 +397,13 @@ impl Flow {
 mod tests {
     use super::*;
 
-    const LIMITS: FlowLimits =
-        FlowLimits { batch_records: 100, batch_bytes: 1_000, total_bytes: 2_500, max_batches: None };
+    const LIMITS: FlowLimits = FlowLimits {
+        batch_records: 100,
+        batch_bytes: 1_000,
+        total_bytes: 2_500,
+        max_batches: None,
+        spill_bytes: 0,
+    };
 
     /// Plans the batch and hands it to the free warehouse, as the driver does.
     fn hand(flow: &mut Flow, planned: usize, selection: &Selection, now: i64, left: Gathered) {
@@ -504,6 +551,46 @@ mod tests {
         assert_eq!(flow.next_step(0), Step::Finish, "what the warehouse holds is still applied");
     }
 
+    #[test]
+    fn a_backlog_past_the_memory_bound_spills_then_comes_back_in_parts() {
+        let mut flow = Flow::new(FlowLimits { spill_bytes: 2_500, ..LIMITS });
+        flow.read(gathered(10, 1_000), false);
+        assert_eq!(flow.next_step(0), Step::Spill);
+        flow.spilled(Gathered { spilled: 900, ..gathered(10, 0) });
+        assert_eq!(flow.next_step(0), Step::Read);
+        flow.read(Gathered { spilled: 900, ..gathered(20, 1_000) }, false);
+        assert_eq!(flow.next_step(0), Step::Spill);
+        flow.spilled(Gathered { spilled: 1_800, ..gathered(20, 0) });
+        flow.read(Gathered { spilled: 1_800, ..gathered(30, 1_000) }, false);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "the disk bound is reached");
+        let draining = Gathered { spilled: 1_800, draining: true, ..gathered(30, 1_000) };
+        hand(&mut flow, 1_500, &Selection::All, 0, draining.clone());
+        assert_eq!(flow.next_step(0), Step::AwaitWarehouse, "no reading while parts are left");
+        flow.applied();
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All));
+        hand(&mut flow, 1_500, &Selection::All, 0, gathered(0, 0));
+        flow.applied();
+        assert_eq!(flow.next_step(0), Step::Read, "the last part went");
+    }
+
+    #[test]
+    fn the_end_of_a_backlog_a_stop_or_the_record_bound_do_not_spill() {
+        let limits = FlowLimits { spill_bytes: 1_000_000, ..LIMITS };
+        let mut flow = Flow::new(limits);
+        flow.read(gathered(10, 1_000), true);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "caught up");
+        let mut flow = Flow::new(limits);
+        flow.read(gathered(100, 1_000), false);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "the record bound");
+        let mut flow = Flow::new(limits);
+        flow.read(Gathered { spilled: 5_000, ..gathered(10, 10) }, false);
+        flow.stop();
+        assert_eq!(flow.next_step(0), Step::Finish, "a stop leaves spilled changes to be read again");
+        let mut flow = Flow::new(LIMITS);
+        flow.read(gathered(10, 1_000), false);
+        assert_eq!(flow.next_step(0), Step::Plan(Selection::All), "no spill allowed");
+    }
+
     /// 2026-12-07 00:00 UTC, a Monday.
     const T: i64 = 1_796_601_600;
 
@@ -526,7 +613,7 @@ mod tests {
                 oldest_change: T,
             })
             .collect();
-        Gathered { records: 1, bytes: tables.iter().map(|t| t.bytes).sum(), marks: false, tables }
+        Gathered { records: 1, bytes: tables.iter().map(|t| t.bytes).sum(), tables, ..Gathered::default() }
     }
 
     fn selection(step: &Step) -> Selection {

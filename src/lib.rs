@@ -22,6 +22,7 @@ pub mod runtime;
 pub mod setup;
 pub mod size;
 pub mod source;
+pub mod spill;
 pub mod text;
 pub mod warehouse;
 pub mod watch;

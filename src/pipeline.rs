@@ -77,7 +77,10 @@ impl<W: Warehouse> Pipeline<W> {
         Pipeline::set_up(config, warehouse)
     }
 
-    fn with_planner(config: Config, planner: Planner, warehouse: W) -> Pipeline<W> {
+    fn with_planner(config: Config, mut planner: Planner, warehouse: W) -> Pipeline<W> {
+        if config.spill_bytes() > 0 {
+            planner.spill_to(&config.spill_dir(), config.spill_bytes(), config.max_batch_memory_bytes());
+        }
         let flow = Flow::new(config.flow_limits(None));
         Pipeline {
             planner,
@@ -191,7 +194,12 @@ impl<W: Warehouse> Pipeline<W> {
             match self.flow.next_step(now) {
                 // Waiting for a paused table is the caller's to end (by a stop or more time).
                 Step::Read | Step::Wait(_) => return Ok(outcome),
+                Step::Spill => {
+                    self.planner.spill().map_err(spill_error)?;
+                    self.flow.spilled(self.planner.gathered());
+                }
                 Step::Plan(selection) => {
+                    self.planner.load_spilled().map_err(spill_error)?;
                     let prepared = self.planner.hand_over(&selection, now);
                     let planned = prepared.batch.planned_weight();
                     self.planned = Some(prepared);
@@ -224,5 +232,13 @@ impl<W: Warehouse> Pipeline<W> {
                 Err(e)
             }
         }
+    }
+}
+
+/// Spilled changes that cannot be written or read back stop the run like a warehouse error.
+fn spill_error(error: std::io::Error) -> WarehouseError {
+    WarehouseError::Query {
+        context: "spilling held changes to disk".into(),
+        cause: crate::cause::Cause::of(error),
     }
 }

@@ -16,7 +16,9 @@ use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::source::RawRecord;
+use crate::spill::Spill;
 use crate::warehouse::{Batch, Reject, TableMark};
+use dynashift_core::spilled;
 
 mod decode;
 mod watermark;
@@ -63,6 +65,24 @@ pub struct Planner {
     /// Shards whose lag the warehouse lists, and when this process last wrote them.
     behind_listed: std::collections::HashSet<String>,
     behind_written: Option<i64>,
+    /// Where held changes go when a backlog outgrows their bound (no schedules; see `spill`).
+    spill: Option<Spill>,
+    /// Bytes of held changes one batch read back from the spill holds at most.
+    group_bytes: usize,
+    /// A batch's changes read back from the spill, planned by the next flush.
+    group: Option<Group>,
+    /// Per table, expired changes kept that parts of a spilled backlog planned: counted with
+    /// the last part, which commits the positions (a part is applied again after a restart).
+    carried_expired: BTreeMap<String, u64>,
+    /// Times held changes went to disk.
+    spills: u64,
+}
+
+/// Changes read back from the spill: every change of their keys.
+struct Group {
+    tables: HashMap<String, Reducer>,
+    /// Nothing is left on disk: the batch also takes the positions and rejects.
+    last: bool,
 }
 
 /// What has been taken in and not yet handed over.
@@ -140,7 +160,95 @@ impl Planner {
             held_listed: Default::default(),
             behind_listed: Default::default(),
             behind_written: None,
+            spill: None,
+            group_bytes: 0,
+            group: None,
+            carried_expired: BTreeMap::new(),
+            spills: 0,
         }
+    }
+
+    /// Times held changes went to disk (see `spill`).
+    pub fn spills(&self) -> u64 {
+        self.spills
+    }
+
+    /// Lets held changes go to disk in `dir` (about `limit` bytes) when a backlog outgrows
+    /// their memory bound; they come back as batches of about `group_bytes` of held changes.
+    pub fn spill_to(&mut self, dir: &std::path::Path, limit: u64, group_bytes: usize) {
+        self.spill = Some(Spill::new(dir, limit, group_bytes));
+        self.group_bytes = group_bytes;
+    }
+
+    /// Writes the held changes to disk and frees their memory (positions, rejects and the
+    /// tables' figures stay). A no-op with schedules or without `spill_to`.
+    pub fn spill(&mut self) -> std::io::Result<()> {
+        let Some(spill) = self.spill.as_mut().filter(|_| self.watermark.is_none()) else { return Ok(()) };
+        let started = std::time::Instant::now();
+        let tables: Vec<(String, Vec<(String, HeldChange)>)> = self
+            .pending
+            .tables
+            .values_mut()
+            .flat_map(|held| std::mem::take(&mut held.newest).finish_unordered())
+            .collect();
+        let keys: usize = tables.iter().map(|(_, held)| held.len()).sum();
+        spill.write(tables)?;
+        self.spills += 1;
+        tracing::debug!(
+            keys,
+            spilled_mb = spill.bytes() >> 20,
+            spill_ms = started.elapsed().as_millis() as u64,
+            "held changes spilled to disk"
+        );
+        Ok(())
+    }
+
+    /// Before a flush: with changes on disk, reads the next batch's back (all of its keys'
+    /// changes, those still in memory included), about `group_bytes` of them.
+    pub fn load_spilled(&mut self) -> std::io::Result<()> {
+        if self.spill.as_ref().is_none_or(|s| !s.reading() && s.bytes() == 0) || self.group.is_some() {
+            return Ok(());
+        }
+        if self.spill.as_ref().is_some_and(|s| !s.reading()) {
+            // What is still in memory joins its keys' partitions.
+            self.spill()?;
+            if let Some(spill) = &mut self.spill {
+                spill.start_reading();
+            }
+        }
+        let Some(spill) = self.spill.as_mut() else { return Ok(()) };
+        let started = std::time::Instant::now();
+        let mut tables: HashMap<String, Reducer> = HashMap::new();
+        let mut weight = 0usize;
+        while let Some(size) = spill.next_size() {
+            if weight > 0 && (weight as u64).saturating_add(size) > self.group_bytes as u64 {
+                break;
+            }
+            let mut partition = Vec::new();
+            spill.read_next(&mut |back| partition.push(back))?;
+            spilled::in_stream_order(&mut partition);
+            for back in partition {
+                let reducer = match tables.get_mut(&back.table) {
+                    Some(reducer) => reducer,
+                    None => tables.entry(back.table.clone()).or_default(),
+                };
+                reducer.add(dynashift_core::held::Packed {
+                    table: back.table.as_str().into(),
+                    key_text: back.key_text,
+                    held: back.held,
+                });
+            }
+            weight = tables.values().map(Reducer::weight).sum();
+        }
+        let last = !spill.reading();
+        tracing::debug!(
+            held_mb = weight >> 20,
+            left_mb = spill.bytes() >> 20,
+            read_ms = started.elapsed().as_millis() as u64,
+            "spilled changes read back"
+        );
+        self.group = Some(Group { tables, last });
+        Ok(())
     }
 
     /// Lets tables hold changes past a batch (their schedules decide when they are applied):
@@ -217,13 +325,19 @@ impl Planner {
 
     /// What the pending batch holds, for the run loop's decisions.
     pub fn gathered(&self) -> crate::flow::Gathered {
-        let bytes = self.pending.tables.values().map(|t| t.newest.weight()).sum();
+        let bytes: usize = self.pending.tables.values().map(|t| t.newest.weight()).sum();
         let Some(_) = &self.watermark else {
+            let spilled = self.spill.as_ref().map_or(0, Spill::bytes);
+            let draining = self.spill.as_ref().is_some_and(Spill::reading);
+            // While batches are read back, the next one's size (at most `group_bytes`).
+            let next = if draining { spilled.min(self.group_bytes as u64) as usize } else { 0 };
             return crate::flow::Gathered {
                 records: self.pending.records,
-                bytes,
+                bytes: bytes + next,
                 marks: !self.pending.checkpoints.is_empty(),
                 tables: Vec::new(),
+                spilled,
+                draining,
             };
         };
         let tables = self
@@ -242,7 +356,7 @@ impl Planner {
         let upto = self.committable(|_| true);
         let marks =
             !self.advancing(&upto).is_empty() || self.pending.rejects.iter().any(|r| passed(&upto, r));
-        crate::flow::Gathered { records: self.pending.records, bytes, marks, tables }
+        crate::flow::Gathered { records: self.pending.records, bytes, marks, tables, ..Default::default() }
     }
 
     /// Per table holding changes: when its oldest change was made, and when the oldest record
@@ -378,6 +492,11 @@ impl Planner {
     /// Plans the batch `selection` describes, handed over at `now`: with schedules, the
     /// batch records when its tables were applied.
     pub fn hand_over(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
+        if let Some(group) = self.group.take_if(|g| !g.last) {
+            // A part: its tables alone; what the tables hold and when they were applied is
+            // written with the last part.
+            return self.flush_part(group.tables);
+        }
         let mut prepared = self.hand_over_tables(selection, now);
         // Also without schedules, rows an earlier run left are deleted.
         if self.record_applies || !self.held_listed.is_empty() {
@@ -468,6 +587,14 @@ impl Planner {
     /// Plans the tables `take` names (with the rejects and positions taken in) as one batch;
     /// the planner's catalog moves to the batch's. Tables not taken keep their changes.
     pub fn flush(&mut self, take: Take) -> Prepared {
+        if let Some(group) = self.group.take() {
+            if !group.last {
+                return self.flush_part(group.tables);
+            }
+            for (table, reducer) in group.tables {
+                self.pending.tables.entry(table).or_insert_with(|| TableHeld::new(0)).newest = reducer;
+            }
+        }
         let upto = match take {
             Take::All => self.committable(|_| false),
             Take::Tables(taking) => self.committable(|t| !taking.iter().any(|x| x == t)),
@@ -507,6 +634,7 @@ impl Planner {
             }
         }
         table_marks.sort_by(|a, b| (&a.table, &a.position).cmp(&(&b.table, &b.position)));
+        checkpoints.sort();
         let already_in = std::mem::take(&mut self.pending.already_in);
         if already_in > 0 {
             tracing::debug!(already_in, "changes read again that their tables already had");
@@ -521,6 +649,65 @@ impl Planner {
             changes += held.seen;
             newest.extend(held.newest.finish_unordered());
         }
+        // Expired changes kept that earlier parts planned are counted now, the table planned
+        // (with no rows) if this part has none of its keys.
+        let carried = std::mem::take(&mut self.carried_expired);
+        for table in carried.keys() {
+            if !newest.iter().any(|(t, _)| t == table) {
+                newest.push((table.clone(), Vec::new()));
+            }
+        }
+        let (mut tables, catalog, newest_change) = self.plan(newest);
+        for plan in &mut tables {
+            plan.expired_kept += carried.get(&plan.source_table).copied().unwrap_or(0);
+        }
+        let batch = Batch {
+            catalog,
+            tables,
+            rejects,
+            source: self.source_name.clone(),
+            checkpoints,
+            records,
+            changes,
+            applied_at: Vec::new(),
+            held: Vec::new(),
+            shard_behind: Vec::new(),
+            table_marks,
+        };
+        Prepared { batch, seen, skipped, newest_change }
+    }
+
+    /// A batch of changes read back from the spill that is not the last: its tables alone.
+    /// Positions and rejects wait for the last, so a restart before it reads the backlog again
+    /// (what this batch wrote is then already in, and its versions keep it).
+    fn flush_part(&mut self, tables: HashMap<String, Reducer>) -> Prepared {
+        let newest = tables.into_values().flat_map(Reducer::finish_unordered);
+        let (mut tables, catalog, newest_change) = self.plan(newest);
+        for plan in &mut tables {
+            *self.carried_expired.entry(plan.source_table.clone()).or_default() += plan.expired_kept;
+            plan.expired_kept = 0;
+        }
+        let batch = Batch {
+            catalog,
+            tables,
+            rejects: Vec::new(),
+            source: self.source_name.clone(),
+            checkpoints: Vec::new(),
+            records: 0,
+            changes: 0,
+            applied_at: Vec::new(),
+            held: Vec::new(),
+            shard_behind: Vec::new(),
+            table_marks: Vec::new(),
+        };
+        Prepared { batch, seen: BTreeMap::new(), skipped: 0, newest_change }
+    }
+
+    /// Plans each table's newest changes against the catalog, which moves to the batch's.
+    fn plan(
+        &mut self,
+        newest: impl IntoIterator<Item = (String, Vec<(String, HeldChange)>)>,
+    ) -> (Vec<TablePlan>, Catalog, BTreeMap<String, i64>) {
         let mut catalog = self.catalog.clone();
         let mut jobs: HashMap<String, TableJob> = HashMap::new();
         let mut newest_change = BTreeMap::new();
@@ -539,22 +726,8 @@ impl Planner {
             jobs.insert(table, TableJob { held, options, create });
         }
         let tables = plan_tables_in_parallel(&mut catalog, jobs);
-        checkpoints.sort();
         self.catalog = catalog.clone();
-        let batch = Batch {
-            catalog,
-            tables,
-            rejects,
-            source: self.source_name.clone(),
-            checkpoints,
-            records,
-            changes,
-            applied_at: Vec::new(),
-            held: Vec::new(),
-            shard_behind: Vec::new(),
-            table_marks,
-        };
-        Prepared { batch, seen, skipped, newest_change }
+        (tables, catalog, newest_change)
     }
 }
 

@@ -403,8 +403,18 @@ fn drive(
                 },
                 recv(done) -> word => heard(flow, word),
             },
+            Step::Spill => {
+                let before = planner.gathered().bytes;
+                planner.spill().context(
+                    "spilling held changes to disk: give defaults.spill_dir a disk with room, or set defaults.spill = \"0\"",
+                )?;
+                let left = planner.gathered();
+                anyhow::ensure!(left.bytes < before, "held changes could not be spilled");
+                flow.spilled(left);
+            }
             Step::Plan(selection) => {
                 waiting_for = None;
+                planner.load_spilled().context("reading spilled changes back from defaults.spill_dir")?;
                 let started = std::time::Instant::now();
                 let held_mb = planner.gathered().bytes >> 20;
                 if let Selection::Chosen(choice) = &selection {

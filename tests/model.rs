@@ -428,6 +428,42 @@ fn warehouse_equals_model(mode: ColumnMode, deletes: &str) {
     seen.assert_all_seen();
 }
 
+/// A backlog past `max_batch_memory` goes to disk and comes back a part of the keys at a
+/// time, each part a batch of its own: the tables still equal the model, and every record
+/// is counted once.
+#[test]
+fn spilled_backlogs_equal_the_model() {
+    let spills = std::sync::atomic::AtomicU64::new(0);
+    run_cases(cases(256), 200, case(), |(steps, seed, window, cuts)| {
+        let events = history(&steps);
+        let delivery = delivered(&events, seed, window);
+        let mut config = config(ColumnMode::Typed, "hard");
+        config.defaults.max_batch_memory = Some(1_000);
+        config.defaults.spill = Some(100_000_000);
+        let warehouse = DuckDbWarehouse::open(Path::new(":memory:"), "dynamodb").unwrap();
+        let mut pipeline = Pipeline::new(config, warehouse).unwrap();
+        let records = support::records(&delivery.lines);
+        let mut start = 0;
+        for n in cuts.iter().cycle() {
+            if start == records.len() {
+                break;
+            }
+            let end = (start + n.max(&1)).min(records.len());
+            // Every read full: the source has a backlog, so a full batch spills.
+            pipeline.read(records[start..end].to_vec(), false).unwrap();
+            start = end;
+        }
+        pipeline.finish().unwrap();
+        assert_eq!(pipeline.summary.records, records.len() as u64, "every record counted once");
+        let (planner, mut warehouse, _) = pipeline.into_parts();
+        spills.fetch_add(planner.spills(), std::sync::atomic::Ordering::Relaxed);
+        let expected = final_kinesis_rows(&events, &delivery, ColumnMode::Typed, "hard");
+        support::assert_tables_equal(&support::read_back(&mut warehouse), &expected);
+        Ok(())
+    });
+    assert!(spills.into_inner() > 0, "no case spilled");
+}
+
 #[test]
 fn typed_tables_equal_the_model() {
     warehouse_equals_model(ColumnMode::Typed, "hard");

@@ -84,6 +84,11 @@ impl Version {
         PaddedSequence(&self.digits)
     }
 
+    /// The sequence's digits without leading zeros (empty for none).
+    pub fn digits(&self) -> &str {
+        &self.digits
+    }
+
     /// Bytes held beyond the struct itself.
     pub fn heap_bytes(&self) -> usize {
         if self.digits.is_heap_allocated() {
@@ -254,6 +259,18 @@ impl EventIds {
             out.push_str(&format!("{id:016x},"));
         }
         Some(out)
+    }
+
+    /// The other changes' ids seen at this change's time.
+    pub fn others(&self) -> &[u64] {
+        &self.others
+    }
+
+    /// Ids as `own` and `others` return them (at most `MAX_TIE_IDS` others are kept).
+    pub fn from_parts(own: Option<u64>, others: Vec<u64>) -> EventIds {
+        let mut others = others;
+        others.truncate(MAX_TIE_IDS);
+        EventIds { own, others: others.into_boxed_slice() }
     }
 
     /// Heap bytes held for the other changes' ids.

@@ -83,6 +83,11 @@ impl HeldChange {
         Packed { table: change.table.into(), key_text: change.key_text, held }
     }
 
+    /// The packed bytes with where the keys and the new image end (for `spilled`).
+    pub(crate) fn parts(&self) -> (usize, usize, &[u8]) {
+        (self.keys_end, self.new_end, &self.packed)
+    }
+
     fn part(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
         Some(&self.packed[range]).filter(|bytes| !bytes.is_empty())
     }

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod reduce;
 pub mod schedule;
 pub mod schema;
+pub mod spilled;
 pub mod sql;
 pub mod streaming_view;
 pub mod text;

@@ -134,6 +134,8 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
         })?,
     };
     backfill.tables.entry(table).or_default().keys = Some(keys);
+    // Every item is a key of its own: spilling would write each once more for nothing.
+    backfill.defaults.spill = Some(0);
     if backfill.defaults.max_batch_memory.is_none() && !backfill.target.is_redshift() {
         let share = if backfill.target.is_embedded() { EMBEDDED_BATCH_SHARE } else { SERVER_BATCH_SHARE };
         backfill.defaults.max_batch_memory = Some(backfill.memory_budget_bytes() / share);

@@ -11,6 +11,8 @@ use crate::size::parse_size;
 
 /// The memory budget when `defaults.memory` is unset.
 pub const DEFAULT_MEMORY: u64 = 512_000_000;
+/// Disk a backlog's held changes may take when `defaults.spill` is unset.
+pub const DEFAULT_SPILL: u64 = 4_000_000_000;
 /// Less leaves the parts too small: DuckDB's quarter of 64MB could not commit a batch of
 /// 350 KB items ("failed to pin block").
 const MIN_MEMORY: u64 = 256_000_000;
@@ -30,6 +32,11 @@ pub struct Defaults {
     pub max_batch_memory: Option<u64>,
     /// The process's memory budget in bytes, from which the parts left unset are sized.
     pub memory: u64,
+    /// Bytes of held changes a backlog may put on disk (0: none; see `crate::spill`). Unset,
+    /// `Config::spill_bytes` decides.
+    pub spill: Option<u64>,
+    /// Where they go (unset: beside a DuckDB file, else the system's temporary directory).
+    pub spill_dir: Option<std::path::PathBuf>,
     /// Which DynamoDB tables are replicated.
     pub tables: TableFilter,
 }
@@ -84,6 +91,16 @@ impl TryFrom<RawDefaults> for Defaults {
                 )
             })?,
         };
+        let spill = match raw.spill.as_deref().map(str::trim) {
+            None => None,
+            Some("0") => Some(0),
+            Some(size) => Some(parse_size(size).ok_or_else(|| {
+                InvalidSetting::value(
+                    "defaults.spill",
+                    format!("`{size}` is not a size such as \"4GB\" (or \"0\" for none)"),
+                )
+            })?),
+        };
         Ok(Defaults {
             columns: raw.columns,
             naming: raw.naming,
@@ -93,6 +110,8 @@ impl TryFrom<RawDefaults> for Defaults {
             max_batch_records: raw.max_batch_records,
             max_batch_memory,
             memory,
+            spill,
+            spill_dir: raw.spill_dir,
             tables: TableFilter {
                 include: patterns("defaults.include", &raw.include)?,
                 exclude: patterns("defaults.exclude", &raw.exclude)?,

@@ -163,6 +163,36 @@ impl Config {
             batch_bytes,
             total_bytes: (share.min(usize::MAX as u64) as usize).max(batch_bytes),
             max_batches,
+            spill_bytes: self.spill_bytes(),
+        }
+    }
+
+    /// Bytes of held changes a backlog may put on disk: `defaults.spill`; unset, 4 GB beside a
+    /// DuckDB file or in a `spill_dir` that is set, and none otherwise (the system's temporary
+    /// directory is often memory).
+    pub fn spill_bytes(&self) -> u64 {
+        let beside_file = matches!(&self.target, TargetConfig::Duckdb(d) if d.path.as_os_str() != ":memory:");
+        match self.defaults.spill {
+            Some(bytes) => bytes,
+            None if beside_file || self.defaults.spill_dir.is_some() => defaults::DEFAULT_SPILL,
+            None => 0,
+        }
+    }
+
+    /// Where a backlog's held changes go on disk: `defaults.spill_dir`, else beside the DuckDB
+    /// file, else the system's temporary directory.
+    pub fn spill_dir(&self) -> std::path::PathBuf {
+        if let Some(dir) = &self.defaults.spill_dir {
+            return dir.clone();
+        }
+        match &self.target {
+            TargetConfig::Duckdb(DuckDbTargetConfig { path, .. }) if path.as_os_str() != ":memory:" => {
+                match path.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                }
+            }
+            _ => std::env::temp_dir(),
         }
     }
 

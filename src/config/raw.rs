@@ -291,6 +291,10 @@ pub struct RawDefaults {
     pub max_batch_records: Option<usize>,
     pub max_batch_memory: Option<String>,
     pub memory: Option<String>,
+    /// Disk a backlog's held changes may take ("0": none).
+    pub spill: Option<String>,
+    /// Where they go.
+    pub spill_dir: Option<std::path::PathBuf>,
     #[serde(default)]
     pub include: Vec<String>,
     #[serde(default)]
@@ -320,6 +324,8 @@ impl Default for RawDefaults {
             max_batch_records: None,
             max_batch_memory: None,
             memory: None,
+            spill: None,
+            spill_dir: None,
             include: Vec::new(),
             exclude: Vec::new(),
             every: None,
