@@ -174,8 +174,11 @@ impl Planner {
     }
 
     /// Lets held changes go to disk in `dir` (about `limit` bytes) when a backlog outgrows
-    /// their memory bound; they come back as batches of about `group_bytes` of held changes.
-    pub fn spill_to(&mut self, dir: &std::path::Path, limit: u64, group_bytes: usize) {
+    /// their memory bound (`batch_bytes`). They come back as batches of about half of it, so
+    /// that the next is read back and planned while the warehouse applies one, within the
+    /// memory the two may take together.
+    pub fn spill_to(&mut self, dir: &std::path::Path, limit: u64, batch_bytes: usize) {
+        let group_bytes = (batch_bytes / 2).max(1);
         self.spill = Some(Spill::new(dir, limit, group_bytes));
         self.group_bytes = group_bytes;
     }
@@ -220,23 +223,44 @@ impl Planner {
         let started = std::time::Instant::now();
         let mut tables: HashMap<String, Reducer> = HashMap::new();
         let mut weight = 0usize;
-        while let Some(size) = spill.next_size() {
-            if weight > 0 && (weight as u64).saturating_add(size) > self.group_bytes as u64 {
+        loop {
+            // Partitions are read and ordered on the cores at once, then folded in turn.
+            let mut taking = Vec::new();
+            let mut planned = weight as u64;
+            while taking.len() < machine_cores().max(2) {
+                match spill.next_size() {
+                    Some(size) if planned == 0 || planned.saturating_add(size) <= self.group_bytes as u64 => {
+                        planned = planned.saturating_add(size.max(1));
+                        taking.extend(spill.take_next());
+                    }
+                    _ => break,
+                }
+            }
+            if taking.is_empty() {
                 break;
             }
-            let mut partition = Vec::new();
-            spill.read_next(&mut |back| partition.push(back))?;
-            spilled::in_stream_order(&mut partition);
-            for back in partition {
-                let reducer = match tables.get_mut(&back.table) {
-                    Some(reducer) => reducer,
-                    None => tables.entry(back.table.clone()).or_default(),
-                };
-                reducer.add(dynashift_core::held::Packed {
-                    table: back.table.as_str().into(),
-                    key_text: back.key_text,
-                    held: back.held,
-                });
+            let read: Vec<std::io::Result<Vec<spilled::Spilled>>> = planning_pool().install(|| {
+                taking
+                    .into_par_iter()
+                    .map(|partition| {
+                        let mut changes = partition.read()?;
+                        spilled::in_stream_order(&mut changes);
+                        Ok(changes)
+                    })
+                    .collect()
+            });
+            for changes in read {
+                for back in changes? {
+                    let reducer = match tables.get_mut(&back.table) {
+                        Some(reducer) => reducer,
+                        None => tables.entry(back.table.clone()).or_default(),
+                    };
+                    reducer.add(dynashift_core::held::Packed {
+                        table: back.table.as_str().into(),
+                        key_text: back.key_text,
+                        held: back.held,
+                    });
+                }
             }
             weight = tables.values().map(Reducer::weight).sum();
         }

@@ -6,9 +6,9 @@
 //! again: four times the keys was sixteen times the row writes. Spilled, each partition holds
 //! every change of its keys, so a key is written once however often the backlog changed it.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::hash::BuildHasher as _;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use dynashift_core::held::HeldChange;
@@ -109,47 +109,21 @@ impl Spill {
 
     /// Reads the next partition back into `add`, then deletes its file.
     pub fn read_next(&mut self, add: &mut dyn FnMut(Spilled)) -> io::Result<()> {
-        let Some(dir) = self.dir.clone().filter(|_| self.reading()) else { return Ok(()) };
-        let path = dir.join(self.next.to_string());
-        let file = File::open(&path).map_err(|e| at(&path, e))?;
-        let mut input = BufReader::with_capacity(1 << 18, file);
-        let mut reader = spilled::Reader::default();
-        let mut frame = Vec::new();
-        let mut read = 0u64;
-        loop {
-            let mut head = [0u8; 4];
-            match input.read_exact(&mut head) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(at(&path, e)),
-            }
-            let length = spilled::frame_length(head);
-            if read + 4 + length as u64 > self.sizes[self.next] {
-                let e = io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("a frame of {length} bytes runs past the end"),
-                );
-                return Err(at(&path, e));
-            }
-            frame.resize(length, 0);
-            input.read_exact(&mut frame).map_err(|e| at(&path, e))?;
-            read += 4 + length as u64;
-            let change =
-                reader.read(&frame).map_err(|e| at(&path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
-            add(change);
+        match self.take_next() {
+            Some(partition) => partition.read().map(|changes| changes.into_iter().for_each(add)),
+            None => Ok(()),
         }
-        if read != self.sizes[self.next] {
-            let e = io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{read} bytes read of {} written", self.sizes[self.next]),
-            );
-            return Err(at(&path, e));
-        }
-        fs::remove_file(&path).map_err(|e| at(&path, e))?;
+    }
+
+    /// The next partition to read back, which then counts as read (partitions are read on
+    /// several threads at once this way).
+    pub fn take_next(&mut self) -> Option<Partition> {
+        let dir = self.dir.as_ref().filter(|_| self.reading())?;
+        let partition = Partition { path: dir.join(self.next.to_string()), size: self.sizes[self.next] };
         self.sizes[self.next] = 0;
         self.next =
             (self.next + 1..self.partitions()).find(|p| self.sizes[*p] > 0).unwrap_or(self.partitions());
-        Ok(())
+        Some(partition)
     }
 
     /// This process's directory, made (and left-overs of processes that are gone removed) on
@@ -176,6 +150,57 @@ impl Drop for Spill {
                 tracing::warn!(dir = %dir.display(), "could not remove spilled changes: {e}");
             }
         }
+    }
+}
+
+/// One partition's file, to read back once.
+pub struct Partition {
+    path: PathBuf,
+    /// Bytes written to it.
+    size: u64,
+}
+
+impl Partition {
+    /// Bytes written to it.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Its changes, in the order written; the file is deleted once read.
+    pub fn read(self) -> io::Result<Vec<Spilled>> {
+        let path = &self.path;
+        let bytes = fs::read(path).map_err(|e| at(path, e))?;
+        if bytes.len() as u64 != self.size {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} bytes found of {} written", bytes.len(), self.size),
+            );
+            return Err(at(path, e));
+        }
+        let mut reader = spilled::Reader::default();
+        let mut changes = Vec::new();
+        let mut at_byte = 0;
+        while at_byte < bytes.len() {
+            let head: Option<[u8; 4]> = bytes.get(at_byte..at_byte + 4).and_then(|h| h.try_into().ok());
+            let body = head.and_then(|head| {
+                let start = at_byte + 4;
+                bytes.get(start..start.checked_add(spilled::frame_length(head))?)
+            });
+            let Some(body) = body else {
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("a frame at byte {at_byte} runs past the end"),
+                );
+                return Err(at(path, e));
+            };
+            let change =
+                reader.read(body).map_err(|e| at(path, io::Error::new(io::ErrorKind::InvalidData, e)))?;
+            changes.push(change);
+            at_byte += 4 + body.len();
+        }
+        drop(bytes);
+        fs::remove_file(path).map_err(|e| at(path, e))?;
+        Ok(changes)
     }
 }
 
