@@ -409,10 +409,10 @@ impl Planner {
     /// Plans the batch `selection` describes, handed over at `now`: with schedules, the
     /// batch records when its tables were applied.
     pub fn hand_over(&mut self, selection: &crate::flow::Selection, now: i64) -> Prepared {
-        if let Some(group) = self.group.take_if(|g| !g.last) {
+        if self.group.as_ref().is_some_and(|g| !g.last) {
             // A part: its tables alone; what the tables hold and when they were applied is
             // written with the last part.
-            return self.flush_part(group.tables);
+            return self.flush(Take::All);
         }
         let mut prepared = self.hand_over_tables(selection, now);
         // Also without schedules, rows an earlier run left are deleted.

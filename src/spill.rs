@@ -107,14 +107,6 @@ impl Spill {
         self.reading().then(|| self.sizes[self.next])
     }
 
-    /// Reads the next partition back into `add`, then deletes its file.
-    pub fn read_next(&mut self, add: &mut dyn FnMut(Spilled)) -> io::Result<()> {
-        match self.take_next() {
-            Some(partition) => partition.read().map(|changes| changes.into_iter().for_each(add)),
-            None => Ok(()),
-        }
-    }
-
     /// The next partition to read back, which then counts as read (partitions are read on
     /// several threads at once this way).
     pub fn take_next(&mut self) -> Option<Partition> {
@@ -161,11 +153,6 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Bytes written to it.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Its changes, in the order written; the file is deleted once read.
     pub fn read(self) -> io::Result<Vec<Spilled>> {
         let path = &self.path;
@@ -274,13 +261,11 @@ mod tests {
         while spill.next_size().is_some() {
             partitions += 1;
             let mut keys = std::collections::HashSet::new();
-            spill
-                .read_next(&mut |s| {
-                    assert_eq!(s.table, "T");
-                    keys.insert(s.key_text.clone());
-                    seen.entry(s.key_text).or_default().0 += 1;
-                })
-                .unwrap();
+            for s in spill.take_next().unwrap().read().unwrap() {
+                assert_eq!(s.table, "T");
+                keys.insert(s.key_text.clone());
+                seen.entry(s.key_text).or_default().0 += 1;
+            }
             for key in keys {
                 seen.get_mut(&key).unwrap().1 += 1;
             }
@@ -303,7 +288,7 @@ mod tests {
         let path = spill.dir.clone().unwrap().join(spill.next.to_string());
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
-        let error = spill.read_next(&mut |_| {}).unwrap_err().to_string();
+        let error = spill.take_next().unwrap().read().unwrap_err().to_string();
         assert!(error.contains(&path.display().to_string()), "{error}");
     }
 

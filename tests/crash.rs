@@ -27,6 +27,26 @@ fn batches(db: &Path) -> usize {
     read_count(db, "SELECT COUNT(*) FROM _dynashift.runs")
 }
 
+/// Writes `name.toml` in `dir`, replicating the file `input` into `name.duckdb` with `rest`
+/// (the `[defaults]` lines and any tables) after it; returns the database's and the
+/// configuration's paths.
+fn file_to_duckdb(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    rest: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let db = dir.join(format!("{name}.duckdb"));
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n[defaults]\n{rest}",
+        input.display().to_string(),
+        db.display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    (db, config)
+}
+
 /// One number `sql` reads from `db`, read-only; 0 before the control tables exist.
 fn read_count(db: &Path, sql: &str) -> usize {
     if !db.exists() {
@@ -62,17 +82,8 @@ fn killed_and_restarted_twenty_times_ends_at_the_model() {
     }
     f.flush().unwrap();
     drop(f);
-    let db = dir.path().join("crash.duckdb");
-    let config = dir.path().join("crash.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n[defaults]\nbatch_size = 1500\nmax_batch_records = 6000\n",
-            input.display().to_string(),
-            db.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (db, config) =
+        file_to_duckdb(dir.path(), "crash", &input, "batch_size = 1500\nmax_batch_records = 6000\n");
 
     let landed = support::kill_and_restart(BIN, &config, 20, 7, lines.len(), &mut || committed(&db));
     eprintln!("{landed} of 20 kills landed between commits, with progress made since the kill before");
@@ -103,18 +114,8 @@ fn killed_while_spilled_parts_apply_ends_at_the_model() {
     let (lines, model) = generate(&spec, false);
     let input = dir.path().join("changes.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let db = dir.path().join("spill.duckdb");
-    let config = dir.path().join("spill.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
-             [defaults]\nbatch_size = 1500\nmax_batch_memory = \"1MB\"\n",
-            input.display().to_string(),
-            db.display().to_string()
-        ),
-    )
-    .unwrap();
+    let (db, config) =
+        file_to_duckdb(dir.path(), "spill", &input, "batch_size = 1500\nmax_batch_memory = \"1MB\"\n");
     let landed = support::kill_and_restart(BIN, &config, 6, 11, usize::MAX, &mut || batches(&db));
     eprintln!("{landed} of 6 kills landed after parts committed");
     assert!(landed >= 3, "only {landed} of 6 kills landed among the parts; the test would prove little");
@@ -152,18 +153,7 @@ fn a_backlog_folds_into_batches_as_large_as_the_limits_allow() {
     let limits =
         [("folded", ""), ("capped", "max_batch_records = 10000\n"), ("fixed", "max_batch_records = 1000\n")];
     for (name, extra) in limits {
-        let db = dir.path().join(format!("{name}.duckdb"));
-        let config = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &config,
-            format!(
-                "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
-                 [defaults]\nbatch_size = 1000\n{extra}",
-                input.display().to_string(),
-                db.display().to_string()
-            ),
-        )
-        .unwrap();
+        let (db, config) = file_to_duckdb(dir.path(), name, &input, &format!("batch_size = 1000\n{extra}"));
         let out = Command::new(BIN).args(["run", "--config"]).arg(&config).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let mut warehouse = DuckDbWarehouse::open(&db, "dynamodb").unwrap();
@@ -191,18 +181,8 @@ fn killed_with_an_hourly_table_held_then_all_ends_at_the_model() {
     let (lines, model) = generate(&spec, false);
     let input = dir.path().join("changes.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let db = dir.path().join("held.duckdb");
-    let config = dir.path().join("held.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
-             [defaults]\nbatch_size = 1500\nmax_batch_records = 3000\n[tables.\"Orders\"]\nevery = \"1h\"\n",
-            input.display().to_string(),
-            db.display().to_string()
-        ),
-    )
-    .unwrap();
+    let rest = "batch_size = 1500\nmax_batch_records = 3000\n[tables.\"Orders\"]\nevery = \"1h\"\n";
+    let (db, config) = file_to_duckdb(dir.path(), "held", &input, rest);
     let orders_applied = |db: &Path| -> Option<String> {
         if !db.exists() {
             return None;
@@ -278,18 +258,11 @@ fn random_schedules_case(seed: u64) {
     let (lines, model) = generate(&spec, false);
     let input = dir.path().join("changes.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
-    let db = dir.path().join("random.duckdb");
-    let config = dir.path().join("random.toml");
-    let mut text = format!(
-        "[source]\nkind = \"file\"\npath = {:?}\n[target]\nkind = \"duckdb\"\npath = {:?}\n\
-         [defaults]\nbatch_size = 1000\nmax_batch_records = 2000\n",
-        input.display().to_string(),
-        db.display().to_string()
-    );
+    let mut rest = "batch_size = 1000\nmax_batch_records = 2000\n".to_string();
     for (table, schedule) in tables.iter().zip(&drawn) {
-        text.push_str(&format!("[tables.\"{table}\"]\n{}", schedule.toml(&window)));
+        rest.push_str(&format!("[tables.\"{table}\"]\n{}", schedule.toml(&window)));
     }
-    std::fs::write(&config, text).unwrap();
+    let (db, config) = file_to_duckdb(dir.path(), "random", &input, &rest);
     let query = |sql: &str| -> Vec<(String, String)> {
         if !db.exists() {
             return Vec::new();

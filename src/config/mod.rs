@@ -171,10 +171,11 @@ impl Config {
     /// DuckDB file or in a `spill_dir` that is set, and none otherwise (the system's temporary
     /// directory is often memory).
     pub fn spill_bytes(&self) -> u64 {
-        let beside_file = matches!(&self.target, TargetConfig::Duckdb(d) if d.path.as_os_str() != ":memory:");
         match self.defaults.spill {
             Some(bytes) => bytes,
-            None if beside_file || self.defaults.spill_dir.is_some() => defaults::DEFAULT_SPILL,
+            None if self.duckdb_file_dir().is_some() || self.defaults.spill_dir.is_some() => {
+                defaults::DEFAULT_SPILL
+            }
             None => 0,
         }
     }
@@ -182,17 +183,17 @@ impl Config {
     /// Where a backlog's held changes go on disk: `defaults.spill_dir`, else beside the DuckDB
     /// file, else the system's temporary directory.
     pub fn spill_dir(&self) -> std::path::PathBuf {
-        if let Some(dir) = &self.defaults.spill_dir {
-            return dir.clone();
-        }
+        let set = self.defaults.spill_dir.clone();
+        set.or_else(|| self.duckdb_file_dir()).unwrap_or_else(std::env::temp_dir)
+    }
+
+    /// The directory of the DuckDB file written to, if the target is one (not `:memory:`).
+    fn duckdb_file_dir(&self) -> Option<std::path::PathBuf> {
         match &self.target {
-            TargetConfig::Duckdb(DuckDbTargetConfig { path, .. }) if path.as_os_str() != ":memory:" => {
-                match path.parent() {
-                    Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-                    _ => std::path::PathBuf::from("."),
-                }
-            }
-            _ => std::env::temp_dir(),
+            TargetConfig::Duckdb(DuckDbTargetConfig { path, .. }) if path.as_os_str() != ":memory:" => Some(
+                path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+            ),
+            _ => None,
         }
     }
 
