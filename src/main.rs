@@ -352,6 +352,15 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let options = RunOptions { all: true, backfill: Some(expected), ..RunOptions::default() };
             let items = replicate(&backfill, options, stop)?;
             let secs = started.elapsed().as_secs_f64();
+            if let Loading::Export(summary) = &loading {
+                let removed = open_warehouse(&backfill)?.settle_snapshot(&summary.table)?;
+                if removed > 0 {
+                    tracing::warn!(
+                        rows = removed,
+                        "the export listed some items more than once; each key keeps the row of its last line"
+                    );
+                }
+            }
             let unfinished = dynashift::backfill::unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
             anyhow::ensure!(
                 unfinished.is_empty(),

@@ -590,6 +590,7 @@ impl Planner {
             held: Vec::new(),
             shard_behind: Vec::new(),
             table_marks,
+            snapshot: self.config.source.snapshot_version(),
         };
         Prepared { batch, seen, skipped, newest_change }
     }

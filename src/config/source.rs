@@ -191,6 +191,16 @@ impl SourceConfig {
         }
     }
 
+    /// The version of a snapshot load, whose every key appears once in the whole load: an
+    /// export (a point-in-time copy lists each item once). A scan is not one: DynamoDB does
+    /// not promise that a Scan running during writes returns each item once.
+    pub fn snapshot_version(&self) -> Option<i64> {
+        match self {
+            SourceConfig::Export(e) => Some(e.version_micros),
+            _ => None,
+        }
+    }
+
     /// Table for records that name none.
     pub fn default_table(&self) -> Option<String> {
         match self {

@@ -143,6 +143,7 @@ impl Planner {
             held: Vec::new(),
             shard_behind: Vec::new(),
             table_marks: Vec::new(),
+            snapshot: self.config.source.snapshot_version(),
         };
         Prepared { batch, seen: BTreeMap::new(), skipped: 0, newest_change }
     }

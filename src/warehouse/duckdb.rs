@@ -9,12 +9,13 @@ use duckdb::{params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
-    applied_counts_query, control_tables, counters_update, AppliedCounts, Layout, Param, Statement,
+    applied_counts_query, control_tables, counters_update, stage_columns, AppliedCounts, Layout, Param,
+    Statement,
 };
 
-use super::duckdb_stage::{record_batch, record_batch_chunks};
+use super::duckdb_stage::{append_columns, append_record_batch, record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
-use super::steps::{batch_steps, describe_transaction, Step, STAGE};
+use super::steps::{appendable, batch_steps_appending, describe_transaction, Step, STAGE};
 use super::{Batch, Cause, Outcome, Status, Warehouse, WarehouseError};
 use crate::text::{one_line, short_sql};
 
@@ -280,18 +281,107 @@ impl DuckDbWarehouse {
             .conn
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
+        let (mut tb, mut ta) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         for rows in record_batch_chunks(&plan.rows) {
+            let t = std::time::Instant::now();
             let batch = record_batch(rows, columns)
                 .map_err(|e| WarehouseError::Query { context: "staging rows".into(), cause: Cause::of(e) })?;
+            tb += t.elapsed();
+            let t = std::time::Instant::now();
             app.append_record_batch(batch).map_err(query_err("staging rows"))?;
+            ta += t.elapsed();
         }
+        let t = std::time::Instant::now();
         app.flush().map_err(query_err("staging rows"))?;
+        tracing::debug!(
+            build_ms = tb.as_millis() as u64,
+            append_ms = ta.as_millis() as u64,
+            flush_ms = t.elapsed().as_millis() as u64,
+            "TMP stage"
+        );
         Ok(())
+    }
+
+    /// Which table plans of `batch` go in unguarded (`Step::AppendRows`): those of a snapshot
+    /// load whose table holds no row of another version and no tombstone. DuckDB lets one
+    /// process write a file, and a backfill's batches are applied one at a time, so nothing
+    /// can write such a table between this check and the commit; an export lists each item
+    /// once, so no key of the load is in the table already. Without this, each batch's guards
+    /// probe every row loaded before it, and a backfill's cost grows with the table.
+    fn fresh_loads(&self, batch: &Batch) -> Result<Vec<bool>, WarehouseError> {
+        let mut fresh = vec![false; batch.tables.len()];
+        let Some(version) = batch.snapshot else { return Ok(fresh) };
+        let tombstones = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE source_table = $1 LIMIT 1)",
+            DuckDb.qualified(&self.layout.control_schema, "tombstones")
+        );
+        for (index, plan) in batch.tables.iter().enumerate() {
+            let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
+            if !appendable(batch, plan) {
+                continue;
+            }
+            let count = |sql: &str, params: &[Value]| -> Result<i64, WarehouseError> {
+                self.conn
+                    .query_row(sql, params_from_iter(params.iter().cloned()), |r| r.get(0))
+                    .map_err(query_err("checking for a fresh load"))
+            };
+            let exists = count(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
+                &[Value::Text(self.layout.target_schema.clone()), Value::Text(schema.name.clone())],
+            )? > 0;
+            let others = if exists {
+                count(
+                    &format!(
+                        "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE {} <> $1 LIMIT 1)",
+                        DuckDb.qualified(&self.layout.target_schema, &schema.name),
+                        DuckDb.quote("_ddb_version")
+                    ),
+                    &[Value::BigInt(version)],
+                )?
+            } else {
+                0
+            };
+            fresh[index] = others == 0 && count(&tombstones, &[Value::Text(plan.source_table.clone())])? == 0;
+            if fresh[index] {
+                tracing::debug!(
+                    table = %plan.source_table,
+                    rows = plan.rows.len(),
+                    "appended unguarded: a snapshot load into a table that holds nothing else"
+                );
+            }
+        }
+        Ok(fresh)
+    }
+
+    /// Appends table plan `index`'s rows to its table through the Appender, which casts each
+    /// staged column to the table's type as `CAST` would.
+    fn append_rows(&self, batch: &Batch, index: usize) -> Result<(), WarehouseError> {
+        let plan = &batch.tables[index];
+        let schema = batch
+            .catalog
+            .tables
+            .get(&plan.source_table)
+            .ok_or_else(|| WarehouseError::Corrupt(format!("no schema for `{}`", plan.source_table)))?;
+        let columns = stage_columns(&DuckDb, schema, plan);
+        let names = append_columns(plan.staged.iter().map(|&i| schema.columns[i].name.as_str()));
+        let context = format!("appending rows to {}", schema.name);
+        let mut app = self
+            .conn
+            .appender_with_columns_to_db(&schema.name, &self.layout.target_schema, &names)
+            .map_err(|e| duckdb_error(context.clone(), e))?;
+        let now = crate::run::unix_now_micros();
+        for rows in record_batch_chunks(&plan.rows) {
+            let rows = append_record_batch(rows, &columns, now)
+                .map_err(|e| WarehouseError::Query { context: context.clone(), cause: Cause::of(e) })?;
+            app.append_record_batch(rows).map_err(|e| duckdb_error(context.clone(), e))?;
+        }
+        app.flush().map_err(|e| duckdb_error(context, e))
     }
 
     fn apply_in_transaction(&self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         let mut outcome = Outcome::default();
-        for step in batch_steps(&DuckDb, &self.layout, batch) {
+        let fresh = self.fresh_loads(batch)?;
+        for step in batch_steps_appending(&DuckDb, &self.layout, batch, &fresh) {
             match step {
                 Step::Sql(s) | Step::Schema(s) => {
                     let t = std::time::Instant::now();
@@ -311,6 +401,17 @@ impl DuckDbWarehouse {
                         rows = batch.tables[index].rows.len(),
                         resident_mb = crate::memory::resident_mb(),
                         "stage loaded"
+                    );
+                }
+                Step::AppendRows { index } => {
+                    let t = std::time::Instant::now();
+                    self.append_rows(batch, index)?;
+                    let plan = &batch.tables[index];
+                    *outcome.applied.entry(plan.source_table.clone()).or_default() += plan.rows.len() as u64;
+                    tracing::trace!(
+                        ms = t.elapsed().as_millis() as u64,
+                        rows = plan.rows.len(),
+                        "rows appended"
                     );
                 }
                 Step::CountApplied { index } => {
@@ -403,6 +504,34 @@ impl Warehouse for DuckDbWarehouse {
 
     fn describe(&self, batch: &Batch) -> Vec<String> {
         describe_transaction(&DuckDb, &self.layout, batch)
+    }
+
+    fn settle_snapshot(&mut self, source_table: &str) -> Result<u64, WarehouseError> {
+        let catalog = registry::load_catalog(self)?;
+        let Some(schema) = catalog.tables.get(source_table) else { return Ok(0) };
+        let t = DuckDb.qualified(&self.layout.target_schema, &schema.name);
+        let key = DuckDb.quote("_ddb_key");
+        let repeated = format!("SELECT {key} FROM {t} GROUP BY {key} HAVING COUNT(*) > 1");
+        let found: i64 = self
+            .conn
+            .query_row(&format!("SELECT COUNT(*) FROM ({repeated})"), [], |r| r.get(0))
+            .map_err(query_err("looking for keys loaded twice"))?;
+        if found == 0 {
+            return Ok(0);
+        }
+        let removed = self
+            .conn
+            .execute(
+                &format!(
+                    "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER \
+                     (PARTITION BY {key} ORDER BY {seq} DESC, rowid DESC) AS n FROM {t} WHERE {key} IN ({repeated})) \
+                     WHERE n > 1)",
+                    seq = DuckDb.quote("_ddb_sequence")
+                ),
+                [],
+            )
+            .map_err(query_err("removing keys loaded twice"))?;
+        Ok(removed as u64)
     }
 
     fn status(&mut self) -> Result<Status, WarehouseError> {

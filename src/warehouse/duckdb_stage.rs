@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder};
-use duckdb::arrow::datatypes::{Field, Schema};
+use duckdb::arrow::array::{
+    ArrayRef, BooleanBuilder, Int64Builder, LargeBinaryBuilder, LargeStringBuilder, TimestampMicrosecondArray,
+};
+use duckdb::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use dynashift_core::cells::CellRef;
 use dynashift_core::change::SEQUENCE_WIDTH;
@@ -104,6 +106,37 @@ pub fn record_batch(
         fields.push(Field::new(name, array.data_type().clone(), true));
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(StageError::Arrow)
+}
+
+/// The rows as the columns an append to their table takes: the stage's, less `_ddb_op` (every
+/// row is an upsert), then `_ddb_synced_at` at `synced_at` (µs since the epoch, UTC, as
+/// DuckDB's `CURRENT_TIMESTAMP` stores in a `TIMESTAMP`).
+pub fn append_record_batch(
+    rows: &[StagedRow],
+    columns: &[(String, &'static str)],
+    synced_at: i64,
+) -> Result<RecordBatch, StageError> {
+    let staged = record_batch(rows, columns)?;
+    let kept: Vec<usize> = (0..staged.num_columns()).filter(|&i| i != OP_COLUMN).collect();
+    let kept = staged.project(&kept).map_err(StageError::Arrow)?;
+    let mut fields: Vec<Field> = kept.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut arrays = kept.columns().to_vec();
+    fields.push(Field::new("_ddb_synced_at", DataType::Timestamp(TimeUnit::Microsecond, None), false));
+    arrays.push(Arc::new(TimestampMicrosecondArray::from(vec![synced_at; rows.len()])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(StageError::Arrow)
+}
+
+/// Where `_ddb_op` is among the stage's columns.
+const OP_COLUMN: usize = 4;
+
+/// The target columns `append_record_batch` fills, in its order: the control columns but
+/// `_ddb_op`, the staged cells' columns (`cells`), `_ddb_synced_at`.
+pub fn append_columns<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> =
+        StageControl::ALL.iter().filter(|c| **c != StageControl::Op).map(|c| c.name()).collect();
+    names.extend(cells);
+    names.push("_ddb_synced_at");
+    names
 }
 
 /// A column being built from the rows' cells.
@@ -220,6 +253,30 @@ mod tests {
         assert_eq!(sizes, [3; 10], "8 MB reached at the third row of 3 MB");
         let huge = vec![row(vec![Cell::Text("x".repeat(20 * 1024 * 1024).into())])];
         assert_eq!(record_batch_chunks(&huge).count(), 1, "a row larger than the bound goes alone");
+    }
+
+    #[test]
+    fn appended_columns_leave_out_the_op_and_end_with_the_sync_time() {
+        assert_eq!(StageControl::ALL[OP_COLUMN], StageControl::Op);
+        let rows = vec![row(vec![Cell::Int(5)])];
+        let batch = append_record_batch(&rows, &columns(&["BIGINT"]), 42).unwrap();
+        let names = append_columns(["amount"]);
+        assert_eq!(batch.num_columns(), names.len());
+        assert_eq!(
+            names,
+            [
+                "_ddb_key",
+                "_ddb_version",
+                "_ddb_sequence",
+                "_ddb_event",
+                "_ddb_deleted",
+                "_ddb_event_ids",
+                "amount",
+                "_ddb_synced_at"
+            ]
+        );
+        assert_eq!(batch.column(6).as_primitive::<Int64Type>().value(0), 5);
+        assert_eq!(batch.column(7).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, None));
     }
 
     #[test]

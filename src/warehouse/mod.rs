@@ -67,6 +67,10 @@ pub struct Batch {
     /// shard (`PRUNED`: a mark dropped), so a restart that re-reads from the low watermark
     /// skips what each table already has.
     pub table_marks: Vec<TableMark>,
+    /// A snapshot load's version (see `SourceConfig::snapshot_version`): a warehouse may
+    /// append such a batch's rows to a table that holds nothing but earlier rows of the same
+    /// load without guarding them (`fresh_load`).
+    pub snapshot: Option<i64>,
 }
 
 /// A table's changes up to `position` (of its shard) are in the warehouse.
@@ -226,6 +230,12 @@ pub trait Warehouse: Send {
     /// The statements `apply` would run, as text, without running them.
     fn describe(&self, batch: &Batch) -> Vec<String>;
     fn status(&mut self) -> Result<Status, WarehouseError>;
+    /// After a snapshot load of `source_table`: where its rows hold a key more than once (an
+    /// export that listed an item twice, appended unguarded), keeps the row of the greatest
+    /// sequence; returns the rows removed. Only warehouses that append unguarded need it.
+    fn settle_snapshot(&mut self, _source_table: &str) -> Result<u64, WarehouseError> {
+        Ok(0)
+    }
     /// Drops the current session and connects again (after an `Unavailable` error).
     fn reconnect(&mut self) -> Result<(), WarehouseError> {
         Ok(())

@@ -150,6 +150,9 @@ pub async fn apply_batch(
                 run_sql(&tx, &s.sql, &s.params).await?;
                 *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
             }
+            Step::AppendRows { .. } => {
+                return Err(WarehouseError::Corrupt("unguarded appends are DuckDB's alone".into()))
+            }
         }
     }
     let staged_rejects = match stage_from {

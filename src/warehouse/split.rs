@@ -36,6 +36,7 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         table_marks: if last { batch.table_marks.clone() } else { Vec::new() },
         held: if last { batch.held.clone() } else { Vec::new() },
         shard_behind: if last { batch.shard_behind.clone() } else { Vec::new() },
+        snapshot: batch.snapshot,
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {
@@ -99,6 +100,7 @@ mod tests {
             table_marks: Vec::new(),
             held: Vec::new(),
             shard_behind: Vec::new(),
+            snapshot: None,
         };
         let (first, second) = split_batch(&batch).unwrap();
         let rows = |b: &Batch| b.tables.iter().map(|t| t.rows.len()).collect::<Vec<_>>();

@@ -32,9 +32,34 @@ pub enum Step {
     CountApplied {
         index: usize,
     },
+    /// Append table plan `index`'s rows straight to its table, unguarded: a snapshot load
+    /// into a table that holds nothing else (see `fresh_load`). Its count follows as SQL.
+    AppendRows {
+        index: usize,
+    },
+}
+
+/// Whether table plan `plan` of `batch` may be appended unguarded, as far as its rows tell:
+/// the batch is a snapshot load, and every row is an upsert of the load's version with a key
+/// of its own. The driver still checks, in the batch's transaction, that the table holds no
+/// other rows and no tombstones.
+pub fn appendable(batch: &Batch, plan: &dynashift_core::plan::TablePlan) -> bool {
+    let Some(version) = batch.snapshot else { return false };
+    !plan.rows.is_empty()
+        && plan
+            .rows
+            .iter()
+            .all(|r| r.op == dynashift_core::plan::RowOp::Upsert && !r.deleted && r.version.micros == version)
+        && !plan.has_repeated_keys()
 }
 
 pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step> {
+    batch_steps_appending(d, layout, batch, &[])
+}
+
+/// The steps, with the table plans `append[index]` marks appended instead of staged and
+/// guarded.
+pub fn batch_steps_appending(d: &dyn Dialect, layout: &Layout, batch: &Batch, append: &[bool]) -> Vec<Step> {
     let mut steps = Vec::new();
     let control = |t: &str| d.qualified(&layout.control_schema, t);
     for (index, plan) in batch.tables.iter().enumerate() {
@@ -51,6 +76,17 @@ pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step>
                     plan.expired_kept,
                 )));
             }
+            continue;
+        }
+        if append.get(index).copied().unwrap_or(false) {
+            steps.push(Step::AppendRows { index });
+            let counts = AppliedCounts {
+                changes: plan.rows.len() as i64,
+                deletes: 0,
+                expired: 0,
+                newest_version: plan.rows.iter().map(|r| r.version.micros).max().unwrap_or(0),
+            };
+            steps.push(Step::Sql(counters_update(d, layout, &plan.source_table, counts, plan.expired_kept)));
             continue;
         }
         steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
@@ -244,6 +280,11 @@ pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> 
                     STAGE
                 )
             }
+            Step::AppendRows { index } => format!(
+                "-- append {} rows of {} to its table",
+                batch.tables[index].rows.len(),
+                batch.tables[index].source_table
+            ),
             Step::CountApplied { index } => format!(
                 "{};\n-- then: {}",
                 applied_counts_query(d, STAGE),
