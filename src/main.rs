@@ -357,7 +357,7 @@ fn execute(command: Command) -> anyhow::Result<()> {
                 if removed > 0 {
                     tracing::warn!(
                         rows = removed,
-                        "the export listed some items more than once; each key keeps the row of its last line"
+                        "the export listed some items more than once; each key keeps the row loaded first"
                     );
                 }
             }

@@ -184,7 +184,7 @@ fn a_killed_backfill_into_duckdb_resumes_unguarded_and_exact() {
 
 /// The unguarded append holds only while the table holds nothing else: a table the stream
 /// wrote first is loaded through the guards (the hand-off test checks the result), and an
-/// export that lists an item twice still leaves one row per key, the later line's.
+/// export that lists an item twice still leaves one row per key, the one loaded first.
 #[test]
 fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -216,11 +216,92 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
                 .collect(),
         )
     };
-    let mut want: BTreeMap<String, Item> = items.iter().map(|i| (key(i), i.clone())).collect();
-    want.insert(key(&twice), twice);
+    let want: BTreeMap<String, Item> = items.iter().map(|i| (key(i), i.clone())).collect();
     support::assert_tables_equal(&duckdb_tables(dir.path()), &expected_load(&want));
     let rows = duckdb_query(dir.path(), "SELECT CAST(COUNT(*) AS VARCHAR) FROM dynamodb.orders");
     assert_eq!(rows, [want.len().to_string()], "one row per key");
+
+    // PostgreSQL appends through its stage too; its key index turns the copy away.
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("twice");
+    let config = dir.path().join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+             [defaults]\nbatch_size = 50\nmax_batch_records = 60\n[tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["backfill", "--config"])
+        .arg(&config)
+        .args(["--from-export", "export"])
+        .env("DYNASHIFT_LOG", "dynashift=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("appended unguarded"), "{}", text(&out));
+    assert!(text(&out).contains("listed some items more than once"), "{}", text(&out));
+    let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    support::assert_tables_equal(&support::read_back(&mut w), &expected_load(&want));
+    let rows = server.query("twice", "SELECT CAST(COUNT(*) AS TEXT) FROM dynamodb.orders");
+    assert_eq!(rows, [Some(want.len().to_string())], "one row per key");
+}
+
+/// Into PostgreSQL, a table the stream wrote first is loaded through the guards, and the
+/// hand-off is exact; a table this load alone wrote goes on being appended to.
+#[test]
+fn into_postgres_a_table_the_stream_wrote_is_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("handoff");
+    let items = orders(400, 3);
+    write_export(&dir.path().join("export"), TABLE, items.values(), 3, EXPORT_TIME);
+    // The stream first: one of the export's items changed after the export, one deleted.
+    let mut keys = items.keys();
+    let (changed, deleted) = (keys.next().unwrap().clone(), keys.next().unwrap().clone());
+    let id = |k: &str| match items[k].get("orderId") {
+        Some(dynashift_core::value::AttrValue::S(s)) => s.to_string(),
+        other => panic!("orderId {other:?}"),
+    };
+    let changes = [
+        stream_change(&id(&changed), "MODIFY", EXPORT_MICROS + 5_000_000, "newer"),
+        stream_change(&id(&deleted), "REMOVE", EXPORT_MICROS + 5_000_000, ""),
+    ];
+    std::fs::write(dir.path().join("changes.jsonl"), changes.join("\n") + "\n").unwrap();
+    let config = dir.path().join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .current_dir(dir.path())
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .env("DYNASHIFT_LOG", "dynashift=debug")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        text(&out)
+    };
+    run(&["sync", "--once"]);
+    let log = run(&["backfill", "--from-export", "export"]);
+    assert!(!log.contains("appended unguarded"), "a table the stream wrote was appended to: {log}");
+    let rows = server.query("handoff", "SELECT CAST(COUNT(*) AS TEXT) FROM dynamodb.orders");
+    assert_eq!(rows, [Some((items.len() - 1).to_string())], "every item but the deleted one, once");
+    let v = server.query(
+        "handoff",
+        &format!("SELECT v FROM dynamodb.orders WHERE _ddb_key = '{}'", changed.replace('\'', "''")),
+    );
+    assert_eq!(v, [Some("newer".to_string())], "the change after the export wins");
 }
 
 /// On a terminal, a backfill draws its items against the export's count with the time left,

@@ -363,26 +363,7 @@ pub fn apply_statements(
     } else {
         format!("DELETE FROM {t} WHERE {key} IN (SELECT {key} FROM {s})")
     }));
-    let mut target_cols: Vec<String> = plan.staged.iter().map(|&i| q(&schema.columns[i].name)).collect();
-    let mut source_exprs: Vec<String> = plan
-        .staged
-        .iter()
-        .enumerate()
-        .map(|(pos, &i)| d.cast_from_stage(&format!("{s}.{}", q(&format!("c{pos}"))), schema.columns[i].ty))
-        .collect();
-    for sys in ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_deleted", "_ddb_event_ids"] {
-        target_cols.push(q(sys));
-        source_exprs.push(format!("{s}.{}", q(sys)));
-    }
-    target_cols.push(q("_ddb_synced_at"));
-    source_exprs.push(d.now().to_string());
-    let insert = |filter: &str| {
-        format!(
-            "INSERT INTO {t} ({}) SELECT {} FROM {s} WHERE {filter}",
-            target_cols.join(", "),
-            source_exprs.join(", ")
-        )
-    };
+    let insert = |filter: &str| insert_from_stage(d, layout, schema, plan, stage, filter);
     out.push(Statement::new(insert(&format!("{s}.{} = 'U'", q("_ddb_op")))));
     if soft {
         // No alias on the target: Redshift's UPDATE documents none ("UPDATE").
@@ -424,6 +405,57 @@ pub fn apply_statements(
         vec![src()],
     ));
     out
+}
+
+/// `INSERT INTO` the table `SELECT` the stage's rows matching `filter`, each staged cell cast
+/// to its column's type.
+fn insert_from_stage(
+    d: &dyn Dialect,
+    layout: &Layout,
+    schema: &TableSchema,
+    plan: &TablePlan,
+    stage: &str,
+    filter: &str,
+) -> String {
+    let q = |n: &str| d.quote(n);
+    let s = d.quote(stage);
+    let mut target_cols: Vec<String> = plan.staged.iter().map(|&i| q(&schema.columns[i].name)).collect();
+    let mut source_exprs: Vec<String> = plan
+        .staged
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| d.cast_from_stage(&format!("{s}.{}", q(&format!("c{pos}"))), schema.columns[i].ty))
+        .collect();
+    for sys in ["_ddb_key", "_ddb_version", "_ddb_sequence", "_ddb_event", "_ddb_deleted", "_ddb_event_ids"] {
+        target_cols.push(q(sys));
+        source_exprs.push(format!("{s}.{}", q(sys)));
+    }
+    target_cols.push(q("_ddb_synced_at"));
+    source_exprs.push(d.now().to_string());
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {s} WHERE {filter}",
+        d.qualified(&layout.target_schema, &schema.name),
+        target_cols.join(", "),
+        source_exprs.join(", ")
+    )
+}
+
+/// The unguarded apply of a snapshot load's stage into a table that holds nothing but earlier
+/// rows of the same load (every staged row an upsert): one `INSERT … SELECT`. Where the
+/// table has a unique key index, a key already in (an export that listed an item twice)
+/// keeps the row loaded first instead of failing the batch on every retry.
+pub fn append_statement(
+    d: &dyn Dialect,
+    layout: &Layout,
+    schema: &TableSchema,
+    plan: &TablePlan,
+    stage: &str,
+) -> Statement {
+    let mut sql = insert_from_stage(d, layout, schema, plan, stage, "TRUE");
+    if d.key_index(&layout.target_schema, &schema.name).is_some() {
+        sql.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", d.quote("_ddb_key")));
+    }
+    Statement::new(sql)
 }
 
 /// What survived the version guards in one table's stage.

@@ -101,7 +101,9 @@ pub fn data_api_calls_within(
                 unit.counts.push((unit.sqls.len(), plan.source_table.clone()));
                 unit.sqls.push(applied_counts_query(d, STAGE));
             }
-            Step::AppendRows { .. } => return Err(corrupt("unguarded appends are DuckDB's alone")),
+            Step::AppendRows { .. } | Step::AppendStaged { .. } => {
+                return Err(corrupt("the Data API's batches are always guarded"))
+            }
             Step::Together(statements) => {
                 push_table(&mut units, std::mem::take(&mut schema), Unit::default(), max_statements);
                 let sqls = statements.iter().map(inline).collect::<Result<Vec<_>, _>>()?;

@@ -15,7 +15,8 @@ use dynashift_core::sql::{
 
 use super::duckdb_stage::{append_columns, append_record_batch, record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
-use super::steps::{appendable, batch_steps_appending, describe_transaction, Step, STAGE};
+use super::snapshot_load::{appendable, decide, load_state_query, table_exists_query, Load, LoadState};
+use super::steps::{batch_steps_loading, describe_transaction, Step, STAGE};
 use super::{Batch, Cause, Outcome, Status, Warehouse, WarehouseError};
 use crate::text::{one_line, short_sql};
 
@@ -302,47 +303,36 @@ impl DuckDbWarehouse {
         Ok(())
     }
 
-    /// Which table plans of `batch` go in unguarded (`Step::AppendRows`): those of a snapshot
-    /// load whose table holds no row of another version and no tombstone. DuckDB lets one
-    /// process write a file, and a backfill's batches are applied one at a time, so nothing
-    /// can write such a table between this check and the commit; an export lists each item
-    /// once, so no key of the load is in the table already. Without this, each batch's guards
-    /// probe every row loaded before it, and a backfill's cost grows with the table.
-    fn fresh_loads(&self, batch: &Batch) -> Result<Vec<bool>, WarehouseError> {
-        let mut fresh = vec![false; batch.tables.len()];
-        let Some(version) = batch.snapshot else { return Ok(fresh) };
-        let tombstones = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE source_table = $1 LIMIT 1)",
-            DuckDb.qualified(&self.layout.control_schema, "tombstones")
-        );
+    /// How each table plan of `batch` goes in (`snapshot_load`). DuckDB lets one process
+    /// write a file, and its batches are applied one at a time, so nothing else can write a
+    /// table between this look and the commit.
+    fn loads(&self, batch: &Batch) -> Result<Vec<Load>, WarehouseError> {
+        let mut loads = vec![Load::Guarded; batch.tables.len()];
         for (index, plan) in batch.tables.iter().enumerate() {
             let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
             if !appendable(batch, plan) {
                 continue;
             }
-            let count = |sql: &str, params: &[Value]| -> Result<i64, WarehouseError> {
+            let query = |s: &Statement| {
                 self.conn
-                    .query_row(sql, params_from_iter(params.iter().cloned()), |r| r.get(0))
-                    .map_err(query_err("checking for a fresh load"))
+                    .query_row(&s.sql, params_from_iter(s.params.iter().map(param_value)), |r| {
+                        Ok(LoadState {
+                            changes_applied: r.get(0)?,
+                            appended: r.get::<_, Option<String>>(1)?.and_then(|t| t.parse().ok()),
+                            tombstone: r.get::<_, i64>(2)? > 0,
+                            any_row: r.get::<_, i64>(3)? > 0,
+                        })
+                    })
+                    .map_err(query_err("looking at a snapshot load's table"))
             };
-            let exists = count(
-                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = $2",
-                &[Value::Text(self.layout.target_schema.clone()), Value::Text(schema.name.clone())],
-            )? > 0;
-            let others = if exists {
-                count(
-                    &format!(
-                        "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE {} <> $1 LIMIT 1)",
-                        DuckDb.qualified(&self.layout.target_schema, &schema.name),
-                        DuckDb.quote("_ddb_version")
-                    ),
-                    &[Value::BigInt(version)],
-                )?
-            } else {
-                0
-            };
-            fresh[index] = others == 0 && count(&tombstones, &[Value::Text(plan.source_table.clone())])? == 0;
-            if fresh[index] {
+            let exists = table_exists_query(&self.layout, schema);
+            let exists: i64 = self
+                .conn
+                .query_row(&exists.sql, params_from_iter(exists.params.iter().map(param_value)), |r| r.get(0))
+                .map_err(query_err("looking for a snapshot load's table"))?;
+            loads[index] =
+                decide(query(&load_state_query(&DuckDb, &self.layout, batch, schema, exists > 0))?);
+            if loads[index] != Load::Guarded {
                 tracing::debug!(
                     table = %plan.source_table,
                     rows = plan.rows.len(),
@@ -350,7 +340,7 @@ impl DuckDbWarehouse {
                 );
             }
         }
-        Ok(fresh)
+        Ok(loads)
     }
 
     /// Appends table plan `index`'s rows to its table through the Appender, which casts each
@@ -380,8 +370,8 @@ impl DuckDbWarehouse {
 
     fn apply_in_transaction(&self, batch: &Batch) -> Result<Outcome, WarehouseError> {
         let mut outcome = Outcome::default();
-        let fresh = self.fresh_loads(batch)?;
-        for step in batch_steps_appending(&DuckDb, &self.layout, batch, &fresh) {
+        let loads = self.loads(batch)?;
+        for step in batch_steps_loading(&DuckDb, &self.layout, batch, &loads, true) {
             match step {
                 Step::Sql(s) | Step::Schema(s) => {
                     let t = std::time::Instant::now();
@@ -402,6 +392,9 @@ impl DuckDbWarehouse {
                         resident_mb = crate::memory::resident_mb(),
                         "stage loaded"
                     );
+                }
+                Step::AppendStaged { .. } => {
+                    return Err(WarehouseError::Corrupt("DuckDB appends through its Appender".into()))
                 }
                 Step::AppendRows { index } => {
                     let t = std::time::Instant::now();
@@ -524,9 +517,8 @@ impl Warehouse for DuckDbWarehouse {
             .execute(
                 &format!(
                     "DELETE FROM {t} WHERE rowid IN (SELECT rowid FROM (SELECT rowid, ROW_NUMBER() OVER \
-                     (PARTITION BY {key} ORDER BY {seq} DESC, rowid DESC) AS n FROM {t} WHERE {key} IN ({repeated})) \
+                     (PARTITION BY {key} ORDER BY rowid) AS n FROM {t} WHERE {key} IN ({repeated})) \
                      WHERE n > 1)",
-                    seq = DuckDb.quote("_ddb_sequence")
                 ),
                 [],
             )

@@ -19,6 +19,7 @@ pub mod redshift_wire;
 pub mod registry;
 pub mod retry;
 pub mod s3_stage;
+pub mod snapshot_load;
 pub mod split;
 pub mod steps;
 pub mod upgrade;
@@ -231,8 +232,8 @@ pub trait Warehouse: Send {
     fn describe(&self, batch: &Batch) -> Vec<String>;
     fn status(&mut self) -> Result<Status, WarehouseError>;
     /// After a snapshot load of `source_table`: where its rows hold a key more than once (an
-    /// export that listed an item twice, appended unguarded), keeps the row of the greatest
-    /// sequence; returns the rows removed. Only warehouses that append unguarded need it.
+    /// export that listed an item twice, appended unguarded), keeps the row appended first;
+    /// returns the rows removed. A warehouse whose key index refuses a second row needs none.
     fn settle_snapshot(&mut self, _source_table: &str) -> Result<u64, WarehouseError> {
         Ok(0)
     }

@@ -4,7 +4,9 @@
 
 use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::Dialect;
-use dynashift_core::sql::{applied_counts_query, counters_update, AppliedCounts, Layout, StageControl};
+use dynashift_core::sql::{
+    applied_counts_query, counters_update, AppliedCounts, Layout, StageControl, Statement,
+};
 use dynashift_core::types::ColumnType;
 use dynashift_core::Position;
 use futures_util::pin_mut;
@@ -16,7 +18,8 @@ use super::pg_bind::{stage_type, Bound, Value};
 use super::pg_nul::storable;
 use super::pg_sql::{query_error, run_sql};
 use super::redshift::{S3Loading, StagedBatch};
-use super::steps::{batch_steps, reject_statement, Step, STAGE};
+use super::snapshot_load::{appendable, decide, load_state_query, table_exists_query, Load, LoadState};
+use super::steps::{batch_steps_loading, reject_statement, Step, STAGE};
 use super::{Batch, Outcome, Reject, WarehouseError};
 
 /// Where the stage's rows come from.
@@ -100,6 +103,56 @@ async fn load_stage(
     Ok(rejects)
 }
 
+/// How each table plan of `batch` goes in (`snapshot_load`). The table is locked against
+/// other writers first (`SHARE ROW EXCLUSIVE` conflicts with every `INSERT`, `UPDATE` and
+/// `DELETE`, not with reads): a stream run applying to it meanwhile waits for this batch's
+/// commit and is then guarded against its rows, or this batch waits for the run's and then
+/// finds a change it did not append, and is guarded.
+async fn loads(
+    d: &dyn Dialect,
+    tx: &Transaction<'_>,
+    layout: &Layout,
+    batch: &Batch,
+) -> Result<Vec<Load>, WarehouseError> {
+    let mut loads = vec![Load::Guarded; batch.tables.len()];
+    for (index, plan) in batch.tables.iter().enumerate() {
+        let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
+        if !appendable(batch, plan) {
+            continue;
+        }
+        let context = "looking at a snapshot load's table";
+        let one_row = |s: Statement| async move {
+            let bound: Vec<Bound> = s.params.iter().map(Bound::from).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+            tx.query_one(s.sql.as_str(), &refs).await.map_err(|e| query_error(context, e))
+        };
+        let get = |row: &tokio_postgres::Row, i: usize| -> Result<i64, WarehouseError> {
+            row.try_get::<_, i64>(i).map_err(|e| query_error(context, e))
+        };
+        let exists = get(&one_row(table_exists_query(layout, schema)).await?, 0)? > 0;
+        if exists {
+            let table = d.qualified(&layout.target_schema, &schema.name);
+            run_sql(tx, &format!("LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"), &[]).await?;
+        }
+        let row = one_row(load_state_query(d, layout, batch, schema, exists)).await?;
+        let appended: Option<String> = row.try_get(1).map_err(|e| query_error(context, e))?;
+        loads[index] = decide(LoadState {
+            changes_applied: get(&row, 0)?,
+            appended: appended.and_then(|t| t.parse().ok()),
+            tombstone: get(&row, 2)? > 0,
+            any_row: get(&row, 3)? > 0,
+        });
+        if loads[index] != Load::Guarded {
+            tracing::debug!(
+                table = %plan.source_table,
+                rows = plan.rows.len(),
+                "appended unguarded: a snapshot load into a table that holds nothing else"
+            );
+        }
+    }
+    Ok(loads)
+}
+
 /// Runs `batch` as one transaction on `client`.
 pub async fn apply_batch(
     d: &dyn Dialect,
@@ -114,7 +167,11 @@ pub async fn apply_batch(
     }
     let mut outcome = Outcome::default();
     let mut unstorable = Vec::new();
-    for step in batch_steps(d, layout, batch) {
+    let loads = match stage_from {
+        StageFrom::Connection if d.name() == "postgres" => loads(d, &tx, layout, batch).await?,
+        _ => Vec::new(),
+    };
+    for step in batch_steps_loading(d, layout, batch, &loads, false) {
         match step {
             Step::Sql(s) | Step::Schema(s) => {
                 run_sql(&tx, &s.sql, &s.params).await?;
@@ -150,8 +207,28 @@ pub async fn apply_batch(
                 run_sql(&tx, &s.sql, &s.params).await?;
                 *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
             }
+            Step::AppendStaged { index, insert } => {
+                let plan = &batch.tables[index];
+                // `execute`, not `run_sql`: a statement without parameters goes there as a
+                // simple query, which reports no row count.
+                let bound: Vec<Bound> = insert.params.iter().map(Bound::from).collect();
+                let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+                let inserted = tx
+                    .execute(insert.sql.as_str(), &refs)
+                    .await
+                    .map_err(|e| query_error("appending a snapshot load's rows", e))?;
+                *outcome.applied.entry(plan.source_table.clone()).or_default() += inserted;
+                let skipped = (plan.rows.len() as u64).saturating_sub(inserted);
+                if skipped > 0 {
+                    tracing::warn!(
+                        table = %plan.source_table,
+                        rows = skipped,
+                        "the export listed some items more than once; each key keeps the row loaded first"
+                    );
+                }
+            }
             Step::AppendRows { .. } => {
-                return Err(WarehouseError::Corrupt("unguarded appends are DuckDB's alone".into()))
+                return Err(WarehouseError::Corrupt("PostgreSQL appends through its stage".into()))
             }
         }
     }

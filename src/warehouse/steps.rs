@@ -3,14 +3,15 @@
 
 use dynashift_core::dialect::Dialect;
 use dynashift_core::sql::{
-    applied_counts_query, apply_statements, counters_update, schema_changes, stage_columns, AppliedCounts,
-    Layout, Param, Statement,
+    append_statement, applied_counts_query, apply_statements, counters_update, schema_changes, stage_columns,
+    AppliedCounts, Layout, Param, Statement,
 };
 
 use dynashift_core::value::hex_encode;
 
 use super::s3_stage::cut_at_char_boundary;
 
+use super::snapshot_load::{appended_source, Load};
 use super::{Batch, Reject};
 
 /// Name of the per-table staging table (session-local).
@@ -32,34 +33,33 @@ pub enum Step {
     CountApplied {
         index: usize,
     },
-    /// Append table plan `index`'s rows straight to its table, unguarded: a snapshot load
-    /// into a table that holds nothing else (see `fresh_load`). Its count follows as SQL.
+    /// Append table plan `index`'s rows straight to its table through the driver's own bulk
+    /// path, unguarded (`snapshot_load`). Its counts follow as SQL.
     AppendRows {
         index: usize,
     },
-}
-
-/// Whether table plan `plan` of `batch` may be appended unguarded, as far as its rows tell:
-/// the batch is a snapshot load, and every row is an upsert of the load's version with a key
-/// of its own. The driver still checks, in the batch's transaction, that the table holds no
-/// other rows and no tombstones.
-pub fn appendable(batch: &Batch, plan: &dynashift_core::plan::TablePlan) -> bool {
-    let Some(version) = batch.snapshot else { return false };
-    !plan.rows.is_empty()
-        && plan
-            .rows
-            .iter()
-            .all(|r| r.op == dynashift_core::plan::RowOp::Upsert && !r.deleted && r.version.micros == version)
-        && !plan.has_repeated_keys()
+    /// The unguarded `INSERT` of table plan `index`'s stage (`append_statement`); rows it
+    /// skips had keys already in the table.
+    AppendStaged {
+        index: usize,
+        insert: Statement,
+    },
 }
 
 pub fn batch_steps(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<Step> {
-    batch_steps_appending(d, layout, batch, &[])
+    batch_steps_loading(d, layout, batch, &[], false)
 }
 
-/// The steps, with the table plans `append[index]` marks appended instead of staged and
-/// guarded.
-pub fn batch_steps_appending(d: &dyn Dialect, layout: &Layout, batch: &Batch, append: &[bool]) -> Vec<Step> {
+/// The steps, each table plan loaded as `loads[index]` says (guarded where it says nothing):
+/// an appended one through `Step::AppendRows` when the driver appends `direct`ly, else
+/// through its stage and one `INSERT`.
+pub fn batch_steps_loading(
+    d: &dyn Dialect,
+    layout: &Layout,
+    batch: &Batch,
+    loads: &[Load],
+    direct: bool,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let control = |t: &str| d.qualified(&layout.control_schema, t);
     for (index, plan) in batch.tables.iter().enumerate() {
@@ -78,15 +78,33 @@ pub fn batch_steps_appending(d: &dyn Dialect, layout: &Layout, batch: &Batch, ap
             }
             continue;
         }
-        if append.get(index).copied().unwrap_or(false) {
-            steps.push(Step::AppendRows { index });
+        if let Some(Load::Appended { before }) = loads.get(index) {
+            if direct {
+                steps.push(Step::AppendRows { index });
+            } else {
+                steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
+                steps.push(Step::AppendStaged {
+                    index,
+                    insert: append_statement(d, layout, schema, plan, STAGE),
+                });
+                steps.push(Step::Sql(Statement::new(d.drop_stage(STAGE))));
+            }
+            let rows = plan.rows.len() as u64;
             let counts = AppliedCounts {
-                changes: plan.rows.len() as i64,
+                changes: rows as i64,
                 deletes: 0,
                 expired: 0,
                 newest_version: plan.rows.iter().map(|r| r.version.micros).max().unwrap_or(0),
             };
             steps.push(Step::Sql(counters_update(d, layout, &plan.source_table, counts, plan.expired_kept)));
+            let appended = appended_source(&batch.source);
+            steps.push(checkpoint_step(
+                d,
+                layout,
+                &appended,
+                &plan.source_table,
+                &(before + rows).to_string(),
+            ));
             continue;
         }
         steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
@@ -280,6 +298,7 @@ pub fn describe(d: &dyn Dialect, layout: &Layout, batch: &Batch) -> Vec<String> 
                     STAGE
                 )
             }
+            Step::AppendStaged { insert, .. } => insert.to_string(),
             Step::AppendRows { index } => format!(
                 "-- append {} rows of {} to its table",
                 batch.tables[index].rows.len(),

@@ -151,7 +151,7 @@ pub fn wire_statements(layout: &Layout, batch: &Batch) -> Vec<(String, Vec<Bind>
                 );
                 out.push((s.sql, s.params.iter().map(bind).collect()));
             }
-            Step::AppendRows { .. } => panic!("Redshift never appends unguarded"),
+            Step::AppendRows { .. } | Step::AppendStaged { .. } => panic!("Redshift never appends unguarded"),
         }
     }
     out
