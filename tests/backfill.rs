@@ -251,7 +251,7 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
 }
 
 /// Into PostgreSQL, a table the stream wrote first is loaded through the guards, and the
-/// hand-off is exact; a table this load alone wrote goes on being appended to.
+/// hand-off is exact.
 #[test]
 fn into_postgres_a_table_the_stream_wrote_is_guarded() {
     let dir = tempfile::tempdir().unwrap();

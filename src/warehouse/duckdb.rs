@@ -282,24 +282,12 @@ impl DuckDbWarehouse {
             .conn
             .appender_to_catalog_and_db(STAGE, "temp", "main")
             .map_err(query_err("opening the stage appender"))?;
-        let (mut tb, mut ta) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
         for rows in record_batch_chunks(&plan.rows) {
-            let t = std::time::Instant::now();
             let batch = record_batch(rows, columns)
                 .map_err(|e| WarehouseError::Query { context: "staging rows".into(), cause: Cause::of(e) })?;
-            tb += t.elapsed();
-            let t = std::time::Instant::now();
             app.append_record_batch(batch).map_err(query_err("staging rows"))?;
-            ta += t.elapsed();
         }
-        let t = std::time::Instant::now();
         app.flush().map_err(query_err("staging rows"))?;
-        tracing::debug!(
-            build_ms = tb.as_millis() as u64,
-            append_ms = ta.as_millis() as u64,
-            flush_ms = t.elapsed().as_millis() as u64,
-            "TMP stage"
-        );
         Ok(())
     }
 

@@ -36,7 +36,9 @@ pub fn split_batch(batch: &Batch) -> Option<(Batch, Batch)> {
         table_marks: if last { batch.table_marks.clone() } else { Vec::new() },
         held: if last { batch.held.clone() } else { Vec::new() },
         shard_behind: if last { batch.shard_behind.clone() } else { Vec::new() },
-        snapshot: batch.snapshot,
+        // Guarded: a part appended unguarded that committed without the batch's positions
+        // would be read and appended again after a stop before the last part.
+        snapshot: None,
     };
     let (mut heads, mut tails) = (Vec::new(), Vec::new());
     for plan in &batch.tables {

@@ -107,6 +107,9 @@ pub fn batch_steps_loading(
             ));
             continue;
         }
+        if let Some(lock) = d.lock_before_guards(&d.qualified(&layout.target_schema, &schema.name)) {
+            steps.push(Step::Sql(Statement::new(lock)));
+        }
         steps.push(Step::LoadStage { index, columns: stage_columns(d, schema, plan) });
         if let Some(analyze) = d.analyze_stage(STAGE) {
             steps.push(Step::Sql(Statement::new(analyze)));

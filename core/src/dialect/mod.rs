@@ -162,6 +162,13 @@ pub trait Dialect: Send + Sync {
     fn analyze_stage(&self, _stage: &str) -> Option<String> {
         None
     }
+
+    /// Statement taken before a table's guards read it, where a snapshot load may append to
+    /// the table from another session under a lock that must wait for this batch (or make it
+    /// wait) before either reads the table.
+    fn lock_before_guards(&self, _table: &str) -> Option<String> {
+        None
+    }
 }
 
 /// The dialect of a warehouse kind (`duckdb`, `postgres`, `redshift`).

@@ -65,6 +65,14 @@ impl Dialect for Postgres {
 
     /// A unique index on `_ddb_key`: every apply statement joins on it. Index names share
     /// the schema's namespace with tables, so the name is a hash no DynamoDB table maps to.
+    /// `ROW EXCLUSIVE`, which writers hold anyway and which does not block other writers, but
+    /// conflicts with the `SHARE ROW EXCLUSIVE` a snapshot load appends under: a guarded batch
+    /// and an unguarded append of the same table run one after the other, each seeing the
+    /// other's rows (the guards' own reads take no lock that would).
+    fn lock_before_guards(&self, table: &str) -> Option<String> {
+        Some(format!("LOCK TABLE {table} IN ROW EXCLUSIVE MODE"))
+    }
+
     fn key_index(&self, schema: &str, table: &str) -> Option<String> {
         let name = format!("_dynashift_key_{}", short_hash(&format!("{schema}.{table}")));
         Some(format!(
