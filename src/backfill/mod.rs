@@ -149,9 +149,9 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
 /// the next batch be planned while one is applied. 1,000,000 items into DuckDB: 15.7 s and
 /// 665 MB with the stream's 128 MB batches, 10.0 s and 413 MB with 32 MB ones.
 const EMBEDDED_BATCH_SHARE: u64 = 16;
-/// PostgreSQL hashes the whole table in each batch's guards, so its batches stay larger: 17.4
-/// s and 295 MB with 64 MB batches, 23.1 s and 208 MB with 32 MB ones, 17.8 s and 418 MB
-/// with 128 MB ones.
+/// PostgreSQL's batches stay larger. While each batch's guards hashed the whole table, 64 MB
+/// took 17.4 s and 295 MB, 32 MB 23.1 s and 208 MB, 128 MB 17.8 s and 418 MB; appended
+/// unguarded (`snapshot_load`), 32 and 64 MB measured alike (19–24 s on slow host hours).
 const SERVER_BATCH_SHARE: u64 = 8;
 
 /// How far this machine's clock may run ahead of AWS's, taken off a scan's start.
