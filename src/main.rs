@@ -352,8 +352,9 @@ fn execute(command: Command) -> anyhow::Result<()> {
             let options = RunOptions { all: true, backfill: Some(expected), ..RunOptions::default() };
             let items = replicate(&backfill, options, stop)?;
             let secs = started.elapsed().as_secs_f64();
+            let mut warehouse = open_warehouse(&backfill)?;
             if let Loading::Export(summary) = &loading {
-                let removed = open_warehouse(&backfill)?.settle_snapshot(&summary.table)?;
+                let removed = warehouse.settle_snapshot(&summary.table)?;
                 if removed > 0 {
                     tracing::warn!(
                         rows = removed,
@@ -361,7 +362,8 @@ fn execute(command: Command) -> anyhow::Result<()> {
                     );
                 }
             }
-            let unfinished = dynashift::backfill::unfinished(&mut *open_warehouse(&backfill)?, &backfill)?;
+            let unfinished = dynashift::backfill::unfinished(&mut *warehouse, &backfill)?;
+            drop(warehouse);
             anyhow::ensure!(
                 unfinished.is_empty(),
                 "{what}: {} not loaded whole (see the rejects in `status`): {}; once they are replaced, \

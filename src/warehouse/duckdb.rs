@@ -15,7 +15,7 @@ use dynashift_core::sql::{
 
 use super::duckdb_stage::{append_columns, append_record_batch, record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
-use super::snapshot_load::{appendable, decide, load_state_query, table_exists_query, Load, LoadState};
+use super::snapshot_load::{appendable, decide_for, load_state_query, table_exists_query, Load, LoadState};
 use super::steps::{batch_steps_loading, describe_transaction, Step, STAGE};
 use super::{Batch, Cause, Outcome, Status, Warehouse, WarehouseError};
 use crate::text::{one_line, short_sql};
@@ -319,14 +319,7 @@ impl DuckDbWarehouse {
                 .query_row(&exists.sql, params_from_iter(exists.params.iter().map(param_value)), |r| r.get(0))
                 .map_err(query_err("looking for a snapshot load's table"))?;
             loads[index] =
-                decide(query(&load_state_query(&DuckDb, &self.layout, batch, schema, exists > 0))?);
-            if loads[index] != Load::Guarded {
-                tracing::debug!(
-                    table = %plan.source_table,
-                    rows = plan.rows.len(),
-                    "appended unguarded: a snapshot load into a table that holds nothing else"
-                );
-            }
+                decide_for(plan, query(&load_state_query(&DuckDb, &self.layout, batch, schema, exists > 0))?);
         }
         Ok(loads)
     }

@@ -18,7 +18,7 @@ use super::pg_bind::{stage_type, Bound, Value};
 use super::pg_nul::storable;
 use super::pg_sql::{query_error, run_sql};
 use super::redshift::{S3Loading, StagedBatch};
-use super::snapshot_load::{appendable, decide, load_state_query, table_exists_query, Load, LoadState};
+use super::snapshot_load::{appendable, decide_for, load_state_query, table_exists_query, Load, LoadState};
 use super::steps::{batch_steps_loading, reject_statement, Step, STAGE};
 use super::{Batch, Outcome, Reject, WarehouseError};
 
@@ -136,19 +136,15 @@ async fn loads(
         }
         let row = one_row(load_state_query(d, layout, batch, schema, exists)).await?;
         let appended: Option<String> = row.try_get(1).map_err(|e| query_error(context, e))?;
-        loads[index] = decide(LoadState {
-            changes_applied: get(&row, 0)?,
-            appended: appended.and_then(|t| t.parse().ok()),
-            tombstone: get(&row, 2)? > 0,
-            any_row: get(&row, 3)? > 0,
-        });
-        if loads[index] != Load::Guarded {
-            tracing::debug!(
-                table = %plan.source_table,
-                rows = plan.rows.len(),
-                "appended unguarded: a snapshot load into a table that holds nothing else"
-            );
-        }
+        loads[index] = decide_for(
+            plan,
+            LoadState {
+                changes_applied: get(&row, 0)?,
+                appended: appended.and_then(|t| t.parse().ok()),
+                tombstone: get(&row, 2)? > 0,
+                any_row: get(&row, 3)? > 0,
+            },
+        );
     }
     Ok(loads)
 }

@@ -108,6 +108,19 @@ pub fn decide(state: LoadState) -> Load {
     }
 }
 
+/// `decide` for table plan `plan`, saying so in the log when its rows go in unguarded.
+pub fn decide_for(plan: &TablePlan, state: LoadState) -> Load {
+    let load = decide(state);
+    if load != Load::Guarded {
+        tracing::debug!(
+            table = %plan.source_table,
+            rows = plan.rows.len(),
+            "appended unguarded: a snapshot load into a table that holds nothing else"
+        );
+    }
+    load
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
