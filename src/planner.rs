@@ -7,12 +7,11 @@ use dynashift_core::checkpoint::{compare_checkpoint, ENDED, PRUNED};
 use dynashift_core::decode::DecodeContext;
 use dynashift_core::held::HeldChange;
 use dynashift_core::limits::Limits;
-use dynashift_core::plan::{plan_rows, register_table, TableOptions, TablePlan};
-use dynashift_core::reduce::{sort_by_key_text, Reducer};
+use dynashift_core::plan::{register_table, TablePlan};
+use dynashift_core::reduce::Reducer;
 use dynashift_core::schedule::HeldTable;
-use dynashift_core::schema::{Catalog, TableSchema};
+use dynashift_core::schema::Catalog;
 use dynashift_core::Position;
-use rayon::prelude::*;
 
 use crate::config::Config;
 use crate::source::RawRecord;
@@ -21,10 +20,11 @@ use crate::warehouse::{Batch, Reject, TableMark};
 
 mod decode;
 mod spilled;
+mod tables;
 mod watermark;
 
 pub use self::decode::{decode_threads, Decoded, Decoder};
-use self::decode::{machine_cores, MAX_THREADS};
+use self::tables::{plan_tables_in_parallel, planning_pool, TableJob};
 use watermark::{furthest, Watermark};
 
 /// A planned batch and the figures the run reports for it.
@@ -627,63 +627,6 @@ impl Planner {
 fn passed(upto: &HashMap<Arc<str>, Position>, reject: &Reject) -> bool {
     upto.get(&reject.position.shard)
         .is_some_and(|p| compare_checkpoint(&reject.position.sequence, &p.sequence).is_le())
-}
-
-/// One table's part of a batch, once the table is registered in the catalog.
-struct TableJob {
-    /// Key text and packed change, in key order.
-    held: Vec<(String, HeldChange)>,
-    options: TableOptions,
-    create: bool,
-}
-
-/// Plans each table's rows (cells, JSON text, new columns) with the tables spread over the
-/// cores; every table touches only its own schema. Plans come back in table order.
-fn plan_tables_in_parallel(catalog: &mut Catalog, mut jobs: HashMap<String, TableJob>) -> Vec<TablePlan> {
-    let work: Vec<(&mut TableSchema, TableJob)> = catalog
-        .tables
-        .iter_mut()
-        .filter_map(|(name, schema)| jobs.remove(name).map(|job| (schema, job)))
-        .collect();
-    let rows: usize = work.iter().map(|(_, job)| job.held.len()).sum();
-    // A thread per table (up to `planning_threads`), even beyond the cores, so the system
-    // shares the cores evenly: dealing whole tables to two cores gave one of them two of W1's
-    // three tables (planning took 540–590 ms that way, 440–500 ms this way).
-    // Each change is unpacked just before it is planned, so only one is ever in tree form;
-    // changes are planned in key order, so columns are added in the same order every time.
-    let plan = |(schema, mut job): (&mut TableSchema, TableJob)| {
-        sort_by_key_text(&mut job.held);
-        let table = schema.source_table.clone();
-        let changes = job.held.into_iter().map(|(key, held)| held.unpack_or_panic(&table, key));
-        plan_rows(schema, changes, job.options, job.create)
-    };
-    let mut plans: Vec<TablePlan> = if work.len() < 2 || rows < 5_000 {
-        work.into_iter().map(plan).collect()
-    } else {
-        // A task per table on threads kept for the run: threads started for each batch
-        // handed their memory back to the allocator as they ended, after the planning.
-        planning_pool().install(|| work.into_par_iter().map(plan).collect())
-    };
-    plans.sort_by(|a, b| a.source_table.cmp(&b.source_table));
-    plans
-}
-
-/// Threads that plan tables: four per core, at least eight, so that tables (one task each)
-/// share the cores evenly rather than being dealt whole to them.
-fn planning_threads() -> usize {
-    (4 * machine_cores()).clamp(8, MAX_THREADS)
-}
-
-/// The planning threads, kept for the whole run (see `planning_threads`).
-fn planning_pool() -> &'static rayon::ThreadPool {
-    static POOL: std::sync::OnceLock<rayon::ThreadPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(planning_threads())
-            .thread_name(|i| format!("plan-{i}"))
-            .build()
-            .unwrap_or_else(|e| panic!("cannot start planning threads: {e}"))
-    })
 }
 
 #[cfg(test)]

@@ -117,6 +117,25 @@ impl HeldChange {
         self.unpack(table, key_text).unwrap_or_else(|e| panic!("{e}: a bug in packing held changes"))
     }
 
+    /// `unpack_or_panic` of a change that stays held: its position and event ids are copied
+    /// (a run planned on a copy of the schema may have to be planned again).
+    pub fn to_change_or_panic(&self, table: &str, key_text: &str) -> Change {
+        let unpack = || -> Result<Change, Corrupt> {
+            Ok(Change {
+                table: table.to_string(),
+                keys: self.keys()?,
+                key_text: key_text.to_string(),
+                new_image: self.part(self.keys_end..self.new_end).map(packed::unpack).transpose()?,
+                old_image: self.part(self.new_end..self.packed.len()).map(packed::unpack).transpose()?,
+                event: self.event,
+                version: self.version.clone(),
+                position: self.position.clone(),
+                ids: self.ids.clone(),
+            })
+        };
+        unpack().unwrap_or_else(|e| panic!("{e}: a bug in packing held changes"))
+    }
+
     /// The key's attribute values.
     pub fn keys(&self) -> Result<crate::value::Item, Corrupt> {
         packed::unpack(&self.packed[..self.keys_end])

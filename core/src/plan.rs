@@ -180,18 +180,45 @@ pub fn plan_rows(
     options: TableOptions,
     create: bool,
 ) -> TablePlan {
-    // A created table's columns are all new, including those it was created with.
-    let known = if create { 0 } else { schema.columns.len() };
-    let source_table = schema.source_table.clone();
-    let mut expired_kept = 0;
-    let mut sparse: Vec<(StagedRow, SparseCells)> = Vec::with_capacity(changes.len());
-    // Columns some row has a cell for; the schema grows as rows bring new attributes.
-    let mut used: Vec<bool> = Vec::new();
+    let known = known_columns(schema, create);
+    let run = plan_run(schema, changes, options);
+    finish_plan(schema, known, create, options, vec![run])
+}
+
+/// The columns of `schema` that a batch planned from here on does not add (none when the
+/// batch creates the table): what `finish_plan` takes as `known`.
+pub fn known_columns(schema: &TableSchema, create: bool) -> usize {
+    if create {
+        0
+    } else {
+        schema.columns.len()
+    }
+}
+
+/// Consecutive changes of one table planned against its schema, before the batch's staged
+/// columns are known. A run planned on a copy of the schema that it did not grow is exactly
+/// what planning it on the schema itself gives, which lets a caller plan one table's runs on
+/// several cores (see `plan_rows` for the one-run case).
+#[derive(Default)]
+pub struct PlannedRun {
+    rows: Vec<(StagedRow, SparseCells)>,
+    /// Columns some row has a cell for.
+    used: Vec<bool>,
+    expired_kept: u64,
+}
+
+/// Plans `changes` in order, growing `schema` as rows bring new attributes.
+pub fn plan_run(
+    schema: &mut TableSchema,
+    changes: impl Iterator<Item = Change>,
+    options: TableOptions,
+) -> PlannedRun {
+    let mut run = PlannedRun { rows: Vec::with_capacity(changes.size_hint().0), ..Default::default() };
     for change in changes {
         let keep_expired = change.event == EventKind::Expire && options.ttl_deletes == TtlMode::Keep;
         if keep_expired && change.old_image.is_none() {
             // Nothing to restore from: the row stays as it is.
-            expired_kept += 1;
+            run.expired_kept += 1;
             continue;
         }
         let (op, deleted, image) = match (&change.new_image, change.event.is_delete(), options.deletes) {
@@ -210,10 +237,10 @@ pub fn plan_rows(
             cells.push((dist_key, Cell::Text(change.key_text.as_str().into())));
         }
         for (i, _) in &cells {
-            if *i >= used.len() {
-                used.resize(i + 1, false);
+            if *i >= run.used.len() {
+                run.used.resize(i + 1, false);
             }
-            used[*i] = true;
+            run.used[*i] = true;
         }
         let cells = SparseCells::new(cells);
         let row = StagedRow {
@@ -225,22 +252,45 @@ pub fn plan_rows(
             event_ids: change.ids.stored(),
             cells: Cells::default(),
         };
-        sparse.push((row, cells));
+        run.rows.push((row, cells));
     }
-    let staged: Vec<usize> = (0..schema.columns.len()).filter(|&i| used.get(i) == Some(&true)).collect();
+    run
+}
+
+/// The table's plan from its runs, in order: the batch stages the columns some row has a
+/// cell for. `known` is `known_columns` before the first run was planned.
+pub fn finish_plan(
+    schema: &TableSchema,
+    known: usize,
+    create: bool,
+    options: TableOptions,
+    runs: Vec<PlannedRun>,
+) -> TablePlan {
+    let mut used = vec![false; schema.columns.len()];
+    for run in &runs {
+        for (i, &u) in run.used.iter().enumerate() {
+            // Every run was planned on this schema or on a copy that it became.
+            debug_assert!(i < used.len(), "a run used a column its schema does not have");
+            if let Some(used) = used.get_mut(i) {
+                *used |= u;
+            }
+        }
+    }
+    let staged: Vec<usize> = (0..schema.columns.len()).filter(|&i| used[i]).collect();
     let mut slot = vec![usize::MAX; schema.columns.len()];
     for (pos, &i) in staged.iter().enumerate() {
         slot[i] = pos;
     }
-    let rows = sparse
-        .into_iter()
-        .map(|(mut row, cells)| {
+    let expired_kept = runs.iter().map(|r| r.expired_kept).sum();
+    let mut rows = Vec::with_capacity(runs.iter().map(|r| r.rows.len()).sum());
+    for run in runs {
+        rows.extend(run.rows.into_iter().map(|(mut row, cells)| {
             row.cells = Cells::place(&cells, &slot, staged.len());
             row
-        })
-        .collect();
+        }));
+    }
     TablePlan {
-        source_table,
+        source_table: schema.source_table.clone(),
         create,
         new_columns: schema.columns[known..].to_vec(),
         staged,

@@ -2,6 +2,7 @@
 //! held tables, table marks, rejects.
 use super::decode::{decode_all, furthest_positions};
 use super::*;
+use dynashift_core::plan::TableOptions;
 
 impl Planner {
     fn ingest_one(&mut self, records: Vec<RawRecord>) {
