@@ -78,16 +78,16 @@ fn plan_in_one_run(schema: &mut TableSchema, job: TableJob) -> TablePlan {
 /// added columns is planned again, in order, on the schema as it has grown. Columns are rarely
 /// added after a table's first batch, which is planned in one run.
 fn plan_in_runs(schema: &mut TableSchema, job: TableJob, run_rows: usize) -> TablePlan {
-    let known = known_columns(schema, job.create);
+    let TableJob { held, options, create } = job;
+    let known = known_columns(schema, create);
     let table = schema.source_table.clone();
     // Each change is unpacked just before it is planned, as in one run.
     let plan = |schema: &mut TableSchema, chunk: &[(String, HeldChange)]| {
         let changes = chunk.iter().map(|(key, held)| held.to_change_or_panic(&table, key));
-        plan_run(schema, changes, job.options)
+        plan_run(schema, changes, options)
     };
     let columns = schema.columns.len();
-    let planned: Vec<(PlannedRun, TableSchema)> = job
-        .held
+    let planned: Vec<(PlannedRun, TableSchema)> = held
         .par_chunks(run_rows)
         .map(|chunk| {
             let mut copy = schema.clone();
@@ -96,7 +96,7 @@ fn plan_in_runs(schema: &mut TableSchema, job: TableJob, run_rows: usize) -> Tab
         .collect();
     let mut grown = false;
     let mut runs = Vec::with_capacity(planned.len());
-    for ((run, copy), chunk) in planned.into_iter().zip(job.held.chunks(run_rows)) {
+    for ((run, copy), chunk) in planned.into_iter().zip(held.chunks(run_rows)) {
         if copy.columns.len() == columns {
             runs.push(run);
         } else if !grown {
@@ -107,7 +107,9 @@ fn plan_in_runs(schema: &mut TableSchema, job: TableJob, run_rows: usize) -> Tab
             runs.push(plan(schema, chunk));
         }
     }
-    finish_plan(schema, known, job.create, job.options, runs)
+    // Every run is planned: the packed changes go before the rows' cells are placed.
+    drop(held);
+    finish_plan(schema, known, create, options, runs)
 }
 
 /// Threads that plan tables: four per core, at least eight, so that tables (one task each)
