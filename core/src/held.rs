@@ -2,6 +2,7 @@
 
 use crate::change::{Change, EventIds, EventKind, Position, Version};
 use crate::packed::{self, Corrupt, PackedItem};
+use crate::value::Item;
 
 /// A change as a batch holds it while later reads fold in: its keys and images packed (a
 /// third of their tree form) end to end in one allocation, its table and key text kept once
@@ -94,9 +95,7 @@ impl HeldChange {
 
     /// The change again, as it was packed.
     pub fn unpack(self, table: &str, key_text: String) -> Result<Change, Corrupt> {
-        let keys = self.keys()?;
-        let new_image = self.part(self.keys_end..self.new_end).map(packed::unpack).transpose()?;
-        let old_image = self.part(self.new_end..self.packed.len()).map(packed::unpack).transpose()?;
+        let (keys, new_image, old_image) = self.items()?;
         Ok(Change {
             table: table.to_string(),
             keys,
@@ -110,6 +109,14 @@ impl HeldChange {
         })
     }
 
+    /// The keys, new image and old image, unpacked.
+    fn items(&self) -> Result<(Item, Option<Item>, Option<Item>), Corrupt> {
+        let keys = self.keys()?;
+        let new_image = self.part(self.keys_end..self.new_end).map(packed::unpack).transpose()?;
+        let old_image = self.part(self.new_end..self.packed.len()).map(packed::unpack).transpose()?;
+        Ok((keys, new_image, old_image))
+    }
+
     /// `unpack` of a change this process packed: failing would be a bug in packing (its
     /// round trip is property-tested), not a property of the input, so it stops the run
     /// before anything of the batch is written.
@@ -120,20 +127,19 @@ impl HeldChange {
     /// `unpack_or_panic` of a change that stays held: its position and event ids are copied
     /// (a run planned on a copy of the schema may have to be planned again).
     pub fn to_change_or_panic(&self, table: &str, key_text: &str) -> Change {
-        let unpack = || -> Result<Change, Corrupt> {
-            Ok(Change {
-                table: table.to_string(),
-                keys: self.keys()?,
-                key_text: key_text.to_string(),
-                new_image: self.part(self.keys_end..self.new_end).map(packed::unpack).transpose()?,
-                old_image: self.part(self.new_end..self.packed.len()).map(packed::unpack).transpose()?,
-                event: self.event,
-                version: self.version.clone(),
-                position: self.position.clone(),
-                ids: self.ids.clone(),
-            })
-        };
-        unpack().unwrap_or_else(|e| panic!("{e}: a bug in packing held changes"))
+        let (keys, new_image, old_image) =
+            self.items().unwrap_or_else(|e| panic!("{e}: a bug in packing held changes"));
+        Change {
+            table: table.to_string(),
+            keys,
+            key_text: key_text.to_string(),
+            new_image,
+            old_image,
+            event: self.event,
+            version: self.version.clone(),
+            position: self.position.clone(),
+            ids: self.ids.clone(),
+        }
     }
 
     /// The key's attribute values.
