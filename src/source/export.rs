@@ -10,18 +10,17 @@
 
 pub mod manifest;
 pub mod object;
+mod reader;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use base64::Engine as _;
-use dynashift_core::checkpoint::ENDED;
 use dynashift_core::Position;
-use md5::Digest as _;
 
 use self::manifest::{DataFile, ExportSummary, ManifestError};
 use self::object::{ExportLocation, ObjectError};
+use self::reader::{Chunk, Files};
 use super::RawRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,24 +31,23 @@ pub enum ExportError {
     Manifest { location: String, source: ManifestError },
 }
 
-/// A data file being read: its decompressed lines, and how many were taken.
-struct Reading {
-    shard: Arc<str>,
-    lines: Box<dyn BufRead + Send>,
-    taken: u64,
-    expected: u64,
-}
+/// Data files read at once: enough to keep S3's latency and the decompression off the
+/// critical path, few enough that their buffers (a ranged request of 8 MB each from S3) stay
+/// a small part of the memory budget.
+const MAX_READERS: usize = 4;
 
 pub struct ExportSource {
-    location: ExportLocation,
+    location: Arc<ExportLocation>,
     summary: ExportSummary,
-    files: Vec<DataFile>,
+    files: Arc<[DataFile]>,
     /// Committed line per data file (or `end`), from the warehouse.
-    resume: HashMap<String, String>,
-    current: usize,
-    reading: Option<Reading>,
+    resume: Arc<HashMap<String, String>>,
+    /// The reading threads' chunks, once the first batch is asked for.
+    chunks: Option<Receiver<Result<Chunk, ExportError>>>,
+    /// What is left of the chunk being handed out, and its file's end mark.
+    pending: VecDeque<RawRecord>,
+    pending_end: Option<Position>,
     marks: Vec<Position>,
-    line: Vec<u8>,
     read_bytes: usize,
     cut: bool,
 }
@@ -62,14 +60,14 @@ impl ExportSource {
     ) -> Result<ExportSource, ExportError> {
         let (summary, files) = read_manifests(&location)?;
         Ok(ExportSource {
-            location,
+            location: Arc::new(location),
             summary,
-            files,
-            resume,
-            current: 0,
-            reading: None,
+            files: files.into(),
+            resume: Arc::new(resume),
+            chunks: None,
+            pending: VecDeque::new(),
+            pending_end: None,
             marks: Vec::new(),
-            line: Vec::with_capacity(4096),
             read_bytes: super::file::READ_BYTES,
             cut: false,
         })
@@ -99,159 +97,50 @@ impl ExportSource {
     }
 
     /// Up to `max` items (as `{"Item": …}` lines), stopping past the read bytes; empty when
-    /// every data file is read.
+    /// every data file is read. The files are read on several threads, each file's lines in
+    /// order; a file's end mark comes with its last line.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, ExportError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while out.len() < max && bytes < self.read_bytes {
-            if self.reading.is_none() && !self.open_next(&mut out)? {
-                break;
-            }
-            let Some(reading) = self.reading.as_mut() else { continue };
-            self.line.clear();
-            let read = match reading.lines.read_until(b'\n', &mut self.line) {
-                Ok(n) => n,
-                // S3 failing is no fault of the file: stop (a rerun resumes from the positions).
-                Err(e) if object::is_s3_failure(&e) => {
-                    return Err(ExportError::Object {
-                        what: reading.shard.to_string(),
-                        source: ObjectError::Read(e),
-                    })
-                }
-                Err(e) => {
-                    // A damaged file: what was read of it stays; it is reported and not ended.
-                    let problem = format!(
-                        "{}: cannot be decompressed after line {}: {e}",
-                        reading.shard, reading.taken
-                    );
-                    out.push(problem_record(&reading.shard, reading.taken, problem));
-                    self.finish_file(false);
-                    continue;
+            let Some(record) = self.pending.pop_front() else {
+                self.marks.extend(self.pending_end.take());
+                let received = self.chunks().recv();
+                match received {
+                    Ok(Ok(chunk)) => {
+                        self.pending = chunk.records.into();
+                        self.pending_end = chunk.ended;
+                        continue;
+                    }
+                    Ok(Err(e)) => return Err(e),
+                    // Every file is read.
+                    Err(_) => break,
                 }
             };
-            if read == 0 {
-                let whole = reading.taken == reading.expected;
-                if !whole {
-                    let problem = format!(
-                        "{} holds {} items, but manifest-files.json lists {}",
-                        reading.shard, reading.taken, reading.expected
-                    );
-                    out.push(problem_record(&reading.shard, reading.taken, problem));
-                }
-                self.finish_file(whole);
-                continue;
-            }
-            reading.taken += 1;
-            while self.line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                self.line.pop();
-            }
-            if self.line.is_empty() {
-                continue;
-            }
-            bytes += self.line.len();
-            out.push(RawRecord {
-                // An exact copy: handing over the line buffer would keep its capacity (4 KB
-                // and up) for each item of a few hundred bytes, 100 MB a read.
-                data: self.line.clone(),
-                position: Position::new(reading.shard.clone(), reading.taken.to_string()),
-                problem: None,
-            });
+            bytes += record.data.len();
+            out.push(record);
+        }
+        if self.pending.is_empty() {
+            self.marks.extend(self.pending_end.take());
         }
         self.cut = out.len() < max && bytes >= self.read_bytes;
         Ok(out)
     }
 
-    /// Closes the file being read; `ended`: read whole, so committed as ended.
-    fn finish_file(&mut self, ended: bool) {
-        if let Some(reading) = self.reading.take() {
-            if ended {
-                self.marks.push(Position::new(reading.shard, ENDED));
-            }
-        }
-        self.current += 1;
-    }
-
-    /// Opens the next data file not read yet, its lines past the committed one; false when
-    /// none is left. A file whose checksum differs is reported and skipped.
-    fn open_next(&mut self, out: &mut Vec<RawRecord>) -> Result<bool, ExportError> {
-        while let Some(file) = self.files.get(self.current).cloned() {
-            let committed = self.resume.get(&file.key).cloned();
-            if committed.as_deref() == Some(ENDED) {
-                self.current += 1;
-                continue;
-            }
-            let start: u64 = committed.and_then(|c| c.parse().ok()).unwrap_or(0);
-            let object_error = |source| ExportError::Object { what: file.key.clone(), source };
-            if let Some(expected) = &file.md5_base64 {
-                let actual = md5_base64(self.location.open(&file).map_err(object_error)?)
-                    .map_err(|e| object_error(ObjectError::Read(e)))?;
-                if &actual != expected {
-                    let problem = format!(
-                        "{}: MD5 {actual} differs from the manifest's {expected}: the file is damaged or not \
-                         this export's; none of it was loaded",
-                        file.key
-                    );
-                    out.push(problem_record(&Arc::from(file.key.as_str()), start, problem));
-                    self.current += 1;
-                    continue;
-                }
-            }
-            let mut raw = BufReader::with_capacity(1 << 20, self.location.open(&file).map_err(object_error)?);
-            // An empty partition's file may hold no gzip stream at all (0 bytes): no items.
-            let empty = raw.fill_buf().map_err(|e| object_error(ObjectError::Read(e)))?.is_empty();
-            let mut lines: Box<dyn BufRead + Send> = if empty {
-                Box::new(std::io::empty())
-            } else {
-                Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(raw)))
+    /// The reading threads' chunks, the threads started on the first call. A chunk holds at
+    /// most an eighth of a read's bytes, and twice as many chunks as threads wait at most.
+    fn chunks(&mut self) -> &Receiver<Result<Chunk, ExportError>> {
+        self.chunks.get_or_insert_with(|| {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, MAX_READERS);
+            let files = Files {
+                location: self.location.clone(),
+                files: self.files.clone(),
+                resume: self.resume.clone(),
+                chunk_bytes: (self.read_bytes / 8).clamp(1, 1 << 20),
             };
-            let shard: Arc<str> = Arc::from(file.key.as_str());
-            let mut skipped = 0;
-            while skipped < start {
-                self.line.clear();
-                match lines.read_until(b'\n', &mut self.line) {
-                    Ok(0) => break,
-                    Ok(_) => skipped += 1,
-                    Err(e) if object::is_s3_failure(&e) => return Err(object_error(ObjectError::Read(e))),
-                    Err(e) => {
-                        let problem =
-                            format!("{}: cannot be decompressed after line {skipped}: {e}", file.key);
-                        out.push(problem_record(&shard, start, problem));
-                        break;
-                    }
-                }
-            }
-            if skipped < start && out.last().is_some_and(|r| r.position.shard == shard) {
-                self.current += 1;
-                continue;
-            }
-            self.reading = Some(Reading { shard, lines, taken: skipped, expected: file.item_count });
-            return Ok(true);
-        }
-        Ok(false)
+            reader::start(files, threads, 2 * threads)
+        })
     }
-}
-
-/// A record standing for a problem with a whole data file, rejected with `problem`.
-fn problem_record(shard: &Arc<str>, line: u64, problem: String) -> RawRecord {
-    RawRecord {
-        data: Vec::new(),
-        position: Position::new(shard.clone(), line.to_string()),
-        problem: Some(problem),
-    }
-}
-
-/// The MD5 of everything `input` yields, base64 (as `manifest-files.json` lists it).
-fn md5_base64(mut input: impl Read) -> std::io::Result<String> {
-    let mut hasher = md5::Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
 }
 
 /// The summary and the data files of the export at `location`.
@@ -266,4 +155,121 @@ fn read_manifests(location: &ExportLocation) -> Result<(ExportSummary, Vec<DataF
         location.read_small("manifest-files.json").map_err(|e| object("manifest-files.json", e))?;
     let files = manifest::parse_files(&files_bytes, &summary).map_err(manifest)?;
     Ok((summary, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use dynashift_core::checkpoint::ENDED;
+    use dynashift_core::value::{AttrValue, Item};
+    use dynashift_testkit::export::write_export;
+
+    use super::*;
+
+    fn items(n: usize) -> Vec<Item> {
+        (0..n)
+            .map(|i| {
+                Item::from_unique(vec![
+                    ("orderId".into(), AttrValue::S(format!("ord-{i:05}").into())),
+                    ("note".into(), AttrValue::S("x".repeat(i % 300).into())),
+                ])
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Reads `source` to its end in reads of `max` items: per data file, the lines read (each
+    /// once, in order, or the test fails) and whether its end mark came after its last line.
+    fn read_all(source: &mut ExportSource, max: usize) -> BTreeMap<String, (Vec<u64>, bool)> {
+        let mut files: BTreeMap<String, (Vec<u64>, bool)> = BTreeMap::new();
+        loop {
+            let batch = source.next_batch(max).unwrap();
+            let marks = source.take_marks();
+            if batch.is_empty() && marks.is_empty() {
+                return files;
+            }
+            assert!(batch.len() <= max);
+            for record in batch {
+                let (lines, ended) = files.entry(record.position.shard.to_string()).or_default();
+                assert!(!*ended, "{}: a line after the file's end mark", record.position.shard);
+                assert!(record.problem.is_none(), "{:?}", record.problem);
+                let line: u64 = record.position.sequence.parse().unwrap();
+                assert!(lines.last().is_none_or(|last| line == last + 1), "{lines:?} then {line}");
+                lines.push(line);
+            }
+            for mark in marks {
+                assert_eq!(&*mark.sequence, ENDED);
+                let (_, ended) = files.entry(mark.shard.to_string()).or_default();
+                assert!(!*ended, "{} ended twice", mark.shard);
+                *ended = true;
+            }
+        }
+    }
+
+    /// Files read on several threads in chunks far smaller than a file still give every line
+    /// once, each file's in order, and a file's end mark no earlier than its last line.
+    #[test]
+    fn files_read_at_once_keep_each_file_in_order_and_end_it_after_its_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = write_export(dir.path(), "Orders", items(700).iter(), 7, "2026-01-01T00:00:00Z");
+        for (read_bytes, max) in [(2_000, 13), (50_000, 7), (1 << 20, 10_000)] {
+            let mut source =
+                ExportSource::open(ExportLocation::Dir(dir.path().to_path_buf()), HashMap::new())
+                    .unwrap()
+                    .with_read_bytes(read_bytes);
+            let files = read_all(&mut source, max);
+            for part in &parts {
+                let (lines, ended) = files.get(&part.key).cloned().unwrap_or_default();
+                assert!(ended, "{} not ended", part.key);
+                assert_eq!(lines, (1..=part.items as u64).collect::<Vec<_>>(), "{}", part.key);
+            }
+            assert_eq!(files.len(), parts.len());
+        }
+    }
+
+    /// A resumed export reads past each file's committed line and skips ended files.
+    #[test]
+    fn a_resumed_export_reads_past_the_committed_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = write_export(dir.path(), "Orders", items(300).iter(), 4, "2026-01-01T00:00:00Z");
+        let resume = HashMap::from([
+            (parts[0].key.clone(), ENDED.to_string()),
+            (parts[1].key.clone(), "40".to_string()),
+        ]);
+        let mut source = ExportSource::open(ExportLocation::Dir(dir.path().to_path_buf()), resume)
+            .unwrap()
+            .with_read_bytes(3_000);
+        let files = read_all(&mut source, 17);
+        assert!(!files.contains_key(&parts[0].key), "an ended file was read again");
+        let (lines, ended) = &files[&parts[1].key];
+        assert!(ended);
+        assert_eq!(lines, &(41..=parts[1].items as u64).collect::<Vec<_>>());
+        assert_eq!(files[&parts[2].key].0.len(), parts[2].items);
+    }
+
+    /// The reading threads of a source dropped while its files are being read stop.
+    #[test]
+    fn a_source_dropped_mid_read_stops_its_readers() {
+        let readers = || {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .filter(|name| name.starts_with("export-"))
+                .count()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        write_export(dir.path(), "Orders", items(2_000).iter(), 5, "2026-01-01T00:00:00Z");
+        let mut source = ExportSource::open(ExportLocation::Dir(dir.path().to_path_buf()), HashMap::new())
+            .unwrap()
+            .with_read_bytes(1_000);
+        assert!(!source.next_batch(5).unwrap().is_empty());
+        assert!(readers() > 0, "no reading thread");
+        drop(source);
+        let started = std::time::Instant::now();
+        while readers() > 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the readers did not stop");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }

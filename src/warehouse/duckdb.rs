@@ -486,6 +486,11 @@ impl Warehouse for DuckDbWarehouse {
         let t = DuckDb.qualified(&self.layout.target_schema, &schema.name);
         let key = DuckDb.quote("_ddb_key");
         let repeated = format!("SELECT {key} FROM {t} GROUP BY {key} HAVING COUNT(*) > 1");
+        // The load is over and nothing else runs: the look at every key takes every core.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.conn
+            .execute_batch(&format!("SET threads = {cores}"))
+            .map_err(query_err("giving DuckDB every core"))?;
         let found: i64 = self
             .conn
             .query_row(&format!("SELECT COUNT(*) FROM ({repeated})"), [], |r| r.get(0))

@@ -1,0 +1,206 @@
+//! Reading an export's data files on several threads at once: each thread takes the next file
+//! not yet taken, checks it, decompresses it and sends its lines on, in order, in chunks of
+//! bounded bytes. One file's chunks all come from one thread, so its lines keep their order;
+//! the files' chunks interleave.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use dynashift_core::checkpoint::ENDED;
+use dynashift_core::Position;
+use md5::Digest as _;
+
+use super::manifest::DataFile;
+use super::object::{self, ExportLocation, ObjectError};
+use super::ExportError;
+use crate::source::RawRecord;
+
+/// A file's next lines, in order, and its end mark once it was read whole (sent with its
+/// last lines, so the mark is committed with them).
+pub(super) struct Chunk {
+    pub records: Vec<RawRecord>,
+    pub ended: Option<Position>,
+}
+
+/// Bytes a record costs besides its line: its position and its slot.
+const RECORD_OVERHEAD: usize = 96;
+
+/// What the reading threads share.
+pub(super) struct Files {
+    pub location: Arc<ExportLocation>,
+    pub files: Arc<[DataFile]>,
+    /// Committed line per data file (or `end`), from the warehouse.
+    pub resume: Arc<HashMap<String, String>>,
+    /// Bytes of lines a chunk holds at most (a longer line is sent alone).
+    pub chunk_bytes: usize,
+}
+
+/// Starts `threads` threads reading `files`; their chunks, or the error that stopped one of
+/// them, arrive on the receiver, which ends once every file is read. At most `queued`
+/// chunks wait in it; a thread finds the receiver gone and stops at its next chunk.
+pub(super) fn start(files: Files, threads: usize, queued: usize) -> Receiver<Result<Chunk, ExportError>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(queued.max(1));
+    let files = Arc::new(files);
+    let next = Arc::new(AtomicUsize::new(0));
+    for i in 0..threads.clamp(1, files.files.len().max(1)) {
+        let (files, next, thread_tx) = (files.clone(), next.clone(), tx.clone());
+        let spawned = std::thread::Builder::new().name(format!("export-{i}")).spawn(move || loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = files.files.get(index) else { break };
+            match read_file(&files, file, &thread_tx) {
+                Ok(Sent::All) => {}
+                Ok(Sent::Abandoned) => break,
+                Err(e) => {
+                    let _ = thread_tx.send(Err(e));
+                    break;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            let what = "starting a thread to read the export's files".to_string();
+            let _ = tx.send(Err(ExportError::Object { what, source: ObjectError::Read(e) }));
+        }
+    }
+    rx
+}
+
+/// Whether a file's chunks all went out, or the receiver was gone.
+enum Sent {
+    All,
+    Abandoned,
+}
+
+/// Reads one data file past its committed line and sends its lines on. A file whose MD5
+/// differs from the manifest's is refused before any of its lines are read; a file that
+/// cannot be decompressed, or holds another number of items than the manifest lists, is sent
+/// with a problem record naming it and no end mark. S3 failing is no fault of the file: an
+/// error (a rerun resumes from the positions).
+fn read_file(
+    files: &Files,
+    file: &DataFile,
+    tx: &SyncSender<Result<Chunk, ExportError>>,
+) -> Result<Sent, ExportError> {
+    let committed = files.resume.get(&file.key).map(String::as_str);
+    if committed == Some(ENDED) {
+        return Ok(Sent::All);
+    }
+    let start: u64 = committed.and_then(|c| c.parse().ok()).unwrap_or(0);
+    let shard: Arc<str> = Arc::from(file.key.as_str());
+    let object_error = |source| ExportError::Object { what: file.key.clone(), source };
+    let send = |records: Vec<RawRecord>, ended: Option<Position>| {
+        if tx.send(Ok(Chunk { records, ended })).is_ok() {
+            Sent::All
+        } else {
+            Sent::Abandoned
+        }
+    };
+    let problem_alone = |line: u64, problem: String| send(vec![problem_record(&shard, line, problem)], None);
+    if let Some(expected) = &file.md5_base64 {
+        let actual = md5_base64(files.location.open(file).map_err(object_error)?)
+            .map_err(|e| object_error(ObjectError::Read(e)))?;
+        if &actual != expected {
+            let problem = format!(
+                "{}: MD5 {actual} differs from the manifest's {expected}: the file is damaged or not \
+                 this export's; none of it was loaded",
+                file.key
+            );
+            return Ok(problem_alone(start, problem));
+        }
+    }
+    let mut raw = BufReader::with_capacity(1 << 20, files.location.open(file).map_err(object_error)?);
+    // An empty partition's file may hold no gzip stream at all (0 bytes): no items.
+    let empty = raw.fill_buf().map_err(|e| object_error(ObjectError::Read(e)))?.is_empty();
+    let mut lines: Box<dyn BufRead + Send> = if empty {
+        Box::new(std::io::empty())
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(raw)))
+    };
+    let mut line = Vec::with_capacity(4096);
+    let mut taken = 0u64;
+    while taken < start {
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => taken += 1,
+            Err(e) if object::is_s3_failure(&e) => return Err(object_error(ObjectError::Read(e))),
+            Err(e) => {
+                let problem = format!("{}: cannot be decompressed after line {taken}: {e}", file.key);
+                return Ok(problem_alone(start, problem));
+            }
+        }
+    }
+    let mut records = Vec::new();
+    let mut bytes = 0usize;
+    loop {
+        line.clear();
+        let read = match lines.read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(e) if object::is_s3_failure(&e) => return Err(object_error(ObjectError::Read(e))),
+            Err(e) => {
+                // A damaged file: what was read of it stays; it is reported and not ended.
+                let problem = format!("{}: cannot be decompressed after line {taken}: {e}", file.key);
+                records.push(problem_record(&shard, taken, problem));
+                return Ok(send(records, None));
+            }
+        };
+        if read == 0 {
+            if taken == file.item_count {
+                return Ok(send(records, Some(Position::new(shard.clone(), ENDED))));
+            }
+            let problem = format!(
+                "{} holds {taken} items, but manifest-files.json lists {}",
+                file.key, file.item_count
+            );
+            records.push(problem_record(&shard, taken, problem));
+            return Ok(send(records, None));
+        }
+        taken += 1;
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if line.is_empty() {
+            continue;
+        }
+        bytes += line.len() + RECORD_OVERHEAD;
+        records.push(RawRecord {
+            // An exact copy: handing over the line buffer would keep its capacity (4 KB and
+            // up) for each item of a few hundred bytes.
+            data: line.clone(),
+            position: Position::new(shard.clone(), taken.to_string()),
+            problem: None,
+        });
+        if bytes >= files.chunk_bytes {
+            if let Sent::Abandoned = send(std::mem::take(&mut records), None) {
+                return Ok(Sent::Abandoned);
+            }
+            bytes = 0;
+        }
+    }
+}
+
+/// A record standing for a problem with a whole data file, rejected with `problem`.
+fn problem_record(shard: &Arc<str>, line: u64, problem: String) -> RawRecord {
+    RawRecord {
+        data: Vec::new(),
+        position: Position::new(shard.clone(), line.to_string()),
+        problem: Some(problem),
+    }
+}
+
+/// The MD5 of everything `input` yields, base64 (as `manifest-files.json` lists it).
+fn md5_base64(mut input: impl Read) -> std::io::Result<String> {
+    let mut hasher = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = input.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+}
