@@ -85,7 +85,8 @@ struct Envelope<'a> {
     event_source_arn: Option<Cow<'a, str>>,
     principal_id: Option<Cow<'a, str>>,
     dynamodb: Option<StreamRecord<'a>>,
-    item: Option<Item>,
+    /// Whether the record is an export line: its `Item`, packed, waits in the scratch.
+    item: Option<()>,
 }
 
 #[derive(Default)]
@@ -140,6 +141,8 @@ struct Scratches {
     new_image: Vec<u8>,
     /// The record's packed keys.
     keys: Vec<u8>,
+    /// An export line's packed item.
+    item: Vec<u8>,
 }
 
 fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<Envelope<'a>> {
@@ -153,7 +156,11 @@ fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<
             "eventSourceARN" => env.event_source_arn = seen.read(r, "eventSourceARN", Reader::string)?,
             "userIdentity" => env.principal_id = seen.read(r, "userIdentity", read_principal)?.flatten(),
             "dynamodb" => env.dynamodb = seen.read(r, "dynamodb", |r| read_stream_record(r, scratch))?,
-            "Item" => env.item = seen.read(r, "Item", |r| read_item(r, &mut scratch.tree))?,
+            "Item" => {
+                let (packed, item) = (&mut scratch.packed, &mut scratch.item);
+                env.item =
+                    seen.read(r, "Item", |r| read_packed_bytes_holding(r, packed, [], item).map(|_| ()))?
+            }
             _ => r.skip()?,
         }
         Ok(())
@@ -228,8 +235,8 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let env = SCRATCH
         .with_borrow_mut(|scratch| read_envelope(&mut Reader::new(text), scratch))
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if let Some(item) = env.item {
-        return decode_export_line(item, env.table_name.map(Cow::into_owned), position, ctx);
+    if env.item.is_some() {
+        return decode_export_line(env.table_name.map(Cow::into_owned), position, ctx);
     }
     let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;
     let op = Op::parse(&event_name)
@@ -311,30 +318,37 @@ fn complete_with_keys(image: &mut Vec<u8>, keys: &Item) -> Result<(), DecodeErro
     Ok(())
 }
 
+/// An export line, its item read straight into the packed form (in the scratch): only its
+/// key attributes are unpacked, to make its keys.
 fn decode_export_line(
-    item: Item,
     table: Option<String>,
     position: Position,
     ctx: &DecodeContext,
 ) -> Result<Packed, DecodeError> {
     let table = table.or_else(|| ctx.default_table.clone()).ok_or(DecodeError::MissingTable)?;
     let names = ctx.key_attributes.get(&table).ok_or_else(|| DecodeError::UnknownKeys(table.clone()))?;
-    let mut keys = Item::new();
-    for name in names {
-        let v = item.get(name).ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
-        keys.insert(name.as_str().into(), v.clone());
-    }
-    check_keys(&keys)?;
-    let held = HeldChange::new(
-        PackedItem::pack(&keys).as_bytes(),
-        Some(PackedItem::pack(&item).as_bytes()),
-        None,
-        EventKind::Load,
-        Version::new(ctx.load_version.unwrap_or(0), None),
-        position,
-        EventIds::default(),
-    );
-    Ok(Packed { table: table.into(), key_text: key_text(&keys), held })
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut keys = Item::new();
+        for name in names {
+            let v = packed::get(&scratch.item, name)
+                .map_err(|e| DecodeError::Malformed(e.to_string()))?
+                .ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
+            keys.insert(name.as_str().into(), v);
+        }
+        check_keys(&keys)?;
+        scratch.keys.clear();
+        packed::write_item(&mut scratch.keys, &keys);
+        let held = HeldChange::new(
+            &scratch.keys,
+            Some(&scratch.item),
+            None,
+            EventKind::Load,
+            Version::new(ctx.load_version.unwrap_or(0), None),
+            position,
+            EventIds::default(),
+        );
+        Ok(Packed { table: table.into(), key_text: key_text(&keys), held })
+    })
 }
 
 fn check_keys(keys: &Item) -> Result<(), DecodeError> {
@@ -532,6 +546,46 @@ mod tests {
                 assert_eq!(image.get("sk"), c.keys.get("sk"));
             }
         }
+    }
+
+    proptest::proptest! {
+        /// An export line read straight into the packed form gives the change its item's
+        /// tree gives: the item whole as its image, the configured key attributes as its keys.
+        #[test]
+        fn export_lines_decode_to_their_items(
+            entries in proptest::collection::btree_map("[a-z]{1,6}", crate::packed::tests::value(), 0..8),
+            pk in "[a-z0-9]{1,8}",
+            sk in proptest::prelude::any::<i32>(),
+        ) {
+            let mut item: Item = entries.into_iter().collect();
+            item.insert("pk".into(), AttrValue::S(pk.as_str().into()));
+            item.insert("sk".into(), AttrValue::N(crate::number::Number::parse(&sk.to_string()).unwrap()));
+            let mut typed = String::new();
+            crate::value::write_typed_object(&mut typed, &item);
+            let line = format!(r#"{{"Item":{typed}}}"#);
+            // What the tree reader makes of the same text (sets in their canonical order).
+            let item = Item::from_typed_json(&typed).unwrap();
+            let mut ctx = DecodeContext { default_table: Some("Orders".into()), ..Default::default() };
+            ctx.key_attributes.insert("Orders".into(), vec!["pk".into(), "sk".into()]);
+            let change = decode(line.as_bytes(), pos(), &ctx).unwrap();
+            let keys: Item = item.iter().filter(|(k, _)| ["pk", "sk"].contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            proptest::prop_assert_eq!(change.event, EventKind::Load);
+            proptest::prop_assert_eq!(&change.key_text, &key_text(&keys));
+            proptest::prop_assert_eq!(&change.keys, &keys);
+            proptest::prop_assert_eq!(change.new_image.as_ref(), Some(&item));
+        }
+    }
+
+    #[test]
+    fn export_lines_lacking_a_key_or_repeating_a_name_say_why() {
+        let mut ctx = DecodeContext { default_table: Some("Orders".into()), ..Default::default() };
+        ctx.key_attributes.insert("Orders".into(), vec!["id".into()]);
+        let missing = decode(br#"{"Item":{"x":{"S":"y"}}}"#, pos(), &ctx).unwrap_err();
+        assert_eq!(missing, DecodeError::MissingKeyAttribute("id".into()));
+        let twice = decode(br#"{"Item":{"id":{"N":"1"},"id":{"N":"2"}}}"#, pos(), &ctx).unwrap_err();
+        assert!(twice.to_string().contains("duplicate"), "{twice}");
+        let bad_key = decode(br#"{"Item":{"id":{"BOOL":true}}}"#, pos(), &ctx).unwrap_err();
+        assert!(bad_key.to_string().contains("keys are S, N or B"), "{bad_key}");
     }
 
     #[test]

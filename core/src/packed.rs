@@ -103,6 +103,22 @@ pub(crate) fn contains_name(bytes: &[u8], name: &str) -> Result<bool, Corrupt> {
     Ok(false)
 }
 
+/// The value of attribute `name` of the item packed in `bytes`, found without unpacking the
+/// rest of it.
+pub(crate) fn get(bytes: &[u8], name: &str) -> Result<Option<AttrValue>, Corrupt> {
+    let mut r = Cursor { bytes, at: 0 };
+    for _ in 0..r.count()? {
+        let found = r.slice()?;
+        match found.cmp(name.as_bytes()) {
+            std::cmp::Ordering::Less => r.skip_value()?,
+            std::cmp::Ordering::Equal => return r.value().map(Some),
+            // Names are packed in order: every later one is greater still.
+            std::cmp::Ordering::Greater => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
 pub(crate) fn write_len(out: &mut Vec<u8>, mut n: u128) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
@@ -297,7 +313,7 @@ impl<'a> Cursor<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -312,7 +328,8 @@ mod tests {
         .prop_map(|t| Number::parse(&t).unwrap_or_else(|e| panic!("{t}: {e}")))
     }
 
-    fn value() -> impl Strategy<Value = AttrValue> {
+    /// Any attribute value, nested up to four levels.
+    pub(crate) fn value() -> impl Strategy<Value = AttrValue> {
         let leaf = prop_oneof![
             ".{0,12}".prop_map(|s| AttrValue::S(s.into())),
             number().prop_map(AttrValue::N),
@@ -358,6 +375,21 @@ mod tests {
             packed.heap_bytes(),
             item.heap_bytes()
         );
+    }
+
+    proptest! {
+        /// An attribute's value is found in the packed item without unpacking it, and an
+        /// attribute it lacks is not.
+        #[test]
+        fn attributes_are_found_in_a_packed_item(
+            entries in prop::collection::btree_map("[a-e]{0,2}", value(), 0..8),
+            name in "[a-e]{0,2}",
+        ) {
+            let item: Item = entries.into_iter().collect();
+            let packed = PackedItem::pack(&item);
+            let found = get(packed.as_bytes(), &name).unwrap();
+            prop_assert_eq!(found.as_ref(), item.get(&name));
+        }
     }
 
     #[test]
