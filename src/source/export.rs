@@ -13,14 +13,14 @@ pub mod object;
 mod reader;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use dynashift_core::Position;
 
 use self::manifest::{DataFile, ExportSummary, ManifestError};
 use self::object::{ExportLocation, ObjectError};
-use self::reader::{Chunk, Files};
+use self::reader::{Files, Readers};
 use super::RawRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,9 @@ pub enum ExportError {
     Object { what: String, source: ObjectError },
     #[error("{location}: {source}")]
     Manifest { location: String, source: ManifestError },
+    /// Reading failed earlier (or a reading thread failed): nothing more is read.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Data files read at once: enough to keep S3's latency and the decompression off the
@@ -42,8 +45,12 @@ pub struct ExportSource {
     files: Arc<[DataFile]>,
     /// Committed line per data file (or `end`), from the warehouse.
     resume: Arc<HashMap<String, String>>,
-    /// The reading threads' chunks, once the first batch is asked for.
-    chunks: Option<Receiver<Result<Chunk, ExportError>>>,
+    /// The reading threads, once the first batch is asked for.
+    readers: Option<Readers>,
+    /// Tells the reading threads to stop (set when the source is dropped).
+    stop: Arc<AtomicBool>,
+    /// Why reading stopped, once it failed: every later read fails the same way.
+    failed: Option<String>,
     /// What is left of the chunk being handed out, and its file's end mark.
     pending: VecDeque<RawRecord>,
     pending_end: Option<Position>,
@@ -64,7 +71,9 @@ impl ExportSource {
             summary,
             files: files.into(),
             resume: Arc::new(resume),
-            chunks: None,
+            readers: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            failed: None,
             pending: VecDeque::new(),
             pending_end: None,
             marks: Vec::new(),
@@ -100,12 +109,27 @@ impl ExportSource {
     /// every data file is read. The files are read on several threads, each file's lines in
     /// order; a file's end mark comes with its last line.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<RawRecord>, ExportError> {
+        if let Some(why) = &self.failed {
+            return Err(ExportError::Failed(format!("reading stopped after an earlier failure: {why}")));
+        }
+        match self.read(max) {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                // The lines read in this call are dropped: so are the end marks they carried.
+                self.marks.clear();
+                self.failed = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, ExportError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         while out.len() < max && bytes < self.read_bytes {
             let Some(record) = self.pending.pop_front() else {
                 self.marks.extend(self.pending_end.take());
-                let received = self.chunks().recv();
+                let received = self.readers()?.chunks.recv();
                 match received {
                     Ok(Ok(chunk)) => {
                         self.pending = chunk.records.into();
@@ -113,8 +137,15 @@ impl ExportSource {
                         continue;
                     }
                     Ok(Err(e)) => return Err(e),
-                    // Every file is read.
-                    Err(_) => break,
+                    // Every file is read: the threads are ending, and are waited for.
+                    Err(_) => {
+                        if let Some(readers) = self.readers.as_mut() {
+                            readers.threads.drain(..).for_each(|t| {
+                                let _ = t.join();
+                            });
+                        }
+                        break;
+                    }
                 }
             };
             bytes += record.data.len();
@@ -127,19 +158,35 @@ impl ExportSource {
         Ok(out)
     }
 
-    /// The reading threads' chunks, the threads started on the first call. A chunk holds at
-    /// most an eighth of a read's bytes, and twice as many chunks as threads wait at most.
-    fn chunks(&mut self) -> &Receiver<Result<Chunk, ExportError>> {
-        self.chunks.get_or_insert_with(|| {
+    /// The reading threads, started on the first call. A chunk is sent once it passes an
+    /// eighth of a read's bytes (1 MiB at most), so the `2 × threads + 1` chunks in memory
+    /// at most stay near a read's size.
+    fn readers(&mut self) -> Result<&Readers, ExportError> {
+        if self.readers.is_none() {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, MAX_READERS);
             let files = Files {
                 location: self.location.clone(),
                 files: self.files.clone(),
                 resume: self.resume.clone(),
                 chunk_bytes: (self.read_bytes / 8).clamp(1, 1 << 20),
+                stop: self.stop.clone(),
             };
-            reader::start(files, threads, 2 * threads)
-        })
+            self.readers = Some(reader::start(files, threads)?);
+        }
+        self.readers.as_ref().ok_or_else(|| ExportError::Failed("no reading threads".into()))
+    }
+
+    /// The reading threads, taken out so a test can watch them end.
+    #[cfg(test)]
+    fn take_reading_threads(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        self.readers.as_mut().map(|r| std::mem::take(&mut r.threads)).unwrap_or_default()
+    }
+}
+
+impl Drop for ExportSource {
+    /// The reading threads are told to stop and not waited for: one may be inside a request.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -251,25 +298,49 @@ mod tests {
     /// The reading threads of a source dropped while its files are being read stop.
     #[test]
     fn a_source_dropped_mid_read_stops_its_readers() {
-        let readers = || {
-            std::fs::read_dir("/proc/self/task")
-                .unwrap()
-                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-                .filter(|name| name.starts_with("export-"))
-                .count()
-        };
         let dir = tempfile::tempdir().unwrap();
         write_export(dir.path(), "Orders", items(2_000).iter(), 5, "2026-01-01T00:00:00Z");
         let mut source = ExportSource::open(ExportLocation::Dir(dir.path().to_path_buf()), HashMap::new())
             .unwrap()
             .with_read_bytes(1_000);
         assert!(!source.next_batch(5).unwrap().is_empty());
-        assert!(readers() > 0, "no reading thread");
+        let threads = source.take_reading_threads();
+        assert!(!threads.is_empty(), "no reading thread");
+        assert!(threads.iter().any(|t| !t.is_finished()), "the readers finished before the drop");
         drop(source);
         let started = std::time::Instant::now();
-        while readers() > 0 {
+        while !threads.iter().all(std::thread::JoinHandle::is_finished) {
             assert!(started.elapsed() < std::time::Duration::from_secs(10), "the readers did not stop");
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
+    }
+
+    /// A failed read drops the end marks of the lines it read, and every later read fails.
+    #[test]
+    fn a_failed_read_keeps_failing_and_commits_no_end_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let parts = write_export(dir.path(), "Orders", items(200).iter(), 3, "2026-01-01T00:00:00Z");
+        let mut source = ExportSource::open(ExportLocation::Dir(dir.path().to_path_buf()), HashMap::new())
+            .unwrap()
+            .with_read_bytes(1 << 20);
+        // A data file gone after the manifests were read: opening it fails, which is no fault
+        // of the file (as S3 failing is not) and stops the read.
+        std::fs::remove_file(dir.path().join(&parts[1].relative)).unwrap();
+        let mut failed = None;
+        for _ in 0..10 {
+            match source.next_batch(1_000) {
+                Ok(batch) if batch.is_empty() => break,
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let failed = failed.expect("the missing file stops the read");
+        assert!(failed.contains(&parts[1].key), "{failed}");
+        assert!(source.take_marks().is_empty());
+        let again = source.next_batch(1_000).unwrap_err().to_string();
+        assert!(again.contains("earlier failure") && again.contains(&parts[1].key), "{again}");
     }
 }

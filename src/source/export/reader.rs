@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 
@@ -35,37 +35,73 @@ pub(super) struct Files {
     pub files: Arc<[DataFile]>,
     /// Committed line per data file (or `end`), from the warehouse.
     pub resume: Arc<HashMap<String, String>>,
-    /// Bytes of lines a chunk holds at most (a longer line is sent alone).
+    /// Bytes of lines past which a chunk is sent (it ends with the line that passed them).
     pub chunk_bytes: usize,
+    /// Set when the source is dropped: the threads stop at their next line or buffer.
+    pub stop: Arc<AtomicBool>,
 }
 
-/// Starts `threads` threads reading `files`; their chunks, or the error that stopped one of
-/// them, arrive on the receiver, which ends once every file is read. At most `queued`
-/// chunks wait in it; a thread finds the receiver gone and stops at its next chunk.
-pub(super) fn start(files: Files, threads: usize, queued: usize) -> Receiver<Result<Chunk, ExportError>> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(queued.max(1));
+/// The reading threads: their chunks, or the error that stopped one of them, arrive on
+/// `chunks`, which ends once every file is read.
+pub(super) struct Readers {
+    pub chunks: Receiver<Result<Chunk, ExportError>>,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Starts up to `threads` threads reading `files` (no more than there are files). One chunk
+/// per thread waits in the channel at most, so with the one each thread is building and the
+/// one being handed out, `2 × threads + 1` chunks are in memory at most. A thread that could
+/// not be started is left out, unless none could.
+pub(super) fn start(files: Files, threads: usize) -> Result<Readers, ExportError> {
+    let threads = threads.clamp(1, files.files.len().max(1));
+    let (tx, rx) = std::sync::mpsc::sync_channel(threads);
     let files = Arc::new(files);
     let next = Arc::new(AtomicUsize::new(0));
-    for i in 0..threads.clamp(1, files.files.len().max(1)) {
-        let (files, next, thread_tx) = (files.clone(), next.clone(), tx.clone());
-        let spawned = std::thread::Builder::new().name(format!("export-{i}")).spawn(move || loop {
-            let index = next.fetch_add(1, Ordering::Relaxed);
-            let Some(file) = files.files.get(index) else { break };
-            match read_file(&files, file, &thread_tx) {
-                Ok(Sent::All) => {}
-                Ok(Sent::Abandoned) => break,
-                Err(e) => {
-                    let _ = thread_tx.send(Err(e));
-                    break;
-                }
+    let mut started = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let (files, next, tx) = (files.clone(), next.clone(), tx.clone());
+        let spawned = std::thread::Builder::new().name(format!("export-{i}")).spawn(move || {
+            // A panic is reported like any other failure, not taken for the end of the files.
+            let read =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_files(&files, &next, &tx)));
+            if let Err(panic) = read {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let _ = tx.send(Err(ExportError::Failed(format!(
+                    "a thread reading the data files panicked: {why}"
+                ))));
             }
         });
-        if let Err(e) = spawned {
-            let what = "starting a thread to read the export's files".to_string();
-            let _ = tx.send(Err(ExportError::Object { what, source: ObjectError::Read(e) }));
+        match spawned {
+            Ok(handle) => started.push(handle),
+            Err(e) if started.is_empty() => {
+                let what = "starting a thread to read the export's files".to_string();
+                return Err(ExportError::Object { what, source: ObjectError::Read(e) });
+            }
+            Err(e) => tracing::warn!("reading the export's files on {} threads only: {e}", started.len()),
         }
     }
-    rx
+    Ok(Readers { chunks: rx, threads: started })
+}
+
+/// Reads the files not taken yet, one after another, until none is left, the receiver is
+/// gone, or one fails (the error is sent on).
+fn read_files(files: &Files, next: &AtomicUsize, tx: &SyncSender<Result<Chunk, ExportError>>) {
+    loop {
+        let index = next.fetch_add(1, Ordering::Relaxed);
+        let Some(file) = files.files.get(index) else { return };
+        match read_file(files, file, tx) {
+            Ok(Sent::All) => {}
+            Ok(Sent::Abandoned) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
 }
 
 /// Whether a file's chunks all went out, or the receiver was gone.
@@ -99,9 +135,11 @@ fn read_file(
         }
     };
     let problem_alone = |line: u64, problem: String| send(vec![problem_record(&shard, line, problem)], None);
+    let stopped = || files.stop.load(Ordering::Relaxed);
     if let Some(expected) = &file.md5_base64 {
-        let actual = md5_base64(files.location.open(file).map_err(object_error)?)
+        let actual = md5_base64(files.location.open(file).map_err(object_error)?, &files.stop)
             .map_err(|e| object_error(ObjectError::Read(e)))?;
+        let Some(actual) = actual else { return Ok(Sent::Abandoned) };
         if &actual != expected {
             let problem = format!(
                 "{}: MD5 {actual} differs from the manifest's {expected}: the file is damaged or not \
@@ -122,6 +160,9 @@ fn read_file(
     let mut line = Vec::with_capacity(4096);
     let mut taken = 0u64;
     while taken < start {
+        if stopped() {
+            return Ok(Sent::Abandoned);
+        }
         line.clear();
         match lines.read_until(b'\n', &mut line) {
             Ok(0) => break,
@@ -191,16 +232,20 @@ fn problem_record(shard: &Arc<str>, line: u64, problem: String) -> RawRecord {
     }
 }
 
-/// The MD5 of everything `input` yields, base64 (as `manifest-files.json` lists it).
-fn md5_base64(mut input: impl Read) -> std::io::Result<String> {
+/// The MD5 of everything `input` yields, base64 (as `manifest-files.json` lists it); `None`
+/// once `stop` is set.
+fn md5_base64(mut input: impl Read, stop: &AtomicBool) -> std::io::Result<Option<String>> {
     let mut hasher = md5::Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let n = input.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
     }
-    Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+    Ok(Some(base64::engine::general_purpose::STANDARD.encode(hasher.finalize())))
 }
