@@ -131,7 +131,8 @@ impl Seen {
     }
 }
 
-/// Buffers reused from record to record: empty between records, keeping their capacity.
+/// Buffers reused from record to record, keeping their capacity; each is written afresh
+/// before a record reads it.
 #[derive(Default)]
 struct Scratches {
     tree: Scratch,
@@ -563,7 +564,7 @@ mod tests {
             let mut typed = String::new();
             crate::value::write_typed_object(&mut typed, &item);
             let line = format!(r#"{{"Item":{typed}}}"#);
-            // What the tree reader makes of the same text (sets in their canonical order).
+            // The oracle: what the tree reader makes of the same text.
             let item = Item::from_typed_json(&typed).unwrap();
             let mut ctx = DecodeContext { default_table: Some("Orders".into()), ..Default::default() };
             ctx.key_attributes.insert("Orders".into(), vec!["pk".into(), "sk".into()]);
@@ -583,7 +584,7 @@ mod tests {
         let missing = decode(br#"{"Item":{"x":{"S":"y"}}}"#, pos(), &ctx).unwrap_err();
         assert_eq!(missing, DecodeError::MissingKeyAttribute("id".into()));
         let twice = decode(br#"{"Item":{"id":{"N":"1"},"id":{"N":"2"}}}"#, pos(), &ctx).unwrap_err();
-        assert!(twice.to_string().contains("duplicate"), "{twice}");
+        assert!(twice.to_string().contains("duplicate attribute name `id`"), "{twice}");
         let bad_key = decode(br#"{"Item":{"id":{"BOOL":true}}}"#, pos(), &ctx).unwrap_err();
         assert!(bad_key.to_string().contains("keys are S, N or B"), "{bad_key}");
     }
