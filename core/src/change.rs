@@ -126,8 +126,7 @@ const ZEROS: &str = match std::str::from_utf8(&[b'0'; SEQUENCE_WIDTH]) {
 impl fmt::Display for PaddedSequence<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // One write of the zeros: a write per zero was most of staging a row's control columns.
-        let zeros = SEQUENCE_WIDTH.saturating_sub(self.0.len());
-        f.write_str(&ZEROS[..zeros.min(ZEROS.len())])?;
+        f.write_str(&ZEROS[..SEQUENCE_WIDTH.saturating_sub(self.0.len())])?;
         f.write_str(self.0)
     }
 }

@@ -85,8 +85,8 @@ struct Envelope<'a> {
     event_source_arn: Option<Cow<'a, str>>,
     principal_id: Option<Cow<'a, str>>,
     dynamodb: Option<StreamRecord<'a>>,
-    /// Whether the record is an export line: its `Item`, packed, waits in the scratch.
-    item: Option<()>,
+    /// The record is an export line: its `Item`, packed, waits in the scratch.
+    export_line: bool,
 }
 
 #[derive(Default)]
@@ -159,8 +159,8 @@ fn read_envelope<'a>(r: &mut Reader<'a>, scratch: &mut Scratches) -> JsonResult<
             "dynamodb" => env.dynamodb = seen.read(r, "dynamodb", |r| read_stream_record(r, scratch))?,
             "Item" => {
                 let (packed, item) = (&mut scratch.packed, &mut scratch.item);
-                env.item =
-                    seen.read(r, "Item", |r| read_packed_bytes_holding(r, packed, [], item).map(|_| ()))?
+                env.export_line =
+                    seen.read(r, "Item", |r| read_packed_bytes_holding(r, packed, [], item))?.is_some();
             }
             _ => r.skip()?,
         }
@@ -236,7 +236,7 @@ pub fn decode_packed(raw: &[u8], position: Position, ctx: &DecodeContext) -> Res
     let env = SCRATCH
         .with_borrow_mut(|scratch| read_envelope(&mut Reader::new(text), scratch))
         .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if env.item.is_some() {
+    if env.export_line {
         return decode_export_line(env.table_name.map(Cow::into_owned), position, ctx);
     }
     let event_name = env.event_name.ok_or(DecodeError::MissingEventName)?;

@@ -134,8 +134,6 @@ fn read_file(
             Sent::Abandoned
         }
     };
-    let problem_alone = |line: u64, problem: String| send(vec![problem_record(&shard, line, problem)], None);
-    let stopped = || files.stop.load(Ordering::Relaxed);
     if let Some(expected) = &file.md5_base64 {
         let actual = md5_base64(files.location.open(file).map_err(object_error)?, &files.stop)
             .map_err(|e| object_error(ObjectError::Read(e)))?;
@@ -146,7 +144,7 @@ fn read_file(
                  this export's; none of it was loaded",
                 file.key
             );
-            return Ok(problem_alone(start, problem));
+            return Ok(send(vec![problem_record(&shard, start, problem)], None));
         }
     }
     let mut raw = BufReader::with_capacity(1 << 20, files.location.open(file).map_err(object_error)?);
@@ -159,24 +157,13 @@ fn read_file(
     };
     let mut line = Vec::with_capacity(4096);
     let mut taken = 0u64;
-    while taken < start {
-        if stopped() {
-            return Ok(Sent::Abandoned);
-        }
-        line.clear();
-        match lines.read_until(b'\n', &mut line) {
-            Ok(0) => break,
-            Ok(_) => taken += 1,
-            Err(e) if object::is_s3_failure(&e) => return Err(object_error(ObjectError::Read(e))),
-            Err(e) => {
-                let problem = format!("{}: cannot be decompressed after line {taken}: {e}", file.key);
-                return Ok(problem_alone(start, problem));
-            }
-        }
-    }
     let mut records = Vec::new();
     let mut bytes = 0usize;
     loop {
+        // Skipping to the committed line sends nothing, so only the flag stops it.
+        if taken < start && files.stop.load(Ordering::Relaxed) {
+            return Ok(Sent::Abandoned);
+        }
         line.clear();
         let read = match lines.read_until(b'\n', &mut line) {
             Ok(n) => n,
@@ -184,7 +171,7 @@ fn read_file(
             Err(e) => {
                 // A damaged file: what was read of it stays; it is reported and not ended.
                 let problem = format!("{}: cannot be decompressed after line {taken}: {e}", file.key);
-                records.push(problem_record(&shard, taken, problem));
+                records.push(problem_record(&shard, taken.max(start), problem));
                 return Ok(send(records, None));
             }
         };
@@ -203,7 +190,7 @@ fn read_file(
         while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             line.pop();
         }
-        if line.is_empty() {
+        if taken <= start || line.is_empty() {
             continue;
         }
         bytes += line.len() + RECORD_OVERHEAD;
