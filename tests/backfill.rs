@@ -250,6 +250,86 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
     assert_eq!(rows, [Some(want.len().to_string())], "one row per key");
 }
 
+/// Into PostgreSQL an appended load is copied straight into its table in `COPY`'s text
+/// format: values holding its delimiters and escapes (tab, newline, carriage return,
+/// backslash, `\N`, `\.`), binary data, numbers at the edges and hostile names arrive cell
+/// for cell; U+0000 is stored as U+FFFD with the original kept as a reject, as on the stream
+/// path.
+#[test]
+fn hostile_values_are_copied_into_postgres_cell_for_cell() {
+    use dynashift_core::number::Number;
+    use dynashift_core::value::AttrValue;
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("copied");
+    let n = |s: &str| AttrValue::N(Number::parse(s).unwrap());
+    let values = [
+        AttrValue::S("tab\there, newline\nthere, return\rthere".into()),
+        AttrValue::S("back\\slash \\N \\. \\t \\\\".into()),
+        AttrValue::S("\\.".into()),
+        AttrValue::S("\\N".into()),
+        AttrValue::S("it's; DROP TABLE t; -- 日本語 🚀".into()),
+        AttrValue::B(vec![0, 9, 10, 13, 0x5c, 0x27, 255]),
+        n("12345678901234567890123456789012345678"),
+        n("-1E-130"),
+        AttrValue::Bool(true),
+        AttrValue::M([("k\t\"ey\\".to_string(), AttrValue::S("v\nal\\ue\t".into()))].into()),
+        AttrValue::L(vec![AttrValue::S("\r\n".into()), n("1.5")]),
+    ];
+    let names = ["quote\"d", "tab\tname", "back\\slash", "semi;colon", "Ünïcødé"];
+    let key = |id: &str| {
+        let mut k = Item::new();
+        k.insert("orderId".into(), AttrValue::S(id.into()));
+        dynashift_core::value::key_text(&k)
+    };
+    let mut items = BTreeMap::new();
+    for k in 0..40 {
+        let mut item = Item::new();
+        let id = format!("key\t{k}\\'\"\n");
+        item.insert("orderId".into(), AttrValue::S(id.clone().into()));
+        for (i, name) in names.iter().enumerate() {
+            item.insert(format!("{name}{}", i % 3).into(), values[(k + i) % values.len()].clone());
+        }
+        items.insert(key(&id), item);
+    }
+    let mut nul = Item::new();
+    nul.insert("orderId".into(), AttrValue::S("nul".into()));
+    nul.insert("note".into(), AttrValue::S("a\0b".into()));
+    let nul_key = key("nul");
+    write_export(&dir.path().join("export"), TABLE, items.values().chain([&nul]), 3, EXPORT_TIME);
+    let config = dir.path().join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .args(["backfill", "--config"])
+        .arg(&config)
+        .args(["--from-export", "export"])
+        .env("DYNASHIFT_LOG", "dynashift=debug")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("appended unguarded"), "{}", text(&out));
+    let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
+    let mut loaded = support::read_back(&mut w);
+    let stored_nul = loaded.get_mut(TABLE).and_then(|rows| rows.remove(&nul_key));
+    support::assert_tables_equal(&loaded, &expected_load(&items));
+    assert!(stored_nul.is_some(), "the item holding U+0000 is loaded");
+    let note = server.query("copied", "SELECT note FROM dynamodb.orders WHERE order_id = 'nul'");
+    assert_eq!(note, [Some("a\u{FFFD}b".to_string())]);
+    let rejects = server.query(
+        "copied",
+        "SELECT encode(raw_bytes, 'hex') FROM _dynashift.rejects WHERE reason LIKE '%U+0000%'",
+    );
+    assert_eq!(rejects, [Some("610062".to_string())], "the original is kept");
+}
+
 /// Into PostgreSQL, a table the stream wrote first is loaded through the guards, and the
 /// hand-off is exact.
 #[test]

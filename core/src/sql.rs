@@ -228,6 +228,16 @@ pub enum StageControl {
     EventIds,
 }
 
+/// The target columns a row appended without its stage fills, in this order: the control
+/// columns but `_ddb_op`, the staged cells' columns (`cells`), `_ddb_synced_at`.
+pub fn append_columns<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> =
+        StageControl::ALL.iter().filter(|c| **c != StageControl::Op).map(|c| c.name()).collect();
+    names.extend(cells);
+    names.push("_ddb_synced_at");
+    names
+}
+
 impl StageControl {
     /// Every control column, in stage order.
     pub const ALL: [StageControl; 7] = [

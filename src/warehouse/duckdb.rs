@@ -9,11 +9,11 @@ use duckdb::{params_from_iter, Connection};
 use dynashift_core::dialect::{Dialect, DuckDb};
 use dynashift_core::schema::Catalog;
 use dynashift_core::sql::{
-    applied_counts_query, control_tables, counters_update, stage_columns, AppliedCounts, Layout, Param,
-    Statement,
+    append_columns, applied_counts_query, control_tables, counters_update, stage_columns, AppliedCounts,
+    Layout, Param, Statement,
 };
 
-use super::duckdb_stage::{append_columns, append_record_batch, record_batch, record_batch_chunks};
+use super::duckdb_stage::{append_record_batch, record_batch, record_batch_chunks};
 use super::registry::{self, Field, Query};
 use super::snapshot_load::{appendable, decide_for, load_state_query, table_exists_query, Load, LoadState};
 use super::steps::{batch_steps_loading, describe_transaction, Step, STAGE};

@@ -129,16 +129,6 @@ pub fn append_record_batch(
 /// Where `_ddb_op` is among the stage's columns.
 const OP_COLUMN: usize = 4;
 
-/// The target columns `append_record_batch` fills, in its order: the control columns but
-/// `_ddb_op`, the staged cells' columns (`cells`), `_ddb_synced_at`.
-pub fn append_columns<'a>(cells: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut names: Vec<&str> =
-        StageControl::ALL.iter().filter(|c| **c != StageControl::Op).map(|c| c.name()).collect();
-    names.extend(cells);
-    names.push("_ddb_synced_at");
-    names
-}
-
 /// A column being built from the rows' cells.
 enum CellBuilder {
     Int(Int64Builder),
@@ -201,6 +191,7 @@ mod tests {
     use duckdb::arrow::datatypes::{DataType, Int64Type};
     use dynashift_core::change::{EventKind, Version};
     use dynashift_core::plan::RowOp;
+    use dynashift_core::sql::append_columns;
     use dynashift_core::types::Cell;
 
     fn row(cells: Vec<Cell>) -> StagedRow {

@@ -6,6 +6,7 @@ pub mod data_api_calls;
 pub mod duckdb;
 #[cfg(feature = "duckdb")]
 mod duckdb_stage;
+mod pg_append;
 mod pg_apply;
 pub mod pg_bind;
 #[cfg(feature = "test-support")]

@@ -2,20 +2,19 @@
 //! stage filled by binary `COPY … FROM STDIN` (PostgreSQL) or by `COPY` from staged S3 objects
 //! (Redshift), counters, rejects and positions, then commit.
 
-use dynashift_core::cells::CellRef;
 use dynashift_core::dialect::Dialect;
 use dynashift_core::sql::{
-    applied_counts_query, counters_update, AppliedCounts, Layout, StageControl, Statement,
+    append_statement, applied_counts_query, counters_update, stage_columns, AppliedCounts, Layout,
+    StageControl, Statement,
 };
-use dynashift_core::types::ColumnType;
-use dynashift_core::Position;
 use futures_util::pin_mut;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Transaction};
 
+use super::pg_append::{copy_rows, Copied};
 use super::pg_bind::{stage_type, Bound, Value};
-use super::pg_nul::storable;
+use super::pg_nul::StorableCells;
 use super::pg_sql::{query_error, run_sql};
 use super::redshift::{S3Loading, StagedBatch};
 use super::snapshot_load::{appendable, decide_for, load_state_query, table_exists_query, Load, LoadState};
@@ -47,36 +46,11 @@ async fn load_stage(
     let writer = BinaryCopyInWriter::new(sink, &types);
     pin_mut!(writer);
     let plan = &batch.tables[index];
-    let schema = batch.catalog.tables.get(&plan.source_table);
-    let column = |i: usize| schema.map(|s| &s.columns[plan.staged[i]]);
-    let is_json: Vec<bool> =
-        (0..plan.staged.len()).map(|i| column(i).is_some_and(|c| c.ty == ColumnType::Json)).collect();
+    let storable = StorableCells::new(plan, batch.catalog.tables.get(&plan.source_table));
     let mut rejects = Vec::new();
+    let mut replaced = Vec::new();
     for row in &plan.rows {
-        let replaced: Vec<Option<String>> = row
-            .cells
-            .iter()
-            .enumerate()
-            .map(|(i, c)| match c {
-                CellRef::Text(s) => storable(s, is_json[i]),
-                _ => None,
-            })
-            .collect();
-        for ((i, fixed), cell) in replaced.iter().enumerate().zip(row.cells.iter()) {
-            if let (Some(_), CellRef::Text(original)) = (fixed, cell) {
-                let name = column(i).map_or("?", |c| c.name.as_str());
-                rejects.push(Reject {
-                    position: Position::new("(unstorable value)", "0"),
-                    table: Some(plan.source_table.clone()),
-                    reason: format!(
-                        "value of column `{name}` of key {} contains U+0000, which PostgreSQL cannot store: \
-                         stored with U+FFFD in its place; the original value is kept here",
-                        row.key_text
-                    ),
-                    raw: original.as_bytes().to_vec(),
-                });
-            }
-        }
+        storable.fix(row, &mut replaced, &mut rejects);
         let sequence = row.version.padded().to_string();
         let mut values: Vec<Bound> = Vec::with_capacity(columns.len());
         values.extend(StageControl::ALL.iter().map(|control| {
@@ -149,6 +123,34 @@ async fn loads(
     Ok(loads)
 }
 
+/// Runs the unguarded `INSERT` of table plan `index`'s stage (`append_statement`); returns
+/// the rows it inserted. Rows it skips had keys already in the table.
+async fn append_staged(
+    tx: &Transaction<'_>,
+    batch: &Batch,
+    index: usize,
+    insert: &Statement,
+) -> Result<u64, WarehouseError> {
+    let plan = &batch.tables[index];
+    // `execute`, not `run_sql`: a statement without parameters goes there as a simple query,
+    // which reports no row count.
+    let bound: Vec<Bound> = insert.params.iter().map(Bound::from).collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+    let inserted = tx
+        .execute(insert.sql.as_str(), &refs)
+        .await
+        .map_err(|e| query_error("appending a snapshot load's rows", e))?;
+    let skipped = (plan.rows.len() as u64).saturating_sub(inserted);
+    if skipped > 0 {
+        tracing::warn!(
+            table = %plan.source_table,
+            rows = skipped,
+            "the export listed some items more than once; each key keeps the row loaded first"
+        );
+    }
+    Ok(inserted)
+}
+
 /// Runs `batch` as one transaction on `client`.
 pub async fn apply_batch(
     d: &dyn Dialect,
@@ -167,7 +169,8 @@ pub async fn apply_batch(
         StageFrom::Connection if d.name() == "postgres" => loads(d, &tx, layout, batch).await?,
         _ => Vec::new(),
     };
-    for step in batch_steps_loading(d, layout, batch, &loads, false) {
+    let direct = matches!(stage_from, StageFrom::Connection);
+    for step in batch_steps_loading(d, layout, batch, &loads, direct) {
         match step {
             Step::Sql(s) | Step::Schema(s) => {
                 run_sql(&tx, &s.sql, &s.params).await?;
@@ -204,27 +207,27 @@ pub async fn apply_batch(
                 *outcome.applied.entry(plan.source_table.clone()).or_default() += counts.changes as u64;
             }
             Step::AppendStaged { index, insert } => {
-                let plan = &batch.tables[index];
-                // `execute`, not `run_sql`: a statement without parameters goes there as a
-                // simple query, which reports no row count.
-                let bound: Vec<Bound> = insert.params.iter().map(Bound::from).collect();
-                let refs: Vec<&(dyn ToSql + Sync)> = bound.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
-                let inserted = tx
-                    .execute(insert.sql.as_str(), &refs)
-                    .await
-                    .map_err(|e| query_error("appending a snapshot load's rows", e))?;
-                *outcome.applied.entry(plan.source_table.clone()).or_default() += inserted;
-                let skipped = (plan.rows.len() as u64).saturating_sub(inserted);
-                if skipped > 0 {
-                    tracing::warn!(
-                        table = %plan.source_table,
-                        rows = skipped,
-                        "the export listed some items more than once; each key keeps the row loaded first"
-                    );
-                }
+                let inserted = append_staged(&tx, batch, index, &insert).await?;
+                *outcome.applied.entry(batch.tables[index].source_table.clone()).or_default() += inserted;
             }
-            Step::AppendRows { .. } => {
-                return Err(WarehouseError::Corrupt("PostgreSQL appends through its stage".into()))
+            Step::AppendRows { index } => {
+                let plan = &batch.tables[index];
+                let applied = match copy_rows(d, &tx, layout, batch, index).await? {
+                    Copied::All(rejects) => {
+                        unstorable.extend(rejects);
+                        plan.rows.len() as u64
+                    }
+                    Copied::KeyTaken => {
+                        let Some(schema) = batch.catalog.tables.get(&plan.source_table) else { continue };
+                        let columns = stage_columns(d, schema, plan);
+                        unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?);
+                        let insert = append_statement(d, layout, schema, plan, STAGE);
+                        let inserted = append_staged(&tx, batch, index, &insert).await?;
+                        run_sql(&tx, &d.drop_stage(STAGE), &[]).await?;
+                        inserted
+                    }
+                };
+                *outcome.applied.entry(plan.source_table.clone()).or_default() += applied;
             }
         }
     }

@@ -2,6 +2,58 @@
 //! may contain. Such a value is stored with U+FFFD in its place and the original is recorded
 //! as a reject, so the batch still commits and nothing is lost.
 
+use dynashift_core::cells::CellRef;
+use dynashift_core::plan::{StagedRow, TablePlan};
+use dynashift_core::schema::TableSchema;
+use dynashift_core::types::ColumnType;
+use dynashift_core::Position;
+
+use super::Reject;
+
+/// What fixing one table plan's cells takes: each staged column's name, and whether it holds
+/// JSON text.
+pub struct StorableCells<'a> {
+    table: &'a str,
+    columns: Vec<(&'a str, bool)>,
+}
+
+impl<'a> StorableCells<'a> {
+    pub fn new(plan: &'a TablePlan, schema: Option<&'a TableSchema>) -> StorableCells<'a> {
+        let columns = (0..plan.staged.len())
+            .map(|i| match schema.map(|s| &s.columns[plan.staged[i]]) {
+                Some(c) => (c.name.as_str(), c.ty == ColumnType::Json),
+                None => ("?", false),
+            })
+            .collect();
+        StorableCells { table: &plan.source_table, columns }
+    }
+
+    /// Fills `fixed` with the value to store in place of each cell of `row` (`None` where
+    /// the cell is stored as it is), and adds a reject keeping each replaced original.
+    pub fn fix(&self, row: &StagedRow, fixed: &mut Vec<Option<String>>, rejects: &mut Vec<Reject>) {
+        fixed.clear();
+        for (i, cell) in row.cells.iter().enumerate() {
+            let (name, json) = self.columns.get(i).copied().unwrap_or(("?", false));
+            let replaced = match cell {
+                CellRef::Text(original) => storable(original, json).inspect(|_| {
+                    rejects.push(Reject {
+                        position: Position::new("(unstorable value)", "0"),
+                        table: Some(self.table.to_string()),
+                        reason: format!(
+                            "value of column `{name}` of key {} contains U+0000, which PostgreSQL cannot \
+                             store: stored with U+FFFD in its place; the original value is kept here",
+                            row.key_text
+                        ),
+                        raw: original.as_bytes().to_vec(),
+                    })
+                }),
+                _ => None,
+            };
+            fixed.push(replaced);
+        }
+    }
+}
+
 /// The value PostgreSQL can store in place of `value`, or `None` when it needs no change.
 /// `json` marks JSON text, where U+0000 appears as the escape `\u0000`.
 pub fn storable(value: &str, json: bool) -> Option<String> {
