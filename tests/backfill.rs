@@ -221,7 +221,8 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
     let rows = duckdb_query(dir.path(), "SELECT CAST(COUNT(*) AS VARCHAR) FROM dynamodb.orders");
     assert_eq!(rows, [want.len().to_string()], "one row per key");
 
-    // PostgreSQL appends through its stage too; its key index turns the copy away.
+    // Into PostgreSQL the key index refuses the batch's `COPY`; that batch goes through the
+    // stage and `ON CONFLICT`, which turns the copy away.
     let server = support::pg::PgServer::start();
     let url = server.create_db("twice");
     let config = dir.path().join("pg.toml");
@@ -295,6 +296,7 @@ fn hostile_values_are_copied_into_postgres_cell_for_cell() {
     let mut nul = Item::new();
     nul.insert("orderId".into(), AttrValue::S("nul".into()));
     nul.insert("note".into(), AttrValue::S("a\0b".into()));
+    nul.insert("ship_to".into(), AttrValue::M([("c".to_string(), AttrValue::S("x\0y".into()))].into()));
     let nul_key = key("nul");
     write_export(&dir.path().join("export"), TABLE, items.values().chain([&nul]), 3, EXPORT_TIME);
     let config = dir.path().join("pg.toml");
@@ -323,11 +325,26 @@ fn hostile_values_are_copied_into_postgres_cell_for_cell() {
     assert!(stored_nul.is_some(), "the item holding U+0000 is loaded");
     let note = server.query("copied", "SELECT note FROM dynamodb.orders WHERE order_id = 'nul'");
     assert_eq!(note, [Some("a\u{FFFD}b".to_string())]);
+    let ship_to =
+        server.query("copied", "SELECT ship_to ->> 'c' FROM dynamodb.orders WHERE order_id = 'nul'");
+    assert_eq!(ship_to, [Some("x\u{FFFD}y".to_string())]);
     let rejects = server.query(
         "copied",
-        "SELECT encode(raw_bytes, 'hex') FROM _dynashift.rejects WHERE reason LIKE '%U+0000%'",
+        "SELECT COALESCE(encode(raw_bytes, 'escape'), raw_text) FROM _dynashift.rejects \
+         WHERE reason LIKE '%U+0000%' ORDER BY 1",
     );
-    assert_eq!(rejects, [Some("610062".to_string())], "the original is kept");
+    assert_eq!(
+        rejects,
+        [Some("a\\000b".to_string()), Some(r#"{"c":"x\u0000y"}"#.to_string())],
+        "the originals are kept"
+    );
+    // `now` in the copy is the transaction's start, as `now()` was in the stage's `INSERT`.
+    let synced = server.query(
+        "copied",
+        "SELECT CAST(COUNT(*) AS TEXT) FROM dynamodb.orders \
+         WHERE _ddb_synced_at IS NULL OR _ddb_synced_at > now() OR _ddb_synced_at < now() - interval '10 minutes'",
+    );
+    assert_eq!(synced, [Some("0".to_string())], "every row carries the time it was synced");
 }
 
 /// Into PostgreSQL, a table the stream wrote first is loaded through the guards, and the

@@ -73,6 +73,7 @@ pub async fn copy_rows(
         }
         Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
             run_sql(tx, &format!("ROLLBACK TO SAVEPOINT {SAVEPOINT}"), &[]).await?;
+            run_sql(tx, &format!("RELEASE SAVEPOINT {SAVEPOINT}"), &[]).await?;
             Ok(Copied::KeyTaken)
         }
         Err(e) => Err(query_error(format!("copying a snapshot load's rows into `{}`", schema.name), e)),
