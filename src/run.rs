@@ -112,7 +112,11 @@ fn open_source(
             let location = crate::source::export::object::ExportLocation::parse(&e.location, &e.aws)
                 .map_err(|why| anyhow::anyhow!("{}: {why}", e.location))?;
             let source = crate::source::export::ExportSource::open(location, resume)?;
-            Source::Export(source.with_read_bytes(config.read_bytes()))
+            Source::Export(
+                source
+                    .with_read_bytes(config.read_bytes())
+                    .with_local_copies(config.spill_dir(), e.copy_bytes),
+            )
         }
         SourceConfig::Scan(scan) => {
             let shape = (scan.segments, scan.page_items, scan.rate);

@@ -660,20 +660,14 @@ fn the_hand_off_to_the_stream_is_exact_in_either_order() {
 
 /// The same export from S3 (moto) into PostgreSQL, killed at random moments and restarted:
 /// every line consumed once across the committed batches, the table equal cell for cell.
-#[test]
-fn an_s3_export_into_postgres_survives_kills() {
-    let moto = support::moto::MotoServer::start();
-    let server = support::pg::PgServer::start();
-    let url = server.create_db("backfill");
-    let dir = tempfile::tempdir().unwrap();
-    let items = orders(6_000, 14);
-    let export = dir.path().join("export");
-    let parts = write_export(&export, TABLE, items.values(), 6, EXPORT_TIME);
+/// Puts the export folder `export` (its manifests and `parts`) into moto's S3, at
+/// `s3://export-bucket/exports/AWSDynamoDB/<export id>/`, which it returns.
+fn upload_export(moto: &support::moto::MotoServer, export: &Path, parts: &[Part]) -> String {
     let settings = moto.aws_settings();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = dynashift::aws::s3_client(&dynashift::aws::sdk_config(&settings).await, &settings);
-        client.create_bucket().bucket("export-bucket").send().await.unwrap();
+        let _ = client.create_bucket().bucket("export-bucket").send().await;
         let prefix = format!("exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID);
         let mut names = vec!["manifest-summary.json".to_string(), "manifest-files.json".to_string()];
         names.extend(parts.iter().map(|p| p.relative.clone()));
@@ -689,6 +683,81 @@ fn an_s3_export_into_postgres_survives_kills() {
                 .unwrap();
         }
     });
+    format!("s3://export-bucket/exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID)
+}
+
+/// From S3, a data file is downloaded once where a copy may be kept on disk (beside the
+/// DuckDB file: its MD5 is checked as it is copied, its lines read from the copy) and twice
+/// where none may (`spill = "0"`) or can (a folder that is not there, with a warning): counted
+/// as the data files' GETs S3 receives. Either way the
+/// export loads cell for cell.
+#[test]
+fn an_s3_export_is_downloaded_once_when_a_copy_may_be_kept() {
+    let moto = support::moto::MotoServer::start();
+    let proxy = support::counting_proxy::CountingProxy::start(moto.port, ".json.gz?x-id=GetObject");
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(2_000, 15);
+    let export = dir.path().join("export");
+    let parts = write_export(&export, TABLE, items.values(), 4, EXPORT_TIME);
+    let from = upload_export(&moto, &export, &parts);
+    let source = format!(
+        "[source]\nkind = \"dynamodb-streams\"\ntables = [\"{TABLE}\"]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        proxy.endpoint()
+    );
+    let mut gets = Vec::new();
+    let cases = [
+        ("kept", ""),
+        ("not-kept", "[defaults]\nspill = \"0\"\n"),
+        ("nowhere", "[defaults]\nspill_dir = \"no/such/folder\"\n"),
+    ];
+    for (name, extra) in cases {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "{source}[target]\nkind = \"duckdb\"\npath = \"{name}/out.duckdb\"\n\
+                 [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n{extra}"
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(dir.path().join(name)).unwrap();
+        let before = proxy.count();
+        let out = backfill(dir.path(), &config, &from);
+        assert!(out.status.success(), "{}", text(&out));
+        gets.push(proxy.count() - before);
+        if name == "nowhere" {
+            assert!(text(&out).contains("cannot keep a copy in no/such/folder"), "{}", text(&out));
+        }
+        let loaded = support::read_back(
+            &mut DuckDbWarehouse::open(&dir.path().join(name).join("out.duckdb"), "dynamodb").unwrap(),
+        );
+        support::assert_tables_equal(&loaded, &expected_load(&items));
+        let copies: Vec<_> =
+            std::fs::read_dir(dir.path().join(name)).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(
+            copies.iter().all(|f| f.to_string_lossy().starts_with("out.duckdb")),
+            "no copy is left behind: {copies:?}"
+        );
+    }
+    // Each data file is smaller than one ranged request.
+    let files = parts.len() as u64;
+    assert_eq!(
+        gets,
+        [files, 2 * files, 2 * files],
+        "data files' GETs: a copy kept, none allowed, none possible"
+    );
+}
+
+#[test]
+fn an_s3_export_into_postgres_survives_kills() {
+    let moto = support::moto::MotoServer::start();
+    let server = support::pg::PgServer::start();
+    let url = server.create_db("backfill");
+    let dir = tempfile::tempdir().unwrap();
+    let items = orders(6_000, 14);
+    let export = dir.path().join("export");
+    let parts = write_export(&export, TABLE, items.values(), 6, EXPORT_TIME);
+    let from = upload_export(&moto, &export, &parts);
     let config = dir.path().join("pg.toml");
     std::fs::write(
         &config,
@@ -700,7 +769,6 @@ fn an_s3_export_into_postgres_survives_kills() {
         ),
     )
     .unwrap();
-    let from = format!("s3://export-bucket/exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID);
     let command = || {
         let mut command = Command::new(BIN);
         command

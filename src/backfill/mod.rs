@@ -79,6 +79,7 @@ pub fn backfill_config(config: &Config, request: &BackfillRequest) -> anyhow::Re
                 export_id: summary.export_id().to_string(),
                 table: summary.table.clone(),
                 version_micros: load_version(summary.export_time_micros),
+                copy_bytes: config.spill_bytes(),
             });
             let files: u64 = source.files().iter().map(|f| f.item_count).sum();
             let expected = progress::Expected {

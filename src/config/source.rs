@@ -83,6 +83,9 @@ pub struct ExportSourceConfig {
     pub table: String,
     /// The moment the export is consistent with (µs since the epoch): its rows' version.
     pub version_micros: i64,
+    /// Disk that copies of data files downloaded from S3 may take while they are read (the
+    /// spill bound the configuration sets: a backfill itself never spills).
+    pub copy_bytes: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use dynashift_core::Position;
 
 use self::manifest::{DataFile, ExportSummary, ManifestError};
 use self::object::{ExportLocation, ObjectError};
-use self::reader::{Files, Readers};
+use self::reader::{Files, LocalCopies, Readers};
 use super::RawRecord;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,8 @@ pub struct ExportSource {
     marks: Vec<Position>,
     read_bytes: usize,
     cut: bool,
+    /// Where files from S3 may be kept while read, and the disk all copies may take.
+    copies: Option<(std::path::PathBuf, u64)>,
 }
 
 impl ExportSource {
@@ -79,12 +81,20 @@ impl ExportSource {
             marks: Vec::new(),
             read_bytes: super::file::READ_BYTES,
             cut: false,
+            copies: None,
         })
     }
 
     /// Reads stop past `bytes` (an item larger than that is still read, alone).
     pub fn with_read_bytes(mut self, bytes: usize) -> ExportSource {
         self.read_bytes = bytes.max(1);
+        self
+    }
+
+    /// Data files from S3 are kept in `dir` while they are read, the copies taking `bytes`
+    /// of disk at most together (none when 0): each is then downloaded once, not twice.
+    pub fn with_local_copies(mut self, dir: std::path::PathBuf, bytes: u64) -> ExportSource {
+        self.copies = (bytes > 0).then_some((dir, bytes));
         self
     }
 
@@ -170,6 +180,10 @@ impl ExportSource {
                 resume: self.resume.clone(),
                 chunk_bytes: (self.read_bytes / 8).clamp(1, 1 << 20),
                 stop: self.stop.clone(),
+                copies: self.copies.as_ref().map(|(dir, bytes)| LocalCopies {
+                    dir: dir.clone(),
+                    max_file_bytes: bytes / threads as u64,
+                }),
             };
             self.readers = Some(reader::start(files, threads)?);
         }

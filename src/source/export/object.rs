@@ -93,11 +93,20 @@ impl ExportLocation {
     /// A data file's stored (compressed) bytes, as a stream. Data files are found below the
     /// export's folder (`data/…`), whether or not the manifest's keys carry the export prefix.
     pub fn open(&self, file: &DataFile) -> Result<Box<dyn Read + Send>, ObjectError> {
+        Ok(self.open_sized(file)?.0)
+    }
+
+    /// `open`, with the file's size when each read of it is a download (from S3).
+    pub fn open_sized(&self, file: &DataFile) -> Result<(Box<dyn Read + Send>, Option<u64>), ObjectError> {
         match self {
-            ExportLocation::Dir(dir) => Ok(Box::new(std::fs::File::open(dir.join(file.relative_path()))?)),
+            ExportLocation::Dir(dir) => {
+                Ok((Box::new(std::fs::File::open(dir.join(file.relative_path()))?), None))
+            }
             ExportLocation::S3 { location, client, runtime } => {
                 let key = format!("{}{}", location.prefix, file.relative_path());
-                Ok(Box::new(S3Reader::open(client.clone(), runtime.clone(), &location.bucket, &key)?))
+                let reader = S3Reader::open(client.clone(), runtime.clone(), &location.bucket, &key)?;
+                let size = reader.size;
+                Ok((Box::new(reader), Some(size)))
             }
         }
     }

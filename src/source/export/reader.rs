@@ -4,7 +4,9 @@
 //! the files' chunks interleave.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek as _, Write as _};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
@@ -39,6 +41,32 @@ pub(super) struct Files {
     pub chunk_bytes: usize,
     /// Set when the source is dropped: the threads stop at their next line or buffer.
     pub stop: Arc<AtomicBool>,
+    /// Where downloaded files are kept while they are read, if anywhere.
+    pub copies: Option<LocalCopies>,
+}
+
+/// A data file from S3 is downloaded once for its MD5 and once more for its lines, unless a
+/// copy is kept on disk as it is checked: then its lines are read from the copy. A copy is an
+/// unnamed file in `dir` (gone once closed, even if the process is killed), kept for files of
+/// `max_file_bytes` at most, so the readers' copies together stay within the disk allowed.
+#[derive(Debug, Clone)]
+pub(super) struct LocalCopies {
+    pub dir: PathBuf,
+    pub max_file_bytes: u64,
+}
+
+impl LocalCopies {
+    /// A new copy for `key`, or `None` (with a warning) when the directory refuses one.
+    fn start(&self, key: &str) -> Option<File> {
+        tempfile::tempfile_in(&self.dir)
+            .inspect_err(|e| {
+                tracing::warn!(
+                    "{key}: cannot keep a copy in {} ({e}); the file is downloaded twice",
+                    self.dir.display()
+                )
+            })
+            .ok()
+    }
 }
 
 /// The reading threads: their chunks, or the error that stopped one of them, arrive on
@@ -134,8 +162,14 @@ fn read_file(
             Sent::Abandoned
         }
     };
+    let mut copy = None;
     if let Some(expected) = &file.md5_base64 {
-        let actual = md5_base64(files.location.open(file).map_err(object_error)?, &files.stop)
+        let (stream, download) = files.location.open_sized(file).map_err(object_error)?;
+        copy = match (&files.copies, download) {
+            (Some(copies), Some(size)) if size <= copies.max_file_bytes => copies.start(&file.key),
+            _ => None,
+        };
+        let actual = md5_base64(stream, &files.stop, &mut copy, &file.key)
             .map_err(|e| object_error(ObjectError::Read(e)))?;
         let Some(actual) = actual else { return Ok(Sent::Abandoned) };
         if &actual != expected {
@@ -147,7 +181,15 @@ fn read_file(
             return Ok(send(vec![problem_record(&shard, start, problem)], None));
         }
     }
-    let mut raw = BufReader::with_capacity(1 << 20, files.location.open(file).map_err(object_error)?);
+    let input: Box<dyn Read + Send> = match copy.map(|mut f| f.rewind().map(|()| f)) {
+        Some(Ok(copy)) => Box::new(copy),
+        Some(Err(e)) => {
+            tracing::warn!("{}: cannot read its copy back ({e}); downloading it again", file.key);
+            files.location.open(file).map_err(object_error)?
+        }
+        None => files.location.open(file).map_err(object_error)?,
+    };
+    let mut raw = BufReader::with_capacity(1 << 20, input);
     // An empty partition's file may hold no gzip stream at all (0 bytes): no items.
     let empty = raw.fill_buf().map_err(|e| object_error(ObjectError::Read(e)))?.is_empty();
     let mut lines: Box<dyn BufRead + Send> = if empty {
@@ -220,8 +262,14 @@ fn problem_record(shard: &Arc<str>, line: u64, problem: String) -> RawRecord {
 }
 
 /// The MD5 of everything `input` yields, base64 (as `manifest-files.json` lists it); `None`
-/// once `stop` is set.
-fn md5_base64(mut input: impl Read, stop: &AtomicBool) -> std::io::Result<Option<String>> {
+/// once `stop` is set. What is read is also written to `copy`, if any; a copy that cannot be
+/// written is dropped (with a warning naming `key`), and the file is then read again.
+fn md5_base64(
+    mut input: impl Read,
+    stop: &AtomicBool,
+    copy: &mut Option<File>,
+    key: &str,
+) -> std::io::Result<Option<String>> {
     let mut hasher = md5::Md5::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -233,6 +281,10 @@ fn md5_base64(mut input: impl Read, stop: &AtomicBool) -> std::io::Result<Option
             break;
         }
         hasher.update(&buf[..n]);
+        if let Some(Err(e)) = copy.as_mut().map(|f| f.write_all(&buf[..n])) {
+            tracing::warn!("{key}: writing its copy on disk failed ({e}); the file is downloaded again");
+            *copy = None;
+        }
     }
     Ok(Some(base64::engine::general_purpose::STANDARD.encode(hasher.finalize())))
 }
