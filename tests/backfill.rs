@@ -658,8 +658,6 @@ fn the_hand_off_to_the_stream_is_exact_in_either_order() {
     }
 }
 
-/// The same export from S3 (moto) into PostgreSQL, killed at random moments and restarted:
-/// every line consumed once across the committed batches, the table equal cell for cell.
 /// Puts the export folder `export` (its manifests and `parts`) into moto's S3, at
 /// `s3://export-bucket/exports/AWSDynamoDB/<export id>/`, which it returns.
 fn upload_export(moto: &support::moto::MotoServer, export: &Path, parts: &[Part]) -> String {
@@ -667,7 +665,7 @@ fn upload_export(moto: &support::moto::MotoServer, export: &Path, parts: &[Part]
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let client = dynashift::aws::s3_client(&dynashift::aws::sdk_config(&settings).await, &settings);
-        let _ = client.create_bucket().bucket("export-bucket").send().await;
+        client.create_bucket().bucket("export-bucket").send().await.unwrap();
         let prefix = format!("exports/AWSDynamoDB/{}/", dynashift_testkit::export::EXPORT_ID);
         let mut names = vec!["manifest-summary.json".to_string(), "manifest-files.json".to_string()];
         names.extend(parts.iter().map(|p| p.relative.clone()));
@@ -688,8 +686,9 @@ fn upload_export(moto: &support::moto::MotoServer, export: &Path, parts: &[Part]
 
 /// From S3, a data file is downloaded once where a copy may be kept on disk (beside the
 /// DuckDB file: its MD5 is checked as it is copied, its lines read from the copy) and twice
-/// where none may (`spill = "0"`) or can (a folder that is not there, with a warning): counted
-/// as the data files' GETs S3 receives. Either way the
+/// where none may (`spill = "0"`), can (a folder that is not there, with a warning) or fits
+/// (each reader's share of the `spill` bound smaller than the files): counted as the data
+/// files' GETs S3 receives. Either way the
 /// export loads cell for cell.
 #[test]
 fn an_s3_export_is_downloaded_once_when_a_copy_may_be_kept() {
@@ -709,6 +708,8 @@ fn an_s3_export_is_downloaded_once_when_a_copy_may_be_kept() {
         ("kept", ""),
         ("not-kept", "[defaults]\nspill = \"0\"\n"),
         ("nowhere", "[defaults]\nspill_dir = \"no/such/folder\"\n"),
+        // Each reader's share of 8 bytes is smaller than any of the files (the empty one: 20).
+        ("too-large", "[defaults]\nspill = \"8B\"\n"),
     ];
     for (name, extra) in cases {
         let config = dir.path().join(format!("{name}.toml"));
@@ -743,11 +744,13 @@ fn an_s3_export_is_downloaded_once_when_a_copy_may_be_kept() {
     let files = parts.len() as u64;
     assert_eq!(
         gets,
-        [files, 2 * files, 2 * files],
-        "data files' GETs: a copy kept, none allowed, none possible"
+        [files, 2 * files, 2 * files, 2 * files],
+        "data files' GETs: a copy kept, none allowed, none possible, the files too large"
     );
 }
 
+/// The same export from S3 (moto) into PostgreSQL, killed at random moments and restarted:
+/// every line consumed once across the committed batches, the table equal cell for cell.
 #[test]
 fn an_s3_export_into_postgres_survives_kills() {
     let moto = support::moto::MotoServer::start();

@@ -174,6 +174,8 @@ impl ExportSource {
     fn readers(&mut self) -> Result<&Readers, ExportError> {
         if self.readers.is_none() {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, MAX_READERS);
+            // No more threads than files: each thread's share of the copies' disk is larger.
+            let threads = threads.clamp(1, self.files.len().max(1));
             let files = Files {
                 location: self.location.clone(),
                 files: self.files.clone(),
@@ -183,6 +185,7 @@ impl ExportSource {
                 copies: self.copies.as_ref().map(|(dir, bytes)| LocalCopies {
                     dir: dir.clone(),
                     max_file_bytes: bytes / threads as u64,
+                    warned: Arc::new(AtomicBool::new(false)),
                 }),
             };
             self.readers = Some(reader::start(files, threads)?);

@@ -53,17 +53,22 @@ pub(super) struct Files {
 pub(super) struct LocalCopies {
     pub dir: PathBuf,
     pub max_file_bytes: u64,
+    /// Whether a refused copy was warned about: once per load, not once per file.
+    pub warned: Arc<AtomicBool>,
 }
 
 impl LocalCopies {
-    /// A new copy for `key`, or `None` (with a warning) when the directory refuses one.
+    /// A new copy for `key`, or `None` (with a warning, the first time) when the directory
+    /// refuses one.
     fn start(&self, key: &str) -> Option<File> {
         tempfile::tempfile_in(&self.dir)
             .inspect_err(|e| {
-                tracing::warn!(
-                    "{key}: cannot keep a copy in {} ({e}); the file is downloaded twice",
-                    self.dir.display()
-                )
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{key}: cannot keep a copy in {} ({e}); data files are downloaded twice",
+                        self.dir.display()
+                    )
+                }
             })
             .ok()
     }
