@@ -332,7 +332,11 @@ fn decode_export_line(
         let mut keys = Item::new();
         for name in names {
             let v = packed::get(&scratch.item, name)
-                .map_err(|e| DecodeError::Malformed(e.to_string()))?
+                // The bytes were packed just now from a parsed line: a failure is this
+                // program's, not the line's (the line is kept as a reject all the same).
+                .map_err(|e| {
+                    DecodeError::Malformed(format!("a bug in packing export lines (please report it): {e}"))
+                })?
                 .ok_or_else(|| DecodeError::MissingKeyAttribute(name.clone()))?;
             keys.insert(name.as_str().into(), v);
         }
