@@ -75,6 +75,33 @@ fn backfill(dir: &Path, config: &Path, from: &str) -> Output {
         .unwrap()
 }
 
+/// A PostgreSQL target at `url`, the stream a file of changes (`changes.jsonl`), `extra`
+/// appended.
+fn pg_config(dir: &Path, url: &str, extra: &str) -> PathBuf {
+    let config = dir.join("pg.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
+             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n{extra}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// `backfill` of the folder `export` with the debug log, which says how each batch went in.
+fn backfill_logged(dir: &Path, config: &Path) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(["backfill", "--config"])
+        .arg(config)
+        .args(["--from-export", "export"])
+        .env("DYNASHIFT_LOG", "dynashift=debug")
+        .output()
+        .unwrap()
+}
+
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
@@ -196,14 +223,7 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
     let listed: Vec<Item> = items.iter().cloned().chain([twice.clone()]).collect();
     write_export(&dir.path().join("export"), TABLE, listed.iter(), 3, EXPORT_TIME);
     let config = duckdb_config(dir.path(), "[defaults]\nbatch_size = 50\nmax_batch_records = 60\n");
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["backfill", "--config"])
-        .arg(&config)
-        .args(["--from-export", "export"])
-        .env("DYNASHIFT_LOG", "dynashift=debug")
-        .output()
-        .unwrap();
+    let out = backfill_logged(dir.path(), &config);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("appended unguarded"), "{}", text(&out));
     assert!(text(&out).contains("listed some items more than once"), "{}", text(&out));
@@ -225,23 +245,8 @@ fn an_export_listing_an_item_twice_leaves_one_row_per_key() {
     // stage and `ON CONFLICT`, which turns the copy away.
     let server = support::pg::PgServer::start();
     let url = server.create_db("twice");
-    let config = dir.path().join("pg.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
-             [defaults]\nbatch_size = 50\nmax_batch_records = 60\n[tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["backfill", "--config"])
-        .arg(&config)
-        .args(["--from-export", "export"])
-        .env("DYNASHIFT_LOG", "dynashift=debug")
-        .output()
-        .unwrap();
+    let config = pg_config(dir.path(), &url, "[defaults]\nbatch_size = 50\nmax_batch_records = 60\n");
+    let out = backfill_logged(dir.path(), &config);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("appended unguarded"), "{}", text(&out));
     assert!(text(&out).contains("listed some items more than once"), "{}", text(&out));
@@ -299,23 +304,8 @@ fn hostile_values_are_copied_into_postgres_cell_for_cell() {
     nul.insert("ship_to".into(), AttrValue::M([("c".to_string(), AttrValue::S("x\0y".into()))].into()));
     let nul_key = key("nul");
     write_export(&dir.path().join("export"), TABLE, items.values().chain([&nul]), 3, EXPORT_TIME);
-    let config = dir.path().join("pg.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
-             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
-        ),
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .current_dir(dir.path())
-        .args(["backfill", "--config"])
-        .arg(&config)
-        .args(["--from-export", "export"])
-        .env("DYNASHIFT_LOG", "dynashift=debug")
-        .output()
-        .unwrap();
+    let config = pg_config(dir.path(), &url, "");
+    let out = backfill_logged(dir.path(), &config);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("appended unguarded"), "{}", text(&out));
     let mut w = PostgresWarehouse::open(PgSettings::parse(&url, "PGPASSWORD", "dynamodb").unwrap()).unwrap();
@@ -368,15 +358,7 @@ fn into_postgres_a_table_the_stream_wrote_is_guarded() {
         stream_change(&id(&deleted), "REMOVE", EXPORT_MICROS + 5_000_000, ""),
     ];
     std::fs::write(dir.path().join("changes.jsonl"), changes.join("\n") + "\n").unwrap();
-    let config = dir.path().join("pg.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[source]\nkind = \"file\"\npath = \"changes.jsonl\"\n[target]\nkind = \"postgres\"\nurl = \"{url}\"\n\
-             [tables.\"{TABLE}\"]\nkeys = [\"orderId\"]\n"
-        ),
-    )
-    .unwrap();
+    let config = pg_config(dir.path(), &url, "");
     let run = |args: &[&str]| {
         let out = Command::new(BIN)
             .current_dir(dir.path())

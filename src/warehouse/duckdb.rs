@@ -328,11 +328,7 @@ impl DuckDbWarehouse {
     /// staged column to the table's type as `CAST` would.
     fn append_rows(&self, batch: &Batch, index: usize) -> Result<(), WarehouseError> {
         let plan = &batch.tables[index];
-        let schema = batch
-            .catalog
-            .tables
-            .get(&plan.source_table)
-            .ok_or_else(|| WarehouseError::Corrupt(format!("no schema for `{}`", plan.source_table)))?;
+        let schema = batch.schema_of(plan)?;
         let columns = stage_columns(&DuckDb, schema, plan);
         let names = append_columns(plan.staged.iter().map(|&i| schema.columns[i].name.as_str()));
         let context = format!("appending rows to {}", schema.name);

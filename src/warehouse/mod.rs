@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use dynashift_core::dialect::Dialect;
 use dynashift_core::plan::TablePlan;
-use dynashift_core::schema::Catalog;
+use dynashift_core::schema::{Catalog, TableSchema};
 use dynashift_core::Position;
 
 pub use crate::cause::Cause;
@@ -138,6 +138,14 @@ impl Batch {
     /// Approximate memory of the planned rows.
     pub fn planned_weight(&self) -> usize {
         self.tables.iter().map(TablePlan::weight).sum()
+    }
+
+    /// The schema of table plan `plan`'s table, which the batch's catalog always holds.
+    pub fn schema_of(&self, plan: &TablePlan) -> Result<&TableSchema, WarehouseError> {
+        self.catalog
+            .tables
+            .get(&plan.source_table)
+            .ok_or_else(|| WarehouseError::Corrupt(format!("no schema for table `{}`", plan.source_table)))
     }
 }
 

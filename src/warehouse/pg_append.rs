@@ -49,11 +49,7 @@ pub async fn copy_rows(
     index: usize,
 ) -> Result<Copied, WarehouseError> {
     let plan = &batch.tables[index];
-    let schema = batch
-        .catalog
-        .tables
-        .get(&plan.source_table)
-        .ok_or_else(|| WarehouseError::Corrupt(format!("no schema for table `{}`", plan.source_table)))?;
+    let schema = batch.schema_of(plan)?;
     let names: Vec<String> = append_columns(plan.staged.iter().map(|&i| schema.columns[i].name.as_str()))
         .iter()
         .map(|n| d.quote(n))
@@ -110,9 +106,9 @@ async fn send_rows(
 fn write_row(out: &mut BytesMut, row: &StagedRow, fixed: &[Option<String>]) {
     write_text(out, &row.key_text);
     out.extend_from_slice(b"\t");
-    write_int(out, row.version.micros);
+    write_shown(out, row.version.micros);
     out.extend_from_slice(b"\t");
-    out.extend_from_slice(row.version.padded().to_string().as_bytes());
+    write_shown(out, row.version.padded());
     out.extend_from_slice(b"\t");
     out.extend_from_slice(row.event.as_str().as_bytes());
     out.extend_from_slice(if row.deleted { b"\tt\t" } else { b"\tf\t" });
@@ -126,7 +122,7 @@ fn write_row(out: &mut BytesMut, row: &StagedRow, fixed: &[Option<String>]) {
             (Some(text), _) => write_text(out, text),
             (None, CellRef::Null) => out.extend_from_slice(NULL),
             (None, CellRef::Text(text)) => write_text(out, text),
-            (None, CellRef::Int(n)) => write_int(out, n),
+            (None, CellRef::Int(n)) => write_shown(out, n),
             (None, CellRef::Bytes(b)) => write_bytes(out, b),
         }
     }
@@ -156,9 +152,10 @@ fn write_text(out: &mut BytesMut, text: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-fn write_int(out: &mut BytesMut, n: i64) {
+/// A number or padded sequence as its text (no character of it needs escaping).
+fn write_shown(out: &mut BytesMut, value: impl std::fmt::Display) {
     // Writing into a `BytesMut` cannot fail.
-    let _ = write!(out, "{n}");
+    let _ = write!(out, "{value}");
 }
 
 /// `bytea`'s hex input (`\x…`), its backslash escaped for `COPY`.

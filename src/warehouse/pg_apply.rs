@@ -218,9 +218,7 @@ pub async fn apply_batch(
                         plan.rows.len() as u64
                     }
                     Copied::KeyTaken => {
-                        let schema = batch.catalog.tables.get(&plan.source_table).ok_or_else(|| {
-                            WarehouseError::Corrupt(format!("no schema for table `{}`", plan.source_table))
-                        })?;
+                        let schema = batch.schema_of(plan)?;
                         let columns = stage_columns(d, schema, plan);
                         unstorable.extend(load_stage(d, &tx, batch, index, &columns).await?);
                         let insert = append_statement(d, layout, schema, plan, STAGE);
